@@ -1,0 +1,13 @@
+"""chainplan solvers: server chain composition for pipeline-parallel model serving.
+
+Framework-free (no Django).  Entry points:
+
+- ``parse_scenario`` / ``load_scenario``: validated scenario model
+- ``solvers.api.plan``: run one algorithm on a scenario, returning the plan document
+- ``python -m solvers``: command line
+"""
+
+from .errors import FieldError, InfeasibleError, ScenarioError
+from .scenario import Scenario, load_scenario, parse_scenario
+
+__all__ = ["FieldError", "InfeasibleError", "ScenarioError", "Scenario", "load_scenario", "parse_scenario"]

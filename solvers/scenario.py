@@ -1,0 +1,489 @@
+"""Scenario model: parse, validate and resolve a scenario document.
+
+``parse_scenario(doc)`` takes the JSON document of scenario-format.md and
+returns a resolved, immutable ``Scenario`` in which every model size and every
+server time is a number (derived from an architecture or hardware figures when
+not given).  Every problem found is collected into one ``ScenarioError`` whose
+messages name the field: ``servers[3].memory_gb: must be > 0``.
+
+Precedence for a server's times: probe calibration > explicit numbers >
+hardware figures (datasheet model of calibration.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator)
+
+from .calibration import Architecture, LinearTiming, hardware_timing
+from .errors import FieldError, ScenarioError
+from .presets import PRESETS
+
+MAX_SERVERS = 20_000
+MAX_BLOCKS = 10_000
+MAX_TRACE_REQUESTS = 1_000_000
+
+Dtype = Literal["fp32", "fp16", "bf16", "int8", "nf4"]
+KvDtype = Literal["fp32", "fp16", "bf16", "int8"]
+
+_STRICT = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------
+# Document schema (what users send)
+# ---------------------------------------------------------------------------
+
+class ArchitectureDoc(BaseModel):
+    model_config = _STRICT
+    preset: str | None = None
+    hidden_size: int | None = Field(None, gt=0)
+    num_layers: int | None = Field(None, gt=0, validation_alias=AliasChoices("num_layers", "num_hidden_layers", "n_layer"))
+    num_heads: int | None = Field(None, gt=0, validation_alias=AliasChoices("num_heads", "num_attention_heads", "n_head"))
+    num_kv_heads: int | None = Field(None, gt=0, validation_alias=AliasChoices("num_kv_heads", "num_key_value_heads"))
+    ffn_size: int | None = Field(None, gt=0, validation_alias=AliasChoices("ffn_size", "intermediate_size"))
+    gated_ffn: bool | None = None
+    head_dim: int | None = Field(None, gt=0)
+    dtype: Dtype | None = None
+    kv_dtype: KvDtype | None = None
+    max_seq_len: int | None = Field(None, gt=0, validation_alias=AliasChoices("max_seq_len", "max_position_embeddings"))
+
+
+class ModelDoc(BaseModel):
+    model_config = _STRICT
+    name: str = Field("model", min_length=1, max_length=200)
+    num_blocks: int | None = Field(None, gt=0, le=MAX_BLOCKS)
+    block_size_gb: float | None = Field(None, gt=0)
+    cache_size_gb: float | None = Field(None, gt=0)
+    flops_per_token_gflops: float | None = Field(None, gt=0)
+    architecture: ArchitectureDoc | None = None
+
+
+class CalibrationDoc(BaseModel):
+    """Figures measured by the GPU probe on this server; they win over everything else."""
+    model_config = _STRICT
+    memory_gb: float | None = Field(None, gt=0)
+    comm_time_s: float | None = Field(None, ge=0)
+    block_time_s: float | None = Field(None, gt=0)
+    rtt_ms: float | None = Field(None, ge=0)
+    block_time_base_s: float | None = None
+    block_time_per_input_token_s: float | None = Field(None, ge=0)
+    block_time_per_output_token_s: float | None = Field(None, ge=0)
+
+
+class ServerDoc(BaseModel):
+    model_config = _STRICT
+    id: str = Field(min_length=1, max_length=128)
+    memory_gb: float = Field(gt=0)
+    comm_time_s: float | None = Field(None, ge=0)
+    block_time_s: float | None = Field(None, gt=0)
+    tflops: float | None = Field(None, gt=0)
+    mem_bandwidth_gb_s: float | None = Field(None, gt=0)
+    rtt_ms: float | None = Field(None, ge=0)
+    link_bandwidth_gbps: float | None = Field(None, gt=0)
+    calibration: CalibrationDoc | None = None
+
+
+class TraceRequestDoc(BaseModel):
+    model_config = _STRICT
+    arrival_s: float = Field(ge=0)
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=1)
+
+
+class WorkloadDoc(BaseModel):
+    model_config = _STRICT
+    arrival_rate: float | None = Field(None, gt=0)
+    target_load: float = Field(0.7, gt=0, lt=1)
+    input_tokens: float | None = Field(None, ge=0)
+    output_tokens: float | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, gt=0)
+    trace: list[TraceRequestDoc] | None = Field(None, min_length=1, max_length=MAX_TRACE_REQUESTS)
+
+    @field_validator("trace", mode="before")
+    @classmethod
+    def _rows_to_objects(cls, value: Any) -> Any:
+        # a trace may be sent compactly as [[arrival_s, input_tokens, output_tokens], ...]
+        if isinstance(value, list):
+            return [dict(zip(("arrival_s", "input_tokens", "output_tokens"), row))
+                    if isinstance(row, (list, tuple)) and len(row) == 3 else row for row in value]
+        return value
+
+
+class ScenarioDoc(BaseModel):
+    model_config = _STRICT
+    name: str = Field("scenario", min_length=1, max_length=200)
+    model: ModelDoc
+    servers: list[ServerDoc] = Field(min_length=1, max_length=MAX_SERVERS)
+    workload: WorkloadDoc
+
+
+# ---------------------------------------------------------------------------
+# Resolved scenario (what algorithms use)
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    num_blocks: int
+    block_size_gb: float
+    cache_size_gb: float
+    flops_per_token_gflops: float | None = None
+    architecture: Architecture | None = None
+
+
+@dataclass(frozen=True)
+class Server:
+    id: str
+    memory_gb: float
+    comm_time_s: float
+    block_time_s: float
+    timing: LinearTiming
+    source: str = "explicit"        # explicit | datasheet | measured
+    rtt_ms: float | None = None
+
+    def cache_slots(self, num_blocks: int, model: Model) -> int:
+        """KV slots (one block's cache for one job) left after holding ``num_blocks``."""
+        free = self.memory_gb - model.block_size_gb * num_blocks
+        return max(0, math.floor(free / model.cache_size_gb + 1e-9))
+
+
+@dataclass(frozen=True)
+class Trace:
+    arrival_s: tuple[float, ...]
+    input_tokens: tuple[int, ...]
+    output_tokens: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    @property
+    def mean_rate(self) -> float:
+        span = self.arrival_s[-1] - self.arrival_s[0]
+        return (len(self) - 1) / span if span > 0 and len(self) > 1 else float("nan")
+
+    @property
+    def mean_input_tokens(self) -> float:
+        return sum(self.input_tokens) / len(self)
+
+    @property
+    def mean_output_tokens(self) -> float:
+        return sum(self.output_tokens) / len(self)
+
+
+@dataclass(frozen=True)
+class Workload:
+    arrival_rate: float
+    target_load: float = 0.7
+    input_tokens: float | None = None
+    output_tokens: float | None = None
+    max_tokens: int | None = None
+    trace: Trace | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    model: Model
+    servers: tuple[Server, ...]
+    workload: Workload
+
+    @property
+    def num_blocks(self) -> int:
+        return self.model.num_blocks
+
+    def server(self, server_id: str) -> Server:
+        for s in self.servers:
+            if s.id == server_id:
+                return s
+        raise KeyError(server_id)
+
+    def with_arrival_rate(self, arrival_rate: float) -> "Scenario":
+        from dataclasses import replace
+        return replace(self, workload=replace(self.workload, arrival_rate=arrival_rate))
+
+    def with_servers(self, servers: tuple[Server, ...]) -> "Scenario":
+        from dataclasses import replace
+        return replace(self, servers=tuple(servers))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A scenario document that parses back to an equal scenario (times made explicit)."""
+        model: dict[str, Any] = {
+            "name": self.model.name, "num_blocks": self.model.num_blocks,
+            "block_size_gb": self.model.block_size_gb, "cache_size_gb": self.model.cache_size_gb,
+        }
+        if self.model.flops_per_token_gflops is not None:
+            model["flops_per_token_gflops"] = self.model.flops_per_token_gflops
+        servers = []
+        for s in self.servers:
+            doc: dict[str, Any] = {"id": s.id, "memory_gb": s.memory_gb,
+                                   "comm_time_s": s.comm_time_s, "block_time_s": s.block_time_s}
+            if s.rtt_ms is not None:
+                doc["rtt_ms"] = s.rtt_ms
+            servers.append(doc)
+        w = self.workload
+        workload: dict[str, Any] = {"arrival_rate": w.arrival_rate, "target_load": w.target_load}
+        for key in ("input_tokens", "output_tokens", "max_tokens"):
+            if getattr(w, key) is not None:
+                workload[key] = getattr(w, key)
+        if w.trace is not None:
+            workload["trace"] = [list(r) for r in zip(w.trace.arrival_s, w.trace.input_tokens, w.trace.output_tokens)]
+        return {"name": self.name, "model": model, "servers": servers, "workload": workload}
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    bounds = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+              "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"must be {op} {ctx[key]:g}"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind == "missing":
+        return "is required"
+    if kind in ("too_short", "too_long"):
+        return err["msg"].replace("List should", "must").replace("String should", "must").replace("Value should", "must")
+    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+        return "must be a number" if kind.startswith("float") else "must be an integer"
+    if kind == "model_type" or kind == "dict_type":
+        return "must be an object"
+    if kind == "list_type":
+        return "must be a list"
+    if kind in ("string_type",):
+        return "must be a string"
+    if kind == "literal_error":
+        return "must be one of " + str(ctx.get("expected", ""))
+    return err["msg"]
+
+
+def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        # union members add their type name to the location; drop it
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p in ("float", "int", "str", "bool", "list", "dict")))
+        errors.append(FieldError(_path(loc), _message(err)))
+    return errors
+
+
+def _resolve_architecture(doc: ArchitectureDoc, errors: list[FieldError]) -> Architecture | None:
+    base = None
+    if doc.preset is not None:
+        base = PRESETS.get(doc.preset.lower())
+        if base is None:
+            errors.append(FieldError("model.architecture.preset",
+                                     f"unknown preset {doc.preset!r}; known: {', '.join(sorted(PRESETS))}"))
+            return None
+    values = {k: getattr(doc, k) for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                                            "ffn_size", "gated_ffn", "head_dim", "dtype", "kv_dtype", "max_seq_len")}
+    if base is not None:
+        values = {k: (v if v is not None else getattr(base, k)) for k, v in values.items()}
+    missing = [k for k in ("hidden_size", "num_layers", "num_heads") if values[k] is None]
+    for k in missing:
+        errors.append(FieldError(f"model.architecture.{k}", "is required"))
+    if missing:
+        return None
+    heads = values["num_heads"]
+    kv_heads = values["num_kv_heads"] or heads
+    head_dim = values["head_dim"] or values["hidden_size"] // heads
+    if values["head_dim"] is None and values["hidden_size"] % heads:
+        errors.append(FieldError("model.architecture.head_dim",
+                                 "is required when hidden_size is not a multiple of num_heads"))
+        return None
+    if heads % kv_heads:
+        errors.append(FieldError("model.architecture.num_kv_heads", "must divide num_heads"))
+        return None
+    return Architecture(
+        hidden_size=values["hidden_size"], num_layers=values["num_layers"], num_heads=heads,
+        num_kv_heads=kv_heads, ffn_size=values["ffn_size"] or 4 * values["hidden_size"],
+        gated_ffn=bool(values["gated_ffn"]), head_dim=head_dim,
+        dtype=values["dtype"] or "fp16", kv_dtype=values["kv_dtype"] or "fp16",
+        max_seq_len=values["max_seq_len"],
+    )
+
+
+def _resolve_model(doc: ModelDoc, workload: WorkloadDoc, errors: list[FieldError]) -> Model | None:
+    arch = _resolve_architecture(doc.architecture, errors) if doc.architecture else None
+    num_blocks = doc.num_blocks if doc.num_blocks is not None else (arch.num_layers if arch else None)
+    block_size = doc.block_size_gb if doc.block_size_gb is not None else (arch.block_size_gb if arch else None)
+    cache_size = doc.cache_size_gb
+    if cache_size is None and arch is not None:
+        max_tokens = workload.max_tokens or arch.max_seq_len
+        if max_tokens is None:
+            errors.append(FieldError("model.architecture.max_seq_len",
+                                     "is required to derive cache_size_gb (or give workload.max_tokens)"))
+        else:
+            cache_size = arch.cache_size_gb(max_tokens)
+    flops = doc.flops_per_token_gflops if doc.flops_per_token_gflops is not None else (
+        arch.flops_per_token_gflops if arch else None)
+    for name, value in (("num_blocks", num_blocks), ("block_size_gb", block_size), ("cache_size_gb", cache_size)):
+        if value is None and not (name == "cache_size_gb" and arch is not None):
+            errors.append(FieldError(f"model.{name}", "is required (or give model.architecture)"))
+    if num_blocks is not None and num_blocks > MAX_BLOCKS:
+        errors.append(FieldError("model.num_blocks", f"must be <= {MAX_BLOCKS}"))
+        return None
+    if None in (num_blocks, block_size, cache_size):
+        return None
+    return Model(name=doc.name, num_blocks=num_blocks, block_size_gb=block_size,
+                 cache_size_gb=cache_size, flops_per_token_gflops=flops, architecture=arch)
+
+
+def _resolve_server(i: int, doc: ServerDoc, model: Model | None, mean_in: float | None,
+                    mean_out: float | None, errors: list[FieldError]) -> Server | None:
+    where = f"servers[{i}]"
+    cal = doc.calibration
+    memory = cal.memory_gb if cal and cal.memory_gb is not None else doc.memory_gb
+    rtt = cal.rtt_ms if cal and cal.rtt_ms is not None else doc.rtt_ms
+
+    timing: LinearTiming | None = None
+    source = "explicit"
+    has_hw = doc.tflops is not None and doc.mem_bandwidth_gb_s is not None and rtt is not None
+    if has_hw and model is not None:
+        if model.flops_per_token_gflops is None:
+            errors.append(FieldError("model.flops_per_token_gflops",
+                                     f"is required to derive {where} times from hardware figures (or give model.architecture)"))
+            return None
+        arch = model.architecture
+        timing = hardware_timing(
+            block_size_gb=model.block_size_gb, flops_per_token_gflops=model.flops_per_token_gflops,
+            tflops=doc.tflops, mem_bandwidth_gb_s=doc.mem_bandwidth_gb_s, rtt_ms=rtt,
+            hidden_state_bytes_per_token=arch.hidden_state_bytes_per_token() if arch else None,
+            link_bandwidth_gbps=doc.link_bandwidth_gbps)
+        source = "datasheet"
+
+    # explicit mean figures win over the datasheet model; the calibration wins over both
+    comm = doc.comm_time_s
+    block = doc.block_time_s
+    if cal is not None:
+        source = "measured"
+        if cal.comm_time_s is not None:
+            comm = cal.comm_time_s
+        if cal.block_time_s is not None:
+            block = cal.block_time_s
+        if cal.block_time_per_input_token_s is not None and cal.block_time_per_output_token_s is not None \
+                and cal.block_time_base_s is not None and timing is not None:
+            timing = LinearTiming(timing.comm_base_s, timing.comm_per_input_token_s, timing.comm_per_output_token_s,
+                                  cal.block_time_base_s, cal.block_time_per_input_token_s,
+                                  cal.block_time_per_output_token_s)
+
+    if timing is not None and (comm is None or block is None):
+        if mean_in is None or mean_out is None:
+            errors.append(FieldError("workload.input_tokens",
+                                     f"input_tokens and output_tokens (or a trace) are required to derive {where} times from hardware figures"))
+            return None
+        if comm is None:
+            comm = timing.comm_time(mean_in, mean_out)
+        if block is None:
+            block = timing.block_time(mean_in, mean_out)
+
+    if comm is None or block is None:
+        missing = "comm_time_s" if comm is None else "block_time_s"
+        errors.append(FieldError(f"{where}.{missing}",
+                                 "is required (or give tflops, mem_bandwidth_gb_s and rtt_ms)"))
+        return None
+    if block <= 0:
+        errors.append(FieldError(f"{where}.block_time_s", "must be > 0 (derived value is not positive)"))
+        return None
+    if timing is None or doc.comm_time_s is not None or doc.block_time_s is not None or (
+            cal is not None and (cal.comm_time_s is not None or cal.block_time_s is not None)):
+        if timing is not None and mean_in is not None and mean_out is not None:
+            # keep the token scaling of the hardware model, rescaled to the explicit means
+            timing = _rescale(timing, comm, block, mean_in, mean_out)
+        else:
+            timing = LinearTiming.constant(comm, block)
+    return Server(id=doc.id, memory_gb=memory, comm_time_s=comm, block_time_s=block,
+                  timing=timing, source=source, rtt_ms=rtt)
+
+
+def _rescale(t: LinearTiming, comm: float, block: float, mean_in: float, mean_out: float) -> LinearTiming:
+    c_mean = t.comm_time(mean_in, mean_out)
+    b_mean = t.block_time(mean_in, mean_out)
+    fc = comm / c_mean if c_mean > 0 else 1.0
+    fb = block / b_mean if b_mean > 0 else 1.0
+    return LinearTiming(t.comm_base_s * fc, t.comm_per_input_token_s * fc, t.comm_per_output_token_s * fc,
+                        t.block_base_s * fb, t.block_per_input_token_s * fb, t.block_per_output_token_s * fb)
+
+
+def parse_scenario(doc: Any) -> Scenario:
+    """Validate and resolve a scenario document; raise ScenarioError listing every problem."""
+    if not isinstance(doc, dict):
+        raise ScenarioError(FieldError("", "a scenario must be a JSON object"))
+    try:
+        sdoc = ScenarioDoc.model_validate(doc)
+    except ValidationError as exc:
+        raise ScenarioError(_pydantic_errors(exc)) from None
+
+    errors: list[FieldError] = []
+    seen: dict[str, int] = {}
+    for i, s in enumerate(sdoc.servers):
+        if s.id in seen:
+            errors.append(FieldError(f"servers[{i}].id", f"duplicate id {s.id!r} (also servers[{seen[s.id]}])"))
+        else:
+            seen[s.id] = i
+
+    w = sdoc.workload
+    trace = None
+    if w.trace is not None:
+        arrivals = [r.arrival_s for r in w.trace]
+        if any(b < a for a, b in zip(arrivals, arrivals[1:])):
+            errors.append(FieldError("workload.trace", "arrival_s must be non-decreasing"))
+        else:
+            start = arrivals[0]
+            trace = Trace(tuple(a - start for a in arrivals), tuple(r.input_tokens for r in w.trace),
+                          tuple(r.output_tokens for r in w.trace))
+    arrival_rate = w.arrival_rate
+    if arrival_rate is None:
+        if trace is None:
+            if w.trace is None:
+                errors.append(FieldError("workload.arrival_rate", "is required (or give workload.trace)"))
+        elif not (trace.mean_rate > 0):
+            errors.append(FieldError("workload.trace", "needs at least two requests over a positive time span"))
+        else:
+            arrival_rate = trace.mean_rate
+    mean_in = w.input_tokens if w.input_tokens is not None else (trace.mean_input_tokens if trace else None)
+    mean_out = w.output_tokens if w.output_tokens is not None else (trace.mean_output_tokens if trace else None)
+
+    model = _resolve_model(sdoc.model, w, errors)
+    servers = [_resolve_server(i, s, model, mean_in, mean_out, errors) for i, s in enumerate(sdoc.servers)]
+    if errors:
+        raise ScenarioError(errors)
+    workload = Workload(arrival_rate=arrival_rate, target_load=w.target_load, input_tokens=mean_in,
+                        output_tokens=mean_out, max_tokens=w.max_tokens, trace=trace)
+    return Scenario(name=sdoc.name, model=model, servers=tuple(servers), workload=workload)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and parse a scenario JSON file; IO and JSON problems become ScenarioError too."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_scenario(parse_json(text))
+
+
+def parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
