@@ -1,0 +1,155 @@
+"""Choosing the cache reservation ``c`` (spec section 2.5).
+
+For every feasible ``c`` in ``1..c_max``: GBP-CR, GCA on its placement, and an
+objective; keep the best.  Objectives:
+
+- ``lower-bound`` (default): the JFFC lower bound on mean response time, which
+  the authors found picks the ``c`` simulation confirms as best;
+- ``upper-bound``: the JFFC upper bound (reserves too much cache);
+- ``surrogate``: the lower bound on GBP-CR's own disjoint chains, each with
+  capacity ``c`` (ignores what GCA adds; reserves too little cache).
+
+Speed: ``c`` values with the same block counts ``m_j(c)`` share one GBP-CR chain
+sequence, and identical placements share one GCA run.  A ``c`` is skipped
+without GCA when its fastest possible chain is already slower than the best
+lower bound found, because a mean response time can never be below the
+fastest chain's service time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .bounds import ResponseTimeBounds, bounds_from_rates
+from .gbpcr import GbpcrResult, ServerArrays, chain_sequence, truncate
+from .gca import AllocatedChain, gca
+from .scenario import Scenario
+from .topology import Placement
+
+OBJECTIVES = ("lower-bound", "upper-bound", "surrogate")
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    c: int
+    placement: GbpcrResult
+    chains: tuple[AllocatedChain, ...]
+    bounds: ResponseTimeBounds
+    objective: float
+
+    def summary(self) -> dict[str, object]:
+        return {"c": self.c, "gbpcr_chains": len(self.placement.chains), "gca_chains": len(self.chains),
+                "total_service_rate": self.bounds.total_rate, "total_capacity": self.bounds.total_capacity,
+                "stable": self.bounds.stable, "objective": self.objective if math.isfinite(self.objective) else None,
+                **self.bounds.to_dict()}
+
+
+@dataclass
+class TuningResult:
+    best: Candidate | None
+    evaluated: list[dict[str, object]] = field(default_factory=list)
+    skipped: int = 0
+    reason: str | None = None
+
+
+def evaluate(scenario: Scenario, result: GbpcrResult, objective: str,
+             cache: dict | None = None) -> Candidate:
+    """GCA and bounds for one GBP-CR placement."""
+    key = result.placement.key()
+    if cache is not None and key in cache:
+        chains = cache[key]
+    else:
+        chains = tuple(gca(scenario, result.placement))
+        if cache is not None:
+            cache[key] = chains
+    lam = scenario.workload.arrival_rate
+    bounds = bounds_from_rates([1.0 / ch.service_time_s for ch in chains], [ch.capacity for ch in chains], lam)
+    if objective == "lower-bound":
+        value = bounds.lower_s
+    elif objective == "upper-bound":
+        value = bounds.upper_s
+    elif objective == "surrogate":
+        value = bounds_from_rates([1.0 / t for t in result.chain_times], [result.c] * len(result.chain_times),
+                                  lam).lower_s
+    else:
+        raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+    return Candidate(result.c, result, chains, bounds, value)
+
+
+def _fastest_chain_time(scenario: Scenario, placement: Placement, cache: dict) -> float:
+    key = ("fastest",) + placement.key()
+    if key not in cache:
+        first = gca(scenario, placement, max_chains=1)
+        cache[key] = first[0].service_time_s if first else math.inf
+    return cache[key]
+
+
+def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[int] | None = None,
+           progress: Progress | None = None, deadline: float | None = None) -> TuningResult:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+    arrays = ServerArrays.from_scenario(scenario)
+    c_max = arrays.max_reservation()
+    if c_values is None:
+        c_values = list(range(1, c_max + 1))
+    w = scenario.workload
+    J, L = len(scenario.servers), scenario.model.num_blocks
+
+    sequences: dict[bytes, object] = {}
+    results: list[GbpcrResult] = []
+    for c in c_values:
+        counts = arrays.blocks_for(c)
+        key = counts.tobytes()
+        if key not in sequences:
+            sequences[key] = chain_sequence(arrays, counts)
+        results.append(truncate(sequences[key], c, w.arrival_rate, w.target_load, J, L))
+
+    out = TuningResult(best=None)
+    feasible = [r for r in results if r.feasible]
+    if not feasible:
+        out.reason = _memory_reason(arrays)
+        return out
+    cache: dict = {}
+    # most promising first (fastest GBP-CR chain), so pruning bites early
+    feasible.sort(key=lambda r: (r.chain_times[0], r.c))
+    for done, result in enumerate(feasible):
+        if deadline is not None and time.monotonic() > deadline:
+            out.reason = f"time limit reached after evaluating {done} of {len(feasible)} values of c"
+            break
+        if progress is not None and done % 8 == 0:
+            progress(done / len(feasible), f"c-tuning: {done}/{len(feasible)} values of c")
+        if objective == "lower-bound" and out.best is not None and math.isfinite(out.best.objective):
+            if _fastest_chain_time(scenario, result.placement, cache) >= out.best.objective:
+                out.skipped += 1
+                continue
+        cand = evaluate(scenario, result, objective, cache)
+        out.evaluated.append(cand.summary())
+        if cand.bounds.stable and (out.best is None or (cand.objective, cand.c) < (out.best.objective, out.best.c)):
+            out.best = cand
+    out.evaluated.sort(key=lambda d: d["c"])
+    if out.best is None and out.reason is None:
+        top = max((d["total_service_rate"] for d in out.evaluated), default=0.0)
+        out.reason = (f"arrival rate {w.arrival_rate:g} req/s is more than any plan serves: the largest total "
+                      f"service rate over all c is {top:.4g} req/s")
+    return out
+
+
+def _memory_reason(arrays: ServerArrays) -> str:
+    held = int(arrays.blocks_for(1).sum())
+    return (f"servers can hold {min(held, arrays.num_blocks) if held < arrays.num_blocks else held} of "
+            f"{arrays.num_blocks} blocks (each block needs {arrays.block_size_gb:g} GB plus "
+            f"{arrays.cache_size_gb:g} GB of KV cache per job)")
+
+
+def memory_shortfall(scenario: Scenario) -> str | None:
+    """A message when even c = 1 cannot place all blocks, else None."""
+    arrays = ServerArrays.from_scenario(scenario)
+    if int(arrays.blocks_for(1).sum()) < arrays.num_blocks:
+        return _memory_reason(arrays)
+    return None
