@@ -31,10 +31,10 @@ import numpy as np
 
 from .chains import Chain
 from .dispatch import Dispatcher, make_dispatcher
-from .scenario import Trace
+from .scenario import Scenario, Trace
 
 __all__ = ["Jobs", "Policy", "Engine", "ChainPolicy", "SimulationResult", "make_jobs",
-           "run_policy", "simulate", "JOB_SIZES"]
+           "run_policy", "simulate", "simulate_plan", "JOB_SIZES"]
 
 JOB_SIZES = ("exponential", "deterministic", "trace")
 CI_BATCHES = 20
@@ -384,3 +384,22 @@ def simulate(chains: Sequence[Chain], *, dispatcher: str = "jffc", arrival_rate:
     policy = ChainPolicy(chains, make_dispatcher(dispatcher, chains, rng=np.random.default_rng(streams[1])))
     return run_policy(policy, jobs, warmup_fraction=warmup_fraction, seed=seed,
                       capacities=[ch.capacity for ch in chains])
+
+
+def simulate_plan(scenario: Scenario, chains: Sequence[Chain], dispatcher: str = "jffc", *,
+                  requests: int = 20_000, seed: int = 1, warmup_fraction: float = 0.1) -> dict[str, Any]:
+    """The plan document's ``simulation`` object for a scenario's chains.
+
+    With a trace in the scenario: its first ``requests`` requests (all of them
+    if it is shorter), service times from their token counts.  Otherwise
+    Poisson arrivals at the scenario's rate with exponential job sizes (the
+    setting of the bounds, spec 2.4).
+    """
+    trace = scenario.workload.trace
+    if trace is not None:
+        result = simulate(chains, dispatcher=dispatcher, trace=trace, requests=min(requests, len(trace)),
+                          job_sizes="trace", warmup_fraction=warmup_fraction, seed=seed)
+    else:
+        result = simulate(chains, dispatcher=dispatcher, arrival_rate=scenario.workload.arrival_rate,
+                          requests=requests, job_sizes="exponential", warmup_fraction=warmup_fraction, seed=seed)
+    return result.to_dict()
