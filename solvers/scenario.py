@@ -262,8 +262,14 @@ def _message(err: dict[str, Any]) -> str:
         return "must be a finite number"
     if kind == "missing":
         return "is required"
-    if kind in ("too_short", "too_long"):
-        return err["msg"].replace("List should", "must").replace("String should", "must").replace("Value should", "must")
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s) (got {ctx.get('actual_length')})"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} items (got {ctx.get('actual_length')})"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         return "must be a number" if kind.startswith("float") else "must be an integer"
     if kind == "model_type" or kind == "dict_type":
