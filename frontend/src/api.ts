@@ -1,0 +1,134 @@
+// The one module that talks to the REST API (docs/api-contract.md).
+// Session auth: cookies travel with every request; unsafe methods carry the
+// X-CSRFToken header read from the `csrftoken` cookie.
+
+import { ApiError, toApiError } from './lib/errors';
+import { buildQuery, type QueryValue } from './lib/query';
+import type {
+  Algorithm, Cluster, CurvePoint, DerivedSizes, Job, Model, ModelPreset, Page, PlanDetail,
+  PlanSummary, ScenarioDoc, Architecture, JobOptions, Workload,
+} from './types';
+
+const BASE = '/api/v1';
+
+export function readCookie(cookieString: string, name: string): string | null {
+  for (const part of cookieString.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return null;
+}
+
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+let onUnauthenticated: (() => void) | null = null;
+/** Called when a request answers 401/403 for lack of a session (not for other permission errors). */
+export function setUnauthenticatedHandler(fn: (() => void) | null): void {
+  onUnauthenticated = fn;
+}
+
+async function request<T>(method: Method, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET') {
+    const token = readCookie(document.cookie, 'csrftoken');
+    if (token) headers['X-CSRFToken'] = token;
+  }
+  let res: Response;
+  try {
+    res = await fetch(BASE + path, {
+      method,
+      headers,
+      credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+  } catch (e) {
+    if (e instanceof DOMException && e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'Cannot reach the server. Check your connection and try again.');
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let parsed: unknown = text;
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+  }
+  if (!res.ok) {
+    const err = toApiError(res.status, parsed);
+    if ((res.status === 401 || res.status === 403) && /credentials|authenticat|log ?in|sign ?in/i.test(err.detail) && !path.startsWith('/auth/')) {
+      onUnauthenticated?.();
+    }
+    throw err;
+  }
+  return parsed as T;
+}
+
+export interface ListParams {
+  [key: string]: QueryValue;
+}
+
+export const api = {
+  // auth
+  csrf: () => request<unknown>('GET', '/auth/csrf/'),
+  me: () => request<{ username: string }>('GET', '/auth/me/'),
+  login: (username: string, password: string) =>
+    request<{ username: string }>('POST', '/auth/login/', { username, password }),
+  logout: () => request<unknown>('POST', '/auth/logout/'),
+
+  // clusters
+  clusters: (params: ListParams = {}) => request<Page<Cluster>>('GET', '/clusters/' + buildQuery(params)),
+  cluster: (id: number) => request<Cluster>('GET', `/clusters/${id}/`),
+  createCluster: (c: Partial<Cluster>) => request<Cluster>('POST', '/clusters/', c),
+  updateCluster: (id: number, c: Partial<Cluster>) => request<Cluster>('PUT', `/clusters/${id}/`, c),
+  deleteCluster: (id: number) => request<void>('DELETE', `/clusters/${id}/`),
+  importScenario: (scenario: ScenarioDoc) => request<Cluster>('POST', '/clusters/import/', { scenario }),
+  exportCluster: (id: number, params: { model?: number | null; arrival_rate?: number | null } = {}) =>
+    request<ScenarioDoc>('GET', `/clusters/${id}/export/` + buildQuery(params)),
+  probeToken: (id: number, serverId: string) =>
+    request<{ token: string }>('POST', `/clusters/${id}/servers/${encodeURIComponent(serverId)}/probe-token/`),
+
+  // models
+  models: (params: ListParams = {}) => request<Page<Model>>('GET', '/models/' + buildQuery(params)),
+  model: (id: number) => request<Model>('GET', `/models/${id}/`),
+  createModel: (m: Partial<Model>) => request<Model>('POST', '/models/', m),
+  updateModel: (id: number, m: Partial<Model>) => request<Model>('PUT', `/models/${id}/`, m),
+  deleteModel: (id: number) => request<void>('DELETE', `/models/${id}/`),
+  deriveModel: (architecture: Architecture, max_tokens?: number) =>
+    request<DerivedSizes>('POST', '/models/derive/', max_tokens ? { architecture, max_tokens } : { architecture }),
+  modelPresets: () => request<ModelPreset[]>('GET', '/models/presets/'),
+
+  // algorithms
+  algorithms: () => request<Algorithm[]>('GET', '/algorithms/'),
+
+  // jobs
+  jobs: (params: ListParams = {}) => request<Page<Job>>('GET', '/jobs/' + buildQuery(params)),
+  job: (id: number, signal?: AbortSignal) => request<Job>('GET', `/jobs/${id}/`, undefined, signal),
+  createJob: (body: {
+    cluster?: number; model?: number; workload?: Workload; scenario?: ScenarioDoc;
+    algorithms?: string[]; options?: JobOptions;
+  }) => request<Job>('POST', '/jobs/', body),
+  cancelJob: (id: number) => request<Job>('POST', `/jobs/${id}/cancel/`),
+
+  // plans
+  plans: (params: ListParams = {}) => request<Page<PlanSummary>>('GET', '/plans/' + buildQuery(params)),
+  plan: (id: number) => request<PlanDetail>('GET', `/plans/${id}/`),
+  curve: (id: number, rates: number[]) =>
+    request<{ points: CurvePoint[] }>('GET', `/plans/${id}/curve/` + buildQuery({ rates: rates.map((r) => +r.toPrecision(6)).join(',') })),
+  petalsCommands: (id: number) => request<{ commands: string[] }>('GET', `/plans/${id}/petals-commands/`),
+};
+
+/** Fetches every page of a list (bounded, for pickers). */
+export async function listAll<T>(fetchPage: (p: ListParams) => Promise<Page<T>>, params: ListParams = {}, maxPages = 20): Promise<T[]> {
+  const out: T[] = [];
+  for (let page = 1; page <= maxPages; page++) {
+    const res = await fetchPage({ ...params, page, page_size: 100 });
+    out.push(...res.results);
+    if (!res.next) break;
+  }
+  return out;
+}

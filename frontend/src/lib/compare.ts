@@ -1,0 +1,77 @@
+// Side-by-side comparison of the plans of one job (one plan per algorithm).
+
+import type { PlanDocument, PlanSummary } from '../types';
+
+export interface CompareRow {
+  plan: number;
+  algorithm: string;
+  feasible: boolean;
+  reason: string | null;
+  mean_response_s: number | null;
+  p95_response_s: number | null;
+  mean_wait_s: number | null;
+  mean_service_s: number | null;
+  total_capacity: number | null;
+  solve_time_s: number | null;
+  chains: number | null;
+  lower_bound_s: number | null;
+  upper_bound_s: number | null;
+}
+
+export type MetricKey = 'mean_response_s' | 'p95_response_s' | 'mean_wait_s' | 'mean_service_s' | 'total_capacity' | 'solve_time_s';
+
+/** Which metrics are better when larger. */
+export const HIGHER_IS_BETTER: Record<MetricKey, boolean> = {
+  mean_response_s: false, p95_response_s: false, mean_wait_s: false, mean_service_s: false,
+  total_capacity: true, solve_time_s: false,
+};
+
+function n(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+export function compareRows(plans: PlanSummary[], docs: Map<number, PlanDocument> = new Map()): CompareRow[] {
+  const rows = plans.map((p): CompareRow => {
+    const d = docs.get(p.id);
+    const sim = d?.simulation ?? null;
+    return {
+      plan: p.id,
+      algorithm: p.algorithm,
+      feasible: p.feasible,
+      reason: typeof d?.reason === 'string' ? d.reason : null,
+      mean_response_s: n(p.mean_response_s) ?? n(sim?.mean_response_s),
+      p95_response_s: n(p.p95_response_s) ?? n(sim?.p95_response_s),
+      mean_wait_s: n(sim?.mean_wait_s),
+      mean_service_s: n(sim?.mean_service_s),
+      total_capacity: n(p.total_capacity) ?? n(d?.total_capacity),
+      solve_time_s: n(p.solve_time_s) ?? n(d?.solve_time_s),
+      chains: d ? d.chains.length : null,
+      lower_bound_s: n(d?.bounds?.response_time_lower_s),
+      upper_bound_s: n(d?.bounds?.response_time_upper_s),
+    };
+  });
+  // feasible plans first, then by mean response time (unknown last), then by name
+  return rows.sort((a, b) =>
+    Number(b.feasible) - Number(a.feasible)
+    || (a.mean_response_s ?? Infinity) - (b.mean_response_s ?? Infinity)
+    || a.algorithm.localeCompare(b.algorithm));
+}
+
+/** Plan ids holding the best value of a metric among feasible plans (ties all win). */
+export function bestOf(rows: CompareRow[], key: MetricKey): Set<number> {
+  const vals = rows.filter((r) => r.feasible && r[key] !== null);
+  if (!vals.length) return new Set();
+  const pick = HIGHER_IS_BETTER[key] ? Math.max : Math.min;
+  const best = pick(...vals.map((r) => r[key] as number));
+  return new Set(vals.filter((r) => Math.abs((r[key] as number) - best) <= 1e-12 * Math.max(1, Math.abs(best))).map((r) => r.plan));
+}
+
+/** Ratio of each plan's metric to the best one (1 = best), for "x times slower" labels. */
+export function relativeTo(rows: CompareRow[], key: MetricKey): Map<number, number> {
+  const out = new Map<number, number>();
+  const best = bestOf(rows, key);
+  const ref = rows.find((r) => best.has(r.plan))?.[key];
+  if (ref === null || ref === undefined || ref === 0) return out;
+  for (const r of rows) if (r[key] !== null) out.set(r.plan, (r[key] as number) / ref);
+  return out;
+}

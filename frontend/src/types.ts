@@ -1,0 +1,224 @@
+// Types of the REST API (docs/api-contract.md) and of the scenario / plan
+// documents (shared/spec/scenario-format.md). Optional fields are those the
+// contract marks optional or that newer servers may add.
+
+export interface Page<T> {
+  count: number;
+  next: string | null;
+  previous: string | null;
+  results: T[];
+}
+
+export interface Calibration {
+  measured_at?: string;
+  created_at?: string;
+  memory_gb?: number | null;
+  comm_time_s?: number | null;
+  block_time_s?: number | null;
+  rtt_ms?: number | null;
+  [key: string]: unknown;
+}
+
+export interface Server {
+  server_id: string;
+  memory_gb: number | null;
+  comm_time_s: number | null;
+  block_time_s: number | null;
+  tflops: number | null;
+  mem_bandwidth_gb_s: number | null;
+  rtt_ms: number | null;
+  link_bandwidth_gbps: number | null;
+  latest_calibration?: Calibration | null;
+}
+
+export interface Cluster {
+  id: number;
+  name: string;
+  description: string;
+  model: number | null;
+  servers: Server[];
+  server_count: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export type Dtype = 'fp32' | 'fp16' | 'bf16' | 'int8' | 'nf4';
+export type KvDtype = 'fp32' | 'fp16' | 'bf16' | 'int8';
+
+export interface Architecture {
+  preset?: string;
+  hidden_size?: number;
+  num_layers?: number;
+  num_heads?: number;
+  num_kv_heads?: number;
+  ffn_size?: number;
+  gated_ffn?: boolean;
+  head_dim?: number;
+  dtype?: Dtype;
+  kv_dtype?: KvDtype;
+  max_seq_len?: number;
+}
+
+export interface Model {
+  id: number;
+  name: string;
+  num_blocks: number;
+  block_size_gb: number;
+  cache_size_gb: number;
+  flops_per_token_gflops: number | null;
+  architecture: Architecture | null;
+}
+
+export interface DerivedSizes {
+  num_blocks: number;
+  block_size_gb: number;
+  cache_size_gb: number;
+  flops_per_token_gflops: number;
+}
+
+export interface ModelPreset {
+  name: string;
+  architecture: Architecture;
+}
+
+export interface Algorithm {
+  name: string;
+  description: string;
+  default: boolean;
+}
+
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface PlanSummary {
+  id: number;
+  job: number;
+  algorithm: string;
+  feasible: boolean;
+  mean_response_s: number | null;
+  p95_response_s: number | null;
+  total_capacity: number | null;
+  solve_time_s: number | null;
+  created_at: string;
+}
+
+export interface JobOptions {
+  c?: number;
+  simulate_requests?: number;
+  seed?: number;
+  time_limit_s?: number;
+  calibration?: 'measured' | 'datasheet';
+}
+
+export interface Workload {
+  arrival_rate?: number;
+  target_load?: number;
+  input_tokens?: number;
+  output_tokens?: number;
+  max_tokens?: number;
+  trace?: Array<[number, number, number]>;
+}
+
+export interface Job {
+  id: number;
+  status: JobStatus;
+  progress: { fraction: number; algorithm: string | null; message: string } | null;
+  cluster: number | null;
+  model: number | null;
+  scenario: ScenarioDoc | null;
+  algorithms: string[];
+  options: JobOptions;
+  error: string | null;
+  worker: string | null;
+  reason: string;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  plans: PlanSummary[];
+}
+
+export interface ScenarioServer {
+  id: string;
+  memory_gb: number;
+  comm_time_s?: number;
+  block_time_s?: number;
+  tflops?: number;
+  mem_bandwidth_gb_s?: number;
+  rtt_ms?: number;
+  link_bandwidth_gbps?: number;
+  calibration?: Record<string, number | null> | null;
+}
+
+export interface ScenarioModel {
+  name?: string;
+  num_blocks?: number;
+  block_size_gb?: number;
+  cache_size_gb?: number;
+  flops_per_token_gflops?: number;
+  architecture?: Architecture;
+}
+
+export interface ScenarioDoc {
+  name?: string;
+  model: ScenarioModel;
+  servers: ScenarioServer[];
+  workload: Workload;
+}
+
+export interface PlacementEntry {
+  server: string;
+  start_block: number;
+  num_blocks: number;
+  // memory figures the service may add (all optional)
+  memory_gb?: number;
+  block_memory_gb?: number;
+  cache_memory_gb?: number;
+  cache_slots?: number;
+  used_cache_slots?: number;
+  free_memory_gb?: number;
+}
+
+export interface PlanChain {
+  servers: string[];
+  blocks: number[];
+  service_time_s: number;
+  capacity: number;
+}
+
+export interface Simulation {
+  requests: number;
+  seed: number;
+  mean_response_s: number;
+  p50_response_s: number;
+  p95_response_s: number;
+  p99_response_s: number;
+  mean_wait_s: number;
+  mean_service_s: number;
+  [key: string]: unknown;
+}
+
+export interface PlanDocument {
+  algorithm: string;
+  feasible: boolean;
+  reason?: string;
+  c?: number | null;
+  num_blocks?: number;
+  placement: PlacementEntry[];
+  chains: PlanChain[];
+  total_service_rate?: number | null;
+  total_capacity?: number | null;
+  bounds?: { response_time_lower_s: number | null; response_time_upper_s: number | null } | null;
+  simulation?: Simulation | null;
+  solve_time_s?: number | null;
+  [key: string]: unknown;
+}
+
+export interface PlanDetail extends PlanSummary {
+  document: PlanDocument;
+}
+
+export interface CurvePoint {
+  arrival_rate: number;
+  response_time_lower_s: number | null;
+  response_time_upper_s: number | null;
+  stable: boolean;
+}

@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { bestOf, compareRows, relativeTo } from '../src/lib/compare';
+import { curveRates, curveSeries } from '../src/lib/curve';
+import type { PlanDocument, PlanSummary } from '../src/types';
+
+const summary = (id: number, algorithm: string, mean: number | null, extra: Partial<PlanSummary> = {}): PlanSummary => ({
+  id, job: 1, algorithm, feasible: mean !== null, mean_response_s: mean, p95_response_s: mean === null ? null : mean * 2,
+  total_capacity: 10, solve_time_s: 0.01, created_at: '', ...extra,
+});
+
+describe('compareRows', () => {
+  const plans = [summary(1, 'petals', 30), summary(2, 'proposed', 10, { total_capacity: 14 }), summary(3, 'exact', null), summary(4, 'bprr', 12)];
+  const docs = new Map<number, PlanDocument>([[2, {
+    algorithm: 'proposed', feasible: true, placement: [], chains: [{ servers: ['a'], blocks: [1], service_time_s: 9, capacity: 14 }],
+    simulation: { requests: 1, seed: 1, mean_response_s: 10, p50_response_s: 9, p95_response_s: 20, p99_response_s: 30, mean_wait_s: 1, mean_service_s: 9 },
+    bounds: { response_time_lower_s: 9.5, response_time_upper_s: 10.5 },
+  }], [3, { algorithm: 'exact', feasible: false, reason: 'time limit', placement: [], chains: [] }]]);
+
+  it('orders feasible plans by mean response, infeasible last', () => {
+    expect(compareRows(plans, docs).map((r) => r.algorithm)).toEqual(['proposed', 'bprr', 'petals', 'exact']);
+  });
+  it('takes waiting/service/bounds from the documents', () => {
+    const rows = compareRows(plans, docs);
+    expect(rows[0]).toMatchObject({ mean_wait_s: 1, mean_service_s: 9, chains: 1, lower_bound_s: 9.5, upper_bound_s: 10.5 });
+    expect(rows[1].mean_wait_s).toBeNull();
+    expect(rows[3].reason).toBe('time limit');
+  });
+  it('finds the best plan of each metric among feasible ones', () => {
+    const rows = compareRows(plans, docs);
+    expect([...bestOf(rows, 'mean_response_s')]).toEqual([2]);
+    expect([...bestOf(rows, 'total_capacity')]).toEqual([2]);
+    expect(bestOf(rows, 'solve_time_s').size).toBe(3); // tie among feasible
+    expect(relativeTo(rows, 'mean_response_s').get(1)).toBe(3);
+  });
+});
+
+describe('curve', () => {
+  it('spreads rates over (0, nu), denser near nu, and includes the planned rate', () => {
+    const r = curveRates(1, 0.42, 10);
+    expect(r).toHaveLength(11);
+    expect(r).toContain(0.42);
+    expect(Math.max(...r)).toBeLessThan(1);
+    expect(Math.min(...r)).toBeGreaterThan(0);
+    expect(r).toEqual([...r].sort((a, b) => a - b));
+    const gaps = r.slice(1).map((v, i) => v - r[i]);
+    expect(gaps[gaps.length - 1]).toBeLessThan(gaps[0] + 1e-9);
+  });
+  it('falls back to 0..2x the planned rate without nu', () => {
+    const r = curveRates(null, 0.5, 4);
+    expect(r).toEqual([0.25, 0.5, 0.75, 1]);
+    expect(curveRates(null, null)).toEqual([]);
+  });
+  it('turns unstable points into gaps', () => {
+    const s = curveSeries([
+      { arrival_rate: 0.3, response_time_lower_s: 11, response_time_upper_s: 12, stable: true },
+      { arrival_rate: 0.1, response_time_lower_s: 10, response_time_upper_s: 10.5, stable: true },
+      { arrival_rate: 0.9, response_time_lower_s: null, response_time_upper_s: null, stable: false },
+    ]);
+    expect(s.rates).toEqual([0.1, 0.3, 0.9]);
+    expect(s.lower).toEqual([10, 11, null]);
+    expect(s.upper).toEqual([10.5, 12, null]);
+    expect(s.unstableFrom).toBe(0.9);
+  });
+});
