@@ -58,22 +58,11 @@ def check_options(algorithm: str, c: int | None, simulate_requests: int, seed: i
 
 
 def simulate_result(scenario: Scenario, result: PlanResult, requests: int, seed: int) -> dict[str, Any] | None:
-    """Simulate a chain-based plan under its dispatch policy.
-
-    Poisson arrivals with exponential job sizes, or, when the scenario carries a
-    trace, its arrivals and token counts (at most ``requests`` of them).
-    """
+    """Simulate a chain-based plan under its dispatch policy (Poisson, or the scenario's trace)."""
     if not result.feasible or not result.chains or result.dispatch is None or requests <= 0:
         return None
-    from .simulator import simulate   # imported lazily: planning alone does not need it
-    trace = scenario.workload.trace
-    if trace is not None:
-        sim = simulate(result.chains, dispatcher=result.dispatch, trace=trace,
-                       requests=min(requests, len(trace)), job_sizes="trace", seed=seed)
-    else:
-        sim = simulate(result.chains, dispatcher=result.dispatch, arrival_rate=scenario.workload.arrival_rate,
-                       requests=requests, job_sizes="exponential", seed=seed)
-    return sim.to_dict()
+    from .simulator import simulate_plan   # imported lazily: planning alone does not need it
+    return simulate_plan(scenario, result.chains, result.dispatch, requests=requests, seed=seed)
 
 
 def plan(scenario: Scenario, algorithm: str = "proposed", *, c: int | None = None, simulate_requests: int = 0,

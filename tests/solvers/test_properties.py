@@ -134,3 +134,17 @@ def test_gbpcr_chain_count_is_minimal_with_equal_memory(scenario, data):
     assert _max_rate_with(k, times, size) >= needed * (1 - 1e-9)
     if k > 1:
         assert _max_rate_with(k - 1, times, size) < needed
+
+
+@SETTINGS
+@given(placements())
+def test_fast_gca_equals_the_literal_server_dag_version(case):
+    from solvers.gca_reference import gca_reference
+
+    scenario, placement = case
+    model = scenario.model
+    assume(all(model.block_size_gb * m <= s.memory_gb for s, m in zip(scenario.servers, placement.count)))
+    fast = gca(scenario, placement)
+    slow = gca_reference(scenario, placement)
+    # random float times make ties (where the two may pick different equal-cost paths) measure-zero
+    assert [(c.hops, c.capacity) for c in fast] == [(c.hops, c.capacity) for c in slow]
