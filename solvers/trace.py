@@ -94,10 +94,13 @@ def parse_azure_trace(lines: Iterable[str], limit: int | None = None, source: st
                     errors.append(FieldError(f"{where}.{name}", f"must be an integer >= {minimum}, got {row[col]!r}"))
                     values.append(None)
             t, n_in, n_out = values
-            if t is not None and previous is not None and t < previous:
+            # checked against the previous readable timestamp, even of a row with bad token counts
+            late = t is not None and previous is not None and t < previous
+            if late:
                 errors.append(FieldError(f"{where}.TIMESTAMP", "is earlier than the previous request's"))
-            elif None not in values:
+            elif t is not None:
                 previous = t
+            if not late and None not in values:
                 stamps.append(t)
                 inputs.append(n_in)
                 outputs.append(n_out)
@@ -138,6 +141,7 @@ def trace_from_rows(rows: Sequence[Any], path: str = "workload.trace") -> Trace:
     inputs: list[int] = []
     outputs: list[int] = []
     errors: list[FieldError] = []
+    last_arrival = -math.inf
     for i, row in enumerate(rows):
         where = f"{path}[{i}]"
         if not isinstance(row, (list, tuple)) or len(row) != 3:
@@ -148,18 +152,21 @@ def trace_from_rows(rows: Sequence[Any], path: str = "workload.trace") -> Trace:
             if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0:
                 errors.append(FieldError(f"{where}[0]", "arrival_s must be a finite number >= 0"))
                 bad = True
+            bad_arrival = bad
             for j, value, minimum in ((1, n_in, 0), (2, n_out, 1)):
                 if isinstance(value, bool) or not isinstance(value, int) and not (
                         isinstance(value, float) and value.is_integer()) or value < minimum:
                     errors.append(FieldError(f"{where}[{j}]", f"must be an integer >= {minimum}"))
                     bad = True
-            if not bad:
-                if arrivals and a < arrivals[-1]:
+            if not bad_arrival:
+                if a < last_arrival:       # against the previous readable arrival, even of a bad row
                     errors.append(FieldError(f"{where}[0]", "arrival_s must be non-decreasing"))
-                else:
-                    arrivals.append(float(a))
-                    inputs.append(int(n_in))
-                    outputs.append(int(n_out))
+                    bad = True
+                last_arrival = a
+            if not bad:
+                arrivals.append(float(a))
+                inputs.append(int(n_in))
+                outputs.append(int(n_out))
         if len(errors) >= MAX_ERRORS:
             break
     if errors:
