@@ -1,0 +1,46 @@
+"""Create the demo user with demo clusters and print its token (used by scripts/serve.sh)."""
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from planner_app import services
+from planner_app.models import Cluster
+from planner_app.validation import parse_scenario_document
+
+EXAMPLE = Path(settings.BASE_DIR) / "examples" / "two-tier-europe.json"
+
+
+def demo_scenarios() -> list[dict]:
+    docs = []
+    if EXAMPLE.is_file():
+        docs.append(json.loads(EXAMPLE.read_text()))
+    try:
+        # the paper's simulation cluster (J = 20), which the proposed algorithm can plan
+        from solvers.instances import paper_scenario_doc
+        docs.append(paper_scenario_doc(num_servers=20))
+    except (ImportError, OSError, ValueError):
+        pass
+    return docs
+
+
+class Command(BaseCommand):
+    help = "Create the demo user (password 'demo') and, once, the demo clusters; print the API token."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="demo")
+        parser.add_argument("--password", default="demo")
+
+    def handle(self, *args, username, password, **options):
+        user, token = services.user_ensure(username, password, superuser=True)
+        for doc in demo_scenarios():
+            if Cluster.objects.filter(owner=user, name=doc.get("name")).exists():
+                continue
+            try:
+                parse_scenario_document(doc)
+            except Exception as exc:  # noqa: BLE001 - a bad example must not stop the service
+                raise CommandError(f"demo scenario {doc.get('name')!r} is invalid: {exc}") from None
+            services.cluster_import(user, doc)
+        self.stdout.write(token)

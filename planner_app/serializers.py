@@ -1,0 +1,422 @@
+"""DRF serializers: request validation and response shapes of docs/api-contract.md.
+
+Scenario rules are not restated here: documents go through the contract's own
+parser (validation.py), and its field paths come back to the client.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
+
+from .errors import FieldErrors
+from .models import Cluster, Job, ModelSpec, Plan
+from .selectors import SERVER_FIGURES, cluster_scenario_document
+from .validation import check_server_count, check_servers, derive_model, nul_errors, parse_scenario_document
+
+
+class FiniteFloatField(serializers.FloatField):
+    default_error_messages = {"non_finite": "must be a finite number"}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("non_finite")
+        return value
+
+
+class OwnedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    """A reference to one of the requesting user's objects; others' ids read as not found."""
+
+    def __init__(self, model, **kwargs):
+        self.owned_model = model
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return self.owned_model.objects.filter(owner=self.context["request"].user)
+
+
+# ---------------------------------------------------------------------------
+# documentation-only shapes of the scenario and plan documents (OpenAPI)
+# ---------------------------------------------------------------------------
+
+class ArchitectureDocSerializer(serializers.Serializer):
+    preset = serializers.CharField(required=False)
+    hidden_size = serializers.IntegerField(required=False)
+    num_layers = serializers.IntegerField(required=False)
+    num_heads = serializers.IntegerField(required=False)
+    num_kv_heads = serializers.IntegerField(required=False)
+    ffn_size = serializers.IntegerField(required=False)
+    gated_ffn = serializers.BooleanField(required=False)
+    head_dim = serializers.IntegerField(required=False)
+    dtype = serializers.ChoiceField(["fp32", "fp16", "bf16", "int8", "nf4"], required=False)
+    kv_dtype = serializers.ChoiceField(["fp32", "fp16", "bf16", "int8"], required=False)
+    max_seq_len = serializers.IntegerField(required=False)
+
+
+class ScenarioModelDocSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False)
+    num_blocks = serializers.IntegerField(required=False)
+    block_size_gb = serializers.FloatField(required=False)
+    cache_size_gb = serializers.FloatField(required=False)
+    flops_per_token_gflops = serializers.FloatField(required=False)
+    architecture = ArchitectureDocSerializer(required=False)
+
+
+class CalibrationDocSerializer(serializers.Serializer):
+    memory_gb = serializers.FloatField(required=False)
+    comm_time_s = serializers.FloatField(required=False)
+    block_time_s = serializers.FloatField(required=False)
+    rtt_ms = serializers.FloatField(required=False)
+
+
+class ScenarioServerDocSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    memory_gb = serializers.FloatField()
+    comm_time_s = serializers.FloatField(required=False)
+    block_time_s = serializers.FloatField(required=False)
+    tflops = serializers.FloatField(required=False)
+    mem_bandwidth_gb_s = serializers.FloatField(required=False)
+    rtt_ms = serializers.FloatField(required=False)
+    link_bandwidth_gbps = serializers.FloatField(required=False)
+    calibration = CalibrationDocSerializer(required=False)
+
+
+class WorkloadSerializer(serializers.Serializer):
+    arrival_rate = FiniteFloatField(required=False, help_text="Poisson arrival rate (requests/s)")
+    target_load = FiniteFloatField(required=False)
+    input_tokens = FiniteFloatField(required=False)
+    output_tokens = FiniteFloatField(required=False)
+    max_tokens = serializers.IntegerField(required=False)
+    trace = serializers.ListField(
+        child=serializers.JSONField(), required=False, max_length=1_000_000,
+        help_text="per request [arrival_s, input_tokens, output_tokens] or an object with those keys")
+
+
+class ScenarioDocSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False)
+    model = ScenarioModelDocSerializer()
+    servers = ScenarioServerDocSerializer(many=True)
+    workload = WorkloadSerializer()
+
+
+@extend_schema_field(ScenarioDocSerializer)
+class ScenarioDocumentField(serializers.JSONField):
+    """A scenario document of scenario-format.md (validated by the solver's parser)."""
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True,
+                      "description": "plan document of scenario-format.md"})
+class PlanDocumentField(serializers.JSONField):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------
+
+class ModelSpecSerializer(serializers.ModelSerializer):
+    num_blocks = serializers.IntegerField(required=False)
+    block_size_gb = FiniteFloatField(required=False)
+    cache_size_gb = FiniteFloatField(required=False)
+    flops_per_token_gflops = FiniteFloatField(required=False, allow_null=True)
+    architecture = serializers.JSONField(required=False, allow_null=True)
+    max_tokens = serializers.IntegerField(required=False, write_only=True, min_value=1,
+                                          help_text="tokens to size the KV cache for when deriving cache_size_gb")
+
+    class Meta:
+        model = ModelSpec
+        fields = ["id", "name", "num_blocks", "block_size_gb", "cache_size_gb", "flops_per_token_gflops",
+                  "architecture", "max_tokens", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        instance: ModelSpec | None = self.instance
+        max_tokens = attrs.pop("max_tokens", None)
+        numbers = ("num_blocks", "block_size_gb", "cache_size_gb", "flops_per_token_gflops")
+        arch = attrs["architecture"] if "architecture" in attrs else (instance.architecture if instance else None)
+        doc: dict[str, Any] = {"name": attrs.get("name", instance.name if instance else "model")}
+        for key in numbers:
+            if attrs.get(key) is not None:
+                doc[key] = attrs[key]
+            elif instance is not None and "architecture" not in attrs and key not in attrs:
+                # unchanged architecture: keep the stored numbers; a new one re-derives them
+                value = getattr(instance, key)
+                if value is not None:
+                    doc[key] = value
+        if arch is not None:
+            doc["architecture"] = arch
+        resolved = derive_model(doc, max_tokens)
+        attrs.update(resolved)
+        attrs["architecture"] = arch
+        return attrs
+
+
+class DeriveModelSerializer(serializers.Serializer):
+    architecture = serializers.JSONField()
+    max_tokens = serializers.IntegerField(required=False, min_value=1)
+
+
+class DerivedSizesSerializer(serializers.Serializer):
+    num_blocks = serializers.IntegerField()
+    block_size_gb = serializers.FloatField()
+    cache_size_gb = serializers.FloatField()
+    flops_per_token_gflops = serializers.FloatField(allow_null=True)
+
+
+class PresetSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    architecture = serializers.DictField()
+
+
+# ---------------------------------------------------------------------------
+# clusters
+# ---------------------------------------------------------------------------
+
+class CalibrationSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    model_name = serializers.CharField()
+    figures = serializers.DictField()
+
+
+class ServerSerializer(serializers.Serializer):
+    server_id = serializers.CharField(max_length=128)
+    memory_gb = FiniteFloatField()
+    comm_time_s = FiniteFloatField(required=False, allow_null=True)
+    block_time_s = FiniteFloatField(required=False, allow_null=True)
+    tflops = FiniteFloatField(required=False, allow_null=True)
+    mem_bandwidth_gb_s = FiniteFloatField(required=False, allow_null=True)
+    rtt_ms = FiniteFloatField(required=False, allow_null=True)
+    link_bandwidth_gbps = FiniteFloatField(required=False, allow_null=True)
+    latest_calibration = serializers.SerializerMethodField()
+
+    @extend_schema_field(CalibrationSummarySerializer(allow_null=True))
+    def get_latest_calibration(self, server) -> dict[str, Any] | None:
+        cal = server.latest_calibration
+        if cal is None:
+            return None
+        return {"id": cal.id, "created_at": cal.created_at.isoformat(), "model_name": cal.model_name,
+                "figures": cal.figures}
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    model = OwnedPrimaryKeyField(ModelSpec, required=False, allow_null=True)
+    servers = ServerSerializer(many=True, required=False)
+    server_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cluster
+        fields = ["id", "name", "description", "model", "servers", "server_count", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def get_server_count(self, cluster) -> int:
+        return len(cluster.servers.all())
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and isinstance(data.get("servers"), list):
+            check_server_count(len(data["servers"]), "servers")   # before validating each one
+        return super().to_internal_value(data)
+
+    def validate_servers(self, servers):
+        if servers:
+            docs = [{"id": s["server_id"], **{k: s[k] for k in SERVER_FIGURES if s.get(k) is not None}}
+                    for s in servers]
+            check_servers(docs, field="")   # paths relative to this field
+        return servers
+
+
+class ScenarioBodySerializer(serializers.Serializer):
+    scenario = ScenarioDocumentField()
+
+    def validate_scenario(self, doc):
+        parse_scenario_document(doc, "scenario")
+        return doc
+
+
+# ---------------------------------------------------------------------------
+# jobs and plans
+# ---------------------------------------------------------------------------
+
+class OptionsSerializer(serializers.Serializer):
+    c = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000,
+                                 help_text="fix the cache reservation c instead of tuning it")
+    simulate_requests = serializers.IntegerField(required=False, min_value=0)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
+    time_limit_s = FiniteFloatField(required=False, allow_null=True)
+    calibration = serializers.ChoiceField(["measured", "datasheet"], required=False, default="measured")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [f"unknown option; known: {', '.join(self.fields)}"] for key in unknown})
+        return super().to_internal_value(data)
+
+    def validate_simulate_requests(self, value):
+        if value > settings.MAX_SIMULATE_REQUESTS:
+            raise serializers.ValidationError(f"must be <= {settings.MAX_SIMULATE_REQUESTS}")
+        return value
+
+    def validate_time_limit_s(self, value):
+        if value is not None and not (0 < value <= settings.MAX_JOB_TIME_LIMIT_S):
+            raise serializers.ValidationError(f"must be > 0 and <= {settings.MAX_JOB_TIME_LIMIT_S:g}")
+        return value
+
+
+class ProgressSerializer(serializers.Serializer):
+    fraction = serializers.FloatField()
+    algorithm = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class PlanSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Plan
+        fields = ["id", "job", "algorithm", "feasible", "mean_response_s", "p95_response_s", "total_capacity",
+                  "solve_time_s", "created_at"]
+        read_only_fields = fields
+
+
+class PlanDetailSerializer(PlanSummarySerializer):
+    document = PlanDocumentField(read_only=True)
+
+    class Meta(PlanSummarySerializer.Meta):
+        fields = PlanSummarySerializer.Meta.fields + ["document"]
+        read_only_fields = fields
+
+
+class JobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    scenario = ScenarioDocumentField(read_only=True)
+    plans = PlanSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Job
+        fields = ["id", "status", "progress", "cluster", "model", "scenario", "algorithms", "options", "error",
+                  "worker", "reason", "attempts", "created_at", "started_at", "finished_at", "plans"]
+        read_only_fields = fields
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, job) -> dict[str, Any]:
+        return {"fraction": job.progress_fraction, "algorithm": job.progress_algorithm,
+                "message": job.progress_message}
+
+
+class JobCreateSerializer(serializers.Serializer):
+    """Either cluster + model + workload, or a whole scenario document."""
+
+    cluster = OwnedPrimaryKeyField(Cluster, required=False, allow_null=True)
+    model = OwnedPrimaryKeyField(ModelSpec, required=False, allow_null=True,
+                                 help_text="defaults to the cluster's model")
+    workload = WorkloadSerializer(required=False)
+    scenario = ScenarioDocumentField(required=False)
+    algorithms = serializers.ListField(child=serializers.CharField(max_length=64), required=False,
+                                       allow_empty=False, help_text="default: " + ", ".join(DEFAULT_ALGORITHMS))
+    options = OptionsSerializer(required=False)
+
+    def validate_algorithms(self, names):
+        if len(names) > settings.MAX_ALGORITHMS_PER_JOB:
+            raise serializers.ValidationError(f"at most {settings.MAX_ALGORITHMS_PER_JOB} algorithms")
+        errors = {}
+        for i, name in enumerate(names):
+            if name not in ALGORITHMS:
+                errors[i] = [f"unknown algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}"]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return list(dict.fromkeys(names))      # keep order, drop repeats
+
+    def validate_workload(self, workload):
+        errors = nul_errors(workload.get("trace"), "trace", [])
+        if errors:
+            raise serializers.ValidationError({e["field"]: [e["message"]] for e in errors})
+        return workload
+
+    def validate(self, attrs):
+        options = dict(attrs.get("options") or {})
+        options = {k: v for k, v in options.items() if v is not None}
+        # the job records the options it ran with, defaults included, so it can be reproduced
+        options.setdefault("calibration", "measured")
+        options.setdefault("simulate_requests", settings.DEFAULT_SIMULATE_REQUESTS)
+        options.setdefault("seed", 1)
+        if "scenario" in attrs:
+            clash = [k for k in ("cluster", "model", "workload") if attrs.get(k) is not None]
+            if clash:
+                raise FieldErrors([{"field": k, "message": "give either a scenario or a cluster with a workload, "
+                                                           "not both"} for k in clash])
+            doc = attrs["scenario"]
+            scenario = parse_scenario_document(doc, "scenario")
+            cluster = model = None
+        else:
+            cluster = attrs.get("cluster")
+            missing = [{"field": k, "message": "is required (or give a scenario)"}
+                       for k in ("cluster", "workload") if attrs.get(k) is None]
+            if missing:
+                raise FieldErrors(missing)
+            model = attrs.get("model") or cluster.model
+            if model is None:
+                raise FieldErrors([{"field": "model", "message": "is required: the cluster has no model"}])
+            servers = list(cluster.servers.all())
+            if not servers:
+                raise FieldErrors([{"field": "cluster", "message": "the cluster has no servers"}])
+            check_server_count(len(servers), "cluster")
+            workload = {k: v for k, v in attrs["workload"].items() if v is not None}
+            doc = cluster_scenario_document(cluster, model, workload,
+                                            measured=options["calibration"] == "measured")
+            scenario = parse_scenario_document(doc, "")
+        attrs["cluster"], attrs["model"] = cluster, model
+        attrs["input_scenario"] = doc
+        attrs["resolved_scenario"] = scenario.to_dict()
+        attrs["algorithms"] = attrs.get("algorithms") or list(DEFAULT_ALGORITHMS)
+        attrs["options"] = options
+        return attrs
+
+
+class CancelSerializer(serializers.Serializer):
+    pass
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class UsernameSerializer(serializers.Serializer):
+    username = serializers.CharField()
+
+
+class CurvePointSerializer(serializers.Serializer):
+    arrival_rate = serializers.FloatField()
+    response_time_lower_s = serializers.FloatField(allow_null=True)
+    response_time_upper_s = serializers.FloatField(allow_null=True)
+    stable = serializers.BooleanField()
+
+
+class CurveSerializer(serializers.Serializer):
+    points = CurvePointSerializer(many=True)
+
+
+class CommandsSerializer(serializers.Serializer):
+    commands = serializers.ListField(child=serializers.CharField())
+
+
+class AlgorithmSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    default = serializers.BooleanField()
+
+
+class ProbeReportAcceptedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    accepted = serializers.BooleanField()

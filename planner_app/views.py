@@ -1,0 +1,366 @@
+"""REST views of docs/api-contract.md: thin, delegating to selectors (reads) and services (writes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+
+from django.conf import settings
+from django.contrib.auth import authenticate, login, logout
+from django.db import connection
+from django.http import FileResponse, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
+from django_filters import rest_framework as df
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers as drf_serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
+from solvers.bounds import response_time_curve
+from solvers.chains import Chain
+from solvers.presets import PRESETS
+
+from . import selectors, serializers as s, services
+from .errors import FieldErrors
+from .models import Job, JobStatus, Plan
+from .validation import derive_model
+
+
+def _username(request) -> str:
+    return request.user.get_username()
+
+
+# ---------------------------------------------------------------------------
+# auth
+# ---------------------------------------------------------------------------
+
+class TokenView(APIView):
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(request=s.TokenRequestSerializer, responses={200: s.TokenSerializer}, auth=[])
+    def post(self, request):
+        body = s.TokenRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = authenticate(request, **body.validated_data)
+        if user is None or not user.is_active:
+            raise FieldErrors([{"field": "", "message": "unable to log in with the given username and password"}])
+        _, token = services.user_ensure(user.get_username())
+        return Response({"token": token})
+
+
+@method_decorator(csrf_protect, name="dispatch")
+class LoginView(APIView):
+    """Session login for the browser; CSRF-protected (GET /auth/csrf/ first)."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(request=s.TokenRequestSerializer, responses={200: s.UsernameSerializer}, auth=[])
+    def post(self, request):
+        body = s.TokenRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = authenticate(request, **body.validated_data)
+        if user is None or not user.is_active:
+            raise FieldErrors([{"field": "", "message": "unable to log in with the given username and password"}])
+        login(request, user)
+        return Response({"username": user.get_username()})
+
+
+class LogoutView(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request):
+        logout(request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    @extend_schema(responses={200: s.UsernameSerializer})
+    def get(self, request):
+        return Response({"username": _username(request)})
+
+
+@method_decorator(ensure_csrf_cookie, name="dispatch")
+class CsrfView(APIView):
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses={204: None}, auth=[])
+    def get(self, request):
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class HealthView(APIView):
+    """Liveness for load balancers and docker health checks (database reachable)."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses={200: inline_serializer("Health", {"status": drf_serializers.CharField()})}, auth=[])
+    def get(self, request):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return Response({"status": "ok"})
+
+
+# ---------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------
+
+class ModelSpecViewSet(viewsets.ModelViewSet):
+    serializer_class = s.ModelSpecSerializer
+    ordering_fields = ["created_at", "name", "num_blocks"]
+    filterset_fields = {"name": ["exact", "icontains"]}
+
+    def get_queryset(self):
+        return selectors.models_for(self.request.user)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.model_save(self.request.user, serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.model_save(self.request.user, serializer.validated_data,
+                                                  instance=serializer.instance)
+
+    @extend_schema(request=s.DeriveModelSerializer, responses={200: s.DerivedSizesSerializer})
+    @action(detail=False, methods=["post"])
+    def derive(self, request):
+        body = s.DeriveModelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        arch = body.validated_data["architecture"]
+        if not isinstance(arch, dict):
+            raise FieldErrors([{"field": "architecture", "message": "must be an object"}])
+        return Response(derive_model({"name": "derive", "architecture": arch},
+                                     body.validated_data.get("max_tokens")))
+
+    @extend_schema(responses={200: s.PresetSerializer(many=True)})
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
+    def presets(self, request):
+        return Response([{"name": name, "architecture": dataclasses.asdict(arch)}
+                         for name, arch in sorted(PRESETS.items())])
+
+
+# ---------------------------------------------------------------------------
+# clusters
+# ---------------------------------------------------------------------------
+
+class ClusterViewSet(viewsets.ModelViewSet):
+    serializer_class = s.ClusterSerializer
+    ordering_fields = ["created_at", "updated_at", "name"]
+    filterset_fields = {"name": ["exact", "icontains"], "model": ["exact"]}
+
+    def get_queryset(self):
+        return selectors.clusters_for(self.request.user)
+
+    def _reload(self, cluster):
+        return selectors.clusters_for(self.request.user).get(pk=cluster.pk)
+
+    def perform_create(self, serializer):
+        cluster = services.cluster_save(self.request.user, dict(serializer.validated_data))
+        serializer.instance = self._reload(cluster)
+
+    def perform_update(self, serializer):
+        cluster = services.cluster_save(self.request.user, dict(serializer.validated_data),
+                                        instance=serializer.instance)
+        serializer.instance = self._reload(cluster)
+
+    @extend_schema(request=s.ScenarioBodySerializer, responses={201: s.ClusterSerializer})
+    @action(detail=False, methods=["post"], url_path="import")
+    def import_scenario(self, request):
+        body = s.ScenarioBodySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        cluster = services.cluster_import(request.user, body.validated_data["scenario"])
+        return Response(self.get_serializer(self._reload(cluster)).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("model", OpenApiTypes.INT, description="default: the cluster's model"),
+                               OpenApiParameter("arrival_rate", OpenApiTypes.FLOAT,
+                                                description="default: the imported workload's")],
+                   responses={200: s.ScenarioDocSerializer})
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        cluster = self.get_object()
+        errors = []
+        model = cluster.model
+        if request.query_params.get("model"):
+            try:
+                model = selectors.models_for(request.user).get(pk=int(request.query_params["model"]))
+            except (ValueError, selectors.ModelSpec.DoesNotExist):
+                errors.append({"field": "model", "message": "no such model"})
+        workload = dict(cluster.default_workload or {})
+        if request.query_params.get("arrival_rate"):
+            try:
+                rate = float(request.query_params["arrival_rate"])
+                if not (math.isfinite(rate) and rate > 0):
+                    raise ValueError
+                workload["arrival_rate"] = rate
+                workload.pop("trace", None)
+            except ValueError:
+                errors.append({"field": "arrival_rate", "message": "must be a finite number > 0"})
+        if errors:
+            raise FieldErrors(errors)
+        return Response(selectors.cluster_scenario_document(cluster, model, workload or None))
+
+    @extend_schema(request=None, responses={201: s.TokenSerializer})
+    @action(detail=True, methods=["post"], url_path=r"servers/(?P<server_id>[^/]+)/probe-token")
+    def probe_token(self, request, pk=None, server_id=None):
+        cluster = self.get_object()
+        server = cluster.servers.filter(server_id=server_id).first()
+        if server is None:
+            raise NotFound(f"cluster {cluster.pk} has no server {server_id!r}")
+        token = services.probe_token_create(server)
+        return Response({"token": token.key}, status=status.HTTP_201_CREATED)
+
+
+# ---------------------------------------------------------------------------
+# algorithms
+# ---------------------------------------------------------------------------
+
+class AlgorithmsView(APIView):
+    @extend_schema(responses={200: s.AlgorithmSerializer(many=True)})
+    def get(self, request):
+        return Response([{"name": name, "description": text, "default": name in DEFAULT_ALGORITHMS}
+                         for name, text in ALGORITHMS.items()])
+
+
+# ---------------------------------------------------------------------------
+# jobs and plans
+# ---------------------------------------------------------------------------
+
+class JobFilter(df.FilterSet):
+    status = df.MultipleChoiceFilter(choices=JobStatus.choices)
+    algorithm = df.CharFilter(method="filter_algorithm")
+    created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Job
+        fields = ["status", "cluster", "model", "algorithm", "created_after", "created_before"]
+
+    def filter_algorithm(self, queryset, name, value):
+        # algorithms is a JSON list; the quoted name matches one element exactly
+        # (icontains works on both PostgreSQL and SQLite, JSON containment does not).
+        if value not in ALGORITHMS:
+            return queryset.none()
+        return queryset.filter(algorithms__icontains=f'"{value}"')
+
+
+class JobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+                 viewsets.GenericViewSet):
+    serializer_class = s.JobSerializer
+    filterset_class = JobFilter
+    ordering_fields = ["created_at", "started_at", "finished_at", "status"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        return selectors.jobs_for(self.request.user).defer("input_scenario")
+
+    @extend_schema(request=s.JobCreateSerializer, responses={201: s.JobSerializer})
+    def create(self, request, *args, **kwargs):
+        body = s.JobCreateSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        job = services.job_create(request.user, scenario=data["resolved_scenario"],
+                                  input_scenario=data["input_scenario"], algorithms=data["algorithms"],
+                                  options=data["options"], cluster=data["cluster"], model=data["model"])
+        return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = services.job_cancel(self.get_object(), by=_username(request))
+        return Response(self.get_serializer(self.get_queryset().get(pk=job.pk)).data)
+
+
+class PlanFilter(df.FilterSet):
+    cluster = df.NumberFilter(field_name="job__cluster")
+
+    class Meta:
+        model = Plan
+        fields = ["job", "algorithm", "cluster", "feasible"]
+
+
+class PlanViewSet(viewsets.ReadOnlyModelViewSet):
+    filterset_class = PlanFilter
+    ordering_fields = ["mean_response_s", "p95_response_s", "total_capacity", "solve_time_s", "created_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        qs = selectors.plans_for(self.request.user)
+        return qs.defer("document") if self.action == "list" else qs
+
+    def get_serializer_class(self):
+        return s.PlanSummarySerializer if self.action == "list" else s.PlanDetailSerializer
+
+    @extend_schema(parameters=[
+        OpenApiParameter("rates", OpenApiTypes.STR, description="comma-separated arrival rates"),
+        OpenApiParameter("points", OpenApiTypes.INT, description="evenly spaced rates up to the plan's capacity")],
+        responses={200: s.CurveSerializer})
+    @action(detail=True, methods=["get"])
+    def curve(self, request, pk=None):
+        doc = self.get_object().document
+        chains = [Chain(servers=tuple(ch["servers"]), blocks=tuple(ch["blocks"]),
+                        service_time_s=float(ch["service_time_s"]), capacity=int(ch["capacity"]))
+                  for ch in doc.get("chains") or []]
+        capacity_rate = sum(ch.capacity / ch.service_time_s for ch in chains)
+        rates = _curve_rates(request.query_params, capacity_rate)
+        return Response({"points": response_time_curve(chains, rates)})
+
+    @extend_schema(responses={200: s.CommandsSerializer})
+    @action(detail=True, methods=["get"], url_path="petals-commands")
+    def petals_commands(self, request, pk=None):
+        plan = self.get_object()
+        model_name = (plan.job.scenario.get("model") or {}).get("name", "model")
+        commands = []
+        for row in plan.document.get("placement") or []:
+            start, count = int(row["start_block"]), int(row["num_blocks"])
+            if count <= 0:
+                continue
+            commands.append(f"# on {row['server']}\npython -m petals.cli.run_server {shlex.quote(model_name)} "
+                            f"--block_indices {start}:{start + count}")
+        return Response({"commands": commands})
+
+
+MAX_CURVE_POINTS = 500
+
+
+def _curve_rates(params, capacity_rate: float) -> list[float]:
+    if params.get("rates"):
+        try:
+            rates = [float(x) for x in params["rates"].split(",") if x.strip()]
+        except ValueError:
+            raise FieldErrors([{"field": "rates", "message": "must be comma-separated numbers"}]) from None
+        if not rates or len(rates) > MAX_CURVE_POINTS or not all(math.isfinite(r) and r > 0 for r in rates):
+            raise FieldErrors([{"field": "rates",
+                                "message": f"must be 1 to {MAX_CURVE_POINTS} finite numbers > 0"}])
+        return rates
+    try:
+        points = int(params.get("points", 20))
+    except ValueError:
+        raise FieldErrors([{"field": "points", "message": "must be an integer"}]) from None
+    if not 1 <= points <= MAX_CURVE_POINTS:
+        raise FieldErrors([{"field": "points", "message": f"must be in 1..{MAX_CURVE_POINTS}"}])
+    top = capacity_rate if capacity_rate > 0 else 1.0
+    # up to 98 % of the capacity: beyond it the bounds blow up
+    return [top * 0.98 * (i + 1) / points for i in range(points)]
+
+
+# ---------------------------------------------------------------------------
+# web UI
+# ---------------------------------------------------------------------------
+
+def frontend(request, path=""):
+    """The single-page app's index.html for any non-API path (client-side routing)."""
+    index = settings.FRONTEND_DIST / "index.html"
+    if index.is_file():
+        return FileResponse(index.open("rb"), content_type="text/html")
+    return HttpResponse("<!doctype html><title>chainplan</title><h1>chainplan</h1>"
+                        "<p>The web UI is not built (npm run build in frontend/). "
+                        "The API is at <a href='/api/v1/docs/'>/api/v1/docs/</a>.</p>", content_type="text/html")
