@@ -91,7 +91,12 @@ def _fastest_chain_time(scenario: Scenario, placement: Placement, cache: dict) -
 
 
 def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[int] | None = None,
-           progress: Progress | None = None, deadline: float | None = None) -> TuningResult:
+           progress: Progress | None = None, deadline: float | None = None,
+           penalty: Callable[[Placement], float] | None = None) -> TuningResult:
+    """Best ``c`` by ``objective`` (+ ``penalty(placement)``, a non-negative extra cost such as switching).
+
+    Pruning stays exact with a penalty: the objective is still at least the fastest chain's time.
+    """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     arrays = ServerArrays.from_scenario(scenario)
@@ -129,6 +134,9 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
                 out.skipped += 1
                 continue
         cand = evaluate(scenario, result, objective, cache)
+        if penalty is not None:
+            extra_cost = penalty(result.placement)
+            cand = Candidate(cand.c, cand.placement, cand.chains, cand.bounds, cand.objective + extra_cost)
         out.evaluated.append(cand.summary())
         if cand.bounds.stable and (out.best is None or (cand.objective, cand.c) < (out.best.objective, out.best.c)):
             out.best = cand
