@@ -274,6 +274,9 @@ def validate_report(doc: dict, *, expected_cluster=None, expected_server: str | 
         if expected_architecture is not None:
             diff = [k for k in ARCH_FIELDS
                     if k in expected_architecture and arch_doc.get(k) != expected_architecture[k]]
+            want_dtype = expected_architecture.get("dtype")
+            if want_dtype is not None and dtype is not None and dtype != want_dtype:
+                p.append(f"dtype: the report measured {dtype}, the cluster's model is {want_dtype}")
             if diff:
                 p.append("model: the report measured a different model than the cluster's ("
                          + ", ".join(f"{k} {arch_doc.get(k)!r} != {expected_architecture[k]!r}" for k in diff)

@@ -88,6 +88,8 @@ def test_other_server_cluster_or_model_is_rejected(doc):
     other = dict(asdict(TINY), hidden_size=4096)
     problems = validate_report(doc, expected_architecture=other)
     assert any("different model" in p and "hidden_size" in p for p in problems)
+    problems = validate_report(doc, expected_architecture=dict(asdict(TINY), dtype="bf16"))
+    assert problems == ["dtype: the report measured fp32, the cluster's model is bf16"]
 
 
 def test_not_an_object():
