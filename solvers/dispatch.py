@@ -279,9 +279,9 @@ class SED(_LazyMinChain):
     current state, is smallest (ties to the fastest):
     ``T_k`` if the chain has a free slot, else ``T_k + (Q_k + 1) * T_k / c_k``
     -- it must wait for ``Q_k + 1`` departures of a full chain, which occur at
-    rate ``c_k / T_k`` under exponential sizes.  With a free chain available
-    it behaves like JFFC; unlike JFFC it may queue a job behind a fast full
-    chain rather than start it on a slow idle one, and the choice is final.
+    rate ``c_k / T_k`` under exponential sizes.  Among free chains it prefers
+    the fastest, like JFFC; unlike JFFC it may queue a job behind a fast full
+    chain rather than start it on a slow free one, and the choice is final.
     """
 
     name = "sed"
