@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from . import proposed as _proposed  # noqa: F401  (registers "proposed")
 from .algorithms import REGISTRY, PlanOptions
-from .ctuning import OBJECTIVES, memory_shortfall
+from .ctuning import C_OBJECTIVES, memory_shortfall
 from .errors import FieldError, ScenarioError
 from .plan import PlanResult, plan_document
 from .scenario import Scenario
@@ -51,8 +51,8 @@ def check_options(algorithm: str, c: int | None, simulate_requests: int, seed: i
         errors.append(FieldError("options.seed", "must be an integer >= 0"))
     if time_limit_s is not None and not (isinstance(time_limit_s, (int, float)) and 0 < time_limit_s < 1e6):
         errors.append(FieldError("options.time_limit_s", "must be a number > 0"))
-    if c_objective not in OBJECTIVES:
-        errors.append(FieldError("options.c_objective", f"must be one of {', '.join(OBJECTIVES)}"))
+    if c_objective not in C_OBJECTIVES:
+        errors.append(FieldError("options.c_objective", f"must be one of {', '.join(C_OBJECTIVES)}"))
     if errors:
         raise ScenarioError(errors)
 

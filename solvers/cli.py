@@ -19,7 +19,7 @@ EXIT_OK, EXIT_INFEASIBLE, EXIT_INVALID = 0, 1, 2
 
 def _parser() -> argparse.ArgumentParser:
     from .api import ALGORITHMS
-    from .ctuning import OBJECTIVES
+    from .ctuning import C_OBJECTIVES
 
     parser = argparse.ArgumentParser(
         prog="python -m solvers",
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                         "; ".join(f"{k}: {v}" for k, v in sorted(ALGORITHMS.items())))
     p.add_argument("--c", type=int, default=None, metavar="N",
                    help="fix the cache reservation c (jobs of KV cache kept per block) instead of tuning it")
-    p.add_argument("--objective", default="lower-bound", choices=OBJECTIVES,
+    p.add_argument("--objective", default="lower-bound", choices=C_OBJECTIVES,
                    help="how c is tuned when --c is not given (default: lower-bound)")
     p.add_argument("--simulate", type=int, default=0, metavar="REQUESTS",
                    help="also simulate this many requests and add the 'simulation' figures (default: 0, off)")

@@ -32,6 +32,8 @@ from .scenario import Scenario
 from .topology import Placement
 
 OBJECTIVES = ("lower-bound", "upper-bound", "surrogate")
+# what a caller may ask for: the closed-form objectives, or simulating the best few by the lower bound
+C_OBJECTIVES = OBJECTIVES + ("simulation",)
 Progress = Callable[[float, str], None]
 
 
@@ -54,6 +56,7 @@ class Candidate:
 class TuningResult:
     best: Candidate | None
     evaluated: list[dict[str, object]] = field(default_factory=list)
+    top: list[Candidate] = field(default_factory=list)      # the ``keep`` best stable candidates, best first
     skipped: int = 0
     reason: str | None = None
 
@@ -92,10 +95,12 @@ def _fastest_chain_time(scenario: Scenario, placement: Placement, cache: dict) -
 
 def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[int] | None = None,
            progress: Progress | None = None, deadline: float | None = None,
-           penalty: Callable[[Placement], float] | None = None) -> TuningResult:
+           penalty: Callable[[Placement], float] | None = None, keep: int = 1) -> TuningResult:
     """Best ``c`` by ``objective`` (+ ``penalty(placement)``, a non-negative extra cost such as switching).
 
-    Pruning stays exact with a penalty: the objective is still at least the fastest chain's time.
+    ``keep`` > 1 also returns the ``keep`` best candidates in ``top``.  Pruning
+    stays exact with a penalty (the objective is still at least the fastest
+    chain's time) and with ``keep`` (it compares against the keep-th best).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
@@ -129,8 +134,8 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
             break
         if progress is not None and done % 8 == 0:
             progress(done / len(feasible), f"c-tuning: {done}/{len(feasible)} values of c")
-        if objective == "lower-bound" and out.best is not None and math.isfinite(out.best.objective):
-            if _fastest_chain_time(scenario, result.placement, cache) >= out.best.objective:
+        if objective == "lower-bound" and len(out.top) >= keep and math.isfinite(out.top[-1].objective):
+            if _fastest_chain_time(scenario, result.placement, cache) >= out.top[-1].objective:
                 out.skipped += 1
                 continue
         cand = evaluate(scenario, result, objective, cache)
@@ -138,8 +143,11 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
             extra_cost = penalty(result.placement)
             cand = Candidate(cand.c, cand.placement, cand.chains, cand.bounds, cand.objective + extra_cost)
         out.evaluated.append(cand.summary())
-        if cand.bounds.stable and (out.best is None or (cand.objective, cand.c) < (out.best.objective, out.best.c)):
-            out.best = cand
+        if cand.bounds.stable:
+            out.top.append(cand)
+            out.top.sort(key=lambda cd: (cd.objective, cd.c))
+            del out.top[keep:]
+            out.best = out.top[0]
     out.evaluated.sort(key=lambda d: d["c"])
     if out.best is None and out.reason is None:
         top = max((d["total_service_rate"] for d in out.evaluated), default=0.0)

@@ -12,6 +12,31 @@ from .scenario import Scenario
 from .topology import make_chain
 
 
+SIMULATED_CANDIDATES = 5
+DEFAULT_TUNING_REQUESTS = 20_000
+
+
+def _pick_by_simulation(scenario: Scenario, candidates, options: PlanOptions):
+    """Simulate the best few c by the lower bound and keep the lowest simulated mean.
+
+    Every candidate sees the same seed, hence the same arrivals and job sizes
+    (common random numbers), so differences come from the plans, not the noise.
+    """
+    from .simulator import simulate_plan
+
+    requests = options.simulate_requests or DEFAULT_TUNING_REQUESTS
+    rows, best, best_mean = [], candidates[0], None
+    for i, cand in enumerate(candidates):
+        options.report(0.5 + 0.4 * i / len(candidates), f"c-tuning: simulating c = {cand.c}")
+        sim = simulate_plan(scenario, chains_of(scenario, cand.chains), "jffc", requests=requests, seed=options.seed)
+        mean = sim["mean_response_s"]
+        rows.append({"c": cand.c, "lower_bound_s": cand.bounds.lower_s, "simulated_mean_response_s": mean,
+                     "response_ci95_s": sim.get("response_ci95_s")})
+        if mean is not None and (best_mean is None or mean < best_mean):
+            best, best_mean = cand, mean
+    return best, rows
+
+
 def chains_of(scenario: Scenario, allocated) -> list:
     return [make_chain(scenario, ch.hops, ch.capacity) for ch in allocated]
 
@@ -29,12 +54,17 @@ def proposed(scenario: Scenario, options: PlanOptions) -> PlanResult:
         cand = evaluate(scenario, result, options.c_objective)
         tuning = None
     else:
-        tuning = tune_c(scenario, options.c_objective, progress=options.progress, deadline=options.deadline())
+        by_simulation = options.c_objective == "simulation"
+        tuning = tune_c(scenario, "lower-bound" if by_simulation else options.c_objective,
+                        progress=options.progress, deadline=options.deadline(),
+                        keep=SIMULATED_CANDIDATES if by_simulation else 1)
         cand = tuning.best
         if cand is None:
             return PlanResult("proposed", False, tuning.reason, extra={"c_tuning": tuning.evaluated})
-    chains = chains_of(scenario, cand.chains)
     extra: dict = {"c_objective": options.c_objective}
+    if options.c is None and options.c_objective == "simulation":
+        cand, extra["c_simulation"] = _pick_by_simulation(scenario, tuning.top, options)
+    chains = chains_of(scenario, cand.chains)
     if tuning is not None:
         extra["c_tuning"] = tuning.evaluated
         extra["c_values_pruned"] = tuning.skipped

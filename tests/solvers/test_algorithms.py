@@ -136,3 +136,24 @@ def test_low_load_small_c_high_load_large_c():
     low = tune_c(paper_scenario(num_servers=40, arrival_rate=0.05, seed=3)).best
     high = tune_c(paper_scenario(num_servers=40, arrival_rate=1.5, seed=3)).best
     assert low.c < high.c
+
+
+def test_keep_returns_the_exhaustive_top_candidates_despite_pruning():
+    s = paper_scenario(num_servers=30, eta=0.2, arrival_rate=0.6, seed=4)
+    top = tune_c(s, keep=4).top
+    arrays = ServerArrays.from_scenario(s)
+    exhaustive = sorted(
+        ((cand.objective, cand.c) for c in range(1, arrays.max_reservation() + 1)
+         if (r := gbpcr(s, c, arrays)).feasible and (cand := evaluate(s, r, "lower-bound")).bounds.stable))
+    assert [(cd.objective, cd.c) for cd in top] == pytest.approx(exhaustive[:4])
+
+
+def test_c_by_simulation_picks_among_the_best_by_bound():
+    from solvers.api import plan
+
+    s = paper_scenario(num_servers=20, eta=0.2, arrival_rate=0.4, seed=1)
+    doc = plan(s, c_objective="simulation", simulate_requests=3000, seed=2)
+    rows = doc["c_simulation"]
+    assert len(rows) == 5 and doc["c"] in [r["c"] for r in rows]
+    best = min(rows, key=lambda r: r["simulated_mean_response_s"])
+    assert doc["c"] == best["c"]
