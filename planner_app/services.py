@@ -330,7 +330,7 @@ def _infeasible_error(plans: list[dict[str, Any]]) -> str | None:
     return "no feasible plan: " + "; ".join(reasons)
 
 
-def execute_job(job_id: int, worker: str) -> str:
+def execute_job(job_id: int, worker: str, soft_limit_s: float | None = None) -> str:
     """Run a job's algorithms and store the plans; returns what happened (for logs and tests)."""
     close_old_connections()
     job = claim_job(job_id, worker)
@@ -362,7 +362,7 @@ def execute_job(job_id: int, worker: str) -> str:
     except JobAbandoned:
         return "abandoned"
     except SoftTimeLimitExceeded:
-        limit = opts.get("time_limit_s") or settings.CELERY_TASK_SOFT_TIME_LIMIT
+        limit = soft_limit_s or opts.get("time_limit_s") or settings.CELERY_TASK_SOFT_TIME_LIMIT
         _finish(job_id, attempt, error=f"stopped: the job ran past its time limit ({limit:g} s)"
                                        + (f" while running {current}" if current else ""))
         return "failed"

@@ -134,7 +134,8 @@ USE_TZ = True
 
 # --- static files and the web UI ---------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "planner_app" / "static_build"
+STATIC_ROOT = BASE_DIR / "planner_app" / "static_build"    # filled by collectstatic
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 FRONTEND_DIST = Path(os.environ.get("CHAINPLAN_FRONTEND_DIST", BASE_DIR / "frontend" / "dist"))
 # The built Vite app is served from "/" (assets under /assets/...).
 WHITENOISE_ROOT = FRONTEND_DIST if FRONTEND_DIST.is_dir() else None
@@ -150,7 +151,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 MAX_SERVERS_PER_CLUSTER = env_int("MAX_SERVERS_PER_CLUSTER", 5_000)
 MAX_ALGORITHMS_PER_JOB = 16
-MAX_SIMULATE_REQUESTS = env_int("MAX_SIMULATE_REQUESTS", 1_000_000)
+MAX_SIMULATE_REQUESTS = env_int("MAX_SIMULATE_REQUESTS", 2_000_000)
 MAX_JOB_TIME_LIMIT_S = env_float("MAX_JOB_TIME_LIMIT_S", 600.0)
 
 # --- REST framework --------------------------------------------------------------

@@ -20,7 +20,9 @@ class JobTask(Task):
 
 @shared_task(bind=True, base=JobTask, name="planner_app.run_job", acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: int) -> str:
-    return services.execute_job(int(job_id), self.request.hostname or socket.gethostname())
+    limits = self.request.timelimit or (None, None)     # (hard, soft) as sent with the message
+    return services.execute_job(int(job_id), self.request.hostname or socket.gethostname(),
+                                soft_limit_s=limits[1] or None)
 
 
 @shared_task(name="planner_app.sweep_jobs", ignore_result=True)

@@ -16,6 +16,7 @@ from django_filters import rest_framework as df
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers as drf_serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -83,6 +84,9 @@ class LogoutView(APIView):
 
 
 class MeView(APIView):
+    # session first, so an anonymous caller gets 403 (the contract) rather than a Token challenge 401
+    authentication_classes = [SessionAuthentication, TokenAuthentication]
+
     @extend_schema(responses={200: s.UsernameSerializer})
     def get(self, request):
         return Response({"username": _username(request)})

@@ -1,0 +1,115 @@
+"""Fixtures for the planning service tests.
+
+In-process API tests use Django's test database (SQLite in memory unless
+DATABASE_URL says otherwise) and run queued jobs by calling the task body.
+End-to-end tests (marker ``services``) start real processes on PostgreSQL and
+Redis; see live.py.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from rest_framework.test import APIClient
+
+from planner_app import services
+from planner_app.models import Job, JobStatus
+
+from .live import PgDatabase, Stack, require_services
+
+SMALL = {
+    "name": "small",
+    "model": {"name": "toy", "num_blocks": 10, "block_size_gb": 1.0, "cache_size_gb": 0.1},
+    "servers": [
+        {"id": "a", "memory_gb": 12, "comm_time_s": 0.5, "block_time_s": 0.1},
+        {"id": "b", "memory_gb": 8, "comm_time_s": 0.3, "block_time_s": 0.2},
+        {"id": "c", "memory_gb": 8, "comm_time_s": 0.4, "block_time_s": 0.15},
+    ],
+    "workload": {"arrival_rate": 0.5, "target_load": 0.7},
+}
+
+
+@pytest.fixture
+def small_doc():
+    return copy.deepcopy(SMALL)
+
+
+def token_client(user) -> APIClient:
+    _, token = services.user_ensure(user.get_username())
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+@pytest.fixture
+def user(db, django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-pw")
+
+
+@pytest.fixture
+def other(db, django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-pw")
+
+
+@pytest.fixture
+def api(user):
+    return token_client(user)
+
+
+@pytest.fixture
+def other_api(other):
+    return token_client(other)
+
+
+def run_queued() -> list[str]:
+    """Run every queued job with the Celery task's body, in this process."""
+    return [services.execute_job(job.pk, "test-worker")
+            for job in Job.objects.filter(status=JobStatus.QUEUED).order_by("pk")]
+
+
+# ---------------------------------------------------------------------------
+# real processes
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_database():
+    require_services()
+    database = PgDatabase()
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+@pytest.fixture(scope="session")
+def migrated_db(pg_database, tmp_path_factory):
+    Stack(tmp_path_factory.mktemp("migrate"), pg_database.url).manage("migrate", "--noinput", "-v", "0")
+    return pg_database
+
+
+@pytest.fixture(scope="session")
+def live(migrated_db, tmp_path_factory):
+    """gunicorn + one Celery worker (2 processes) on PostgreSQL and Redis."""
+    stack = Stack(tmp_path_factory.mktemp("live"), migrated_db.url)
+    try:
+        stack.start_web()
+        stack.start_worker("main", concurrency=2)
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack_factory(migrated_db, tmp_path):
+    """Stacks of one's own (own queue), for tests that kill or starve workers."""
+    stacks = []
+
+    def make(**env):
+        stack = Stack(tmp_path / f"stack{len(stacks)}", migrated_db.url, **env)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()
