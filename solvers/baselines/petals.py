@@ -1,0 +1,249 @@
+"""PETALS baseline: its own block placement and per-request routing (spec section 3).
+
+Reproduced from the description of PETALS' behaviour (no PETALS code used):
+
+* **Sizing.** A server reserves a fixed KV pool of ``attn_cache_tokens``
+  tokens per block it holds (4096 by default, 16384 when the model has grouped
+  KV heads, i.e. ``num_kv_heads < num_heads`` in its architecture).  One token's
+  KV of one block is ``s_c / max_tokens`` (``s_c`` is sized for ``max_tokens``,
+  the workload's ``max_tokens`` or the architecture's ``max_seq_len``, else
+  2048), so the pool costs ``cache_per_block = attn_cache_tokens * s_c /
+  max_tokens`` per block and ``m_j = min(floor(M_j / (s_m + cache_per_block)), L)``.
+  Memory beyond the blocks and that pool stays unused, as in PETALS.
+* **KV slots.** A request reserves KV for ``max_tokens`` on every block it runs
+  on a server, i.e. one slot of size ``s_c`` per block, so server ``j`` has
+  ``floor(m_j * cache_per_block / s_c)`` slots (2 per block for BLOOM at 2048).
+* **Joining.** Servers join one at a time in scenario order.  Each picks the
+  start whose window has the lexicographically smallest sorted vector of
+  per-block throughput (ties: the lowest start), then adds its throughput to
+  every block it holds.  A server's throughput is its single-block inference
+  rate ``1 / per_token_block_time``.
+* **Routing.** Per request, a shortest path over (server, block): entering a
+  server costs ``rtt_j/2 + 18 ms`` plus 10 s if the server has no free cache
+  (fewer free slots than blocks it holds: it cannot take one more request on
+  all of its blocks), each block run on server ``j`` costs ``1/inference_rps_j``
+  (the per-token time of one block).  A route may leave a server before the
+  end of its range (PETALS routes over blocks, not over whole spans).
+* **No central queue.** If the chosen route does not fit in the servers' free
+  slots the request waits and retries (re-routing from scratch) after 1, 2,
+  4, ... s, capped at 60 s.
+
+Simplifications (documented, deliberate):
+
+* ``rtt_j`` is the server's ``rtt_ms`` when the scenario gives one; otherwise
+  it is recovered from the calibration model ``comm_time_s = (rtt + 18 ms) *
+  (output_tokens + 1)`` (one round trip per generated token plus the prompt).
+  ``1/inference_rps_j`` is the server's per-output-token block time
+  (``timing.block_per_output_token_s``), else ``block_time_s / (output_tokens + 1)``.
+* A request's service time on its route is the model's ``sum(tau_c_j +
+  tau_p_j * blocks_j)`` (times the job's size factor, or from its token counts
+  for a trace), as for every other method, so methods differ only in placement
+  and routing.  Servers do not slow down with concurrency (the memory-bound
+  regime of the spec).
+* PETALS' periodic rebalancing (servers moving blocks while running), its
+  client-side request timeouts and server failures are not modelled: the
+  placement is the one reached after all servers joined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..algorithms import PlanOptions, register
+from ..plan import PlanResult
+from ..scenario import Scenario
+from ..topology import Placement
+from .common import Route, SlotPolicy, floor_eps, max_tokens_of, run_slot_policy
+
+DEFAULT_CACHE_TOKENS = 4096
+DEFAULT_CACHE_TOKENS_GQA = 16384
+HOP_OVERHEAD_S = 0.018
+NO_CACHE_PENALTY_S = 10.0
+BACKOFF_MAX_S = 60.0
+_RETRY = 1
+
+
+@dataclass(frozen=True)
+class PetalsPlacement:
+    placement: Placement
+    slots: tuple[int, ...]
+    attn_cache_tokens: int
+    cache_per_block_gb: float
+    throughput: tuple[float, ...]            # per server, 1 / per-token block time
+    block_throughput: tuple[float, ...]      # per block, sum over the servers holding it
+    feasible: bool
+    reason: str | None = None
+
+
+def attn_cache_tokens_of(scenario: Scenario) -> int:
+    arch = scenario.model.architecture
+    grouped = arch is not None and arch.num_kv_heads < arch.num_heads
+    return DEFAULT_CACHE_TOKENS_GQA if grouped else DEFAULT_CACHE_TOKENS
+
+
+def _steps(scenario: Scenario) -> float:
+    out = scenario.workload.output_tokens
+    return out + 1.0 if out is not None else 1.0
+
+
+def per_token_block_time(scenario: Scenario) -> list[float]:
+    steps = _steps(scenario)
+    out = []
+    for s in scenario.servers:
+        t = s.timing.block_per_output_token_s
+        out.append(t if t > 0 else s.block_time_s / steps)
+    return out
+
+
+def rtt_s(scenario: Scenario) -> list[float]:
+    steps = _steps(scenario)
+    out = []
+    for s in scenario.servers:
+        if s.rtt_ms is not None:
+            out.append(s.rtt_ms / 1e3)
+        else:
+            per_step = s.timing.comm_per_output_token_s or s.comm_time_s / steps
+            out.append(max(0.0, per_step - HOP_OVERHEAD_S))
+    return out
+
+
+def petals_placement(scenario: Scenario, attn_cache_tokens: int | None = None) -> PetalsPlacement:
+    model = scenario.model
+    L = model.num_blocks
+    tokens = attn_cache_tokens or attn_cache_tokens_of(scenario)
+    cache_per_block = tokens * model.cache_size_gb / max_tokens_of(scenario)
+    counts = [min(floor_eps(s.memory_gb / (model.block_size_gb + cache_per_block)), L) for s in scenario.servers]
+    slots = tuple(floor_eps(m * cache_per_block / model.cache_size_gb) for m in counts)
+    throughput = tuple(1.0 / t for t in per_token_block_time(scenario))
+    load = [0.0] * L
+    starts = [0] * len(counts)
+    for j, m in enumerate(counts):              # servers join in scenario order
+        if m == 0:
+            continue
+        best, best_key = 0, None
+        for a in range(L - m + 1):
+            key = sorted(load[a:a + m])
+            if best_key is None or key < best_key:
+                best, best_key = a, key
+        starts[j] = best
+        for b in range(best, best + m):
+            load[b] += throughput[j]
+    placement = Placement(tuple(starts), tuple(counts))
+    reason = None
+    if sum(counts) < L or min(load) <= 0.0:
+        held = sum(counts)
+        reason = (f"with a {tokens}-token KV pool per block the servers hold {held} block copies and leave "
+                  f"block(s) {[b for b in range(L) if load[b] <= 0][:5]} uncovered")
+    return PetalsPlacement(placement, slots, tokens, cache_per_block, throughput, tuple(load), reason is None, reason)
+
+
+class PetalsPolicy(SlotPolicy):
+    """Per-request min-latency routing over (server, block) with retries and back-off."""
+
+    def __init__(self, scenario: Scenario, pp: PetalsPlacement):
+        super().__init__(scenario, pp.placement, pp.slots)
+        p = pp.placement
+        L = scenario.model.num_blocks
+        self.L = L
+        self.count = list(p.count)
+        self.start_block = list(p.start)
+        self.hop = [r / 2.0 + HOP_OVERHEAD_S for r in rtt_s(scenario)]
+        self.per_block = per_token_block_time(scenario)
+        self.cover: list[list[int]] = [[] for _ in range(L)]
+        for j in p.used():
+            for b in range(p.start[j], p.end(j)):
+                self.cover[b].append(j)
+        self.attempts: dict[int, int] = {}
+        self.retries = 0
+        self.jobs_retried = 0
+        self.routes_computed = 0
+        # the route depends only on which servers have free cache; while no job starts or
+        # leaves, a retry would recompute the very same route, so it is cached per state version
+        self.version = 0
+        self._cached: tuple[int, Route] | None = None
+
+    def route(self) -> Route:
+        """Cheapest route for one request given the servers' current free cache."""
+        inf = float("inf")
+        L, cover, hop, pb, free, count, first = self.L, self.cover, self.hop, self.per_block, self.free, self.count, self.start_block
+        on_cost = {}
+        on_entry = {}
+        client = [inf] * (L + 1)
+        client[0] = 0.0
+        back: list[tuple[int, int]] = [(-1, -1)] * (L + 1)
+        for b in range(L):
+            cb = client[b]
+            best, arg = inf, (-1, -1)
+            for j in cover[b]:
+                enter = cb + hop[j] + (NO_CACHE_PENALTY_S if free[j] < count[j] else 0.0)
+                if first[j] < b and on_cost[j] <= enter:
+                    cost, e = on_cost[j], on_entry[j]
+                else:
+                    cost, e = enter, b
+                cost += pb[j]
+                on_cost[j] = cost
+                on_entry[j] = e
+                if cost < best:
+                    best, arg = cost, (j, e)
+            client[b + 1] = best
+            back[b + 1] = arg
+        hops = []
+        f = L
+        while f > 0:
+            j, e = back[f]
+            hops.append((j, f - e))
+            f = e
+        hops.reverse()
+        return tuple(hops)
+
+    def on_arrival(self, job: int, now: float) -> None:
+        self.attempt(job, now)
+
+    def on_timer(self, now: float, tag: int, job: int) -> None:
+        self.attempt(job, now)
+
+    def current_route(self) -> Route:
+        if self._cached is None or self._cached[0] != self.version:
+            self.routes_computed += 1
+            self._cached = (self.version, self.route())
+        return self._cached[1]
+
+    def start(self, job: int, route: Route, now: float) -> None:
+        super().start(job, route, now)
+        self.version += 1
+
+    def released(self, now: float) -> None:
+        self.version += 1
+
+    def attempt(self, job: int, now: float) -> None:
+        route = self.current_route()
+        if self.fits(route):
+            self.attempts.pop(job, None)
+            self.start(job, route, now)
+            return
+        k = self.attempts.get(job, 0)
+        if k == 0:
+            self.jobs_retried += 1
+        self.attempts[job] = k + 1
+        self.retries += 1
+        self.engine.schedule(now + min(2.0 ** k, BACKOFF_MAX_S), _RETRY, job)
+
+
+@register("petals", "PETALS baseline: fixed KV pool sizing, lexicographic join placement, per-request "
+                    "min-latency routing with retries and back-off (simulated)")
+def petals(scenario: Scenario, options: PlanOptions) -> PlanResult:
+    pp = petals_placement(scenario, options.extra.get("attn_cache_tokens"))
+    extra: dict[str, Any] = {"attn_cache_tokens": pp.attn_cache_tokens,
+                             "cache_per_block_gb": pp.cache_per_block_gb,
+                             "server_kv_slots": list(pp.slots)}
+    if not pp.feasible:
+        return PlanResult("petals", False, pp.reason, placement=pp.placement, dispatch=None, extra=extra)
+    result = PlanResult("petals", True, placement=pp.placement, dispatch=None, extra=extra)
+    if options.simulate_requests > 0:
+        policy = PetalsPolicy(scenario, pp)
+        sim = run_slot_policy(scenario, policy, options.simulate_requests, options.seed)
+        sim["retries"] = policy.retries
+        sim["requests_retried"] = policy.jobs_retried
+        result.simulation = sim
+    return result
