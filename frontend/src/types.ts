@@ -173,7 +173,7 @@ export interface PlacementEntry {
   block_memory_gb?: number;
   cache_memory_gb?: number;
   cache_slots?: number;
-  used_cache_slots?: number;
+  cache_slots_used?: number;
   free_memory_gb?: number;
 }
 
@@ -193,6 +193,12 @@ export interface Simulation {
   p99_response_s: number;
   mean_wait_s: number;
   mean_service_s: number;
+  p50_wait_s?: number | null;
+  p95_wait_s?: number | null;
+  response_ci95_s?: number | null;
+  chain_utilisation?: Array<number | null>;
+  chain_jobs?: number[];
+  response_histogram?: { bin_edges_s: number[]; counts: number[]; overflow: number } | null;
   [key: string]: unknown;
 }
 
@@ -209,6 +215,10 @@ export interface PlanDocument {
   bounds?: { response_time_lower_s: number | null; response_time_upper_s: number | null } | null;
   simulation?: Simulation | null;
   solve_time_s?: number | null;
+  unused_servers?: string[];
+  arrival_rate?: number;
+  load?: number | null;
+  dispatch?: string;
   [key: string]: unknown;
 }
 

@@ -62,3 +62,26 @@ describe('curve', () => {
     expect(s.unstableFrom).toBe(0.9);
   });
 });
+
+import { histogramBars, percentiles } from '../src/lib/distribution';
+
+describe('distribution', () => {
+  it('turns the simulator histogram into shares that sum to 1 with the overflow', () => {
+    const h = histogramBars({ bin_edges_s: [0, 1, 2, 3], counts: [2, 5, 2], overflow: 1 })!;
+    expect(h.total).toBe(10);
+    expect(h.fractions).toEqual([0.2, 0.5, 0.2]);
+    expect(h.overflow).toBe(0.1);
+    expect(h.mids).toEqual([0.5, 1.5, 2.5]);
+    expect(h.labels[0]).toBe('0 s–1 s');
+  });
+  it('rejects malformed or empty histograms', () => {
+    expect(histogramBars(null)).toBeNull();
+    expect(histogramBars({ bin_edges_s: [0, 1], counts: [1, 2], overflow: 0 })).toBeNull();
+    expect(histogramBars({ bin_edges_s: [0, 1], counts: [0], overflow: 0 })).toBeNull();
+  });
+  it('lists the reported percentiles', () => {
+    const sim = { requests: 1, seed: 1, mean_response_s: 9.5, p50_response_s: 8.1, p95_response_s: 21, p99_response_s: 30.2, mean_wait_s: 0.2, mean_service_s: 9.3 };
+    expect(percentiles(sim).map((p) => p.label)).toEqual(['p50', 'mean', 'p95', 'p99']);
+    expect(percentiles(null)).toEqual([]);
+  });
+});

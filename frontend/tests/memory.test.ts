@@ -54,7 +54,7 @@ describe('memoryBreakdown', () => {
   });
 
   it('prefers memory figures carried by the plan placement', () => {
-    const withFigures: PlanDocument = { ...plan, placement: [{ server: 'fra', start_block: 0, num_blocks: 27, memory_gb: 39, cache_slots: 12, used_cache_slots: 10 }] };
+    const withFigures: PlanDocument = { ...plan, placement: [{ server: 'fra', start_block: 0, num_blocks: 27, memory_gb: 39, cache_slots: 12, cache_slots_used: 10 }] };
     const [r] = memoryBreakdown(withFigures, memoryInputs(scenario));
     expect(r).toMatchObject({ memory_gb: 39, slots_total: 12, slots_used: 10 });
   });

@@ -63,7 +63,7 @@ export function memoryBreakdown(plan: PlanDocument, inputs: MemoryInputs, server
     const blocks = p?.num_blocks ?? 0;
     const M = (typeof p?.memory_gb === 'number' ? p.memory_gb : undefined) ?? inputs.memory.get(server) ?? null;
     const weights = (typeof p?.block_memory_gb === 'number' ? p.block_memory_gb : undefined) ?? (sm !== null ? sm * blocks : 0);
-    const slotsUsed = (typeof p?.used_cache_slots === 'number' ? p.used_cache_slots : undefined) ?? used.get(server) ?? 0;
+    const slotsUsed = (typeof p?.cache_slots_used === 'number' ? p.cache_slots_used : undefined) ?? used.get(server) ?? 0;
     let slotsTotal: number | null = typeof p?.cache_slots === 'number' ? p.cache_slots : null;
     if (slotsTotal === null && M !== null && sc) slotsTotal = Math.max(0, Math.floor((M - weights) / sc + EPS));
     const kvUsed = sc ? slotsUsed * sc : 0;

@@ -1,0 +1,120 @@
+import type { ComponentChildren, JSX } from 'preact';
+import { useId } from 'preact/hooks';
+import { linkClick } from '../router';
+import { messageOf } from '../lib/errors';
+import { buildQuery, pageCount, type QueryValue } from '../lib/query';
+import type { JobStatus } from '../types';
+
+export function Link(props: JSX.AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {
+  return <a {...props} onClick={linkClick} />;
+}
+
+export function ErrorBox({ error, title }: { error: unknown; title?: string }) {
+  if (!error) return null;
+  return (
+    <div class="alert alert-error" role="alert">
+      {title && <strong>{title}: </strong>}
+      {messageOf(error)}
+    </div>
+  );
+}
+
+export function Notice({ children, kind = 'info' }: { children: ComponentChildren; kind?: 'info' | 'ok' | 'warn' }) {
+  return (
+    <div class={`alert alert-${kind}`} role="status">
+      {children}
+    </div>
+  );
+}
+
+export function Loading({ label = 'Loading…' }: { label?: string }) {
+  return (
+    <p class="loading" role="status" aria-live="polite">
+      {label}
+    </p>
+  );
+}
+
+export function FieldMessages({ id, messages }: { id: string; messages?: string[] | string }) {
+  const list = messages === undefined ? [] : Array.isArray(messages) ? messages : [messages];
+  if (!list.length) return null;
+  return (
+    <span class="field-error" id={id}>
+      {list.join('; ')}
+    </span>
+  );
+}
+
+interface FieldProps {
+  label: string;
+  hint?: string;
+  error?: string[] | string;
+  children: (ids: { id: string; describedBy: string | undefined; invalid: boolean }) => ComponentChildren;
+  class?: string;
+}
+
+/** A labelled form field with its hint and validation messages next to it. */
+export function Field({ label, hint, error, children, class: cls }: FieldProps) {
+  const id = useId();
+  const hasError = error !== undefined && (Array.isArray(error) ? error.length > 0 : error !== '');
+  const describedBy = [hint ? `${id}-hint` : '', hasError ? `${id}-err` : ''].filter(Boolean).join(' ') || undefined;
+  return (
+    <div class={`field ${hasError ? 'has-error' : ''} ${cls ?? ''}`}>
+      <label for={id}>{label}</label>
+      {children({ id, describedBy, invalid: hasError })}
+      {hint && (
+        <span class="hint" id={`${id}-hint`}>
+          {hint}
+        </span>
+      )}
+      <FieldMessages id={`${id}-err`} messages={error} />
+    </div>
+  );
+}
+
+/** Parses a number input's text: '' -> null, junk -> NaN. */
+export function parseNumberInput(text: string): number | null {
+  const t = text.trim();
+  if (t === '') return null;
+  return Number(t);
+}
+
+export function StatusBadge({ status }: { status: JobStatus | string }) {
+  return <span class={`badge badge-${status}`}>{status}</span>;
+}
+
+export function Pagination({ page, count, pageSize, base, query }: { page: number; count: number; pageSize: number; base: string; query: Record<string, QueryValue> }) {
+  const pages = pageCount(count, pageSize);
+  if (pages <= 1) return null;
+  const href = (p: number) => base + buildQuery({ ...query, page: p === 1 ? null : p });
+  return (
+    <nav class="pagination" aria-label="Pages">
+      {page > 1 ? <Link href={href(page - 1)} rel="prev">← Previous</Link> : <span aria-hidden="true" class="muted">← Previous</span>}
+      <span aria-current="page">
+        Page {page} of {pages} ({count} in all)
+      </span>
+      {page < pages ? <Link href={href(page + 1)} rel="next">Next →</Link> : <span aria-hidden="true" class="muted">Next →</span>}
+    </nav>
+  );
+}
+
+export function Stat({ label, value, hint }: { label: string; value: ComponentChildren; hint?: string }) {
+  return (
+    <div class="stat" title={hint}>
+      <dt>{label}</dt>
+      <dd>{value}</dd>
+    </div>
+  );
+}
+
+export function PageHeader({ title, children, sub }: { title: ComponentChildren; children?: ComponentChildren; sub?: ComponentChildren }) {
+  return (
+    <div class="page-header">
+      <div>
+        <h1 tabIndex={-1} id="page-title">{title}</h1>
+        {sub && <p class="sub">{sub}</p>}
+      </div>
+      {children && <div class="actions">{children}</div>}
+    </div>
+  );
+}

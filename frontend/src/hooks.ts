@@ -1,0 +1,64 @@
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { matchRoute, subscribe, type Route } from './router';
+import { parseQuery } from './lib/query';
+
+export interface Location {
+  route: Route;
+  pathname: string;
+  query: Record<string, string>;
+}
+
+function current(): Location {
+  return { route: matchRoute(location.pathname), pathname: location.pathname, query: parseQuery(location.search) };
+}
+
+/** The current route; re-renders on navigate() and on browser back/forward. */
+export function useLocation(): Location {
+  const [loc, setLoc] = useState<Location>(current);
+  useEffect(() => subscribe(() => setLoc(current())), []);
+  return loc;
+}
+
+export interface Async<T> {
+  data: T | undefined;
+  error: unknown;
+  loading: boolean;
+  reload: () => void;
+  setData: (d: T) => void;
+}
+
+/** Runs `fn` when `deps` change; results of stale runs are dropped. */
+export function useAsync<T>(fn: () => Promise<T>, deps: unknown[]): Async<T> {
+  const [state, setState] = useState<{ data?: T; error: unknown; loading: boolean }>({ error: null, loading: true });
+  const [tick, setTick] = useState(0);
+  const run = useRef(0);
+  useEffect(() => {
+    const id = ++run.current;
+    setState((s) => ({ data: s.data, error: null, loading: true }));
+    fn().then(
+      (data) => id === run.current && setState({ data, error: null, loading: false }),
+      (error) => id === run.current && setState({ data: undefined, error, loading: false }),
+    );
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [...deps, tick]);
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+  const setData = useCallback((data: T) => setState({ data, error: null, loading: false }), []);
+  return { data: state.data, error: state.error, loading: state.loading, reload, setData };
+}
+
+/** Sets the document title (and announces page changes to screen readers via the title). */
+export function useTitle(title: string): void {
+  useEffect(() => {
+    document.title = title ? `${title} · chainplan` : 'chainplan';
+  }, [title]);
+}
+
+/** A value that follows `value` after `ms` without changes. */
+export function useDebounced<T>(value: T, ms: number): T {
+  const [v, setV] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setV(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return v;
+}

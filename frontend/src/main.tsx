@@ -1,0 +1,179 @@
+import { render } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import './styles.css';
+import { api, setUnauthenticatedHandler } from './api';
+import { useLocation } from './hooks';
+import { navigate, safeNext } from './router';
+import { buildQuery } from './lib/query';
+import { Link, Loading } from './components/ui';
+import { LoginPage } from './pages/Login';
+import { HomePage } from './pages/Home';
+import { ClustersPage } from './pages/Clusters';
+import { ClusterEditor } from './pages/ClusterEditor';
+import { ModelsPage, ModelEditor } from './pages/Models';
+import { NewPlanPage } from './pages/NewPlan';
+import { JobsPage } from './pages/Jobs';
+import { JobPage } from './pages/Job';
+import { PlanPage } from './pages/Plan';
+import { ComparePage } from './pages/Compare';
+
+// Whether this browser signed in last time: lets a signed-out visitor go
+// straight to the sign-in page without a failing /auth/me/ request.
+const HINT = 'chainplan.signedIn';
+
+function readHint(): boolean {
+  try {
+    return localStorage.getItem(HINT) === '1';
+  } catch {
+    return false;
+  }
+}
+
+function writeHint(on: boolean): void {
+  try {
+    if (on) localStorage.setItem(HINT, '1');
+    else localStorage.removeItem(HINT);
+  } catch {
+    /* storage may be disabled; the hint is only an optimisation */
+  }
+}
+
+function App() {
+  const loc = useLocation();
+  const [user, setUser] = useState<string | null | undefined>(undefined);
+  const first = useRef(true);
+
+  useEffect(() => {
+    let alive = true;
+    api.csrf()
+      .catch(() => undefined)
+      .then(() => (readHint() ? api.me().then((u) => u.username, () => null) : null))
+      .then((u) => {
+        if (!alive) return;
+        writeHint(Boolean(u));
+        setUser(u);
+      });
+    setUnauthenticatedHandler(() => {
+      writeHint(false);
+      setUser(null);
+    });
+    return () => {
+      alive = false;
+      setUnauthenticatedHandler(null);
+    };
+  }, []);
+
+  // signed out: show the sign-in page with the wanted page as ?next=
+  useEffect(() => {
+    if (user === null && loc.route.name !== 'login') {
+      navigate('/login' + buildQuery({ next: location.pathname + location.search }), { replace: true });
+    }
+  }, [user, loc.route.name]);
+
+  // move focus to the new page's heading after in-app navigation (screen readers announce it)
+  useEffect(() => {
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    const t = setTimeout(() => document.getElementById('page-title')?.focus({ preventScroll: true }), 0);
+    return () => clearTimeout(t);
+  }, [loc.pathname]);
+
+  if (user === undefined) {
+    return (
+      <main id="main" class="container">
+        <Loading label="Starting chainplan…" />
+      </main>
+    );
+  }
+
+  if (user === null || loc.route.name === 'login') {
+    return (
+      <LoginPage
+        signedInAs={user}
+        onSignedIn={(name) => {
+          writeHint(true);
+          setUser(name);
+          navigate(safeNext(loc.query.next), { replace: true });
+        }}
+      />
+    );
+  }
+
+  const signOut = async () => {
+    try {
+      await api.logout();
+    } finally {
+      writeHint(false);
+      setUser(null);
+    }
+  };
+
+  const { route } = loc;
+  const id = Number(route.params.id);
+  let page;
+  switch (route.name) {
+    case 'home': page = <HomePage />; break;
+    case 'clusters': page = <ClustersPage query={loc.query} />; break;
+    case 'cluster-new': page = <ClusterEditor id={null} />; break;
+    case 'cluster': page = <ClusterEditor id={id} key={id} />; break;
+    case 'models': page = <ModelsPage />; break;
+    case 'model-new': page = <ModelEditor id={null} preset={loc.query.preset} />; break;
+    case 'model': page = <ModelEditor id={id} key={id} />; break;
+    case 'plan-new': page = <NewPlanPage query={loc.query} />; break;
+    case 'jobs': page = <JobsPage query={loc.query} />; break;
+    case 'job': page = <JobPage id={id} key={id} />; break;
+    case 'compare': page = <ComparePage id={id} query={loc.query} key={id} />; break;
+    case 'plan': page = <PlanPage id={id} key={id} />; break;
+    default:
+      page = (
+        <section>
+          <h1 id="page-title" tabIndex={-1}>Page not found</h1>
+          <p>There is no page at {loc.pathname}. <Link href="/">Go to the start page</Link>.</p>
+        </section>
+      );
+  }
+
+  const section = route.name.startsWith('cluster') ? 'clusters'
+    : route.name.startsWith('model') ? 'models'
+    : route.name === 'plan-new' ? 'plan-new'
+    : ['jobs', 'job', 'compare', 'plan'].includes(route.name) ? 'jobs' : route.name;
+  const nav: Array<[string, string, string]> = [
+    ['plan-new', '/jobs/new', 'New plan'],
+    ['jobs', '/jobs', 'Jobs'],
+    ['clusters', '/clusters', 'Clusters'],
+    ['models', '/models', 'Models'],
+  ];
+
+  return (
+    <>
+      <a class="skip-link" href="#main">Skip to content</a>
+      <header class="topbar">
+        <div class="container topbar-inner">
+          <Link href="/" class="brand" aria-label="chainplan home">
+            <span class="brand-mark" aria-hidden="true" />chainplan
+          </Link>
+          <nav aria-label="Main">
+            <ul>
+              {nav.map(([key, href, label]) => (
+                <li key={key}>
+                  <Link href={href} aria-current={section === key ? 'page' : undefined}>{label}</Link>
+                </li>
+              ))}
+            </ul>
+          </nav>
+          <div class="user">
+            <span class="muted">Signed in as <strong>{user}</strong></span>
+            <button type="button" class="button-small secondary" onClick={signOut}>Sign out</button>
+          </div>
+        </div>
+      </header>
+      <main id="main" class="container" tabIndex={-1}>
+        {page}
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById('app')!);

@@ -1,0 +1,220 @@
+import { useMemo, useState } from 'preact/hooks';
+import { api } from '../api';
+import { useAsync, useTitle } from '../hooks';
+import { chainColor } from '../lib/colors';
+import { downloadText, safeFileName } from '../lib/download';
+import { fmtGB, fmtNum, fmtPercent, fmtSeconds } from '../lib/format';
+import { checkChains, memoryBreakdown, memoryInputs } from '../lib/memory';
+import { planNumBlocks, rangeLabel, chainHopRanges } from '../lib/placement';
+import { PlacementDiagram } from '../components/PlacementDiagram';
+import { CurveChart, DistributionChart, MemoryChart } from '../components/PlanCharts';
+import { ErrorBox, Link, Loading, PageHeader, Stat } from '../components/ui';
+import type { Job, PlanDetail } from '../types';
+
+export function PlanPage({ id }: { id: number }) {
+  const data = useAsync(async (): Promise<[PlanDetail, Job | null]> => {
+    const plan = await api.plan(id);
+    const job = await api.job(plan.job).catch(() => null);
+    return [plan, job];
+  }, [id]);
+  const [commands, setCommands] = useState<string[] | null>(null);
+  const [cmdError, setCmdError] = useState<unknown>(null);
+  const [copied, setCopied] = useState(false);
+  const plan = data.data?.[0];
+  const job = data.data?.[1] ?? null;
+  useTitle(plan ? `Plan #${plan.id} (${plan.algorithm})` : `Plan #${id}`);
+
+  const derived = useMemo(() => {
+    if (!plan) return null;
+    const doc = plan.document;
+    const scenario = job?.scenario ?? null;
+    const order = scenario?.servers.map((s) => s.id) ?? [];
+    const L = planNumBlocks(doc, scenario);
+    return {
+      doc, scenario, order, L,
+      memory: memoryBreakdown(doc, memoryInputs(scenario), order),
+      problems: checkChains(doc, L),
+    };
+  }, [plan, job]);
+
+  if (data.loading && !data.data) return <Loading />;
+  if (data.error) return <ErrorBox error={data.error} />;
+  if (!plan || !derived) return null;
+  const { doc, scenario, order, L, memory, problems } = derived;
+  const sim = doc.simulation ?? null;
+  const planned = typeof doc.arrival_rate === 'number' ? doc.arrival_rate : scenario?.workload?.arrival_rate ?? null;
+  const nu = doc.total_service_rate ?? null;
+  const siblings = (job?.plans ?? []).filter((p) => p.id !== plan.id);
+
+  const exportJson = () => downloadText(safeFileName(`plan-${plan.id}-${plan.algorithm}`, 'json'), JSON.stringify(doc, null, 2) + '\n');
+  const loadCommands = async () => {
+    setCmdError(null);
+    try {
+      setCommands((await api.petalsCommands(plan.id)).commands);
+    } catch (e) {
+      setCmdError(e);
+    }
+  };
+  const copyCommands = async () => {
+    if (!commands) return;
+    try {
+      await navigator.clipboard.writeText(commands.join('\n'));
+      setCopied(true);
+      setTimeout(() => setCopied(false), 2000);
+    } catch {
+      setCopied(false);
+    }
+  };
+
+  return (
+    <section>
+      <PageHeader
+        title={<>Plan #{plan.id}: {plan.algorithm}</>}
+        sub={<><Link href="/jobs">Jobs</Link> / <Link href={`/jobs/${plan.job}`}>Job #{plan.job}</Link> / plan #{plan.id}{scenario?.name ? ` · ${scenario.name}` : ''}</>}
+      >
+        <button type="button" class="secondary" onClick={exportJson} data-testid="export-json">Export JSON</button>
+        {plan.feasible && doc.placement.length > 0 && <button type="button" class="secondary" onClick={loadCommands}>PETALS launch commands</button>}
+        {job && job.plans.length > 1 && <Link class="button primary" href={`/jobs/${plan.job}/compare?plan=${plan.id}`}>Compare algorithms</Link>}
+      </PageHeader>
+
+      {siblings.length > 0 && (
+        <nav class="sibling-nav" aria-label="Other plans of this job">
+          <span class="muted">Other algorithms:</span>
+          {siblings.map((p) => <Link key={p.id} href={`/plans/${p.id}`} class="chip">{p.algorithm}</Link>)}
+        </nav>
+      )}
+
+      {!plan.feasible && <div class="alert alert-warn" role="status"><strong>No feasible plan.</strong> {doc.reason ?? ''}</div>}
+      {problems.length > 0 && (
+        <div class="alert alert-warn" role="status">
+          The plan document is not consistent: <ul>{problems.slice(0, 5).map((p) => <li key={p}>{p}</li>)}</ul>
+        </div>
+      )}
+
+      {(commands || cmdError !== null) && (
+        <div class="card">
+          <h2>PETALS launch commands</h2>
+          <ErrorBox error={cmdError} title="No commands for this plan" />
+          {commands && (
+            <>
+              <pre class="commands" tabIndex={0} aria-label="Commands, one per server">{commands.join('\n')}</pre>
+              <div class="button-row">
+                <button type="button" class="secondary" onClick={copyCommands}>{copied ? 'Copied' : 'Copy'}</button>
+                <button type="button" class="secondary" onClick={() => downloadText(safeFileName(`plan-${plan.id}-petals`, 'sh'), '#!/bin/sh\n' + commands.join('\n') + '\n', 'text/x-sh')}>Download .sh</button>
+              </div>
+            </>
+          )}
+        </div>
+      )}
+
+      <dl class="stats card" data-testid="plan-stats">
+        <Stat label="Blocks" value={L} />
+        <Stat label="Servers used" value={`${doc.placement.filter((p) => p.num_blocks > 0).length} of ${order.length || doc.placement.length}`} />
+        <Stat label="Chains" value={doc.chains.length} />
+        <Stat label="Total capacity" value={fmtNum(doc.total_capacity)} hint="Jobs the chains may hold at once" />
+        <Stat label="Service rate ν" value={nu ? `${fmtNum(nu)} /s` : '—'} />
+        <Stat label="Arrival rate λ" value={planned ? `${fmtNum(planned)} /s` : '—'} />
+        <Stat label="Load λ/ν" value={typeof doc.load === 'number' ? fmtPercent(doc.load) : '—'} />
+        {doc.c !== undefined && doc.c !== null && <Stat label="Cache reservation c" value={doc.c} />}
+        <Stat label="Response bounds" value={doc.bounds?.response_time_lower_s != null ? `${fmtSeconds(doc.bounds.response_time_lower_s)} – ${fmtSeconds(doc.bounds.response_time_upper_s)}` : '—'} />
+        <Stat label="Simulated mean" value={fmtSeconds(sim?.mean_response_s)} />
+        <Stat label="Simulated p95" value={fmtSeconds(sim?.p95_response_s)} />
+        <Stat label="Solve time" value={fmtSeconds(doc.solve_time_s)} />
+      </dl>
+
+      <div class="card">
+        <h2>Placement</h2>
+        {doc.placement.length === 0 && !order.length ? <p class="muted">This plan places no blocks.</p> : (
+          <PlacementDiagram plan={doc} numBlocks={L} serverOrder={order} />
+        )}
+      </div>
+
+      <div class="card">
+        <h2>Chains</h2>
+        {doc.chains.length === 0 ? (
+          <p class="muted">{plan.feasible ? 'This algorithm routes each request itself; it has no fixed chains.' : 'No chains.'}</p>
+        ) : (
+          <div class="table-wrap">
+            <table class="table" data-testid="chains-table">
+              <caption class="visually-hidden">Chains, fastest first</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Chain</th><th scope="col">Servers and blocks per hop</th><th scope="col" class="num">Service time</th>
+                  <th scope="col" class="num">Capacity</th><th scope="col" class="num">Rate c/T</th>
+                  {sim?.chain_utilisation && <th scope="col" class="num">Utilisation</th>}
+                </tr>
+              </thead>
+              <tbody>
+                {doc.chains.map((ch, k) => (
+                  <tr key={k}>
+                    <th scope="row"><span class="swatch" style={{ background: chainColor(k) }} aria-hidden="true" /> {k + 1}</th>
+                    <td>
+                      <ol class="hops">
+                        {ch.servers.map((s, i) => {
+                          const r = chainHopRanges(ch.blocks)[i];
+                          return <li key={i}><strong>{s}</strong> <span class="muted">{rangeLabel(r.start, r.count)}</span></li>;
+                        })}
+                      </ol>
+                    </td>
+                    <td class="num">{fmtSeconds(ch.service_time_s)}</td>
+                    <td class="num">{ch.capacity}</td>
+                    <td class="num">{fmtNum(ch.capacity / ch.service_time_s)} /s</td>
+                    {sim?.chain_utilisation && <td class="num">{fmtPercent(sim.chain_utilisation[k] ?? null)}</td>}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </div>
+
+      <div class="card">
+        <h2>Memory per server</h2>
+        {memory.length === 0 ? <p class="muted">No servers.</p> : (
+          <>
+            <MemoryChart rows={memory} />
+            <details>
+              <summary>Memory as a table</summary>
+              <div class="table-wrap">
+                <table class="table compact" data-testid="memory-table">
+                  <thead>
+                    <tr>
+                      <th scope="col">Server</th><th scope="col" class="num">Memory</th><th scope="col" class="num">Blocks</th><th scope="col" class="num">Weights</th>
+                      <th scope="col" class="num">KV slots used / all</th><th scope="col" class="num">KV reserved</th><th scope="col" class="num">Free</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {memory.map((r) => (
+                      <tr key={r.server} class={r.over ? 'over' : ''}>
+                        <th scope="row">{r.server}</th>
+                        <td class="num">{fmtGB(r.memory_gb)}</td>
+                        <td class="num">{r.blocks}</td>
+                        <td class="num">{fmtGB(r.weights_gb)}</td>
+                        <td class="num">{r.slots_used} / {r.slots_total ?? '—'}</td>
+                        <td class="num">{fmtGB(r.kv_used_gb)}</td>
+                        <td class="num">{fmtGB(r.free_gb)}{r.over && <strong class="danger"> over!</strong>}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            </details>
+          </>
+        )}
+      </div>
+
+      <div class="grid-2">
+        <div class="card">
+          <h2>Simulated response time</h2>
+          {sim ? <DistributionChart sim={sim} /> : <p class="muted">This plan was not simulated (set “Simulated requests” when planning).</p>}
+        </div>
+        <div class="card">
+          <h2>Response time vs arrival rate</h2>
+          {doc.chains.length > 0 && nu ? (
+            <CurveChart planId={plan.id} nu={nu} plannedRate={planned} simulatedMean={sim?.mean_response_s} />
+          ) : <p class="muted">The closed-form bounds need chains.</p>}
+        </div>
+      </div>
+    </section>
+  );
+}
