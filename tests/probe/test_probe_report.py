@@ -95,3 +95,14 @@ def test_other_server_cluster_or_model_is_rejected(doc):
 def test_not_an_object():
     assert validate_report([]) == ["report must be a JSON object"]
     assert len(validate_report({})) > 5
+
+
+def test_service_can_import_validation_without_torch_or_django():
+    import subprocess
+    import sys
+    code = ("import sys, gpu_probe.report, gpu_probe.client; "
+            "bad = [m for m in ('torch', 'django') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
