@@ -24,7 +24,7 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-def _join(prefix: str, key: Any) -> str:
+def join_path(prefix: str, key: Any) -> str:
     if isinstance(key, int):
         return f"{prefix}[{key}]"
     key = str(key)
@@ -40,7 +40,7 @@ def flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
-            out.extend(flatten(value, _join(prefix, key)))
+            out.extend(flatten(value, join_path(prefix, key)))
     elif isinstance(detail, list):
         if all(not isinstance(item, (dict, list)) for item in detail):
             out.extend({"field": prefix, "message": str(item)} for item in detail)
@@ -75,7 +75,7 @@ class FieldErrors(exceptions.ValidationError):
 
 def scenario_error_to_validation(exc: ScenarioError, prefix: str = "") -> FieldErrors:
     """A solver ScenarioError as FieldErrors whose paths start with ``prefix``."""
-    return FieldErrors([{"field": _join(prefix, e.path) if e.path else prefix, "message": e.message}
+    return FieldErrors([{"field": join_path(prefix, e.path) if e.path else prefix, "message": e.message}
                         for e in exc.errors])
 
 

@@ -110,6 +110,11 @@ class ScenarioDocSerializer(serializers.Serializer):
 class ScenarioDocumentField(serializers.JSONField):
     """A scenario document of scenario-format.md (validated by the solver's parser)."""
 
+    def to_internal_value(self, data):
+        # No generic JSON check here: the scenario parser names the field of a
+        # non-finite number (servers[0].memory_gb) where JSONField would only say "invalid".
+        return data
+
 
 @extend_schema_field({"type": "object", "additionalProperties": True,
                       "description": "plan document of scenario-format.md"})
@@ -236,7 +241,7 @@ class ScenarioBodySerializer(serializers.Serializer):
     scenario = ScenarioDocumentField()
 
     def validate_scenario(self, doc):
-        parse_scenario_document(doc, "scenario")
+        parse_scenario_document(doc, "")      # paths relative to this field
         return doc
 
 
@@ -253,12 +258,17 @@ class OptionsSerializer(serializers.Serializer):
     calibration = serializers.ChoiceField(["measured", "datasheet"], required=False, default="measured")
 
     def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {key: [f"unknown option; known: {', '.join(self.fields)}"] for key in unknown})
-        return super().to_internal_value(data)
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors: dict = {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors = dict(exc.detail)
+        # report unknown options together with the other problems, in one answer
+        errors.update({key: [f"unknown option; known: {', '.join(self.fields)}"] for key in unknown})
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
     def validate_simulate_requests(self, value):
         if value > settings.MAX_SIMULATE_REQUESTS:

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from solvers import Scenario, ScenarioError, parse_scenario
 
-from .errors import FieldErrors, scenario_error_to_validation
+from .errors import FieldErrors, join_path, scenario_error_to_validation
 
 
 def nul_errors(value: Any, path: str, out: list[dict[str, str]], limit: int = 20) -> list[dict[str, str]]:
@@ -47,7 +47,7 @@ def parse_scenario_document(doc: Any, prefix: str = "scenario") -> Scenario:
         raise FieldErrors([{"field": prefix, "message": "must be a JSON object (a scenario document)"}])
     servers = doc.get("servers")
     if isinstance(servers, list):
-        check_server_count(len(servers), f"{prefix}.servers")   # before per-server work
+        check_server_count(len(servers), join_path(prefix, "servers"))   # before per-server work
     errors = nul_errors(doc, prefix, [])
     if errors:
         raise FieldErrors(errors)

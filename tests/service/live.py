@@ -124,9 +124,9 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.url + "/api/v1/health/", timeout=2).status_code == 200:
+                if requests.get(self.url + "/api/v1/health/", timeout=5).status_code == 200:
                     return self.url
-            except requests.ConnectionError:
+            except requests.RequestException:   # not up yet (refused or still booting)
                 pass
             time.sleep(0.2)
         raise RuntimeError("web server did not start:\n" + self.log("web.log"))
