@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_bootstrap.sh dev,probe
 
+# keep the tests' embedded broker files and secret key out of ./var
+export CHAINPLAN_VAR_DIR="${CHAINPLAN_VAR_DIR:-$(mktemp -d)}"
 status=0
 python -m pytest tests "$@" || status=$?
 
