@@ -1,0 +1,49 @@
+"""The deployment files hold together: compose services, the CI script and the README commands."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_has_every_service_with_health_checks_and_volumes():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    for name, service in services.items():
+        assert service["healthcheck"]["test"], name
+        assert service["volumes"], name
+    for name in ("web", "worker", "beat"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgresql://") and env["REDIS_URL"].startswith("redis://")
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "gunicorn" in services["web"]["command"]
+    assert "worker" in services["worker"]["command"] and "beat" in services["beat"]["command"]
+    declared = set(compose["volumes"])
+    used = {v.split(":")[0] for s in services.values() for v in s["volumes"]}
+    assert used <= declared
+
+
+def test_compose_config_is_valid_when_docker_compose_exists():
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
+        pytest.skip("docker compose is not installed")
+    out = subprocess.run([docker, "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True,
+                         env={"DJANGO_SECRET_KEY": "x", "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    assert out.returncode == 0, out.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert ci.rstrip().endswith("exec bash scripts/test.sh")
+    assert "bash scripts/test.sh" in readme and "bash scripts/serve.sh" in readme
+    for script in ("scripts/serve.sh", "scripts/test.sh", ".ci/run"):
+        out = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
+        assert out.returncode == 0, (script, out.stderr)
