@@ -14,8 +14,11 @@ import { ModelsPage, ModelEditor } from './pages/Models';
 import { NewPlanPage } from './pages/NewPlan';
 import { JobsPage } from './pages/Jobs';
 import { JobPage } from './pages/Job';
-import { PlanPage } from './pages/Plan';
-import { ComparePage } from './pages/Compare';
+import { lazy } from './lazy';
+
+// the pages with charts load Chart.js; they come as separate chunks when first opened
+const PlanPage = lazy(() => import('./pages/Plan').then((m) => m.PlanPage));
+const ComparePage = lazy(() => import('./pages/Compare').then((m) => m.ComparePage));
 
 // Whether this browser signed in last time: lets a signed-out visitor go
 // straight to the sign-in page without a failing /auth/me/ request.

@@ -30,6 +30,8 @@ describe('layoutPlacement', () => {
     expect(l.rows.map((r) => r.server)).toEqual(['d', 'c', 'b', 'a', 'e']);
     expect(l.rows.find((r) => r.server === 'e')!.used).toBe(false);
     expect(l.rows.find((r) => r.server === 'd')!.count).toBe(0);
+    // unused servers get slimmer rows than used ones
+    expect(l.rows.find((r) => r.server === 'e')!.height).toBeLessThan(l.rows.find((r) => r.server === 'c')!.height);
   });
 
   it('derives L from the chains when no scenario is given', () => {

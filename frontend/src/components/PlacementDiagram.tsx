@@ -80,7 +80,7 @@ export function PlacementDiagram({ plan, numBlocks, serverOrder }: Props) {
               <text x={x(t)} y={14} text-anchor="middle" class="tick">{t}</text>
             </g>
           ))}
-          <text x={x(L) + 6} y={14} class="tick">L={L}</text>
+          {ticks[ticks.length - 1] !== L && <text x={x(L)} y={14} text-anchor="middle" class="tick">{L}</text>}
           {/* coverage: how many servers hold each block (red = none) */}
           <text x={LABEL_W - 8} y={TOP + COVERAGE_H - 1} text-anchor="end" class="axis-label">coverage</text>
           {coverageRuns.map((r) => (

@@ -36,11 +36,14 @@ export function Loading({ label = 'Loading…' }: { label?: string }) {
 }
 
 export function FieldMessages({ id, messages }: { id: string; messages?: string[] | string }) {
-  const list = messages === undefined ? [] : Array.isArray(messages) ? messages : [messages];
+  const all = messages === undefined ? [] : Array.isArray(messages) ? messages : [messages];
+  const list = [...new Set(all.filter(Boolean))];
   if (!list.length) return null;
+  const shown = list.slice(0, 3);
   return (
     <span class="field-error" id={id}>
-      {list.join('; ')}
+      {shown.join('; ')}
+      {list.length > shown.length && ` (and ${list.length - shown.length} more)`}
     </span>
   );
 }

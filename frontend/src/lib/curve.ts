@@ -6,16 +6,17 @@ import type { CurvePoint } from '../types';
 
 /**
  * Arrival rates to ask the bounds for: `points` rates spread over
- * (0, nu) with more of them close to nu where the curve bends, plus the
+ * (0, 0.95 nu] with more of them close to nu where the curve bends, plus the
  * planned rate. Without nu, 0.1x..2x the planned rate.
  */
 export function curveRates(nu: number | null | undefined, planned: number | null | undefined, points = 24): number[] {
   const rates = new Set<number>();
   const round = (x: number) => Number(x.toPrecision(6));
   if (nu && nu > 0) {
+    // up to 0.95 nu: beyond it the mean response time explodes and hides the rest of the curve
     for (let i = 1; i <= points; i++) {
-      const u = i / (points + 1);
-      rates.add(round(nu * (1 - (1 - u) ** 1.6)));
+      const u = i / points;
+      rates.add(round(0.95 * nu * (1 - (1 - u) ** 1.5)));
     }
   } else if (planned && planned > 0) {
     for (let i = 1; i <= points; i++) rates.add(round((planned * 2 * i) / points));

@@ -121,7 +121,8 @@ export function layoutPlacement(plan: PlanDocument, opts: LayoutOptions = {}): P
     const segments = segmentsBy.get(server) ?? [];
     const chains = [...new Set(segments.map((s) => s.chain))];
     const lanes = Math.max(1, chains.length);
-    const height = Math.min(maxRowHeight, Math.max(rowHeight, lanes * laneHeight + 8));
+    // servers without blocks get a slimmer row so the used ones stand out
+    const height = placed.count > 0 ? Math.min(maxRowHeight, Math.max(rowHeight, lanes * laneHeight + 8)) : Math.round(rowHeight * 0.6);
     rows.push({
       server,
       index,

@@ -502,10 +502,10 @@ export function ClusterEditor({ id }: { id: number | null }) {
                     ))}
                     <td><CalibrationCell server={s} /></td>
                     <td class="actions-cell">
-                      <button type="button" class="button-small secondary" aria-label={`Duplicate ${rowLabel}`} onClick={() => setServers(duplicateServer(draft.servers, i))}>Duplicate</button>
+                      <button type="button" class="button-small secondary" aria-label={`Copy ${rowLabel}`} title="Duplicate this server" onClick={() => setServers(duplicateServer(draft.servers, i))}>Copy</button>
                       <button type="button" class="button-small secondary" aria-label={`Remove ${rowLabel}`} onClick={() => removeRows(new Set([i]))}>Remove</button>
                       {!isNew && !dirty && s.server_id && (
-                        <button type="button" class="button-small secondary" aria-label={`Probe token for ${rowLabel}`} onClick={() => getProbeToken(s.server_id)}>Probe token</button>
+                        <button type="button" class="button-small secondary" aria-label={`Token for ${rowLabel}`} title="Create a probe token for this server" onClick={() => getProbeToken(s.server_id)}>Token</button>
                       )}
                     </td>
                   </tr>

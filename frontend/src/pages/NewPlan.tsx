@@ -52,6 +52,31 @@ export function NewPlanPage({ query }: { query: Record<string, string> }) {
     });
   }, [data.data]);
 
+  // prefill the workload the cluster was imported with (GET /clusters/{id}/export/ carries it)
+  const [prefilled, setPrefilled] = useState<string | null>(null);
+  useEffect(() => {
+    const c = data.data?.[0].find((x) => String(x.id) === form.cluster);
+    if (!c || c.model === null) return;
+    let alive = true;
+    api.exportCluster(c.id).then((doc) => {
+      const w = doc.workload;
+      if (!alive || !w) return;
+      const str = (v: number | undefined, fallback: string) => (typeof v === 'number' ? String(v) : fallback);
+      setForm((f) => ({
+        ...f,
+        arrival_rate: query.rate ?? str(w.arrival_rate, f.arrival_rate),
+        target_load: str(w.target_load, f.target_load),
+        input_tokens: str(w.input_tokens, ''),
+        output_tokens: str(w.output_tokens, ''),
+      }));
+      setPrefilled(c.name);
+    }, () => undefined);
+    return () => {
+      alive = false;
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [form.cluster, data.data]);
+
   useEffect(() => {
     if (trace) setTrace({ ...trace, parsed: parseTraceCsv(trace.text, Math.max(2, Number(form.trace_limit) || 1_000_000)) });
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -224,6 +249,7 @@ export function NewPlanPage({ query }: { query: Record<string, string> }) {
               {({ id, describedBy, invalid }) => <input id={id} inputMode="numeric" value={form.output_tokens} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, output_tokens: e.currentTarget.value })} />}
             </Field>
           </div>
+          {prefilled && <p class="hint">Prefilled with the workload of {prefilled}; change it as you like.</p>}
           {form.mode === 'trace' && trace && (
             <div class={trace.parsed.rows.length ? 'trace-summary' : 'trace-summary bad'} role="status">
               <strong>{trace.name}</strong>: {trace.parsed.count} requests over {fmtSeconds(trace.parsed.span_s)}
