@@ -167,7 +167,19 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=None, help="requests per simulation run (default 5000)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="2 seeds x 500 requests: a smoke run")
+    ap.add_argument("--report-only", action="store_true",
+                    help="re-render paper_eval.md and the plots from the CSVs of the last run")
     args = ap.parse_args()
+    if args.report_only:
+        grid = paper_report.read_csv(RESULTS / "paper_grid.csv")
+        testbed = paper_report.read_csv(RESULTS / "paper_testbed.csv")
+        label = next(r["calibration"] for r in testbed if r["calibration"] != "datasheet")
+        k = float(label.split("x")[-1])
+        seeds = len({r["seed"] for r in grid})
+        paper_report.write_all(RESULTS, grid, testbed, testbed_scenario(), k, seeds=seeds,
+                               requests=grid[0]["requests"], workers=args.workers,
+                               wall_s=paper_report.read_wall(RESULTS), paper_testbed=PAPER_TESTBED)
+        return
     seeds = 2 if args.quick else args.seeds
     requests = args.requests or (500 if args.quick else 5000)
     RESULTS.mkdir(parents=True, exist_ok=True)

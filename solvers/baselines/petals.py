@@ -227,7 +227,8 @@ class PetalsPolicy(SlotPolicy):
             self.jobs_retried += 1
         self.attempts[job] = k + 1
         self.retries += 1
-        self.engine.schedule(now + min(2.0 ** k, BACKOFF_MAX_S), _RETRY, job)
+        # 1, 2, 4, ... s capped at 60 s (the exponent is capped too: 2.0**k overflows for long waits)
+        self.engine.schedule(now + min(2.0 ** min(k, 6), BACKOFF_MAX_S), _RETRY, job)
 
 
 @register("petals", "PETALS baseline: fixed KV pool sizing, lexicographic join placement, per-request "
