@@ -7,6 +7,7 @@ import math
 import shlex
 
 from django.conf import settings
+from django.core.cache import cache
 from django.contrib.auth import authenticate, login, logout
 from django.db import connection
 from django.http import FileResponse, HttpResponse
@@ -16,7 +17,7 @@ from django_filters import rest_framework as df
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers as drf_serializers, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -28,6 +29,7 @@ from solvers.chains import Chain
 from solvers.presets import PRESETS
 
 from . import selectors, serializers as s, services
+from .authentication import CachedTokenAuthentication
 from .errors import FieldErrors
 from .models import Job, JobStatus, Plan
 from .validation import derive_model
@@ -85,7 +87,7 @@ class LogoutView(APIView):
 
 class MeView(APIView):
     # session first, so an anonymous caller gets 403 (the contract) rather than a Token challenge 401
-    authentication_classes = [SessionAuthentication, TokenAuthentication]
+    authentication_classes = [SessionAuthentication, CachedTokenAuthentication]
 
     @extend_schema(responses={200: s.UsernameSerializer})
     def get(self, request):
@@ -256,6 +258,9 @@ class JobFilter(df.FilterSet):
         return queryset.filter(algorithms__icontains=f'"{value}"')
 
 
+FINISHED_JOB_CACHE_S = 300
+
+
 class JobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
                  viewsets.GenericViewSet):
     serializer_class = s.JobSerializer
@@ -265,6 +270,23 @@ class JobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.List
 
     def get_queryset(self):
         return selectors.jobs_for(self.request.user).defer("input_scenario")
+
+    def filter_queryset(self, queryset):
+        # filters and ordering are for lists; a detail lookup by id need not build a FilterSet
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
+    def retrieve(self, request, *args, **kwargs):
+        # The hot path of polling clients. A finished job never changes again, so
+        # its representation is cached (per process); the owner is checked on every hit.
+        key = f"job-detail:{kwargs['pk']}"
+        hit = cache.get(key)
+        if hit is not None and hit[0] == request.user.pk:
+            return Response(hit[1])
+        job = self.get_object()
+        data = self.get_serializer(job).data
+        if job.is_terminal:
+            cache.set(key, (job.owner_id, data), timeout=FINISHED_JOB_CACHE_S)
+        return Response(data)
 
     @extend_schema(request=s.JobCreateSerializer, responses={201: s.JobSerializer})
     def create(self, request, *args, **kwargs):

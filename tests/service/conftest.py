@@ -30,6 +30,13 @@ SMALL = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # ids repeat between tests (each test's rows are rolled back); the finished-job cache must not
+    from django.core.cache import cache
+    cache.clear()
+
+
 @pytest.fixture
 def small_doc():
     return copy.deepcopy(SMALL)

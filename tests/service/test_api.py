@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -361,3 +363,24 @@ def test_seed_demo_creates_plannable_demo(db):
         assert r.status_code == 201, r.json()
         run_queued()
         assert Job.objects.get(pk=r.json()["id"]).status == "succeeded"
+
+
+def test_fast_job_representation_equals_the_generic_one(api, small_doc):
+    from planner_app.serializers import JobSerializer
+    queued = api.post(f"{V1}/jobs/", {"scenario": small_doc}, format="json").json()
+    done = api.post(f"{V1}/jobs/", {"scenario": small_doc}, format="json").json()
+    services.execute_job(done["id"], "w")
+    for job_id in (queued["id"], done["id"]):
+        job = Job.objects.get(pk=job_id)
+        serializer = JobSerializer(job)
+        assert serializer.to_representation(job) == serializer.generic_representation(job)
+        assert api.get(f"{V1}/jobs/{job_id}/").json() == json.loads(json.dumps(serializer.generic_representation(job),
+                                                                              default=str))
+
+
+def test_finished_job_cache_respects_the_owner(api, other_api, small_doc):
+    job = api.post(f"{V1}/jobs/", {"scenario": small_doc}, format="json").json()
+    services.execute_job(job["id"], "w")
+    assert api.get(f"{V1}/jobs/{job['id']}/").status_code == 200       # now cached
+    assert api.get(f"{V1}/jobs/{job['id']}/").json()["status"] == "succeeded"
+    assert other_api.get(f"{V1}/jobs/{job['id']}/").status_code == 404
