@@ -28,7 +28,25 @@ export function setUnauthenticatedHandler(fn: (() => void) | null): void {
   onUnauthenticated = fn;
 }
 
-async function request<T>(method: Method, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+// Requests in flight: signing out waits for them, so that none of them is
+// answered 401 after the session is gone.
+const inFlight = new Set<Promise<unknown>>();
+
+function request<T>(method: Method, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const p = send<T>(method, path, body, signal);
+  inFlight.add(p);
+  const done = () => inFlight.delete(p);
+  p.then(done, done);
+  return p;
+}
+
+/** Resolves when the requests now in flight have settled (or after `ms`). */
+export function settled(ms = 5000): Promise<void> {
+  const all = Promise.allSettled([...inFlight]).then(() => undefined);
+  return Promise.race([all, new Promise<void>((r) => setTimeout(r, ms))]);
+}
+
+async function send<T>(method: Method, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET') {
@@ -78,7 +96,7 @@ export const api = {
   me: () => request<{ username: string }>('GET', '/auth/me/'),
   login: (username: string, password: string) =>
     request<{ username: string }>('POST', '/auth/login/', { username, password }),
-  logout: () => request<unknown>('POST', '/auth/logout/'),
+  logout: () => settled().then(() => request<unknown>('POST', '/auth/logout/')),
 
   // clusters
   clusters: (params: ListParams = {}) => request<Page<Cluster>>('GET', '/clusters/' + buildQuery(params)),

@@ -44,6 +44,7 @@ function writeHint(on: boolean): void {
 function App() {
   const loc = useLocation();
   const [user, setUser] = useState<string | null | undefined>(undefined);
+  const [signingOut, setSigningOut] = useState(false);
   const first = useRef(true);
 
   useEffect(() => {
@@ -104,14 +105,24 @@ function App() {
     );
   }
 
+  // unmount the page first (its polling stops), then end the session once its requests have settled
   const signOut = async () => {
+    setSigningOut(true);
     try {
       await api.logout();
     } finally {
       writeHint(false);
+      setSigningOut(false);
       setUser(null);
     }
   };
+  if (signingOut) {
+    return (
+      <main id="main" class="container">
+        <Loading label="Signing out…" />
+      </main>
+    );
+  }
 
   const { route } = loc;
   const id = Number(route.params.id);

@@ -4,10 +4,18 @@ import { useAsync, useTitle } from '../hooks';
 import { navigate } from '../router';
 import { fmtDate, fmtSeconds } from '../lib/format';
 import { ErrorBox, Link, Loading, PageHeader, StatusBadge } from '../components/ui';
-import demo from '../../../examples/two-tier-europe.json';
+import demo from '../../../examples/paper-j20.json';
 import type { ScenarioDoc } from '../types';
 
+// The demo: the paper's 20-server cluster serving BLOOM-176B (examples/paper-j20.json).
 export const DEMO_SCENARIO = demo as unknown as ScenarioDoc;
+
+/** "4 × 40 GB, 16 × 20 GB" */
+export function memoryMix(doc: ScenarioDoc): string {
+  const counts = new Map<number, number>();
+  for (const s of doc.servers) counts.set(s.memory_gb, (counts.get(s.memory_gb) ?? 0) + 1);
+  return [...counts.entries()].sort((a, b) => b[0] - a[0]).map(([m, n]) => `${n} × ${m} GB`).join(', ');
+}
 
 export function DemoOffer({ compact = false }: { compact?: boolean }) {
   const [busy, setBusy] = useState<string | null>(null);
@@ -33,8 +41,8 @@ export function DemoOffer({ compact = false }: { compact?: boolean }) {
       <ErrorBox error={error} title="The demo could not be started" />
       <p>
         The demo scenario <strong>{DEMO_SCENARIO.name}</strong>: a {DEMO_SCENARIO.model.name} model
-        ({DEMO_SCENARIO.model.num_blocks} blocks) served by {DEMO_SCENARIO.servers.length} servers
-        ({DEMO_SCENARIO.servers.map((s) => s.id).join(', ')}) at {DEMO_SCENARIO.workload.arrival_rate} requests/s.
+        ({DEMO_SCENARIO.model.num_blocks} blocks) served by {DEMO_SCENARIO.servers.length} GPU servers
+        ({memoryMix(DEMO_SCENARIO)}) at {DEMO_SCENARIO.workload.arrival_rate} requests/s.
       </p>
       <div class="button-row">
         <button type="button" class="primary" disabled={busy !== null} onClick={() => run('plan')}>
