@@ -5,3 +5,6 @@ class PlannerAppConfig(AppConfig):
     name = "planner_app"
     verbose_name = "chainplan planner"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -31,6 +32,7 @@ class FiniteFloatField(serializers.FloatField):
         return value
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class OwnedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
     """A reference to one of the requesting user's objects; others' ids read as not found."""
 

@@ -435,3 +435,33 @@ def probe_token_create(server: Server):
     """A new token that may only report calibrations for ``server``."""
     from .models import ProbeToken
     return ProbeToken.objects.create(server=server)
+
+
+def _figures(report: dict[str, Any]) -> dict[str, float]:
+    """The planner's figures (scenario CalibrationDoc fields) from a validated probe report."""
+    derived = report["derived"]
+    timing = derived.get("timing") or {}
+    candidates = {
+        "memory_gb": derived.get("memory_gb"),
+        "comm_time_s": derived.get("comm_time_s"),
+        "block_time_s": derived.get("block_time_s"),
+        "rtt_ms": (report.get("network") or {}).get("rtt_ms"),
+        "block_time_base_s": timing.get("block_base_s"),
+        "block_time_per_input_token_s": timing.get("block_per_input_token_s"),
+        "block_time_per_output_token_s": timing.get("block_per_output_token_s"),
+    }
+    figures = {k: float(v) for k, v in candidates.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    if figures.get("memory_gb", 1) <= 0:
+        figures.pop("memory_gb")      # a device with nothing free: keep the configured memory
+    return figures
+
+
+@transaction.atomic
+def calibration_record(server: Server, report: dict[str, Any]):
+    """Store a validated probe report and make it the server's latest calibration."""
+    from .models import ServerCalibration
+    model_name = str((report.get("model") or {}).get("name") or "")[:200]
+    calibration = ServerCalibration.objects.create(server=server, model_name=model_name,
+                                                   figures=_figures(report), report=report)
+    Server.objects.filter(pk=server.pk).update(latest_calibration=calibration)
+    return calibration

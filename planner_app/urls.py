@@ -23,6 +23,7 @@ api = [
     path("auth/csrf/", views.CsrfView.as_view(), name="auth-csrf"),
     path("algorithms/", views.AlgorithmsView.as_view(), name="algorithms"),
     path("health/", views.HealthView.as_view(), name="health"),
+    path("probe/reports/", views.ProbeReportView.as_view(), name="probe-reports"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

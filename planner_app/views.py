@@ -29,10 +29,24 @@ from solvers.chains import Chain
 from solvers.presets import PRESETS
 
 from . import selectors, serializers as s, services
-from .authentication import CachedTokenAuthentication
+from .authentication import CachedTokenAuthentication, ProbeTokenAuthentication
 from .errors import FieldErrors
-from .models import Job, JobStatus, Plan
-from .validation import derive_model
+from .models import Cluster, Job, JobStatus, ModelSpec, Plan
+from .validation import derive_model, nul_errors
+
+
+class OwnedQuerysetMixin:
+    """get_queryset through a selector scoped to request.user.
+
+    drf-spectacular builds the schema without a user (swagger_fake_view); it gets an empty queryset.
+    """
+
+    model = None
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.model.objects.none()
+        return self.owned_queryset()
 
 
 def _username(request) -> str:
@@ -121,12 +135,13 @@ class HealthView(APIView):
 # models
 # ---------------------------------------------------------------------------
 
-class ModelSpecViewSet(viewsets.ModelViewSet):
+class ModelSpecViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
+    model = ModelSpec
     serializer_class = s.ModelSpecSerializer
     ordering_fields = ["created_at", "name", "num_blocks"]
     filterset_fields = {"name": ["exact", "icontains"]}
 
-    def get_queryset(self):
+    def owned_queryset(self):
         return selectors.models_for(self.request.user)
 
     def perform_create(self, serializer):
@@ -158,12 +173,13 @@ class ModelSpecViewSet(viewsets.ModelViewSet):
 # clusters
 # ---------------------------------------------------------------------------
 
-class ClusterViewSet(viewsets.ModelViewSet):
+class ClusterViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
+    model = Cluster
     serializer_class = s.ClusterSerializer
     ordering_fields = ["created_at", "updated_at", "name"]
     filterset_fields = {"name": ["exact", "icontains"], "model": ["exact"]}
 
-    def get_queryset(self):
+    def owned_queryset(self):
         return selectors.clusters_for(self.request.user)
 
     def _reload(self, cluster):
@@ -261,14 +277,15 @@ class JobFilter(df.FilterSet):
 FINISHED_JOB_CACHE_S = 300
 
 
-class JobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+class JobViewSet(OwnedQuerysetMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
                  viewsets.GenericViewSet):
+    model = Job
     serializer_class = s.JobSerializer
     filterset_class = JobFilter
     ordering_fields = ["created_at", "started_at", "finished_at", "status"]
     ordering = ["-created_at"]
 
-    def get_queryset(self):
+    def owned_queryset(self):
         return selectors.jobs_for(self.request.user).defer("input_scenario")
 
     def filter_queryset(self, queryset):
@@ -313,12 +330,13 @@ class PlanFilter(df.FilterSet):
         fields = ["job", "algorithm", "cluster", "feasible"]
 
 
-class PlanViewSet(viewsets.ReadOnlyModelViewSet):
+class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
+    model = Plan
     filterset_class = PlanFilter
     ordering_fields = ["mean_response_s", "p95_response_s", "total_capacity", "solve_time_s", "created_at"]
     ordering = ["-created_at"]
 
-    def get_queryset(self):
+    def owned_queryset(self):
         qs = selectors.plans_for(self.request.user)
         return qs.defer("document") if self.action == "list" else qs
 
@@ -376,6 +394,43 @@ def _curve_rates(params, capacity_rate: float) -> list[float]:
     top = capacity_rate if capacity_rate > 0 else 1.0
     # up to 98 % of the capacity: beyond it the bounds blow up
     return [top * 0.98 * (i + 1) / points for i in range(points)]
+
+
+# ---------------------------------------------------------------------------
+# probe
+# ---------------------------------------------------------------------------
+
+class IsProbe(permissions.BasePermission):
+    def has_permission(self, request, view):
+        from .models import ProbeToken
+        return isinstance(request.auth, ProbeToken)
+
+
+class ProbeReportView(APIView):
+    """A GPU probe reports the measured figures of the one server its token names."""
+
+    authentication_classes = [ProbeTokenAuthentication]
+    permission_classes = [IsProbe]
+
+    @extend_schema(request={"application/json": {"type": "object", "description": "docs/probe-report.md"}},
+                   responses={201: s.ProbeReportAcceptedSerializer})
+    def post(self, request):
+        from gpu_probe.report import validate_report
+        report = request.data
+        server = request.auth.server
+        cluster = server.cluster
+        if not isinstance(report, dict):
+            raise FieldErrors([{"field": "", "message": "a probe report must be a JSON object"}])
+        problems = nul_errors(report, "", [])
+        if problems:
+            raise FieldErrors(problems)
+        arch = cluster.model.architecture if cluster.model is not None and cluster.model.architecture else None
+        reasons = validate_report(report, expected_cluster=cluster.pk, expected_server=server.server_id,
+                                  expected_architecture=arch)
+        if reasons:
+            raise FieldErrors([{"field": "", "message": reason} for reason in reasons])
+        calibration = services.calibration_record(server, report)
+        return Response({"id": calibration.pk, "accepted": True}, status=status.HTTP_201_CREATED)
 
 
 # ---------------------------------------------------------------------------

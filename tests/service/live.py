@@ -90,7 +90,7 @@ class Stack:
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             # fast liveness so the worker-loss tests finish in seconds
             "CHAINPLAN_HEARTBEAT_S": "0.5",
-            "CHAINPLAN_STALE_AFTER_S": "3",
+            "CHAINPLAN_STALE_AFTER_S": "5",
             "CHAINPLAN_SWEEP_INTERVAL_S": "1",
             "CELERY_VISIBILITY_TIMEOUT": "60",
             "PYTHONUNBUFFERED": "1",

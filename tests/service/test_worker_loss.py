@@ -50,13 +50,15 @@ def test_killed_worker_mid_job_the_job_still_completes_once(stack_factory):
     stack.start_worker("second")
     job = client.wait_job(job_id, timeout=120)
     assert job["status"] == "succeeded", job
-    assert job["worker"].startswith("second@") and job["attempts"] == 2
+    # normally attempt 2; on a starved machine the sweep may also time out the second attempt's
+    # heartbeat and run a third: wasted work, but still exactly one result (checked below)
+    assert job["worker"].startswith("second@") and job["attempts"] >= 2
     assert "stopped responding" in job["reason"]
     assert plan_rows(stack, job_id) == [("proposed", 1)]
     # a late redelivery of the original message changes nothing
     time.sleep(2)
     again = client.get(f"/api/v1/jobs/{job_id}/").json()
-    assert again["status"] == "succeeded" and again["attempts"] == 2 and len(again["plans"]) == 1
+    assert again["status"] == "succeeded" and again["attempts"] == job["attempts"] and len(again["plans"]) == 1
 
 
 def test_worker_that_keeps_dying_fails_the_job_with_a_reason(stack_factory):
