@@ -10,8 +10,11 @@ export interface Page<T> {
 }
 
 export interface Calibration {
+  id?: number;
   measured_at?: string;
   created_at?: string;
+  model_name?: string;
+  figures?: Record<string, number | null>;
   memory_gb?: number | null;
   comm_time_s?: number | null;
   block_time_s?: number | null;

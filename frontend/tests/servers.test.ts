@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  addFromPreset, bulkEdit, checkScenarioShape, duplicateServer, emptyServer, fromScenarioServer, GPU_PRESETS,
+  addFromPreset, bulkEdit, calibrationSummary, checkScenarioShape, duplicateServer, emptyServer, fromScenarioServer, GPU_PRESETS,
   serversFromCsv, serversToCsv, toScenarioServer, uniqueId, validateServers,
 } from '../src/lib/servers';
 import type { Server } from '../src/types';
@@ -88,5 +88,19 @@ describe('CSV and scenario conversion', () => {
     expect(checkScenarioShape([])).toEqual(['a scenario must be a JSON object']);
     expect(checkScenarioShape({ model: {}, servers: [], workload: {} })).toEqual(['servers: must be a non-empty list']);
     expect(checkScenarioShape({ model: {}, servers: [{}], workload: {} })).toEqual([]);
+  });
+});
+
+describe('calibrationSummary', () => {
+  const now = Date.parse('2024-05-10T12:00:00Z');
+  it('shows the age and the measured figures of the API shape', () => {
+    const c = calibrationSummary({ id: 3, created_at: '2024-05-10T09:00:00Z', model_name: 'bloom-176b', figures: { comm_time_s: 0.95, block_time_s: 0.109 } }, now)!;
+    expect(c).toEqual({ age: '3 h ago', stale: false, figures: 'block_time_s = 0.109, comm_time_s = 0.95, model bloom-176b' });
+  });
+  it('flags calibrations older than a week', () => {
+    expect(calibrationSummary({ created_at: '2024-05-01T12:00:00Z', figures: {} }, now)!.stale).toBe(true);
+  });
+  it('is null without a calibration', () => {
+    expect(calibrationSummary(null, now)).toBeNull();
   });
 });

@@ -295,3 +295,35 @@ def test_keyboard_only_navigation(page, user):
     # focus moves to the new page's heading, so screen readers announce it
     page.wait_for_function("document.activeElement && document.activeElement.id === 'page-title'")
     assert page.evaluate("document.activeElement.textContent") == "Models"
+
+
+def test_live_progress_and_cancel(page, user, tmp_path):
+    # a job made long on purpose: five algorithms, each simulating two million requests
+    servers = [{"id": f"n-{i}", "memory_gb": 16, "comm_time_s": 0.3, "block_time_s": 0.06} for i in range(8)]
+    doc = {"name": "long", "model": {"name": "toy-24", "num_blocks": 24, "block_size_gb": 1.0, "cache_size_gb": 0.05},
+           "servers": servers, "workload": {"arrival_rate": 2.0, "target_load": 0.7}}
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(doc))
+    page.goto("/clusters")
+    sign_in(page, user)
+    page.set_input_files("[data-testid=import-scenario]", str(path))
+    page.wait_for_url(re.compile(r"/clusters/\d+$"))
+    page.get_by_role("link", name="Plan this cluster").click()
+    for name in ("jsq", "jiq", "sed", "random"):
+        page.locator(f"input[name=algorithms][value={name}]").check()
+    page.get_by_text("Options").click()
+    page.get_by_label("Simulated requests").fill("2000000")
+    page.get_by_role("button", name="Submit plan").click()
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+
+    # live progress while it runs, then cancel
+    progress = page.get_by_test_id("job-progress")
+    progress.wait_for()
+    page.locator("label.progress-label", has_text=re.compile(r"^Running")).wait_for(timeout=60_000)
+    expect(page.get_by_role("heading", name=re.compile("Job #"))).to_contain_text("running")
+    shot(page, "06b-job-running", full_page=False)
+    page.get_by_role("button", name="Cancel job").click()
+    final = page.get_by_test_id("job-final")
+    final.wait_for(timeout=60_000)
+    expect(final).to_contain_text("cancelled")
+    assert page.get_by_role("button", name="Cancel job").count() == 0

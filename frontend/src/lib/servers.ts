@@ -4,6 +4,8 @@
 
 import type { Cluster, ScenarioDoc, ScenarioServer, Server } from '../types';
 import { parseCsv, toCsv } from './csv';
+import { ageSeconds, fmtAge, fmtNum } from './format';
+import type { Calibration } from '../types';
 
 export type NumField = 'memory_gb' | 'comm_time_s' | 'block_time_s' | 'tflops' | 'mem_bandwidth_gb_s' | 'rtt_ms' | 'link_bandwidth_gbps';
 
@@ -213,4 +215,26 @@ export function serversFromCsv(text: string): CsvImport {
     servers.push(s);
   }
   return { servers, errors };
+}
+
+export const STALE_CALIBRATION_S = 7 * 24 * 3600;
+
+export interface CalibrationSummary {
+  age: string;            // "3 h ago"
+  stale: boolean;         // older than a week
+  figures: string;        // "block_time_s = 0.109, comm_time_s = 0.95"
+}
+
+/** The latest probe calibration of a server as shown in the editor (API: {id, created_at, model_name, figures}). */
+export function calibrationSummary(cal: Calibration | null | undefined, now: number = Date.now()): CalibrationSummary | null {
+  if (!cal) return null;
+  const when = (typeof cal.created_at === 'string' ? cal.created_at : undefined) ?? (typeof cal.measured_at === 'string' ? cal.measured_at : undefined);
+  const source = cal.figures && typeof cal.figures === 'object' ? (cal.figures as Record<string, unknown>) : (cal as Record<string, unknown>);
+  const figures = Object.entries(source)
+    .filter(([k, v]) => typeof v === 'number' && Number.isFinite(v) && k !== 'id')
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k} = ${fmtNum(v as number)}`);
+  if (typeof cal.model_name === 'string' && cal.model_name) figures.push(`model ${cal.model_name}`);
+  const age = ageSeconds(when, now);
+  return { age: fmtAge(when, now), stale: age !== null && age > STALE_CALIBRATION_S, figures: figures.join(', ') };
 }

@@ -3,17 +3,15 @@ import { api, listAll } from '../api';
 import { useAsync, useTitle } from '../hooks';
 import { navigate } from '../router';
 import { ApiError, messageOf } from '../lib/errors';
-import { ageSeconds, fmtAge, fmtNum } from '../lib/format';
 import { downloadText, safeFileName } from '../lib/download';
 import {
-  addFromPreset, bulkEdit, checkScenarioShape, duplicateServer, emptyServer, fromScenarioServer, GPU_PRESETS,
+  addFromPreset, bulkEdit, calibrationSummary, checkScenarioShape, duplicateServer, emptyServer, fromScenarioServer, GPU_PRESETS,
   NUM_FIELDS, scenarioFromCluster, serversFromCsv, serversToCsv, uniqueId, validateServers, type BulkOp, type NumField,
 } from '../lib/servers';
 import { ErrorBox, Field, FieldMessages, Loading, Notice, PageHeader, parseNumberInput, Link } from '../components/ui';
 import type { Cluster, Model, ScenarioDoc, Server } from '../types';
 
 const ROWS_PER_PAGE = 50;
-const STALE_CALIBRATION_S = 7 * 24 * 3600;
 
 function NumCell({ value, onChange, label, error, id }: { value: number | null; onChange: (v: number | null) => void; label: string; error?: string; id: string }) {
   const [text, setText] = useState(value === null ? '' : String(value));
@@ -47,19 +45,12 @@ function NumCell({ value, onChange, label, error, id }: { value: number | null; 
 }
 
 function CalibrationCell({ server }: { server: Server }) {
-  const c = server.latest_calibration;
+  const c = calibrationSummary(server.latest_calibration);
   if (!c) return <span class="muted">none</span>;
-  const when = (c.measured_at ?? c.created_at) as string | undefined;
-  const age = ageSeconds(when);
-  const figures = Object.entries(c)
-    .filter(([k, v]) => typeof v === 'number' && k !== 'id')
-    .map(([k, v]) => `${k} = ${fmtNum(v as number)}`)
-    .join(', ');
-  const stale = age !== null && age > STALE_CALIBRATION_S;
   return (
-    <span class={stale ? 'calibration stale' : 'calibration'} title={figures}>
-      {fmtAge(when)}{stale && ' (old)'}
-      <span class="visually-hidden">: {figures}</span>
+    <span class={c.stale ? 'calibration stale' : 'calibration'} title={c.figures}>
+      {c.age}{c.stale && ' (old)'}
+      <span class="visually-hidden">: {c.figures}</span>
     </span>
   );
 }
