@@ -11,6 +11,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY solvers/ solvers/
 COPY planner_app/ planner_app/
+COPY gpu_probe/ gpu_probe/
 COPY examples/ examples/
 COPY manage.py ./
 RUN pip install . && useradd --system --create-home chainplan \

@@ -333,8 +333,13 @@ class JobSerializer(serializers.ModelSerializer):
             "plans": [{"id": p.pk, "job": p.job_id, "algorithm": p.algorithm, "feasible": p.feasible,
                        "mean_response_s": p.mean_response_s, "p95_response_s": p.p95_response_s,
                        "total_capacity": p.total_capacity, "solve_time_s": p.solve_time_s,
-                       "created_at": iso(p.created_at)} for p in job.plans.all()],
+                       "created_at": iso(p.created_at)} for p in self._plans(job)],
         }
+
+    @staticmethod
+    def _plans(job):
+        # plans are written in the transaction that ends a job: an unfinished one has none (no query)
+        return job.plans.all() if job.is_terminal else ()
 
     def generic_representation(self, job):
         return super().to_representation(job)

@@ -286,7 +286,8 @@ class JobViewSet(OwnedQuerysetMixin, mixins.CreateModelMixin, mixins.RetrieveMod
     ordering = ["-created_at"]
 
     def owned_queryset(self):
-        return selectors.jobs_for(self.request.user).defer("input_scenario")
+        with_plans = self.action != "retrieve"      # retrieve loads them only for finished jobs
+        return selectors.jobs_for(self.request.user, with_plans=with_plans).defer("input_scenario")
 
     def filter_queryset(self, queryset):
         # filters and ordering are for lists; a detail lookup by id need not build a FilterSet

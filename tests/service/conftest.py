@@ -80,19 +80,24 @@ def run_queued() -> list[str]:
 # ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def pg_database():
+def template_db(tmp_path_factory):
+    """A migrated database that no process keeps open, copied for each stack."""
     require_services()
-    database = PgDatabase()
+    template = PgDatabase()
+    try:
+        Stack(tmp_path_factory.mktemp("migrate"), template.url).manage("migrate", "--noinput", "-v", "0")
+        yield template
+    finally:
+        template.drop()
+
+
+@pytest.fixture(scope="session")
+def migrated_db(template_db):
+    database = PgDatabase(template=template_db)
     try:
         yield database
     finally:
         database.drop()
-
-
-@pytest.fixture(scope="session")
-def migrated_db(pg_database, tmp_path_factory):
-    Stack(tmp_path_factory.mktemp("migrate"), pg_database.url).manage("migrate", "--noinput", "-v", "0")
-    return pg_database
 
 
 @pytest.fixture(scope="session")
@@ -108,15 +113,23 @@ def live(migrated_db, tmp_path_factory):
 
 
 @pytest.fixture
-def stack_factory(migrated_db, tmp_path):
-    """Stacks of one's own (own queue), for tests that kill or starve workers."""
-    stacks = []
+def stack_factory(template_db, tmp_path):
+    """Stacks of one's own (own database and queue), for tests that kill or starve workers.
+
+    Their own database, because every stack's sweep looks at every job of its database and
+    would re-queue another stack's stalled job on its own queue.
+    """
+    stacks, databases = [], []
 
     def make(**env):
-        stack = Stack(tmp_path / f"stack{len(stacks)}", migrated_db.url, **env)
+        database = PgDatabase(template=template_db)
+        databases.append(database)
+        stack = Stack(tmp_path / f"stack{len(stacks)}", database.url, **env)
         stacks.append(stack)
         return stack
 
     yield make
     for stack in stacks:
         stack.stop()
+    for database in databases:
+        database.drop()

@@ -47,13 +47,14 @@ def require_services() -> None:
 
 
 class PgDatabase:
-    """A fresh PostgreSQL database, migrated, dropped at the end."""
+    """A fresh PostgreSQL database (a copy of ``template`` when given), dropped at the end."""
 
-    def __init__(self):
+    def __init__(self, template: "PgDatabase | None" = None):
         import psycopg
         self.name = f"chainplan_test_{uuid.uuid4().hex[:10]}"
+        copy = f' TEMPLATE "{template.name}"' if template else ""
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
+            conn.execute(f'CREATE DATABASE "{self.name}"{copy}')
         self.url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + self.name
 
     def drop(self):

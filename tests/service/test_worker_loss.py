@@ -75,7 +75,7 @@ def test_worker_that_keeps_dying_fails_the_job_with_a_reason(stack_factory):
         stack.kill(worker)
     stack.start_worker("survivor")
     job = client.wait_job(job_id, timeout=60)
-    assert job["status"] == "failed"
+    assert job["status"] == "failed", (job, [stack.log(f"worker-{n}.log")[-3000:] for n in ("doomed2", "survivor")])
     assert "gave up after 2 attempts" in job["error"] and "stopped responding" in job["error"]
     assert job["plans"] == [] and plan_rows(stack, job_id) == []
 
