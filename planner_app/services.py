@@ -197,8 +197,7 @@ def claim_job(job_id: int, worker: str) -> Job | None:
             previous = job.worker or "unknown worker"
             job.reason = f"resumed after {previous} stopped responding"
         if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-            _mark_failed(job, f"gave up after {job.attempts} attempts: the worker running it "
-                              f"({job.worker or 'unknown'}) stopped responding each time")
+            _give_up(job)
             return None
         job.status = JobStatus.RUNNING
         job.attempts += 1
@@ -218,6 +217,11 @@ def _mark_failed(job: Job, error: str) -> None:
     job.finished_at = timezone.now()
     job.progress_message = "failed"
     job.save()
+
+
+def _give_up(job: Job) -> None:
+    _mark_failed(job, f"gave up after {job.attempts} attempts: the worker running it "
+                      f"({job.worker or 'unknown'}) stopped responding each time")
 
 
 def _owned(job_id: int, attempt: int):
@@ -406,8 +410,7 @@ def sweep_jobs(batch: int = 500) -> dict[str, int]:
             if job is None:
                 continue
             if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-                _mark_failed(job, f"gave up after {job.attempts} attempts: the worker running it "
-                                  f"({job.worker or 'unknown'}) stopped responding each time")
+                _give_up(job)
                 counts["failed"] += 1
                 continue
             job.reason = f"re-queued: {job.worker or 'its worker'} stopped responding"

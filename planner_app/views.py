@@ -49,6 +49,16 @@ class OwnedQuerysetMixin:
         return self.owned_queryset()
 
 
+def _check_password(request):
+    """The active user named by a {"username", "password"} body, or a 400."""
+    body = s.TokenRequestSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    user = authenticate(request, **body.validated_data)
+    if user is None or not user.is_active:
+        raise FieldErrors([{"field": "", "message": "unable to log in with the given username and password"}])
+    return user
+
+
 def _username(request) -> str:
     return request.user.get_username()
 
@@ -63,11 +73,7 @@ class TokenView(APIView):
 
     @extend_schema(request=s.TokenRequestSerializer, responses={200: s.TokenSerializer}, auth=[])
     def post(self, request):
-        body = s.TokenRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        user = authenticate(request, **body.validated_data)
-        if user is None or not user.is_active:
-            raise FieldErrors([{"field": "", "message": "unable to log in with the given username and password"}])
+        user = _check_password(request)
         _, token = services.user_ensure(user.get_username())
         return Response({"token": token})
 
@@ -81,11 +87,7 @@ class LoginView(APIView):
 
     @extend_schema(request=s.TokenRequestSerializer, responses={200: s.UsernameSerializer}, auth=[])
     def post(self, request):
-        body = s.TokenRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        user = authenticate(request, **body.validated_data)
-        if user is None or not user.is_active:
-            raise FieldErrors([{"field": "", "message": "unable to log in with the given username and password"}])
+        user = _check_password(request)
         login(request, user)
         return Response({"username": user.get_username()})
 
