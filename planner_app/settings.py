@@ -196,12 +196,14 @@ CELERY_BROKER_URL = (os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDI
                      or "filesystem://")
 EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("filesystem")
 if EMBEDDED_BROKER:
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # broadcast/pidbox exchanges (kombu defaults to ./control in the working directory)
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         "polling_interval": 0.2,
     }
