@@ -368,7 +368,8 @@ def _resolve_server(i: int, doc: ServerDoc, model: Model | None, mean_in: float 
     if has_hw and model is not None:
         if model.flops_per_token_gflops is None:
             errors.append(FieldError("model.flops_per_token_gflops",
-                                     f"is required to derive {where} times from hardware figures (or give model.architecture)"))
+                                     "is required to derive server times from hardware figures "
+                                     "(or give model.architecture)"))
             return None
         arch = model.architecture
         timing = hardware_timing(
@@ -396,7 +397,8 @@ def _resolve_server(i: int, doc: ServerDoc, model: Model | None, mean_in: float 
     if timing is not None and (comm is None or block is None):
         if mean_in is None or mean_out is None:
             errors.append(FieldError("workload.input_tokens",
-                                     f"input_tokens and output_tokens (or a trace) are required to derive {where} times from hardware figures"))
+                                     "input_tokens and output_tokens (or a trace) are required to derive "
+                                     "server times from hardware figures"))
             return None
         if comm is None:
             comm = timing.comm_time(mean_in, mean_out)
@@ -473,7 +475,8 @@ def parse_scenario(doc: Any) -> Scenario:
     model = _resolve_model(sdoc.model, w, errors)
     servers = [_resolve_server(i, s, model, mean_in, mean_out, errors) for i, s in enumerate(sdoc.servers)]
     if errors:
-        raise ScenarioError(errors)
+        # a problem shared by every server (e.g. missing token lengths) is reported once, not once per server
+        raise ScenarioError(list(dict.fromkeys(errors)))
     workload = Workload(arrival_rate=arrival_rate, target_load=w.target_load, input_tokens=mean_in,
                         output_tokens=mean_out, max_tokens=w.max_tokens, trace=trace)
     return Scenario(name=sdoc.name, model=model, servers=tuple(servers), workload=workload)
