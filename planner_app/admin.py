@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Cluster, Job, ModelSpec, Plan, ProbeToken, Server, ServerCalibration
+from .models import Cluster, Job, ModelSpec, Plan, PlanAdoption, ProbeToken, ReplanSchedule, Server, ServerCalibration
 
 
 class ServerInline(admin.TabularInline):
@@ -9,12 +9,35 @@ class ServerInline(admin.TabularInline):
     raw_id_fields = ["latest_calibration"]
 
 
+class ReplanScheduleInline(admin.TabularInline):
+    # the timing itself is edited on the periodic task (django-celery-beat's admin), linked here
+    model = ReplanSchedule
+    extra = 0
+    raw_id_fields = ["periodic_task"]
+
+
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "owner", "model", "created_at"]
+    list_display = ["id", "name", "owner", "model", "adopted_plan", "created_at"]
     list_filter = ["owner"]
     search_fields = ["name"]
-    inlines = [ServerInline]
+    raw_id_fields = ["adopted_plan", "model"]
+    readonly_fields = ["observed_arrival_rate", "observed_window_s", "observed_at"]
+    inlines = [ServerInline, ReplanScheduleInline]
+
+
+@admin.register(ReplanSchedule)
+class ReplanScheduleAdmin(admin.ModelAdmin):
+    list_display = ["id", "cluster", "periodic_task", "created_at"]
+    raw_id_fields = ["cluster", "periodic_task"]
+
+
+@admin.register(PlanAdoption)
+class PlanAdoptionAdmin(admin.ModelAdmin):
+    list_display = ["id", "cluster", "plan", "previous_plan", "adopted_by", "trigger", "gain", "webhook_status",
+                    "created_at"]
+    list_filter = ["trigger"]
+    raw_id_fields = ["cluster", "plan", "previous_plan", "adopted_by"]
 
 
 @admin.register(Server)
@@ -40,11 +63,11 @@ class PlanInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "owner", "status", "cluster", "attempts", "worker", "created_at", "finished_at"]
-    list_filter = ["status"]
+    list_display = ["id", "owner", "status", "trigger", "cluster", "attempts", "worker", "created_at", "finished_at"]
+    list_filter = ["status", "trigger"]
     search_fields = ["id", "worker", "error"]
     readonly_fields = ["created_at", "enqueued_at", "started_at", "finished_at", "heartbeat_at"]
-    raw_id_fields = ["cluster", "model"]
+    raw_id_fields = ["cluster", "model", "previous_plan"]
     inlines = [PlanInline]
 
 

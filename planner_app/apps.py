@@ -8,3 +8,4 @@ class PlannerAppConfig(AppConfig):
 
     def ready(self):
         from . import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from . import signals  # noqa: F401  (schedule <-> periodic task clean-up)

@@ -43,8 +43,21 @@ class Cluster(TimeStamped):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     model = models.ForeignKey(ModelSpec, null=True, blank=True, on_delete=models.SET_NULL, related_name="clusters")
-    # Workload of the imported scenario, kept so export gives the document back.
+    # Workload of the imported scenario, kept so export gives the document back;
+    # also the workload of re-plans and of jobs that name the cluster but no workload.
     default_workload = models.JSONField(null=True, blank=True)
+
+    # Re-planning settings (README "Re-planning"). min_gain and the thresholds are fractions.
+    replan_delta = models.FloatField(default=0.01)              # seconds of response time per unit of switching cost
+    replan_min_gain = models.FloatField(default=0.05)           # relative gain a re-plan needs to be adopted by itself
+    replan_calibration_threshold = models.FloatField(default=0.2)   # relative change of a server figure
+    replan_load_threshold = models.FloatField(default=0.2)      # relative drift of the observed arrival rate
+    replan_on_server_change = models.BooleanField(default=True)
+    replan_webhook_url = models.URLField(max_length=500, blank=True, default="")
+    adopted_plan = models.ForeignKey("Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    observed_arrival_rate = models.FloatField(null=True, blank=True)
+    observed_window_s = models.FloatField(null=True, blank=True)
+    observed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -115,6 +128,16 @@ class JobStatus(models.TextChoices):
 TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class Trigger(models.TextChoices):
+    """Why a re-plan job ran (blank: an ordinary planning job)."""
+
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    CALIBRATION = "calibration"
+    SERVERS = "servers"
+    LOAD = "load"
+
+
 class Job(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     cluster = models.ForeignKey(Cluster, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
@@ -132,6 +155,11 @@ class Job(models.Model):
     progress_message = models.CharField(max_length=500, blank=True, default="")
     error = models.TextField(null=True, blank=True)
     reason = models.CharField(max_length=500, blank=True, default="")   # why the status last changed
+    # Re-plan jobs: what started them, against which adopted plan, and what became of the result.
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, blank=True, default="", db_index=True)
+    trigger_detail = models.CharField(max_length=500, blank=True, default="")
+    previous_plan = models.ForeignKey("Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    replan_outcome = models.JSONField(null=True, blank=True)
     worker = models.CharField(max_length=255, null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
 
@@ -177,3 +205,45 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.algorithm} plan of job {self.job_id}"
+
+
+class PlanAdoption(models.Model):
+    """One adoption of a plan for a cluster: the history of what ran, who or what chose it, and why."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="adoptions")
+    # SET_NULL: the history outlives a deleted plan
+    plan = models.ForeignKey(Plan, null=True, on_delete=models.SET_NULL, related_name="adoptions")
+    previous_plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    adopted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    trigger = models.CharField(max_length=16, blank=True, default="")   # Trigger of the re-plan; blank: by a user
+    detail = models.CharField(max_length=500, blank=True, default="")
+    gain = models.FloatField(null=True, blank=True)
+    diff = models.JSONField(default=dict)
+    webhook_status = models.IntegerField(null=True, blank=True)
+    webhook_error = models.CharField(max_length=500, blank=True, default="")
+    webhook_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"plan {self.plan_id} adopted for {self.cluster}"
+
+
+class ReplanSchedule(models.Model):
+    """A cluster's re-planning schedule; beat runs it through its own django-celery-beat PeriodicTask."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="replan_schedules")
+    # CASCADE both ways: deleting the periodic task (e.g. in the admin) drops this row, and a
+    # post_delete signal (signals.py) drops the periodic task of a deleted schedule or cluster.
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", on_delete=models.CASCADE,
+                                         related_name="replan_schedule")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"re-plan schedule {self.pk} of {self.cluster}"

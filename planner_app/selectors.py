@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from .models import Cluster, Job, ModelSpec, Plan, Server
+from .models import Cluster, Job, JobStatus, ModelSpec, Plan, PlanAdoption, ReplanSchedule, Server
 
 
 def clusters_for(user) -> QuerySet[Cluster]:
@@ -57,12 +57,65 @@ def server_document(server: Server, *, measured: bool = True) -> dict[str, Any]:
 
 
 def cluster_scenario_document(cluster: Cluster, model: ModelSpec | None, workload: dict[str, Any] | None,
-                              *, measured: bool = True) -> dict[str, Any]:
+                              *, measured: bool = True, servers=None) -> dict[str, Any]:
     """The scenario document of a cluster with a model and a workload (not validated here)."""
+    servers = cluster.servers.all() if servers is None else servers
     doc: dict[str, Any] = {"name": cluster.name,
-                           "servers": [server_document(s, measured=measured) for s in cluster.servers.all()]}
+                           "servers": [server_document(s, measured=measured) for s in servers]}
     if model is not None:
         doc["model"] = model_document(model)
     if workload is not None:
         doc["workload"] = workload
     return doc
+
+
+# ---------------------------------------------------------------------------
+# re-planning
+# ---------------------------------------------------------------------------
+
+def adoptions_for(user, cluster: Cluster) -> QuerySet[PlanAdoption]:
+    return (PlanAdoption.objects.filter(cluster=cluster, cluster__owner=user)
+            .select_related("adopted_by").defer("diff"))
+
+
+def adopted_plan_of(cluster: Cluster) -> tuple[Plan | None, PlanAdoption | None]:
+    """The cluster's adopted plan (with its job) and the adoption that made it so."""
+    plan = Plan.objects.select_related("job").filter(pk=cluster.adopted_plan_id).first()
+    adoption = (PlanAdoption.objects.select_related("adopted_by").filter(cluster=cluster, plan=plan).first()
+                if plan else None)
+    return plan, adoption
+
+
+def candidates_for(user, cluster: Cluster) -> QuerySet[Plan]:
+    """Feasible plans of the cluster that are not adopted now, newest first (re-plans and ordinary jobs)."""
+    qs = (Plan.objects.filter(job__owner=user, job__cluster=cluster, feasible=True).select_related("job")
+          .defer("document").order_by("-created_at", "-id"))
+    return qs.exclude(pk=cluster.adopted_plan_id) if cluster.adopted_plan_id else qs
+
+
+def schedules_for(cluster: Cluster) -> QuerySet[ReplanSchedule]:
+    return (ReplanSchedule.objects.filter(cluster=cluster)
+            .select_related("periodic_task__interval", "periodic_task__crontab"))
+
+
+def _rate_of(scenario: dict[str, Any] | None) -> float | None:
+    rate = ((scenario or {}).get("workload") or {}).get("arrival_rate")
+    return float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
+
+
+def planned_arrival_rate(cluster: Cluster) -> float | None:
+    """The arrival rate the cluster was last planned for: the newest of the adopted plan and a later re-plan.
+
+    A re-plan kept as a candidate counts too, so a steady drifted load does not re-plan again and again.
+    """
+    plan = Plan.objects.select_related("job").filter(pk=cluster.adopted_plan_id).first()
+    adoption = PlanAdoption.objects.filter(cluster=cluster, plan=plan).only("created_at").first() if plan else None
+    latest = (Job.objects.filter(cluster=cluster).exclude(trigger="")
+              .exclude(status__in=(JobStatus.FAILED, JobStatus.CANCELLED)).order_by("-created_at", "-id")
+              .only("scenario", "created_at").first())
+    if latest is not None and (adoption is None or latest.created_at > adoption.created_at):
+        return _rate_of(latest.scenario)
+    if plan is not None:
+        rate = plan.document.get("arrival_rate")
+        return float(rate) if isinstance(rate, (int, float)) and rate > 0 else _rate_of(plan.job.scenario)
+    return _rate_of({"workload": cluster.default_workload})

@@ -224,7 +224,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = os.environ.get("CELERY_BEAT_SCHEDULER", "celery.beat:PersistentScheduler")
+# Schedules live in the database (re-planning schedules are edited in the API and the admin).
+CELERY_BEAT_SCHEDULER = os.environ.get("CELERY_BEAT_SCHEDULER", "django_celery_beat.schedulers:DatabaseScheduler")
 
 # Job liveness: a running job's worker refreshes heartbeat_at every
 # JOB_HEARTBEAT_S; the sweep treats a job silent for JOB_STALE_AFTER_S as lost.
@@ -234,6 +235,10 @@ JOB_SWEEP_INTERVAL_S = env_float("CHAINPLAN_SWEEP_INTERVAL_S", 30.0)
 JOB_REQUEUE_QUEUED_AFTER_S = env_float("CHAINPLAN_REQUEUE_QUEUED_AFTER_S", 300.0)
 JOB_MAX_ATTEMPTS = env_int("CHAINPLAN_MAX_ATTEMPTS", 3)
 DEFAULT_SIMULATE_REQUESTS = env_int("CHAINPLAN_DEFAULT_SIMULATE_REQUESTS", 20000)
+
+# Re-planning: the shortest schedule interval, and how long an adoption webhook may take.
+REPLAN_MIN_INTERVAL_S = env_float("CHAINPLAN_MIN_SCHEDULE_INTERVAL_S", 60.0)
+REPLAN_WEBHOOK_TIMEOUT_S = env_float("CHAINPLAN_WEBHOOK_TIMEOUT_S", 5.0)
 
 LOGGING = {
     "version": 1,

@@ -28,3 +28,14 @@ def run_job(self, job_id: int) -> str:
 @shared_task(name="planner_app.sweep_jobs", ignore_result=True)
 def sweep_jobs() -> dict[str, int]:
     return services.sweep_jobs()
+
+
+@shared_task(name="planner_app.replan_scheduled", ignore_result=True)
+def replan_scheduled(cluster_id: int, schedule_id: int | None = None) -> int | None:
+    """Run by beat for a cluster's re-planning schedule: queues an ordinary re-plan job."""
+    return services.replan_scheduled(int(cluster_id), schedule_id)
+
+
+@shared_task(name="planner_app.notify_adoption", ignore_result=True)
+def notify_adoption(adoption_id: int) -> str:
+    return services.adoption_notify(int(adoption_id))

@@ -85,7 +85,13 @@ def replan(scenario: Scenario, adopted_plan: dict[str, Any] | None, delta: float
     result = PlanResult("proposed", True, c=best.c, placement=best.placement.placement,
                         chains=chains_of(scenario, best.chains),
                         extra={"switching": {**cost.to_dict(), "delta": delta, "objective": best.objective}})
-    return plan_document(scenario, result, time.perf_counter() - started)
+    solve_time = time.perf_counter() - started
+    if options.simulate_requests > 0:
+        # the service compares plans by simulated mean/p95 too (plan_diff), as plan() does
+        from .api import simulate_result
+        options.report(0.95, f"proposed: simulating {options.simulate_requests} requests")
+        result.simulation = simulate_result(scenario, result, options.simulate_requests, options.seed)
+    return plan_document(scenario, result, solve_time)
 
 
 def _chain_key(ch: dict[str, Any]) -> tuple:

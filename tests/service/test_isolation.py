@@ -53,3 +53,30 @@ def test_cannot_plan_or_link_with_others_cluster_or_model(other_api, alice_objec
     assert r.json()["errors"][0]["field"] == "cluster"
     r = other_api.post(f"{V1}/clusters/", {"name": "mine", "model": alice_objects["model"]}, format="json")
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "model"
+
+
+def test_replanning_endpoints_are_per_owner(api, other_api, alice_objects):
+    o = alice_objects
+    c = o["cluster"]
+    assert api.post(f"{V1}/plans/{o['plan']}/adopt/").status_code == 201
+    sched = api.post(f"{V1}/clusters/{c}/schedules/", {"kind": "cron", "cron": "0 * * * *"}, format="json").json()
+    reads = [f"clusters/{c}/adopted-plan/", f"clusters/{c}/adoptions/", f"clusters/{c}/candidates/",
+             f"clusters/{c}/apply/", f"clusters/{c}/schedules/", f"clusters/{c}/schedules/{sched['id']}/",
+             f"plans/diff/?new={o['plan']}", f"plans/diff/?new={o['plan']}&old={o['plan']}"]
+    for path in reads:
+        assert other_api.get(f"{V1}/{path}").status_code == 404, path
+        assert api.get(f"{V1}/{path}").status_code == 200, path
+    writes = [("post", f"plans/{o['plan']}/adopt/", None), ("post", f"clusters/{c}/replan/", {}),
+              ("post", f"clusters/{c}/observed-load/", {"arrival_rate": 9.0}),
+              ("post", f"clusters/{c}/schedules/", {"kind": "cron", "cron": "0 * * * *"}),
+              ("patch", f"clusters/{c}/schedules/{sched['id']}/", {"enabled": False}),
+              ("delete", f"clusters/{c}/schedules/{sched['id']}/", None)]
+    for method, path, body in writes:
+        assert getattr(other_api, method)(f"{V1}/{path}", body, format="json").status_code == 404, path
+    # nothing changed for the owner
+    assert api.get(f"{V1}/clusters/{c}/").json()["observed_arrival_rate"] is None
+    assert api.get(f"{V1}/clusters/{c}/schedules/").json()[0]["enabled"] is True
+    assert api.get(f"{V1}/clusters/{c}/adoptions/").json()["count"] == 1
+    # another user's own cluster cannot diff against alice's plans either
+    mine = other_api.post(f"{V1}/clusters/", {"name": "mine"}, format="json").json()
+    assert other_api.get(f"{V1}/clusters/{mine['id']}/adoptions/").json()["count"] == 0
