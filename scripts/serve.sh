@@ -28,8 +28,9 @@ python manage.py migrate --noinput -v 0
 python manage.py collectstatic --noinput -v 0
 TOKEN="$(python manage.py seed_demo)"
 
-echo "== starting the Celery worker (log: $CHAINPLAN_VAR_DIR/worker.log)"
-celery -A planner_app worker -B -s "$CHAINPLAN_VAR_DIR/celerybeat-schedule" --pool prefork \
+# -B: the worker embeds beat (the job sweep and re-planning schedules, read from the database)
+echo "== starting the Celery worker with beat (log: $CHAINPLAN_VAR_DIR/worker.log)"
+celery -A planner_app worker -B --scheduler django_celery_beat.schedulers:DatabaseScheduler --pool prefork \
     --concurrency "${CHAINPLAN_WORKERS:-2}" -n "chainplan@%h" -l info >"$CHAINPLAN_VAR_DIR/worker.log" 2>&1 &
 WORKER_PID=$!
 gunicorn planner_app.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - &

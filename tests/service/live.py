@@ -94,6 +94,9 @@ class Stack:
             "CHAINPLAN_STALE_AFTER_S": "5",
             "CHAINPLAN_SWEEP_INTERVAL_S": "1",
             "CELERY_VISIBILITY_TIMEOUT": "60",
+            # re-planning schedules due within seconds, and quick re-plans
+            "CHAINPLAN_MIN_SCHEDULE_INTERVAL_S": "1",
+            "CHAINPLAN_DEFAULT_SIMULATE_REQUESTS": "2000",
             "PYTHONUNBUFFERED": "1",
             **env,
         }

@@ -25,6 +25,8 @@ def test_compose_has_every_service_with_health_checks_and_volumes():
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "gunicorn" in services["web"]["command"]
     assert "worker" in services["worker"]["command"] and "beat" in services["beat"]["command"]
+    # re-planning schedules live in the database: beat must read them there
+    assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]["command"]
     declared = set(compose["volumes"])
     used = {v.split(":")[0] for s in services.values() for v in s["volumes"]}
     assert used <= declared
