@@ -13,7 +13,10 @@ Writes under bench/results/:
 a. Simulation study: BLOOM-176B on solvers.instances.paper_scenario (two server
    types, RIPE Atlas RTTs + 18 ms), J in {10,20,30,40} x eta in {0.1..0.4},
    20 seeds (seed = RTT draw and simulation seed), lambda = 0.2 req/s,
-   Poisson arrivals, exponential job sizes; proposed, PETALS, BPRR, whole-model.
+   Poisson arrivals, exponential job sizes; proposed, PETALS, BPRR, whole-model,
+   and `best` (proposed + start placements from GBP-CR at other target loads +
+   local search on the JFFC lower bound, solvers/best.py) with its search
+   bounded by BEST_TIME_LIMIT_S per plan.
 b. Testbed: 3 x 40 GB A100 + 6 x 20 GB MIG slices, LLaMA-2-7B, the first 1000
    requests of the Azure code trace replayed with their token counts.
 """
@@ -48,7 +51,9 @@ from solvers.simulator import simulate  # noqa: E402
 from solvers.trace import load_azure_trace, trace_to_rows  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-METHODS = ("proposed", "petals", "bprr", "whole-model")
+METHODS = ("proposed", "petals", "bprr", "whole-model", "best")     # grid (a)
+TESTBED_METHODS = ("proposed", "petals", "bprr", "whole-model")     # testbed (b): the paper's four
+BEST_TIME_LIMIT_S = 0.5        # best's search budget per plan (wall clock, so it depends on the machine's load)
 GRID_J = (10, 20, 30, 40)
 GRID_ETA = (0.1, 0.2, 0.3, 0.4)
 
@@ -61,15 +66,19 @@ def grid_cell(args: tuple[int, float, int, int]) -> list[dict]:
     rows = []
     for method in METHODS:
         t0 = time.perf_counter()
-        doc = plan(scenario, method, simulate_requests=requests, seed=seed)
+        limit = BEST_TIME_LIMIT_S if method == "best" else None
+        doc = plan(scenario, method, simulate_requests=requests, seed=seed, time_limit_s=limit)
         sim = doc.get("simulation") or {}
+        info = doc.get("best") or {}
         rows.append({
             "J": J, "eta": eta, "seed": seed, "method": method, "feasible": doc["feasible"],
             "reason": doc.get("reason", ""), "requests": requests,
             "mean_response_s": sim.get("mean_response_s"), "p95_response_s": sim.get("p95_response_s"),
             "mean_wait_s": sim.get("mean_wait_s"), "mean_service_s": sim.get("mean_service_s"),
             "retries": sim.get("retries"), "c": doc.get("c"), "R": doc.get("R"),
-            "wall_s": round(time.perf_counter() - t0, 3),
+            "wall_s": round(time.perf_counter() - t0, 3), "solve_s": doc.get("solve_time_s"),
+            "lower_bound_s": (doc.get("bounds") or {}).get("response_time_lower_s"),
+            "best_winner": info.get("winner"), "best_time_limit_s": limit,
         })
     return rows
 
@@ -152,7 +161,7 @@ def run_testbed() -> list[dict]:
     k = PAPER_PROPOSED_SERVICE_S / first["mean_service_s"]
     rows = []
     for label, scenario in (("datasheet", base), (f"slowed x{k:.2f}", slowed(base, k))):
-        for method in METHODS:
+        for method in TESTBED_METHODS:
             sim = simulate_method(scenario, method)
             rows.append({"calibration": label, "method": method, **{key: sim.get(key) for key in (
                 "feasible", "reason", "info", "mean_response_s", "p50_response_s", "p95_response_s", "p99_response_s",
@@ -178,7 +187,8 @@ def main() -> None:
         seeds = len({r["seed"] for r in grid})
         paper_report.write_all(RESULTS, grid, testbed, testbed_scenario(), k, seeds=seeds,
                                requests=grid[0]["requests"], workers=args.workers,
-                               wall_s=paper_report.read_wall(RESULTS), paper_testbed=PAPER_TESTBED)
+                               wall_s=paper_report.read_wall(RESULTS), paper_testbed=PAPER_TESTBED,
+                               best_time_limit_s=BEST_TIME_LIMIT_S)
         return
     seeds = 2 if args.quick else args.seeds
     requests = args.requests or (500 if args.quick else 5000)
@@ -192,7 +202,8 @@ def main() -> None:
     t_testbed = time.perf_counter() - t1
     print(f"testbed: {time.perf_counter() - t1:.0f} s", flush=True)
     paper_report.write_all(RESULTS, grid, testbed, base, k, seeds=seeds, requests=requests, workers=args.workers,
-                           wall_s={"grid": t_grid, "testbed": t_testbed}, paper_testbed=PAPER_TESTBED)
+                           wall_s={"grid": t_grid, "testbed": t_testbed}, paper_testbed=PAPER_TESTBED,
+                           best_time_limit_s=BEST_TIME_LIMIT_S)
     print(f"wrote {RESULTS}/paper_eval.md and friends", flush=True)
 
 
