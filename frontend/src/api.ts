@@ -5,8 +5,8 @@
 import { ApiError, toApiError } from './lib/errors';
 import { buildQuery, type QueryValue } from './lib/query';
 import type {
-  Algorithm, Cluster, CurvePoint, DerivedSizes, Job, Model, ModelPreset, Page, PlanDetail,
-  PlanSummary, ScenarioDoc, Architecture, JobOptions, Workload,
+  Adoption, Algorithm, ApplyResult, Cluster, CurvePoint, DerivedSizes, Job, Model, ModelPreset, ObservedLoadResult,
+  Page, PlanDetail, PlanDiff, PlanSummary, ReplanSettings, ScenarioDoc, Schedule, Architecture, JobOptions, Workload,
 } from './types';
 
 const BASE = '/api/v1';
@@ -93,7 +93,8 @@ export interface ListParams {
 export const api = {
   // auth
   csrf: () => request<unknown>('GET', '/auth/csrf/'),
-  me: () => request<{ username: string }>('GET', '/auth/me/'),
+  /** The signed-in user's name, or null when signed out (200 either way). */
+  me: () => request<{ username: string | null }>('GET', '/auth/me/'),
   login: (username: string, password: string) =>
     request<{ username: string }>('POST', '/auth/login/', { username, password }),
   logout: () => settled().then(() => request<unknown>('POST', '/auth/logout/')),
@@ -138,6 +139,28 @@ export const api = {
   curve: (id: number, rates: number[]) =>
     request<{ points: CurvePoint[] }>('GET', `/plans/${id}/curve/` + buildQuery({ rates: rates.map((r) => +r.toPrecision(6)).join(',') })),
   petalsCommands: (id: number) => request<{ commands: string[] }>('GET', `/plans/${id}/petals-commands/`),
+
+  // re-planning
+  updateReplanSettings: (id: number, s: Partial<ReplanSettings>) => request<Cluster>('PATCH', `/clusters/${id}/`, s),
+  adoptedPlan: (id: number) =>
+    request<{ plan: PlanDetail | null; adoption: Adoption | null }>('GET', `/clusters/${id}/adopted-plan/`),
+  adoptions: (id: number, params: ListParams = {}) =>
+    request<Page<Adoption>>('GET', `/clusters/${id}/adoptions/` + buildQuery(params)),
+  candidates: (id: number, params: ListParams = {}) =>
+    request<Page<PlanSummary>>('GET', `/clusters/${id}/candidates/` + buildQuery(params)),
+  adopt: (planId: number) => request<Adoption>('POST', `/plans/${planId}/adopt/`),
+  replan: (id: number) => request<Job>('POST', `/clusters/${id}/replan/`, {}),
+  observedLoad: (id: number, arrival_rate: number, window_s?: number | null) =>
+    request<ObservedLoadResult>('POST', `/clusters/${id}/observed-load/`, window_s ? { arrival_rate, window_s } : { arrival_rate }),
+  planDiff: (newId: number, oldId?: number | null) =>
+    request<PlanDiff>('GET', '/plans/diff/' + buildQuery({ new: newId, old: oldId ?? null })),
+  apply: (id: number, initialPeers?: string) =>
+    request<ApplyResult>('GET', `/clusters/${id}/apply/` + buildQuery({ initial_peers: initialPeers || null })),
+  schedules: (id: number) => request<Schedule[]>('GET', `/clusters/${id}/schedules/`),
+  createSchedule: (id: number, s: Partial<Schedule>) => request<Schedule>('POST', `/clusters/${id}/schedules/`, s),
+  updateSchedule: (id: number, sid: number, s: Partial<Schedule>) =>
+    request<Schedule>('PUT', `/clusters/${id}/schedules/${sid}/`, s),
+  deleteSchedule: (id: number, sid: number) => request<void>('DELETE', `/clusters/${id}/schedules/${sid}/`),
 };
 
 /** Fetches every page of a list (bounded, for pickers). */

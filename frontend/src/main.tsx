@@ -14,32 +14,12 @@ import { ModelsPage, ModelEditor } from './pages/Models';
 import { NewPlanPage } from './pages/NewPlan';
 import { JobsPage } from './pages/Jobs';
 import { JobPage } from './pages/Job';
+import { ApplyPage, PlanDiffPage } from './pages/Replanning';
 import { lazy } from './lazy';
 
 // the pages with charts load Chart.js; they come as separate chunks when first opened
 const PlanPage = lazy(() => import('./pages/Plan').then((m) => m.PlanPage));
 const ComparePage = lazy(() => import('./pages/Compare').then((m) => m.ComparePage));
-
-// Whether this browser signed in last time: lets a signed-out visitor go
-// straight to the sign-in page without a failing /auth/me/ request.
-const HINT = 'chainplan.signedIn';
-
-function readHint(): boolean {
-  try {
-    return localStorage.getItem(HINT) === '1';
-  } catch {
-    return false;
-  }
-}
-
-function writeHint(on: boolean): void {
-  try {
-    if (on) localStorage.setItem(HINT, '1');
-    else localStorage.removeItem(HINT);
-  } catch {
-    /* storage may be disabled; the hint is only an optimisation */
-  }
-}
 
 function App() {
   const loc = useLocation();
@@ -49,18 +29,14 @@ function App() {
 
   useEffect(() => {
     let alive = true;
+    // /auth/me/ answers {"username": null} when signed out, so asking never logs an error
     api.csrf()
       .catch(() => undefined)
-      .then(() => (readHint() ? api.me().then((u) => u.username, () => null) : null))
+      .then(() => api.me().then((u) => u.username, () => null))
       .then((u) => {
-        if (!alive) return;
-        writeHint(Boolean(u));
-        setUser(u);
+        if (alive) setUser(u);
       });
-    setUnauthenticatedHandler(() => {
-      writeHint(false);
-      setUser(null);
-    });
+    setUnauthenticatedHandler(() => setUser(null));
     return () => {
       alive = false;
       setUnauthenticatedHandler(null);
@@ -97,7 +73,6 @@ function App() {
       <LoginPage
         signedInAs={user}
         onSignedIn={(name) => {
-          writeHint(true);
           setUser(name);
           navigate(safeNext(loc.query.next), { replace: true });
         }}
@@ -111,7 +86,6 @@ function App() {
     try {
       await api.logout();
     } finally {
-      writeHint(false);
       setSigningOut(false);
       setUser(null);
     }
@@ -140,6 +114,12 @@ function App() {
     case 'job': page = <JobPage id={id} key={id} />; break;
     case 'compare': page = <ComparePage id={id} query={loc.query} key={id} />; break;
     case 'plan': page = <PlanPage id={id} key={id} />; break;
+    case 'plan-diff': {
+      const old = route.params.old ? Number(route.params.old) : null;
+      page = <PlanDiffPage id={id} old={old} key={`${id}-${old}`} />;
+      break;
+    }
+    case 'cluster-apply': page = <ApplyPage id={id} key={id} />; break;
     default:
       page = (
         <section>
@@ -152,7 +132,7 @@ function App() {
   const section = route.name.startsWith('cluster') ? 'clusters'
     : route.name.startsWith('model') ? 'models'
     : route.name === 'plan-new' ? 'plan-new'
-    : ['jobs', 'job', 'compare', 'plan'].includes(route.name) ? 'jobs' : route.name;
+    : ['jobs', 'job', 'compare', 'plan', 'plan-diff'].includes(route.name) ? 'jobs' : route.name;
   const nav: Array<[string, string, string]> = [
     ['plan-new', '/jobs/new', 'New plan'],
     ['jobs', '/jobs', 'Jobs'],

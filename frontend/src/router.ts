@@ -3,7 +3,8 @@
 
 export type RouteName =
   | 'home' | 'login' | 'clusters' | 'cluster-new' | 'cluster'
-  | 'models' | 'model-new' | 'model' | 'plan-new' | 'jobs' | 'job' | 'compare' | 'plan' | 'not-found';
+  | 'models' | 'model-new' | 'model' | 'plan-new' | 'jobs' | 'job' | 'compare' | 'plan'
+  | 'plan-diff' | 'cluster-apply' | 'not-found';
 
 export interface Route {
   name: RouteName;
@@ -16,6 +17,7 @@ const TABLE: Array<[RouteName, RegExp, string[]]> = [
   ['clusters', /^\/clusters$/, []],
   ['cluster-new', /^\/clusters\/new$/, []],
   ['cluster', /^\/clusters\/(\d+)$/, ['id']],
+  ['cluster-apply', /^\/clusters\/(\d+)\/apply$/, ['id']],
   ['models', /^\/models$/, []],
   ['model-new', /^\/models\/new$/, []],
   ['model', /^\/models\/(\d+)$/, ['id']],
@@ -24,6 +26,7 @@ const TABLE: Array<[RouteName, RegExp, string[]]> = [
   ['job', /^\/jobs\/(\d+)$/, ['id']],
   ['compare', /^\/jobs\/(\d+)\/compare$/, ['id']],
   ['plan', /^\/plans\/(\d+)$/, ['id']],
+  ['plan-diff', /^\/plans\/(\d+)\/diff(?:\/(\d+))?$/, ['id', 'old']],
 ];
 
 export function matchRoute(pathname: string): Route {

@@ -41,8 +41,122 @@ export interface Cluster {
   model: number | null;
   servers: Server[];
   server_count: number;
+  default_workload?: Workload | null;
+  replan_delta?: number;
+  replan_min_gain?: number;
+  replan_calibration_threshold?: number;
+  replan_load_threshold?: number;
+  replan_on_server_change?: boolean;
+  replan_webhook_url?: string;
+  adopted_plan?: number | null;
+  observed_arrival_rate?: number | null;
+  observed_at?: string | null;
   created_at: string;
   updated_at: string;
+}
+
+/** The re-planning settings of a cluster (PATCH /clusters/{id}/). */
+export interface ReplanSettings {
+  replan_delta: number;
+  replan_min_gain: number;
+  replan_calibration_threshold: number;
+  replan_load_threshold: number;
+  replan_on_server_change: boolean;
+  replan_webhook_url: string;
+}
+
+export type Trigger = '' | 'manual' | 'schedule' | 'calibration' | 'servers' | 'load';
+
+export interface ReplanOutcome {
+  adopted: boolean;
+  gain: number | null;
+  min_gain?: number;
+  why: string;
+  predicted_old_s?: number | null;
+  predicted_new_s?: number | null;
+  forced?: boolean;
+  plan?: number;
+  against_plan?: number | null;
+  adoption?: number;
+}
+
+export interface Adoption {
+  id: number;
+  cluster: number;
+  plan: number | null;
+  previous_plan: number | null;
+  adopted_by: string | null;
+  trigger: Trigger;
+  detail: string;
+  gain: number | null;
+  webhook_status: number | null;
+  webhook_error: string;
+  webhook_at: string | null;
+  created_at: string;
+  diff?: PlanDiff;
+}
+
+export interface Schedule {
+  id: number;
+  kind: 'interval' | 'cron';
+  every: number | null;
+  period: 'seconds' | 'minutes' | 'hours' | 'days' | null;
+  cron: string | null;
+  enabled: boolean;
+  description: string;
+  last_run_at: string | null;
+  total_run_count: number;
+  created_at: string;
+}
+
+export interface RangeDoc {
+  start_block: number;
+  num_blocks: number;
+}
+
+export interface ServerDiff {
+  server: string;
+  old: RangeDoc | null;
+  new: RangeDoc | null;
+  blocks_to_load: Array<[number, number]>;
+  blocks_to_drop: Array<[number, number]>;
+  num_blocks_to_load: number;
+  num_blocks_to_drop: number;
+}
+
+export interface Predicted {
+  old: number | null;
+  new: number | null;
+  change: number | null;
+}
+
+export interface PlanDiff {
+  old?: number | null;
+  new?: number;
+  servers: ServerDiff[];
+  chains_added: PlanChain[];
+  chains_removed: PlanChain[];
+  capacity_changed: Array<{ servers: string[]; blocks: number[]; old: number; new: number }>;
+  predicted: Record<string, Predicted>;
+  switching_cost: { blocks_to_load: number; blocks_to_drop: number; servers_changed: number; total: number };
+}
+
+export interface ApplyResult {
+  plan: PlanSummary;
+  model_name: string;
+  petals_commands: string[];
+  plan_json: PlanDocument;
+  missing_servers: string[];
+}
+
+export interface ObservedLoadResult {
+  observed_arrival_rate: number;
+  window_s: number | null;
+  observed_at: string;
+  planned_arrival_rate: number | null;
+  drift: number | null;
+  threshold: number;
+  replan_job: number | null;
 }
 
 export type Dtype = 'fp32' | 'fp16' | 'bf16' | 'int8' | 'nf4';
@@ -133,6 +247,10 @@ export interface Job {
   error: string | null;
   worker: string | null;
   reason: string;
+  trigger?: Trigger;
+  trigger_detail?: string;
+  previous_plan?: number | null;
+  replan_outcome?: ReplanOutcome | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;

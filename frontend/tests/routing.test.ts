@@ -16,6 +16,8 @@ describe('matchRoute', () => {
     ['/jobs/12', 'job', { id: '12' }],
     ['/jobs/12/compare', 'compare', { id: '12' }],
     ['/plans/40', 'plan', { id: '40' }],
+    ['/plans/40/diff/12', 'plan-diff', { id: '40', old: '12' }],
+    ['/clusters/3/apply', 'cluster-apply', { id: '3' }],
     ['/login', 'login', {}],
     ['/plans/abc', 'not-found', {}],
     ['/nope', 'not-found', {}],

@@ -8,6 +8,7 @@ import {
   addFromPreset, bulkEdit, calibrationSummary, checkScenarioShape, duplicateServer, emptyServer, fromScenarioServer, GPU_PRESETS,
   NUM_FIELDS, scenarioFromCluster, serversFromCsv, serversToCsv, uniqueId, validateServers, type BulkOp, type NumField,
 } from '../lib/servers';
+import { ReplanPanel } from './Replanning';
 import { ErrorBox, Field, FieldMessages, Loading, Notice, PageHeader, parseNumberInput, Link } from '../components/ui';
 import type { Cluster, Model, ScenarioDoc, Server } from '../types';
 
@@ -514,6 +515,7 @@ export function ClusterEditor({ id }: { id: number | null }) {
         </nav>
       )}
       {models.error !== null && <p class="hint">Models could not be loaded: {messageOf(models.error)}</p>}
+      {!isNew && <ReplanPanel clusterId={id!} />}
     </section>
   );
 }

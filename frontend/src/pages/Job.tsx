@@ -1,3 +1,4 @@
+import { triggerLabel } from '../lib/replan';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import { useTitle } from '../hooks';
@@ -83,6 +84,13 @@ export function JobPage({ id }: { id: number }) {
             {job.status === 'succeeded' && <>Finished {fmtDate(job.finished_at)} after {fmtDuration(job.started_at, job.finished_at)}.</>}
             {job.status === 'failed' && <strong class="danger">The job failed: {job.error || job.reason || 'no reason given'}.</strong>}
             {job.status === 'cancelled' && <>The job was cancelled{job.reason ? `: ${job.reason}` : ''}.</>}
+          </p>
+        )}
+        {job.trigger && (
+          <p data-testid="job-trigger">
+            Re-plan ({triggerLabel(job.trigger)}): {job.trigger_detail}
+            {job.replan_outcome && <> — <strong>{job.replan_outcome.adopted ? 'adopted' : 'candidate'}</strong>: {job.replan_outcome.why}</>}
+            {job.cluster !== null && <> · <Link href={`/clusters/${job.cluster}`}>cluster</Link></>}
           </p>
         )}
         <dl class="stats">
