@@ -327,3 +327,54 @@ def test_live_progress_and_cancel(page, user, tmp_path):
     final.wait_for(timeout=60_000)
     expect(final).to_contain_text("cancelled")
     assert page.get_by_role("button", name="Cancel job").count() == 0
+
+
+def test_adopt_a_plan_see_the_diff_and_the_apply_commands(page, user, ui_stack, tmp_path):
+    from tests.service.conftest import SMALL
+    api = ui_stack.client(user)
+    cluster = api.post("/api/v1/clusters/import/", json={"scenario": SMALL}).json()
+    job = api.post("/api/v1/jobs/", json={"cluster": cluster["id"], "algorithms": ["proposed", "whole-model"],
+                                          "options": {"simulate_requests": 500}}).json()
+    plans = api.wait_job(job["id"], timeout=120)["plans"]
+    first, second = plans[0]["id"], plans[1]["id"]
+
+    page.goto(f"/clusters/{cluster['id']}")
+    sign_in(page, user)
+    panel = page.locator("[data-testid=replanning]")
+    expect(panel.get_by_text("No plan is adopted yet")).to_be_visible()
+    panel.get_by_role("button", name=f"Adopt plan {first}").click()
+    expect(panel.get_by_text(f"Plan #{first} is now the adopted plan.")).to_be_visible()
+    panel.get_by_role("button", name=f"Adopt plan {second}").click()
+    expect(panel.get_by_text(f"Plan #{second} is now the adopted plan.")).to_be_visible()
+    history = panel.locator("[data-testid=adoptions-table] tbody tr")
+    expect(history).to_have_count(2)
+    expect(history.first).to_contain_text(user)
+    # a schedule, added and shown
+    panel.get_by_role("button", name="Add schedule").click()
+    panel.get_by_label("Kind").select_option("cron")
+    panel.get_by_label("Cron (UTC)").fill("0 */6 * * *")
+    panel.get_by_role("button", name="Save schedule").click()
+    expect(panel.locator("[data-testid=schedules]")).to_contain_text("cron 0 */6 * * *")
+    shot(page, "14-replanning")
+
+    panel.get_by_role("link", name="What changed").click()
+    page.wait_for_url(re.compile(rf"/plans/{second}/diff/{first}$"))
+    rows = page.locator("[data-testid=diff-servers] tbody tr")
+    expect(rows.first).to_be_visible()
+    diff = api.get(f"/api/v1/plans/diff/?old={first}&new={second}").json()
+    assert rows.count() == len(diff["servers"]) > 0
+    expect(rows.first).to_contain_text(diff["servers"][0]["server"])
+    expect(page.locator("[data-testid=diff-predicted]")).to_contain_text("Simulated p95")
+    shot(page, "15-plan-diff")
+
+    page.goto(f"/clusters/{cluster['id']}/apply")
+    commands = page.locator("[data-testid=apply-commands]")
+    expect(commands).to_contain_text("--block_indices")
+    expected = api.get(f"/api/v1/clusters/{cluster['id']}/apply/").json()["petals_commands"]
+    assert commands.inner_text().strip() == "\n".join(expected)
+    with page.expect_download() as download:
+        page.locator("[data-testid=apply-json]").click()
+    path = tmp_path / "plan.json"
+    download.value.save_as(path)
+    assert json.loads(path.read_text())["placement"] == api.get(f"/api/v1/plans/{second}/").json()["document"]["placement"]
+    shot(page, "16-apply")
