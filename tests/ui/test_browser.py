@@ -114,7 +114,7 @@ def test_cluster_from_example_plan_compare_export(page, user, tmp_path):
         expect(page.get_by_label(f"Memory (GB) of {server_id}")).to_have_value("80")
     page.get_by_text("unsaved changes").wait_for()
     shot(page, "03-cluster-editor", full_page=False)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.get_by_text("Saved.").wait_for()
     assert page.get_by_text("unsaved changes").count() == 0
 
@@ -259,7 +259,7 @@ def test_model_form_derives_sizes_as_you_type(page, user):
     derived.get_by_text("0.0671 GB").wait_for()
     page.get_by_text("The server derives the same sizes.").wait_for()
     shot(page, "12-model-editor", full_page=False)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.wait_for_url(re.compile(r"/models/\d+$"))
     page.goto("/models")
     page.get_by_role("link", name="my-llama-2-7b").wait_for()
