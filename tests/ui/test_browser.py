@@ -275,13 +275,13 @@ def test_keyboard_only_navigation(page, user):
     page.keyboard.type("ui-test-pw-1")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/clusters$"))
-    page.get_by_role("heading", name="Clusters").wait_for()
+    page.get_by_role("heading", name="Clusters", exact=True).wait_for()
     # after signing in, focus is on the page's heading
     page.wait_for_function("document.activeElement && document.activeElement.id === 'page-title'")
 
     # on a freshly loaded page the first Tab reaches the skip link, then the main navigation
     page.reload()
-    page.get_by_role("heading", name="Clusters").wait_for()
+    page.get_by_role("heading", name="Clusters", exact=True).wait_for()
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     for _ in range(10):
