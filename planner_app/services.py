@@ -712,6 +712,30 @@ def adoption_payload(adoption: PlanAdoption) -> dict[str, Any]:
             "created_at": adoption.created_at.isoformat(), "diff": adoption.diff}
 
 
+def webhook_target_error(url: str) -> str | None:
+    """Why the workers must not call ``url`` (it resolves to a non-public address), or None."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    if settings.REPLAN_WEBHOOK_ALLOW_PRIVATE:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "refused: the webhook URL must be http(s) with a host name"
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                                   proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        return f"refused: cannot resolve {parts.hostname}: {exc}"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            return (f"refused: {parts.hostname} resolves to {address}, a loopback, private or link-local address "
+                    "(set CHAINPLAN_WEBHOOK_ALLOW_PRIVATE=true to allow)")
+    return None
+
+
 def adoption_notify(adoption_id: int) -> str:
     """POST the adoption (with its diff) to the cluster's webhook; the outcome is recorded, never raised."""
     import requests
@@ -720,6 +744,10 @@ def adoption_notify(adoption_id: int) -> str:
     if adoption is None or not adoption.cluster.replan_webhook_url:
         return "no webhook"
     status_code, error = None, ""
+    refused = webhook_target_error(adoption.cluster.replan_webhook_url)
+    if refused:
+        PlanAdoption.objects.filter(pk=adoption_id).update(webhook_error=refused[:500], webhook_at=timezone.now())
+        return refused
     try:
         response = requests.post(adoption.cluster.replan_webhook_url, json=adoption_payload(adoption),
                                  timeout=settings.REPLAN_WEBHOOK_TIMEOUT_S, allow_redirects=False)

@@ -240,6 +240,9 @@ DEFAULT_SIMULATE_REQUESTS = env_int("CHAINPLAN_DEFAULT_SIMULATE_REQUESTS", 20000
 # Re-planning: the shortest schedule interval, and how long an adoption webhook may take.
 REPLAN_MIN_INTERVAL_S = env_float("CHAINPLAN_MIN_SCHEDULE_INTERVAL_S", 60.0)
 REPLAN_WEBHOOK_TIMEOUT_S = env_float("CHAINPLAN_WEBHOOK_TIMEOUT_S", 5.0)
+# Webhook URLs are set by users but called from the workers: refuse loopback, private and
+# link-local targets (server-side request forgery) unless the operator allows them.
+REPLAN_WEBHOOK_ALLOW_PRIVATE = env_bool("CHAINPLAN_WEBHOOK_ALLOW_PRIVATE", False)
 
 LOGGING = {
     "version": 1,

@@ -96,6 +96,7 @@ class Stack:
             "CELERY_VISIBILITY_TIMEOUT": "60",
             # re-planning schedules due within seconds, and quick re-plans
             "CHAINPLAN_MIN_SCHEDULE_INTERVAL_S": "1",
+            "CHAINPLAN_WEBHOOK_ALLOW_PRIVATE": "true",     # the tests' webhook listens on 127.0.0.1
             "CHAINPLAN_DEFAULT_SIMULATE_REQUESTS": "2000",
             "PYTHONUNBUFFERED": "1",
             **env,

@@ -315,6 +315,7 @@ def hook():
 
 
 def test_webhook_gets_the_diff_and_failures_are_recorded(api, cluster, hook, settings):
+    settings.REPLAN_WEBHOOK_ALLOW_PRIVATE = True        # the test's hook listens on 127.0.0.1
     url, received = hook
     api.patch(f"{V1}/clusters/{cluster['id']}/", {"replan_webhook_url": url}, format="json")
     first = replan(api, cluster["id"])
@@ -330,3 +331,16 @@ def test_webhook_gets_the_diff_and_failures_are_recorded(api, cluster, hook, set
     assert services.adoption_notify(adoption.pk) != "ok"
     history = api.get(f"{V1}/clusters/{cluster['id']}/adoptions/").json()["results"]
     assert history[0]["webhook_status"] is None and "Connection" in history[0]["webhook_error"]
+
+
+def test_webhook_to_a_private_address_is_refused_by_default(api, cluster, hook, settings):
+    settings.REPLAN_WEBHOOK_ALLOW_PRIVATE = False
+    url, received = hook
+    api.patch(f"{V1}/clusters/{cluster['id']}/", {"replan_webhook_url": url}, format="json")
+    replan(api, cluster["id"])
+    adoption = PlanAdoption.objects.get(cluster_id=cluster["id"])
+    outcome = services.adoption_notify(adoption.pk)
+    assert outcome.startswith("refused: 127.0.0.1 resolves to 127.0.0.1")
+    assert received == []                             # nothing was sent
+    adoption.refresh_from_db()
+    assert adoption.webhook_status is None and adoption.webhook_error.startswith("refused:")
