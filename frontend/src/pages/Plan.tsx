@@ -1,6 +1,6 @@
 import { useMemo, useState } from 'preact/hooks';
 import { api } from '../api';
-import { useAsync, useTitle } from '../hooks';
+import { useAsync, useCopy, useTitle } from '../hooks';
 import { chainColor } from '../lib/colors';
 import { downloadText, safeFileName } from '../lib/download';
 import { fmtGB, fmtNum, fmtPercent, fmtSeconds } from '../lib/format';
@@ -19,7 +19,7 @@ export function PlanPage({ id }: { id: number }) {
   }, [id]);
   const [commands, setCommands] = useState<string[] | null>(null);
   const [cmdError, setCmdError] = useState<unknown>(null);
-  const [copied, setCopied] = useState(false);
+  const { copied, copy } = useCopy();
   const plan = data.data?.[0];
   const job = data.data?.[1] ?? null;
   useTitle(plan ? `Plan #${plan.id} (${plan.algorithm})` : `Plan #${id}`);
@@ -55,16 +55,7 @@ export function PlanPage({ id }: { id: number }) {
       setCmdError(e);
     }
   };
-  const copyCommands = async () => {
-    if (!commands) return;
-    try {
-      await navigator.clipboard.writeText(commands.join('\n'));
-      setCopied(true);
-      setTimeout(() => setCopied(false), 2000);
-    } catch {
-      setCopied(false);
-    }
-  };
+  const copyCommands = () => (commands ? copy(commands.join('\n')) : Promise.resolve());
 
   return (
     <section>

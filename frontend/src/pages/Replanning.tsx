@@ -3,7 +3,7 @@
 
 import { useState } from 'preact/hooks';
 import { api } from '../api';
-import { useAsync, useTitle } from '../hooks';
+import { useAsync, useCopy, useTitle } from '../hooks';
 import { ApiError, fieldMap } from '../lib/errors';
 import { downloadText, safeFileName } from '../lib/download';
 import { fmtDate, fmtNum, fmtPercent, fmtSeconds } from '../lib/format';
@@ -493,18 +493,10 @@ export function ApplyPage({ id }: { id: number }) {
   const [peers, setPeers] = useState('');
   const [applied, setApplied] = useState('');
   const res = useAsync(() => api.apply(id, applied), [id, applied]);
-  const [copied, setCopied] = useState(false);
+  const { copied, copy: copyText } = useCopy();
   const d = res.data;
   const script = d ? '#!/bin/sh\n' + d.petals_commands.join('\n') + '\n' : '';
-  const copy = async () => {
-    try {
-      await navigator.clipboard.writeText(d!.petals_commands.join('\n'));
-      setCopied(true);
-      setTimeout(() => setCopied(false), 2000);
-    } catch {
-      setCopied(false);
-    }
-  };
+  const copy = () => copyText(d!.petals_commands.join('\n'));
   return (
     <section>
       <PageHeader title="Apply the adopted plan" sub={<><Link href="/clusters">Clusters</Link> / <Link href={`/clusters/${id}`}>#{id}</Link> / apply</>} />
