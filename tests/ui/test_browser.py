@@ -35,13 +35,13 @@ def wait_job_finished(page) -> str:
 def test_sign_in_redirects_back_and_offers_the_demo(page, user):
     page.goto("/clusters")
     page.wait_for_url(re.compile(r"/login\?next=%2Fclusters$"))
-    assert page.get_by_role("heading", name="Sign in").is_visible()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     shot(page, "01-sign-in", full_page=False)
 
     sign_in(page, user)
     page.wait_for_url(re.compile(r"/clusters$"))
-    assert page.get_by_role("heading", name="No clusters yet").is_visible()
-    assert page.get_by_role("button", name="Plan the demo scenario").is_visible()
+    expect(page.get_by_role("heading", name="No clusters yet")).to_be_visible()
+    expect(page.get_by_role("button", name="Plan the demo scenario")).to_be_visible()
 
     page.get_by_role("link", name="chainplan home").click()
     page.wait_for_url(re.compile(r"/$"))
@@ -196,7 +196,7 @@ def test_cluster_from_example_plan_compare_export(page, user, tmp_path):
     page.goto("/jobs?status=succeeded")
     jobs = page.locator("[data-testid=jobs-table]")
     jobs.wait_for()
-    assert jobs.get_by_role("link", name=f"#{job_id}", exact=True).is_visible()
+    expect(jobs.get_by_role("link", name=f"#{job_id}", exact=True)).to_be_visible()
     assert jobs.get_by_role("link", name=f"#{failed_job_id}", exact=True).count() == 0
     assert page.get_by_label("Status").input_value() == "succeeded"
     shot(page, "10-jobs")
