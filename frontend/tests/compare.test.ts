@@ -32,6 +32,13 @@ describe('compareRows', () => {
     expect(bestOf(rows, 'solve_time_s').size).toBe(3); // tie among feasible
     expect(relativeTo(rows, 'mean_response_s').get(1)).toBe(3);
   });
+  it('gives plans without chains (per-request routers) no total capacity instead of 0', () => {
+    const petalsDoc: PlanDocument = { algorithm: 'petals', feasible: true, placement: [], chains: [], total_capacity: 0 };
+    const rows = compareRows([summary(1, 'petals', 30, { total_capacity: 0 }), summary(2, 'proposed', 10, { total_capacity: 14 })],
+      new Map([[1, petalsDoc], [2, docs.get(2)!]]));
+    expect(rows.find((r) => r.algorithm === 'petals')!.total_capacity).toBeNull();
+    expect(rows.find((r) => r.algorithm === 'proposed')!.total_capacity).toBe(14);
+  });
 });
 
 describe('curve', () => {

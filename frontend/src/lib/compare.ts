@@ -43,7 +43,8 @@ export function compareRows(plans: PlanSummary[], docs: Map<number, PlanDocument
       p95_response_s: n(p.p95_response_s) ?? n(sim?.p95_response_s),
       mean_wait_s: n(sim?.mean_wait_s),
       mean_service_s: n(sim?.mean_service_s),
-      total_capacity: n(p.total_capacity) ?? n(d?.total_capacity),
+      // per-request routers (PETALS, BPRR) have no chains, so no capacity to compare: n/a, not 0
+      total_capacity: d && d.chains.length === 0 ? null : n(p.total_capacity) ?? n(d?.total_capacity),
       solve_time_s: n(p.solve_time_s) ?? n(d?.solve_time_s),
       chains: d ? d.chains.length : null,
       lower_bound_s: n(d?.bounds?.response_time_lower_s),
