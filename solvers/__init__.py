@@ -7,7 +7,7 @@ Framework-free (no Django).  Entry points:
 - ``python -m solvers``: command line
 """
 
-from .errors import FieldError, InfeasibleError, ScenarioError
+from .errors import FieldError, ScenarioError
 from .scenario import Scenario, load_scenario, parse_scenario
 
-__all__ = ["FieldError", "InfeasibleError", "ScenarioError", "Scenario", "load_scenario", "parse_scenario"]
+__all__ = ["FieldError", "ScenarioError", "Scenario", "load_scenario", "parse_scenario"]

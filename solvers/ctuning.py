@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 
 from .bounds import ResponseTimeBounds, bounds_from_rates
 from .gbpcr import GbpcrResult, ServerArrays, chain_sequence, truncate
@@ -158,7 +157,7 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
 
 def _memory_reason(arrays: ServerArrays) -> str:
     held = int(arrays.blocks_for(1).sum())
-    return (f"servers can hold {min(held, arrays.num_blocks) if held < arrays.num_blocks else held} of "
+    return (f"servers can hold {held} of "
             f"{arrays.num_blocks} blocks (each block needs {arrays.block_size_gb:g} GB plus "
             f"{arrays.cache_size_gb:g} GB of KV cache per job)")
 

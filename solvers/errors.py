@@ -36,7 +36,3 @@ class ScenarioError(ValueError):
 
     def to_dict(self) -> dict[str, object]:
         return {"errors": [e.to_dict() for e in self.errors]}
-
-
-class InfeasibleError(ValueError):
-    """No plan exists (the servers cannot hold the model, or no plan is stable)."""

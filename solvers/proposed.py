@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from .algorithms import PlanOptions, register
 from .ctuning import evaluate, memory_shortfall, tune_c

@@ -197,12 +197,6 @@ class Scenario:
     def num_blocks(self) -> int:
         return self.model.num_blocks
 
-    def server(self, server_id: str) -> Server:
-        for s in self.servers:
-            if s.id == server_id:
-                return s
-        raise KeyError(server_id)
-
     def with_arrival_rate(self, arrival_rate: float) -> "Scenario":
         from dataclasses import replace
         return replace(self, workload=replace(self.workload, arrival_rate=arrival_rate))
