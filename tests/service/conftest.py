@@ -9,6 +9,9 @@ Redis; see live.py.
 from __future__ import annotations
 
 import copy
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from rest_framework.test import APIClient
@@ -133,3 +136,26 @@ def stack_factory(template_db, tmp_path):
         stack.stop()
     for database in databases:
         database.drop()
+
+
+class _WebhookReceiver(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        _WebhookReceiver.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hook():
+    """A webhook receiver on 127.0.0.1: (url, list of the JSON bodies it received)."""
+    server = HTTPServer(("127.0.0.1", 0), _WebhookReceiver)
+    _WebhookReceiver.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _WebhookReceiver.received
+    server.shutdown()
+    server.server_close()
