@@ -1,0 +1,7 @@
+"""chainplan's serving side: what runs beside a model runtime, without Django.
+
+``serving.dispatch`` is the live join-the-fastest-free-chain dispatcher's client
+(and its Redis store, for gateways that talk to Redis directly);
+``serving.petals`` launches a plan on a PETALS swarm and forces requests onto
+their granted chains; ``serving.testbed`` measures plans on such a swarm.
+"""
