@@ -44,16 +44,18 @@ class Architecture:
     dtype: str = "fp16"
     kv_dtype: str = "fp16"
     max_seq_len: int | None = None
+    # biases and norm weights (< 0.1 % of a block); counted exactly when read from a Hugging Face config
+    extra_params_per_block: int = 0
 
     @property
     def params_per_block(self) -> int:
-        """Weights of one decoder block (biases and norms are < 0.1 % and ignored)."""
+        """Weights of one decoder block: q, k, v, o projections, the FFN, plus ``extra_params_per_block``."""
         d = self.hidden_size
         q_out = self.num_heads * self.head_dim
         kv_out = self.num_kv_heads * self.head_dim
         attention = d * q_out + 2 * d * kv_out + q_out * d
         ffn = (3 if self.gated_ffn else 2) * d * self.ffn_size
-        return attention + ffn
+        return attention + ffn + self.extra_params_per_block
 
     @property
     def block_size_gb(self) -> float:

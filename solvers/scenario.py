@@ -12,6 +12,7 @@ hardware figures (datasheet model of calibration.py).
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -23,16 +24,25 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, ValidationErro
 
 from .calibration import Architecture, LinearTiming, hardware_timing
 from .errors import FieldError, ScenarioError
+from .hf_config import derive_hf_config, looks_like_hf_config
 from .presets import PRESETS
 
 MAX_SERVERS = 20_000
 MAX_BLOCKS = 10_000
 MAX_TRACE_REQUESTS = 1_000_000
+# Upper limits: far above any real deployment, low enough that every derived count stays a sane integer.
+MAX_MEMORY_GB = 1e6            # 1 PB on one server
+MAX_SIZE_GB = 1e5              # one block, or one job's KV in one block
+MAX_TIME_S = 1e7               # about four months
+MAX_RATE = 1e7                 # requests per second
+MAX_TOKENS = 10**8
+MAX_HW = 1e9                   # TFLOPS, GB/s, ms, Gbit/s
+MAX_CACHE_SLOTS = 10**6        # KV slots one server may hold (memory_gb / cache_size_gb): c is searched up to it
 
 Dtype = Literal["fp32", "fp16", "bf16", "int8", "nf4"]
 KvDtype = Literal["fp32", "fp16", "bf16", "int8"]
 
-_STRICT = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 
 # ---------------------------------------------------------------------------
@@ -51,58 +61,62 @@ class ArchitectureDoc(BaseModel):
     head_dim: int | None = Field(None, gt=0)
     dtype: Dtype | None = None
     kv_dtype: KvDtype | None = None
-    max_seq_len: int | None = Field(None, gt=0, validation_alias=AliasChoices("max_seq_len", "max_position_embeddings"))
+    max_seq_len: int | None = Field(None, gt=0, le=MAX_TOKENS,
+                                    validation_alias=AliasChoices("max_seq_len", "max_position_embeddings"))
+    extra_params_per_block: int | None = Field(None, ge=0)
 
 
 class ModelDoc(BaseModel):
     model_config = _STRICT
     name: str = Field("model", min_length=1, max_length=200)
     num_blocks: int | None = Field(None, gt=0, le=MAX_BLOCKS)
-    block_size_gb: float | None = Field(None, gt=0)
-    cache_size_gb: float | None = Field(None, gt=0)
-    flops_per_token_gflops: float | None = Field(None, gt=0)
+    block_size_gb: float | None = Field(None, gt=0, le=MAX_SIZE_GB)
+    cache_size_gb: float | None = Field(None, gt=0, le=MAX_SIZE_GB)
+    flops_per_token_gflops: float | None = Field(None, gt=0, le=MAX_HW)
     architecture: ArchitectureDoc | None = None
+    # a Hugging Face config.json as it is (read by hf_config.py); ``architecture`` keys override it
+    hf_config: dict[str, Any] | None = None
 
 
 class CalibrationDoc(BaseModel):
     """Figures measured by the GPU probe on this server; they win over everything else."""
     model_config = _STRICT
-    memory_gb: float | None = Field(None, gt=0)
-    comm_time_s: float | None = Field(None, ge=0)
-    block_time_s: float | None = Field(None, gt=0)
-    rtt_ms: float | None = Field(None, ge=0)
-    block_time_base_s: float | None = None
-    block_time_per_input_token_s: float | None = Field(None, ge=0)
-    block_time_per_output_token_s: float | None = Field(None, ge=0)
+    memory_gb: float | None = Field(None, gt=0, le=MAX_MEMORY_GB)
+    comm_time_s: float | None = Field(None, ge=0, le=MAX_TIME_S)
+    block_time_s: float | None = Field(None, gt=0, le=MAX_TIME_S)
+    rtt_ms: float | None = Field(None, ge=0, le=MAX_HW)
+    block_time_base_s: float | None = Field(None, ge=-MAX_TIME_S, le=MAX_TIME_S)
+    block_time_per_input_token_s: float | None = Field(None, ge=0, le=MAX_TIME_S)
+    block_time_per_output_token_s: float | None = Field(None, ge=0, le=MAX_TIME_S)
 
 
 class ServerDoc(BaseModel):
     model_config = _STRICT
     id: str = Field(min_length=1, max_length=128)
-    memory_gb: float = Field(gt=0)
-    comm_time_s: float | None = Field(None, ge=0)
-    block_time_s: float | None = Field(None, gt=0)
-    tflops: float | None = Field(None, gt=0)
-    mem_bandwidth_gb_s: float | None = Field(None, gt=0)
-    rtt_ms: float | None = Field(None, ge=0)
-    link_bandwidth_gbps: float | None = Field(None, gt=0)
+    memory_gb: float = Field(gt=0, le=MAX_MEMORY_GB)
+    comm_time_s: float | None = Field(None, ge=0, le=MAX_TIME_S)
+    block_time_s: float | None = Field(None, gt=0, le=MAX_TIME_S)
+    tflops: float | None = Field(None, gt=0, le=MAX_HW)
+    mem_bandwidth_gb_s: float | None = Field(None, gt=0, le=MAX_HW)
+    rtt_ms: float | None = Field(None, ge=0, le=MAX_HW)
+    link_bandwidth_gbps: float | None = Field(None, gt=0, le=MAX_HW)
     calibration: CalibrationDoc | None = None
 
 
 class TraceRequestDoc(BaseModel):
     model_config = _STRICT
-    arrival_s: float = Field(ge=0)
-    input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=1)
+    arrival_s: float = Field(ge=0, le=MAX_TIME_S * 100)
+    input_tokens: int = Field(ge=0, le=MAX_TOKENS)
+    output_tokens: int = Field(ge=1, le=MAX_TOKENS)
 
 
 class WorkloadDoc(BaseModel):
     model_config = _STRICT
-    arrival_rate: float | None = Field(None, gt=0)
+    arrival_rate: float | None = Field(None, gt=0, le=MAX_RATE)
     target_load: float = Field(0.7, gt=0, lt=1)
-    input_tokens: float | None = Field(None, ge=0)
-    output_tokens: float | None = Field(None, ge=1)
-    max_tokens: int | None = Field(None, gt=0)
+    input_tokens: float | None = Field(None, ge=0, le=MAX_TOKENS)
+    output_tokens: float | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS)
     trace: list[TraceRequestDoc] | None = Field(None, min_length=1, max_length=MAX_TRACE_REQUESTS)
 
     @field_validator("trace", mode="before")
@@ -251,6 +265,8 @@ def _message(err: dict[str, Any]) -> str:
               "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
     if kind in bounds:
         op, key = bounds[kind]
+        if kind == "less_than_equal" and ctx[key] >= 1e5:
+            return f"{err.get('input')!r} is too large to plan with (limit {ctx[key]:g})"
         return f"must be {op} {ctx[key]:g}"
     if kind == "finite_number":
         return "must be a finite number"
@@ -277,18 +293,64 @@ def _message(err: dict[str, Any]) -> str:
     return err["msg"]
 
 
-def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
+def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys a document may have at ``loc`` (field names and their aliases), walking the schema."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return []
+        model = inner
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(name)
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            keys.extend(a for a in alias.choices if isinstance(a, str))
+    return list(dict.fromkeys(keys))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def unknown_key_message(key: str, valid: list[str]) -> str:
+    """``unknown key; did you mean 'target_load'?`` (closest valid key by difflib), or the valid keys."""
+    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    return "unknown key; valid keys here: " + ", ".join(valid)
+
+
+def _pydantic_errors(exc: ValidationError, schema: type[BaseModel] | None = None) -> list[FieldError]:
     errors = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         # union members add their type name to the location; drop it
         loc = tuple(p for p in loc if not (isinstance(p, str) and p in ("float", "int", "str", "bool", "list", "dict")))
+        if err["type"] == "extra_forbidden" and schema is not None:
+            errors.append(FieldError(_path(loc), unknown_key_message(loc[-1], _keys_at(schema, loc[:-1]))))
+            continue
         errors.append(FieldError(_path(loc), _message(err)))
     return errors
 
 
-def _resolve_architecture(doc: ArchitectureDoc, errors: list[FieldError]) -> Architecture | None:
-    base = None
+def _resolve_architecture(doc: ArchitectureDoc | None, errors: list[FieldError],
+                          hf: Architecture | None = None) -> Architecture | None:
+    """Our own architecture keys, over a preset or a Hugging Face config (``hf``) when one is given."""
+    if doc is None:
+        return hf
+    base = hf
     if doc.preset is not None:
         base = PRESETS.get(doc.preset.lower())
         if base is None:
@@ -296,12 +358,20 @@ def _resolve_architecture(doc: ArchitectureDoc, errors: list[FieldError]) -> Arc
                                      f"unknown preset {doc.preset!r}; known: {', '.join(sorted(PRESETS))}"))
             return None
     values = {k: getattr(doc, k) for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads",
-                                            "ffn_size", "gated_ffn", "head_dim", "dtype", "kv_dtype", "max_seq_len")}
+                                            "ffn_size", "gated_ffn", "head_dim", "dtype", "kv_dtype", "max_seq_len",
+                                            "extra_params_per_block")}
     if base is not None:
         values = {k: (v if v is not None else getattr(base, k)) for k, v in values.items()}
     missing = [k for k in ("hidden_size", "num_layers", "num_heads") if values[k] is None]
     for k in missing:
         errors.append(FieldError(f"model.architecture.{k}", "is required"))
+    if values["gated_ffn"] is None:
+        # never assume the FFN's shape: it changes the block size by half (LLaMA-2-70B: 1.71 vs 1.24 GB)
+        errors.append(FieldError("model.architecture.gated_ffn",
+                                 "is required (true: a gated FFN with three matrices, as LLaMA, Mistral and "
+                                 "Qwen2 have; false: a two-matrix MLP, as BLOOM, Falcon and GPT-NeoX have), or "
+                                 "give a preset or the model's config.json as model.hf_config"))
+        return None
     if missing:
         return None
     heads = values["num_heads"]
@@ -318,13 +388,26 @@ def _resolve_architecture(doc: ArchitectureDoc, errors: list[FieldError]) -> Arc
         hidden_size=values["hidden_size"], num_layers=values["num_layers"], num_heads=heads,
         num_kv_heads=kv_heads, ffn_size=values["ffn_size"] or 4 * values["hidden_size"],
         gated_ffn=bool(values["gated_ffn"]), head_dim=head_dim,
-        dtype=values["dtype"] or "fp16", kv_dtype=values["kv_dtype"] or "fp16",
-        max_seq_len=values["max_seq_len"],
+        dtype=values["dtype"] or "fp16", kv_dtype=values["kv_dtype"] or _kv_default(values["dtype"]),
+        max_seq_len=values["max_seq_len"], extra_params_per_block=values["extra_params_per_block"] or 0,
     )
 
 
-def _resolve_model(doc: ModelDoc, workload: WorkloadDoc, errors: list[FieldError]) -> Model | None:
-    arch = _resolve_architecture(doc.architecture, errors) if doc.architecture else None
+def _kv_default(dtype: str | None) -> str:
+    # quantised weights keep their KV cache in 16 bits; 16/32-bit weights keep it in their own dtype
+    return dtype if dtype in ("fp16", "bf16", "fp32") else "fp16"
+
+
+def _resolve_model(doc: ModelDoc, workload: WorkloadDoc, errors: list[FieldError],
+                   hf_where: str = "model.hf_config") -> Model | None:
+    hf = None
+    if doc.hf_config is not None:
+        try:
+            hf = derive_hf_config(doc.hf_config, where=hf_where).architecture
+        except ScenarioError as exc:
+            errors.extend(exc.errors)
+            return None
+    arch = _resolve_architecture(doc.architecture, errors, hf) if (doc.architecture or hf) else None
     num_blocks = doc.num_blocks if doc.num_blocks is not None else (arch.num_layers if arch else None)
     block_size = doc.block_size_gb if doc.block_size_gb is not None else (arch.block_size_gb if arch else None)
     cache_size = doc.cache_size_gb
@@ -427,14 +510,45 @@ def _rescale(t: LinearTiming, comm: float, block: float, mean_in: float, mean_ou
                         t.block_base_s * fb, t.block_per_input_token_s * fb, t.block_per_output_token_s * fb)
 
 
+def _route_hf_architecture(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A config.json pasted as ``model.architecture`` is read as the config.json it is.
+
+    Returns the document (with the config moved to ``model.hf_config``) and
+    the path errors in that config should name.  Hugging Face keys without a
+    ``model_type`` are refused: the FFN's shape cannot be read from them.
+    """
+    model = doc.get("model")
+    arch = model.get("architecture") if isinstance(model, dict) else None
+    if not isinstance(arch, dict) or not looks_like_hf_config(arch):
+        return doc, "model.hf_config"
+    if "model_type" in arch:
+        if model.get("hf_config") is not None:
+            raise ScenarioError(FieldError("model.architecture", "give the config.json once: as model.hf_config "
+                                                                 "(with overrides in model.architecture) or as "
+                                                                 "model.architecture, not both"))
+        model = {k: v for k, v in model.items() if k != "architecture"}
+        model["hf_config"] = arch
+        return {**doc, "model": model}, "model.architecture"
+    foreign = sorted(set(arch) - set(_keys_at(ScenarioDoc, ("model", "architecture"))))
+    if arch.get("gated_ffn") is None or foreign:
+        raise ScenarioError(FieldError(
+            "model.architecture.model_type",
+            "is required: these are a Hugging Face config.json's keys ("
+            + ", ".join(k for k in arch if looks_like_hf_config({k: 1}))[:200]
+            + "), and only model_type says whether the FFN is gated; paste the whole config.json "
+              "(or send it as model.hf_config), or use chainplan's keys with gated_ffn"))
+    return doc, "model.hf_config"
+
+
 def parse_scenario(doc: Any) -> Scenario:
     """Validate and resolve a scenario document; raise ScenarioError listing every problem."""
     if not isinstance(doc, dict):
         raise ScenarioError(FieldError("", "a scenario must be a JSON object"))
+    doc, hf_where = _route_hf_architecture(doc)
     try:
         sdoc = ScenarioDoc.model_validate(doc)
     except ValidationError as exc:
-        raise ScenarioError(_pydantic_errors(exc)) from None
+        raise ScenarioError(_pydantic_errors(exc, ScenarioDoc)) from None
 
     errors: list[FieldError] = []
     seen: dict[str, int] = {}
@@ -466,8 +580,15 @@ def parse_scenario(doc: Any) -> Scenario:
     mean_in = w.input_tokens if w.input_tokens is not None else (trace.mean_input_tokens if trace else None)
     mean_out = w.output_tokens if w.output_tokens is not None else (trace.mean_output_tokens if trace else None)
 
-    model = _resolve_model(sdoc.model, w, errors)
+    model = _resolve_model(sdoc.model, w, errors, hf_where)
     servers = [_resolve_server(i, s, model, mean_in, mean_out, errors) for i, s in enumerate(sdoc.servers)]
+    if model is not None:
+        big = max((s for s in servers if s is not None), key=lambda s: s.memory_gb, default=None)
+        if big is not None and big.memory_gb / model.cache_size_gb > MAX_CACHE_SLOTS:
+            errors.append(FieldError("model.cache_size_gb",
+                                     f"{model.cache_size_gb:g} GB is too small to plan with next to server "
+                                     f"{big.id!r}'s {big.memory_gb:g} GB: it would hold more than "
+                                     f"{MAX_CACHE_SLOTS:,} KV slots (jobs x blocks)"))
     if errors:
         # a problem shared by every server (e.g. missing token lengths) is reported once, not once per server
         raise ScenarioError(list(dict.fromkeys(errors)))

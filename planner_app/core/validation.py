@@ -59,7 +59,7 @@ def parse_scenario_document(doc: Any, prefix: str = "scenario") -> Scenario:
 
 # A model and workload that any server fits, used to check servers on their own
 # (a cluster is stored before it is planned with a particular model).
-_PROBE_MODEL = {"name": "check", "num_blocks": 1, "block_size_gb": 1e-9, "cache_size_gb": 1e-9,
+_PROBE_MODEL = {"name": "check", "num_blocks": 1, "block_size_gb": 1e-9, "cache_size_gb": 1.0,
                 "flops_per_token_gflops": 1.0}
 _PROBE_WORKLOAD = {"arrival_rate": 1.0, "input_tokens": 1, "output_tokens": 1}
 
