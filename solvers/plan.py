@@ -28,6 +28,7 @@ class PlanResult:
     dispatch: str | None = "jffc"          # policy the chains are simulated with (None: the algorithm routes itself)
     simulation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tuning: Any = None                     # the c-tuning run (ctuning.TuningResult), for the explanation only
 
 
 def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) -> list[dict[str, Any]]:
@@ -80,5 +81,7 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
     if result.simulation is not None:
         doc["simulation"] = result.simulation
     doc.update(result.extra)
+    from .explain import explain     # late: explain re-runs GBP-CR/GCA, which import this module's callers
+    doc["explanation"] = explain(scenario, result, doc)
     doc["solve_time_s"] = solve_time_s
     return doc
