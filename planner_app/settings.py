@@ -189,6 +189,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.planning.models.JobStatus"},
+    # the ASGI dispatcher's endpoints (not Django views) are described by a hook
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "planner_app.dispatch.schema.add_dispatch_paths"],
 }
 
 # --- Celery -------------------------------------------------------------------------
@@ -254,6 +257,18 @@ LOGGING = {
 }
 
 # Per-process cache (finished jobs' representations, token lookups).
+# --- Live dispatcher (docs/dispatcher.md) ----------------------------------------------
+# Redis holds the dispatcher's state when configured; else one in-process store (single web process).
+DISPATCH_REDIS_URL = os.environ.get("CHAINPLAN_DISPATCH_REDIS") or os.environ.get("REDIS_URL") or ""
+DISPATCH_PREFIX = os.environ.get("CHAINPLAN_DISPATCH_PREFIX", "chainplan:dispatch")
+DISPATCH_LEASE_TTL_S = env_float("CHAINPLAN_DISPATCH_LEASE_TTL_S", 30.0)
+DISPATCH_SYNC_S = env_float("CHAINPLAN_DISPATCH_SYNC_S", 2.0)          # adopted plans -> store
+DISPATCH_OBSERVE_S = env_float("CHAINPLAN_DISPATCH_OBSERVE_S", 60.0)   # store -> observations, triggers
+DISPATCH_REPLAN_COOLDOWN_S = env_float("CHAINPLAN_DISPATCH_REPLAN_COOLDOWN_S", 900.0)
+DISPATCH_DRIFT_MIN_COMPLETED = env_int("CHAINPLAN_DISPATCH_DRIFT_MIN_COMPLETED", 30)
+DISPATCH_OBSERVATION_DAYS = env_int("CHAINPLAN_DISPATCH_OBSERVATION_DAYS", 14)
+METRICS_TOKEN = os.environ.get("CHAINPLAN_METRICS_TOKEN", "")
+
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 20_000}}}
 TOKEN_CACHE_S = env_int("TOKEN_CACHE_S", 30)
 
