@@ -19,6 +19,7 @@ from solvers.bounds import response_time_curve
 from solvers.chains import Chain
 
 from ..core.errors import FieldErrors
+from ..core.filters import IdFilter
 from ..core.views import OwnedQuerysetMixin, username_of
 from . import selectors, serializers as s, services
 from .models import Job, JobStatus, Plan
@@ -33,6 +34,8 @@ class AlgorithmsView(APIView):
 
 class JobFilter(df.FilterSet):
     status = df.MultipleChoiceFilter(choices=JobStatus.choices)
+    cluster = IdFilter()
+    model = IdFilter()
     algorithm = df.CharFilter(method="filter_algorithm")
     created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
@@ -99,7 +102,8 @@ class JobViewSet(OwnedQuerysetMixin, mixins.CreateModelMixin, mixins.RetrieveMod
 
 
 class PlanFilter(df.FilterSet):
-    cluster = df.NumberFilter(field_name="job__cluster")
+    job = IdFilter()
+    cluster = IdFilter(field_name="job__cluster")
 
     class Meta:
         model = Plan
