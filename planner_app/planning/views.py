@@ -24,6 +24,8 @@ from ..core.views import OwnedQuerysetMixin, username_of
 from . import selectors, serializers as s, services
 from .models import Job, JobStatus, Plan
 
+MAX_CURVE_POINTS = 500
+
 
 class AlgorithmsView(APIView):
     @extend_schema(responses={200: s.AlgorithmSerializer(many=True)})
@@ -125,7 +127,8 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(parameters=[
         OpenApiParameter("rates", OpenApiTypes.STR, description="comma-separated arrival rates"),
-        OpenApiParameter("points", OpenApiTypes.INT, description="evenly spaced rates up to the plan's capacity")],
+        OpenApiParameter("points", {"type": "integer", "minimum": 1, "maximum": MAX_CURVE_POINTS},
+                         description="evenly spaced rates up to the plan's capacity")],
         responses={200: s.CurveSerializer})
     @action(detail=True, methods=["get"])
     def curve(self, request, pk=None):
@@ -150,9 +153,6 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             commands.append(f"# on {row['server']}\npython -m petals.cli.run_server {shlex.quote(model_name)} "
                             f"--block_indices {start}:{start + count}")
         return Response({"commands": commands})
-
-
-MAX_CURVE_POINTS = 500
 
 
 def _curve_rates(params, capacity_rate: float) -> list[float]:
