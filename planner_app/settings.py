@@ -78,7 +78,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First, so an oversized body is refused before anything reads it.
-    "planner_app.middleware.RequestSizeLimitMiddleware",
+    "planner_app.core.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,7 +87,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "planner_app.middleware.JsonErrorMiddleware",
+    "planner_app.core.middleware.JsonErrorMiddleware",
 ]
 
 ROOT_URLCONF = "planner_app.urls"
@@ -158,20 +158,20 @@ MAX_JOB_TIME_LIMIT_S = env_float("MAX_JOB_TIME_LIMIT_S", 600.0)
 # --- REST framework --------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "planner_app.authentication.CachedTokenAuthentication",
+        "planner_app.core.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["planner_app.parsers.SafeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["planner_app.core.parsers.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PAGINATION_CLASS": "planner_app.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "planner_app.core.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "planner_app.errors.exception_handler",
+    "EXCEPTION_HANDLER": "planner_app.core.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 if DEBUG:
@@ -188,7 +188,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.models.JobStatus"},
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.planning.models.JobStatus"},
 }
 
 # --- Celery -------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class TuningResult:
     top: list[Candidate] = field(default_factory=list)      # the ``keep`` best stable candidates, best first
     skipped: int = 0
     reason: str | None = None
+    pruned: dict[int, float] = field(default_factory=dict)   # c -> its fastest chain's time (its objective is at least that)
 
 
 def evaluate(scenario: Scenario, result: GbpcrResult, objective: str,
@@ -135,8 +136,10 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
         if progress is not None and done % 8 == 0:
             progress(done / len(feasible), f"c-tuning: {done}/{len(feasible)} values of c")
         if objective == "lower-bound" and len(out.top) >= keep and math.isfinite(out.top[-1].objective):
-            if _fastest_chain_time(scenario, result.placement, cache) >= out.top[-1].objective:
+            fastest = _fastest_chain_time(scenario, result.placement, cache)
+            if fastest >= out.top[-1].objective:
                 out.skipped += 1
+                out.pruned[result.c] = fastest
                 continue
         cand = evaluate(scenario, result, objective, cache)
         if penalty is not None:

@@ -30,6 +30,7 @@ class PlanResult:
     dispatch: str | None = "jffc"          # policy the chains are simulated with (None: the algorithm routes itself)
     simulation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tuning: Any = None                     # the c-tuning run (ctuning.TuningResult), for the explanation only
 
 
 def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) -> list[dict[str, Any]]:
@@ -99,6 +100,8 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
     elif doc["bounds"]["applies"]:
         predicted = doc["bounds"]["response_time_upper_s"]
     doc["limit_ratio"] = predicted / limit if predicted is not None and limit else None
+    from .explain import explain     # late: explain re-runs GBP-CR/GCA, which import this module's callers
+    doc["explanation"] = explain(scenario, result, doc)
     doc["solve_time_s"] = solve_time_s
     return doc
 

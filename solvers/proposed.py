@@ -90,4 +90,5 @@ def _proposed(scenario: Scenario, options: PlanOptions) -> PlanResult:
                           f"arrival rate {scenario.workload.arrival_rate:g} req/s is not below the total service "
                           f"rate {cand.bounds.total_rate:.4g} req/s of c = {cand.c}",
                           c=cand.c, placement=cand.placement.placement, chains=chains, extra=extra)
-    return PlanResult("proposed", True, c=cand.c, placement=cand.placement.placement, chains=chains, extra=extra)
+    return PlanResult("proposed", True, c=cand.c, placement=cand.placement.placement, chains=chains, extra=extra,
+                      tuning=tuning)

@@ -7,7 +7,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from planner_app import services
+from planner_app.planning import services
 from planner_app.models import Job, Plan, Server, ServerCalibration
 from solvers.api import DEFAULT_ALGORITHMS
 
@@ -368,7 +368,7 @@ def test_seed_demo_creates_plannable_demo(db):
 
 
 def test_fast_job_representation_equals_the_generic_one(api, small_doc):
-    from planner_app.serializers import JobSerializer
+    from planner_app.planning.serializers import JobSerializer
     queued = api.post(f"{V1}/jobs/", {"scenario": small_doc}, format="json").json()
     done = api.post(f"{V1}/jobs/", {"scenario": small_doc}, format="json").json()
     services.execute_job(done["id"], "w")

@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class ProbeAuthScheme(OpenApiAuthenticationExtension):
-    target_class = "planner_app.authentication.ProbeTokenAuthentication"
+    target_class = "planner_app.probe.authentication.ProbeTokenAuthentication"
     name = "ProbeAuth"
 
     def get_security_definition(self, auto_schema):

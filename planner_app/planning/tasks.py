@@ -1,4 +1,7 @@
-"""Celery tasks: thin wrappers; the logic is in services (idempotent per job id)."""
+"""Celery tasks of planning jobs: thin wrappers; the logic is in services (idempotent per job id).
+
+Task names are stable: queued messages and beat entries refer to them.
+"""
 
 from __future__ import annotations
 
@@ -18,24 +21,13 @@ class JobTask(Task):
             services.fail_after_hard_timeout(int(args[0]), limit)
 
 
-@shared_task(bind=True, base=JobTask, name="planner_app.run_job", acks_late=True, reject_on_worker_lost=True)
+@shared_task(bind=True, base=JobTask, name=services.RUN_JOB, acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: int) -> str:
     limits = self.request.timelimit or (None, None)     # (hard, soft) as sent with the message
     return services.execute_job(int(job_id), self.request.hostname or socket.gethostname(),
                                 soft_limit_s=limits[1] or None)
 
 
-@shared_task(name="planner_app.sweep_jobs", ignore_result=True)
+@shared_task(name=services.SWEEP_JOBS, ignore_result=True)
 def sweep_jobs() -> dict[str, int]:
     return services.sweep_jobs()
-
-
-@shared_task(name="planner_app.replan_scheduled", ignore_result=True)
-def replan_scheduled(cluster_id: int, schedule_id: int | None = None) -> int | None:
-    """Run by beat for a cluster's re-planning schedule: queues an ordinary re-plan job."""
-    return services.replan_scheduled(int(cluster_id), schedule_id)
-
-
-@shared_task(name="planner_app.notify_adoption", ignore_result=True)
-def notify_adoption(adoption_id: int) -> str:
-    return services.adoption_notify(int(adoption_id))
