@@ -173,6 +173,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "planner_app.core.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Password checks (auth/token, auth/login) per client address: guessing is slow, a 429 says when to retry.
+    "DEFAULT_THROTTLE_RATES": {"login": os.environ.get("CHAINPLAN_LOGIN_RATE", "30/min")},
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -189,8 +191,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.planning.models.JobStatus"},
-    # the ASGI dispatcher's endpoints (not Django views) are described by a hook
+    # the ASGI dispatcher's endpoints (not Django views) are described by the last hook
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "planner_app.core.schema.document_errors",
                              "planner_app.dispatch.schema.add_dispatch_paths"],
 }
 
@@ -239,6 +242,10 @@ JOB_SWEEP_INTERVAL_S = env_float("CHAINPLAN_SWEEP_INTERVAL_S", 30.0)
 JOB_REQUEUE_QUEUED_AFTER_S = env_float("CHAINPLAN_REQUEUE_QUEUED_AFTER_S", 300.0)
 JOB_MAX_ATTEMPTS = env_int("CHAINPLAN_MAX_ATTEMPTS", 3)
 DEFAULT_SIMULATE_REQUESTS = env_int("CHAINPLAN_DEFAULT_SIMULATE_REQUESTS", 20000)
+
+# /api/v1/health/: how long to wait for workers to answer, and how long an answer is reused.
+HEALTH_TIMEOUT_S = env_float("CHAINPLAN_HEALTH_TIMEOUT_S", 1.0)
+HEALTH_CACHE_S = env_float("CHAINPLAN_HEALTH_CACHE_S", 3.0)
 
 # Re-planning: the shortest schedule interval, and how long an adoption webhook may take.
 REPLAN_MIN_INTERVAL_S = env_float("CHAINPLAN_MIN_SCHEDULE_INTERVAL_S", 60.0)

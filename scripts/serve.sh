@@ -41,11 +41,15 @@ WEB_PID=$!
 trap 'kill $WEB_PID $WORKER_PID 2>/dev/null; wait' EXIT INT TERM
 
 python - "$HOST" "$PORT" <<'PY' || { echo "!! the web server did not start" >&2; exit 1; }
-import sys, time, urllib.request
+import sys, time, urllib.error, urllib.request
 for _ in range(200):
     try:
-        urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/api/v1/health/", timeout=1)
+        urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/api/v1/health/", timeout=3)
         break
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:     # up; the body says what is missing (e.g. the worker is still starting)
+            break
+        time.sleep(0.2)
     except OSError:
         time.sleep(0.2)
 else:

@@ -134,7 +134,8 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.url + "/api/v1/health/", timeout=5).status_code == 200:
+                # up once it answers: 503 only says no worker is running yet
+                if requests.get(self.url + "/api/v1/health/", timeout=5).status_code in (200, 503):
                     return self.url
             except requests.RequestException:   # not up yet (refused or still booting)
                 pass
