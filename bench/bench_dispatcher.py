@@ -181,6 +181,7 @@ def main() -> int:
                 time.sleep(0.1)
         run_http(port, token, args.clients, args.load_procs, 1.0)            # warm-up
         http_rate, lat = run_http(port, token, args.clients, args.load_procs, args.seconds)
+        one_rate, one_lat = run_http(port, token, 1, 1, min(args.seconds, 4.0))     # one client: latency alone
     finally:
         server.terminate()
         server.wait(20)
@@ -213,6 +214,9 @@ def main() -> int:
         f"p90 {pct(ms, 0.90):.2f} ms, p99 {pct(ms, 0.99):.2f} ms, max {ms[-1] if ms else float('nan'):.2f} ms "
         f"(mean {statistics.fmean(ms) if ms else float('nan'):.2f} ms), measured by the client: it includes the "
         f"load generator's own scheduling delay.",
+        "",
+        f"One client alone ({len(one_lat):,} acquires, {one_rate:,.0f} pairs/s): acquire p50 "
+        f"{pct(sorted(x * 1000 for x in one_lat), 0.50):.2f} ms, p99 {pct(sorted(x * 1000 for x in one_lat), 0.99):.2f} ms.",
         "",
         "Ceiling: `redis-benchmark -q -n 100000 -c 32` on the same Redis, same run:",
         "",

@@ -120,7 +120,7 @@ class ClusterSerializer(serializers.ModelSerializer):
     class Meta:
         model = Cluster
         fields = ["id", "name", "description", "model", "servers", "server_count", "default_workload",
-                  *REPLAN_FIELDS, "adopted_plan", "observed_arrival_rate", "observed_at", "created_at", "updated_at"]
+                  *REPLAN_FIELDS, "dispatch_policy", "adopted_plan", "observed_arrival_rate", "observed_at", "created_at", "updated_at"]
         read_only_fields = ["id", "adopted_plan", "observed_arrival_rate", "observed_at", "created_at", "updated_at"]
 
     def validate_default_workload(self, workload):

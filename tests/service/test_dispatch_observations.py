@@ -99,3 +99,12 @@ def test_token_endpoint_owner_only_and_stored_hashed(api, other_api, adopted):
     panel = api.get(f"{V1}/clusters/{adopted.pk}/dispatcher/").json()
     assert panel["tokens"] == 1 and panel["adopted_plan"] == adopted.adopted_plan_id
     assert other_api.get(f"{V1}/clusters/{adopted.pk}/dispatcher/").status_code == 404
+
+
+def test_cluster_dispatch_policy_setting(api, adopted):
+    url = f"{V1}/clusters/{adopted.pk}/"
+    r = api.patch(url, {"dispatch_policy": "fastest"}, format="json")
+    assert r.status_code == 400 and "dispatch_policy" in r.content.decode()
+    assert api.patch(url, {"dispatch_policy": "sed"}, format="json").json()["dispatch_policy"] == "sed"
+    cluster = Cluster.objects.select_related("adopted_plan").get(pk=adopted.pk)
+    assert services.snapshot_for(cluster)["policy"] == "sed"
