@@ -7,5 +7,9 @@ class PlannerAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)
-        from . import signals  # noqa: F401  (schedule <-> periodic task clean-up)
+        from .probe import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        # re-planning: schedule <-> periodic task clean-up, re-plans on server edits, and the
+        # runner of re-plan jobs registered with planning (planning does not import re-planning)
+        from .replanning import signals  # noqa: F401
+        # dispatch: an adoption (by a user or by re-planning) is pushed to the live dispatcher
+        from .dispatch import signals as dispatch_signals  # noqa: F401,F811

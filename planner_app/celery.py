@@ -10,7 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "planner_app.settings")
 
 app = Celery("planner_app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["planner_app"])
+# each domain with Celery tasks (its tasks.py); the task names are fixed in the domains' services
+app.autodiscover_tasks(["planner_app.planning", "planner_app.replanning"])
 
 
 @app.on_after_configure.connect

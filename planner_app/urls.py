@@ -1,4 +1,8 @@
-"""URL map: the versioned API under /api/v1/, admin, and the web UI at "/"."""
+"""The map of the API: every endpoint under /api/v1/ and the domain that answers it; admin; the web UI at "/".
+
+A cluster's and a plan's endpoints come from several domains: the catalog's CRUD plus the
+re-planning and probe actions mixed in below, so the paths stay /clusters/{id}/... and /plans/{id}/...
+"""
 
 from django.contrib import admin
 from django.http import JsonResponse
@@ -6,24 +10,48 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from .catalog import views as catalog
+from .core import views as core
+from .dispatch import views as dispatch
+from .planning import views as planning
+from .probe import views as probe
+from .replanning import views as replanning
+
+
+class ClusterViewSet(replanning.ClusterReplanningActions, probe.ClusterProbeActions,
+                     dispatch.ClusterDispatchActions, catalog.ClusterViewSet):
+    # /clusters/: catalog (CRUD, import, export); re-planning (adopted-plan, adoptions, candidates, apply,
+    # observed-load, replan, schedules); probe (servers/{server_id}/probe-token); dispatch (dispatch/tokens,
+    # dispatcher; acquire/release/renew/state are the ASGI dispatcher's, see planner_app.asgi).
+    # (No docstring: a viewset's docstring would become every operation's description in the schema.)
+    pass
+
+
+class PlanViewSet(replanning.PlanReplanningActions, planning.PlanViewSet):
+    # /plans/: planning (list, read, curve, petals-commands); re-planning (adopt, diff).
+    pass
+
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
-router.register("clusters", views.ClusterViewSet, basename="cluster")
-router.register("models", views.ModelSpecViewSet, basename="model")
-router.register("jobs", views.JobViewSet, basename="job")
-router.register("plans", views.PlanViewSet, basename="plan")
+router.register("clusters", ClusterViewSet, basename="cluster")
+router.register("models", catalog.ModelSpecViewSet, basename="model")                 # catalog
+router.register("jobs", planning.JobViewSet, basename="job")                          # planning
+router.register("plans", PlanViewSet, basename="plan")
 
 api = [
-    path("auth/token/", views.TokenView.as_view(), name="auth-token"),
-    path("auth/login/", views.LoginView.as_view(), name="auth-login"),
-    path("auth/logout/", views.LogoutView.as_view(), name="auth-logout"),
-    path("auth/me/", views.MeView.as_view(), name="auth-me"),
-    path("auth/csrf/", views.CsrfView.as_view(), name="auth-csrf"),
-    path("algorithms/", views.AlgorithmsView.as_view(), name="algorithms"),
-    path("health/", views.HealthView.as_view(), name="health"),
-    path("probe/reports/", views.ProbeReportView.as_view(), name="probe-reports"),
+    # core: sign-in and health
+    path("auth/token/", core.TokenView.as_view(), name="auth-token"),
+    path("auth/login/", core.LoginView.as_view(), name="auth-login"),
+    path("auth/logout/", core.LogoutView.as_view(), name="auth-logout"),
+    path("auth/me/", core.MeView.as_view(), name="auth-me"),
+    path("auth/csrf/", core.CsrfView.as_view(), name="auth-csrf"),
+    path("health/", core.HealthView.as_view(), name="health"),
+    # planning
+    path("algorithms/", planning.AlgorithmsView.as_view(), name="algorithms"),
+    # probe
+    path("probe/reports/", probe.ProbeReportView.as_view(), name="probe-reports"),
+    # the API's own description
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),
@@ -33,7 +61,7 @@ urlpatterns = [
     path("api/v1/", include(api)),
     path("admin/", admin.site.urls),
     # everything else that is not an API, admin or static path is the web UI
-    re_path(r"^(?!api/|admin/|static/)(?P<path>.*)$", views.frontend, name="frontend"),
+    re_path(r"^(?!api/|admin/|static/)(?P<path>.*)$", core.frontend, name="frontend"),
 ]
 
 

@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from rest_framework.test import APIClient
 
-from planner_app import services
+from planner_app.core.services import user_ensure
+from planner_app.planning.services import execute_job
 from planner_app.models import Job, JobStatus
 
 from .live import PgDatabase, Stack, require_services
@@ -46,7 +47,7 @@ def small_doc():
 
 
 def token_client(user) -> APIClient:
-    _, token = services.user_ensure(user.get_username())
+    _, token = user_ensure(user.get_username())
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
@@ -74,7 +75,7 @@ def other_api(other):
 
 def run_queued() -> list[str]:
     """Run every queued job with the Celery task's body, in this process."""
-    return [services.execute_job(job.pk, "test-worker")
+    return [execute_job(job.pk, "test-worker")
             for job in Job.objects.filter(status=JobStatus.QUEUED).order_by("pk")]
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from planner_app import services
+from planner_app.planning import services
 from planner_app.models import Job, Plan
 
 pytestmark = pytest.mark.django_db

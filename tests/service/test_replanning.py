@@ -7,7 +7,8 @@ import json
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-from planner_app import services
+from planner_app.probe import services as probe_services
+from planner_app.replanning import services
 from planner_app.models import Cluster, Job, Plan, PlanAdoption, ReplanSchedule, Server
 from solvers.switching import plan_diff
 
@@ -182,14 +183,14 @@ def test_replan_after_a_server_leaves_never_uses_it(api, cluster, small_doc):
 
 def test_calibration_change_past_the_threshold_triggers_a_replan(api, cluster):
     server = Server.objects.get(cluster_id=cluster["id"], server_id="b")     # block_time_s 0.2
-    services.calibration_record(server, {"derived": {"block_time_s": 0.5}, "model": {"name": "toy"}})
+    probe_services.calibration_record(server, {"derived": {"block_time_s": 0.5}, "model": {"name": "toy"}})
     assert not Job.objects.filter(trigger="calibration").exists()           # nothing adopted yet
     replan(api, cluster["id"])
     server.refresh_from_db()
-    services.calibration_record(server, {"derived": {"block_time_s": 0.52}, "model": {"name": "toy"}})
+    probe_services.calibration_record(server, {"derived": {"block_time_s": 0.52}, "model": {"name": "toy"}})
     assert not Job.objects.filter(trigger="calibration").exists()           # 4 %: under the 20 % threshold
     server.refresh_from_db()
-    services.calibration_record(server, {"derived": {"block_time_s": 0.2}, "model": {"name": "toy"}})
+    probe_services.calibration_record(server, {"derived": {"block_time_s": 0.2}, "model": {"name": "toy"}})
     job = Job.objects.get(trigger="calibration")
     assert "server b" in job.trigger_detail and "block_time_s" in job.trigger_detail
     # the re-plan is planned with the new figures

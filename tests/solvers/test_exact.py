@@ -1,4 +1,4 @@
-"""Exact references (solvers.exact) and the `best` improvement (solvers.best)."""
+"""Exact references (solvers.exact)."""
 
 import itertools
 
@@ -146,15 +146,3 @@ def test_joint_refuses_large_instances_with_the_limit():
     long = make_scenario([(40, 0.5, 0.3)] * 3, num_blocks=13)
     doc = plan(long, "optimal")
     assert doc["feasible"] is False and "12 blocks" in doc["reason"] and "13 blocks" in doc["reason"]
-
-
-def test_best_never_worse_than_proposed_by_the_lower_bound():
-    for J, eta, lam in ((10, 0.2, 0.2), (20, 0.1, 0.6)):
-        s = paper_scenario(num_servers=J, eta=eta, arrival_rate=lam, seed=3)
-        p = plan(s, "proposed")
-        b = plan(s, "best", time_limit_s=0.5)
-        assert b["feasible"]
-        assert b["bounds"]["response_time_lower_s"] <= p["bounds"]["response_time_lower_s"] + 1e-9
-        assert b["best"]["proposed_response_time_lower_s"] == p["bounds"]["response_time_lower_s"]
-        for row in b["placement"]:
-            assert row["cache_slots_used"] <= row["cache_slots"]

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from planner_app import services
+from planner_app.core import services
 
 
 class Command(BaseCommand):

@@ -6,9 +6,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from planner_app import services
-from planner_app.models import Cluster
-from planner_app.validation import parse_scenario_document
+from planner_app.catalog.models import Cluster
+from planner_app.catalog.services import cluster_import
+from planner_app.core.services import user_ensure
+from planner_app.core.validation import parse_scenario_document
 
 # the spec's two-server example (too small for the model: it shows a readable failure) and the
 # paper's simulation cluster (J = 20, RIPE RTTs already drawn), which plans fine; both ship in
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--password", default="demo")
 
     def handle(self, *args, username, password, **options):
-        user, token = services.user_ensure(username, password, superuser=True)
+        user, token = user_ensure(username, password, superuser=True)
         for doc in demo_scenarios():
             if Cluster.objects.filter(owner=user, name=doc.get("name")).exists():
                 continue
@@ -36,5 +37,5 @@ class Command(BaseCommand):
                 parse_scenario_document(doc)
             except Exception as exc:  # noqa: BLE001 - a bad example must not stop the service
                 raise CommandError(f"demo scenario {doc.get('name')!r} is invalid: {exc}") from None
-            services.cluster_import(user, doc)
+            cluster_import(user, doc)
         self.stdout.write(token)

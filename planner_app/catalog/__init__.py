@@ -1,0 +1,1 @@
+"""Clusters (their servers) and served models: what there is to plan for."""

@@ -1,0 +1,161 @@
+"""Request validation and response shapes of clusters and models (docs/api-contract.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..core.documents import ScenarioDocumentField, WorkloadSerializer
+from ..core.errors import FieldErrors
+from ..core.fields import FiniteFloatField, OwnedPrimaryKeyField
+from ..core.validation import check_server_count, check_servers, derive_model, nul_errors, parse_scenario_document
+from .models import Cluster, ModelSpec
+from .selectors import SERVER_FIGURES
+
+
+class ModelSpecSerializer(serializers.ModelSerializer):
+    num_blocks = serializers.IntegerField(required=False)
+    block_size_gb = FiniteFloatField(required=False)
+    cache_size_gb = FiniteFloatField(required=False)
+    flops_per_token_gflops = FiniteFloatField(required=False, allow_null=True)
+    architecture = serializers.JSONField(required=False, allow_null=True)
+    max_tokens = serializers.IntegerField(required=False, write_only=True, min_value=1,
+                                          help_text="tokens to size the KV cache for when deriving cache_size_gb")
+
+    class Meta:
+        model = ModelSpec
+        fields = ["id", "name", "num_blocks", "block_size_gb", "cache_size_gb", "flops_per_token_gflops",
+                  "architecture", "max_tokens", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        instance: ModelSpec | None = self.instance
+        max_tokens = attrs.pop("max_tokens", None)
+        numbers = ("num_blocks", "block_size_gb", "cache_size_gb", "flops_per_token_gflops")
+        arch = attrs["architecture"] if "architecture" in attrs else (instance.architecture if instance else None)
+        doc: dict[str, Any] = {"name": attrs.get("name", instance.name if instance else "model")}
+        for key in numbers:
+            if attrs.get(key) is not None:
+                doc[key] = attrs[key]
+            elif instance is not None and "architecture" not in attrs and key not in attrs:
+                # unchanged architecture: keep the stored numbers; a new one re-derives them
+                value = getattr(instance, key)
+                if value is not None:
+                    doc[key] = value
+        if arch is not None:
+            doc["architecture"] = arch
+        resolved = derive_model(doc, max_tokens)
+        attrs.update(resolved)
+        attrs["architecture"] = arch
+        return attrs
+
+
+class DeriveModelSerializer(serializers.Serializer):
+    architecture = serializers.JSONField()
+    max_tokens = serializers.IntegerField(required=False, min_value=1)
+
+
+class DerivedSizesSerializer(serializers.Serializer):
+    num_blocks = serializers.IntegerField()
+    block_size_gb = serializers.FloatField()
+    cache_size_gb = serializers.FloatField()
+    flops_per_token_gflops = serializers.FloatField(allow_null=True)
+
+
+class PresetSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    architecture = serializers.DictField()
+
+
+class CalibrationSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    model_name = serializers.CharField()
+    figures = serializers.DictField()
+
+
+class ServerSerializer(serializers.Serializer):
+    server_id = serializers.CharField(max_length=128)
+    memory_gb = FiniteFloatField()
+    comm_time_s = FiniteFloatField(required=False, allow_null=True)
+    block_time_s = FiniteFloatField(required=False, allow_null=True)
+    tflops = FiniteFloatField(required=False, allow_null=True)
+    mem_bandwidth_gb_s = FiniteFloatField(required=False, allow_null=True)
+    rtt_ms = FiniteFloatField(required=False, allow_null=True)
+    link_bandwidth_gbps = FiniteFloatField(required=False, allow_null=True)
+    latest_calibration = serializers.SerializerMethodField()
+
+    @extend_schema_field(CalibrationSummarySerializer(allow_null=True))
+    def get_latest_calibration(self, server) -> dict[str, Any] | None:
+        cal = server.latest_calibration
+        if cal is None:
+            return None
+        return {"id": cal.id, "created_at": cal.created_at.isoformat(), "model_name": cal.model_name,
+                "figures": cal.figures}
+
+
+REPLAN_FIELDS = ["replan_delta", "replan_min_gain", "replan_calibration_threshold", "replan_load_threshold",
+                 "replan_on_server_change", "replan_webhook_url"]
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    model = OwnedPrimaryKeyField(ModelSpec, required=False, allow_null=True)
+    servers = ServerSerializer(many=True, required=False)
+    server_count = serializers.SerializerMethodField()
+    default_workload = WorkloadSerializer(required=False, allow_null=True,
+                                          help_text="workload of re-plans and of jobs that give none")
+    replan_delta = FiniteFloatField(required=False, min_value=0,
+                                    help_text="seconds of predicted response time one unit of switching cost is worth")
+    replan_min_gain = FiniteFloatField(required=False, min_value=0,
+                                       help_text="fraction of the adopted plan's predicted mean response time a "
+                                                 "re-plan must save to be adopted by itself (0.05 = 5 %)")
+    replan_calibration_threshold = FiniteFloatField(required=False, min_value=0,
+                                                    help_text="relative change of a server figure that re-plans")
+    replan_load_threshold = FiniteFloatField(required=False, min_value=0,
+                                             help_text="relative drift of the observed arrival rate that re-plans")
+    replan_webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
+
+    class Meta:
+        model = Cluster
+        fields = ["id", "name", "description", "model", "servers", "server_count", "default_workload",
+                  *REPLAN_FIELDS, "dispatch_policy", "adopted_plan", "observed_arrival_rate", "observed_at", "created_at", "updated_at"]
+        read_only_fields = ["id", "adopted_plan", "observed_arrival_rate", "observed_at", "created_at", "updated_at"]
+
+    def validate_default_workload(self, workload):
+        if workload is None:
+            return None
+        errors = nul_errors(workload.get("trace"), "trace", [])
+        if errors:
+            raise serializers.ValidationError({e["field"]: [e["message"]] for e in errors})
+        return {k: v for k, v in workload.items() if v is not None}
+
+    def get_server_count(self, cluster) -> int:
+        return len(cluster.servers.all())
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and isinstance(data.get("servers"), list):
+            check_server_count(len(data["servers"]), "servers")   # before validating each one
+        return super().to_internal_value(data)
+
+    def validate_servers(self, servers):
+        # The list replaces the cluster's servers, so every entry is whole even in a PATCH
+        # (DRF makes nested fields optional under partial=True).
+        missing = [{"field": f"[{i}].{key}", "message": "This field is required."}
+                   for i, server in enumerate(servers or []) for key in ("server_id", "memory_gb") if key not in server]
+        if missing:
+            raise FieldErrors(missing)
+        if servers:
+            docs = [{"id": s["server_id"], **{k: s[k] for k in SERVER_FIGURES if s.get(k) is not None}}
+                    for s in servers]
+            check_servers(docs, field="")   # paths relative to this field
+        return servers
+
+
+class ScenarioBodySerializer(serializers.Serializer):
+    scenario = ScenarioDocumentField()
+
+    def validate_scenario(self, doc):
+        parse_scenario_document(doc, "")      # paths relative to this field
+        return doc

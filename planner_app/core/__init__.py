@@ -1,0 +1,1 @@
+"""What every domain shares: authentication, error bodies, request limits, parsing, pagination, validation."""

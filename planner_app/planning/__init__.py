@@ -1,0 +1,1 @@
+"""Planning jobs (queued, run by Celery workers) and the plans they produce."""

@@ -1,0 +1,176 @@
+"""Jobs (submit, poll, cancel), their plans (read, response-time curve, PETALS commands), the algorithms."""
+
+from __future__ import annotations
+
+import math
+import shlex
+
+from django.core.cache import cache
+from django_filters import rest_framework as df
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
+from solvers.bounds import response_time_curve
+from solvers.chains import Chain
+
+from ..core.errors import FieldErrors
+from ..core.filters import IdFilter
+from ..core.views import OwnedQuerysetMixin, username_of
+from . import selectors, serializers as s, services
+from .models import Job, JobStatus, Plan
+
+MAX_CURVE_POINTS = 500
+
+
+class AlgorithmsView(APIView):
+    @extend_schema(responses={200: s.AlgorithmSerializer(many=True)})
+    def get(self, request):
+        return Response([{"name": name, "description": text, "default": name in DEFAULT_ALGORITHMS}
+                         for name, text in ALGORITHMS.items()])
+
+
+class JobFilter(df.FilterSet):
+    status = df.MultipleChoiceFilter(choices=JobStatus.choices)
+    cluster = IdFilter()
+    model = IdFilter()
+    algorithm = df.CharFilter(method="filter_algorithm")
+    created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Job
+        fields = ["status", "cluster", "model", "algorithm", "trigger", "created_after", "created_before"]
+
+    def filter_algorithm(self, queryset, name, value):
+        # algorithms is a JSON list; the quoted name matches one element exactly
+        # (icontains works on both PostgreSQL and SQLite, JSON containment does not).
+        if value not in ALGORITHMS:
+            return queryset.none()
+        return queryset.filter(algorithms__icontains=f'"{value}"')
+
+
+FINISHED_JOB_CACHE_S = 300
+
+
+class JobViewSet(OwnedQuerysetMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+                 viewsets.GenericViewSet):
+    model = Job
+    serializer_class = s.JobSerializer
+    filterset_class = JobFilter
+    ordering_fields = ["created_at", "started_at", "finished_at", "status"]
+    ordering = ["-created_at"]
+
+    def owned_queryset(self):
+        with_plans = self.action != "retrieve"      # retrieve loads them only for finished jobs
+        return selectors.jobs_for(self.request.user, with_plans=with_plans).defer("input_scenario")
+
+    def filter_queryset(self, queryset):
+        # filters and ordering are for lists; a detail lookup by id need not build a FilterSet
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
+    def retrieve(self, request, *args, **kwargs):
+        # The hot path of polling clients. A finished job never changes again, so
+        # its representation is cached (per process); the owner is checked on every hit.
+        key = f"job-detail:{kwargs['pk']}"
+        hit = cache.get(key)
+        if hit is not None and hit[0] == request.user.pk:
+            return Response(hit[1])
+        job = self.get_object()
+        data = self.get_serializer(job).data
+        if job.is_terminal:
+            cache.set(key, (job.owner_id, data), timeout=FINISHED_JOB_CACHE_S)
+        return Response(data)
+
+    @extend_schema(request=s.JobCreateSerializer, responses={201: s.JobSerializer})
+    def create(self, request, *args, **kwargs):
+        body = s.JobCreateSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        job = services.job_create(request.user, scenario=data["resolved_scenario"],
+                                  input_scenario=data["input_scenario"], algorithms=data["algorithms"],
+                                  options=data["options"], cluster=data["cluster"], model=data["model"])
+        return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = services.job_cancel(self.get_object(), by=username_of(request))
+        return Response(self.get_serializer(self.get_queryset().get(pk=job.pk)).data)
+
+
+class PlanFilter(df.FilterSet):
+    job = IdFilter()
+    cluster = IdFilter(field_name="job__cluster")
+
+    class Meta:
+        model = Plan
+        fields = ["job", "algorithm", "cluster", "feasible"]
+
+
+class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
+    model = Plan
+    filterset_class = PlanFilter
+    ordering_fields = ["mean_response_s", "p95_response_s", "total_capacity", "solve_time_s", "created_at"]
+    ordering = ["-created_at"]
+
+    def owned_queryset(self):
+        qs = selectors.plans_for(self.request.user)
+        return qs.defer("document") if self.action == "list" else qs
+
+    def get_serializer_class(self):
+        return s.PlanSummarySerializer if self.action == "list" else s.PlanDetailSerializer
+
+    @extend_schema(parameters=[
+        OpenApiParameter("rates", OpenApiTypes.STR, description="comma-separated arrival rates"),
+        OpenApiParameter("points", {"type": "integer", "minimum": 1, "maximum": MAX_CURVE_POINTS},
+                         description="evenly spaced rates up to the plan's capacity")],
+        responses={200: s.CurveSerializer})
+    @action(detail=True, methods=["get"])
+    def curve(self, request, pk=None):
+        doc = self.get_object().document
+        chains = [Chain(servers=tuple(ch["servers"]), blocks=tuple(ch["blocks"]),
+                        service_time_s=float(ch["service_time_s"]), capacity=int(ch["capacity"]))
+                  for ch in doc.get("chains") or []]
+        capacity_rate = sum(ch.capacity / ch.service_time_s for ch in chains)
+        rates = _curve_rates(request.query_params, capacity_rate)
+        return Response({"points": response_time_curve(chains, rates)})
+
+    @extend_schema(responses={200: s.CommandsSerializer})
+    @action(detail=True, methods=["get"], url_path="petals-commands")
+    def petals_commands(self, request, pk=None):
+        plan = self.get_object()
+        model_name = (plan.job.scenario.get("model") or {}).get("name", "model")
+        commands = []
+        for row in plan.document.get("placement") or []:
+            start, count = int(row["start_block"]), int(row["num_blocks"])
+            if count <= 0:
+                continue
+            commands.append(f"# on {row['server']}\npython -m petals.cli.run_server {shlex.quote(model_name)} "
+                            f"--block_indices {start}:{start + count}")
+        return Response({"commands": commands})
+
+
+def _curve_rates(params, capacity_rate: float) -> list[float]:
+    if params.get("rates"):
+        try:
+            rates = [float(x) for x in params["rates"].split(",") if x.strip()]
+        except ValueError:
+            raise FieldErrors([{"field": "rates", "message": "must be comma-separated numbers"}]) from None
+        if not rates or len(rates) > MAX_CURVE_POINTS or not all(math.isfinite(r) and r > 0 for r in rates):
+            raise FieldErrors([{"field": "rates",
+                                "message": f"must be 1 to {MAX_CURVE_POINTS} finite numbers > 0"}])
+        return rates
+    try:
+        points = int(params.get("points", 20))
+    except ValueError:
+        raise FieldErrors([{"field": "points", "message": "must be an integer"}]) from None
+    if not 1 <= points <= MAX_CURVE_POINTS:
+        raise FieldErrors([{"field": "points", "message": f"must be in 1..{MAX_CURVE_POINTS}"}])
+    top = capacity_rate if capacity_rate > 0 else 1.0
+    # up to 98 % of the capacity: beyond it the bounds blow up
+    return [top * 0.98 * (i + 1) / points for i in range(points)]

@@ -1,0 +1,1 @@
+"""GPU probe reports: scoped probe tokens and measured server figures (calibrations)."""
