@@ -9,7 +9,7 @@
 --   cur            generation of the adopted plan now dispatched to
 --   fp             fingerprint of that plan's snapshot (set_plan is idempotent)
 --   gen            generation counter
---   plan:<g>       compiled snapshot of generation g (JSON; see plan.py)
+--   plan:<g>, planx:<g>, out:<g>   compiled snapshot of generation g, in three parts (see plan_of)
 --   z:<g>          hash chain -> jobs in progress (Z_k) on generation g
 --   srv            hash server -> KV block-slots held by jobs in progress (all generations)
 --   lim            hash server -> block-slots a server may hold now: its slots under the
@@ -24,7 +24,7 @@
 --   w:<id>         mailbox: the lease granted to waiter <id> (the waiter BLPOPs it)
 --   st             hash of counters (arrivals, grants, releases, expiries, timeouts, ...)
 --   wh             hash bucket -> count: waiting-time histogram (grants)
---   svc:<g>        hash "<k>:n" / "<k>:s" / "<k>:ss": measured service times (ms) of generation g
+--   svc:<g>        hash "<k>:n" / "<k>:s": count and sum of measured service times (ms) of generation g
 --   arr            hash second -> arrivals; first: time of the first arrival (ms)
 
 local P = KEYS[1]
@@ -34,6 +34,9 @@ local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local WAIT_BUCKETS = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000}
 local ARRIVAL_WINDOW_S = 60
 
+-- A plan is kept in three parts so the hot path decodes little: plan:<g> (policy, ttl, capacities,
+-- order, hops), planx:<g> (service times, ranks, cumulative rates, slots per server: decoded only
+-- by the policies and operations that need them) and out:<g> (hash chain -> the answer's hop list).
 local plans = {}
 local function plan_of(g)
   local p = plans[g]
@@ -42,6 +45,14 @@ local function plan_of(g)
     if not raw then return nil end
     p = cjson.decode(raw)
     plans[g] = p
+  end
+  return p
+end
+
+local function full(p, g)
+  if p.L == nil then
+    local x = cjson.decode(redis.call('GET', P .. 'planx:' .. g))
+    for key, v in pairs(x) do p[key] = v end
   end
   return p
 end
@@ -72,6 +83,10 @@ local function is_free(p, g, k, z)
 end
 
 local function busy(p, g)
+  if p.keys == nil then
+    p.keys = {}
+    for i = 1, #p.c do p.keys[i] = tostring(i - 1) end
+  end
   local zs = redis.call('HMGET', P .. 'z:' .. g, unpack(p.keys))
   local out = {}
   for i = 1, #p.c do out[i] = num(zs[i]) end
@@ -89,7 +104,7 @@ end
 
 -- limits per server: the current plan's, lowered by every older generation in flight
 local function recompute_limits(g)
-  local p = plan_of(g)
+  local p = full(plan_of(g), g)
   local lim = {}
   for s, v in pairs(p.L) do lim[s] = v end
   local live = redis.call('HKEYS', P .. 'gin')
@@ -97,6 +112,7 @@ local function recompute_limits(g)
     if og ~= g then
       local op_ = plan_of(og)
       if op_ then
+        op_ = full(op_, og)
         for s, v in pairs(op_.L) do
           if lim[s] ~= nil and v < lim[s] then lim[s] = v end
         end
@@ -110,7 +126,7 @@ local function recompute_limits(g)
 end
 
 local function drop_generation(g)
-  redis.call('DEL', P .. 'plan:' .. g, P .. 'z:' .. g, P .. 'svc:' .. g)
+  redis.call('DEL', P .. 'plan:' .. g, P .. 'planx:' .. g, P .. 'out:' .. g, P .. 'z:' .. g, P .. 'svc:' .. g)
   plans[g] = nil
 end
 
@@ -133,7 +149,8 @@ local function grant(p, g, k, id, t0, mailbox)
   redis.call('HINCRBY', P .. 'st', 'grants', 1)
   redis.call('HINCRBY', P .. 'st', 'wait_ms', waited)
   redis.call('HINCRBY', P .. 'wh', bucket_of(waited), 1)
-  local resp = '{"lease":"' .. id .. '","chain":' .. (k - 1) .. ',"servers":' .. p.out[k] ..
+  local resp = '{"lease":"' .. id .. '","chain":' .. (k - 1) .. ',"servers":' ..
+      redis.call('HGET', P .. 'out:' .. g, k - 1) ..
       ',"ttl_ms":' .. p.ttl_ms .. ',"expires_ms":' .. dl .. ',"waited_ms":' .. waited ..
       ',"plan":' .. cjson.encode(p.plan) .. '}'
   if mailbox then
@@ -162,6 +179,8 @@ end
 
 -- hand every free slot to the earliest waiter that may take it
 local function drain()
+  -- nothing waits (the common case): done, without reading the plan
+  if not redis.call('LINDEX', P .. 'q', 0) and num(redis.call('HGET', P .. 'st', 'nq')) <= 0 then return end
   local g, p = current()
   if not g then return end
   while true do
@@ -207,7 +226,6 @@ local function release(id, kind)
     local d = now - l.t0
     redis.call('HINCRBY', P .. 'svc:' .. g, l.k .. ':n', 1)
     redis.call('HINCRBY', P .. 'svc:' .. g, l.k .. ':s', d)
-    redis.call('HINCRBYFLOAT', P .. 'svc:' .. g, l.k .. ':ss', d * d)
   else
     redis.call('HINCRBY', P .. 'st', 'expiries', 1)
   end
@@ -233,11 +251,13 @@ end
 local function count_arrival()
   local sec = math.floor(now / 1000)
   redis.call('HINCRBY', P .. 'st', 'arrivals', 1)
-  redis.call('HINCRBY', P .. 'arr', sec, 1)
-  redis.call('SETNX', P .. 'first', now)
-  if redis.call('HLEN', P .. 'arr') > 2 * ARRIVAL_WINDOW_S + 8 then
-    for _, s in ipairs(redis.call('HKEYS', P .. 'arr')) do
-      if tonumber(s) <= sec - ARRIVAL_WINDOW_S then redis.call('HDEL', P .. 'arr', s) end
+  if redis.call('HINCRBY', P .. 'arr', sec, 1) == 1 then
+    -- first arrival of this second: note the very first one, drop buckets out of the window
+    redis.call('SETNX', P .. 'first', now)
+    if redis.call('HLEN', P .. 'arr') > 2 * ARRIVAL_WINDOW_S + 8 then
+      for _, s in ipairs(redis.call('HKEYS', P .. 'arr')) do
+        if tonumber(s) <= sec - ARRIVAL_WINDOW_S then redis.call('HDEL', P .. 'arr', s) end
+      end
     end
   end
 end
@@ -259,6 +279,7 @@ end
 
 -- the immediate-dispatch policies of solvers.dispatch: the chain a job is committed to
 local function choose(p, g, policy, u)
+  full(p, g)
   local K = #p.c
   local zs = busy(p, g)
   if policy == 'random' then
@@ -326,7 +347,8 @@ if op == 'acquire' then
   if again then
     local l = cjson.decode(again)
     local lp = plan_of(tostring(l.g))
-    return '{"lease":"' .. id .. '","chain":' .. l.k .. ',"servers":' .. lp.out[l.k + 1] ..
+    return '{"lease":"' .. id .. '","chain":' .. l.k .. ',"servers":' ..
+        redis.call('HGET', P .. 'out:' .. tostring(l.g), l.k) ..
         ',"ttl_ms":' .. lp.ttl_ms .. ',"expires_ms":' .. l.dl .. ',"waited_ms":' .. (l.w or 0) ..
         ',"plan":' .. cjson.encode(lp.plan) .. '}'
   end
@@ -422,7 +444,11 @@ elseif op == 'plan' then
     return 0
   end
   local g = tostring(redis.call('INCR', P .. 'gen'))
-  redis.call('SET', P .. 'plan:' .. g, snap)
+  local whole = cjson.decode(snap)
+  redis.call('SET', P .. 'plan:' .. g, cjson.encode({plan = whole.plan, policy = whole.policy, ttl_ms = whole.ttl_ms,
+                                                     c = whole.c, order = whole.order, hops = whole.hops}))
+  redis.call('SET', P .. 'planx:' .. g, cjson.encode({t = whole.t, rank = whole.rank, cum = whole.cum, L = whole.L}))
+  for k, o in ipairs(whole.out) do redis.call('HSET', P .. 'out:' .. g, k - 1, o) end
   redis.call('SET', P .. 'cur', g)
   redis.call('SET', P .. 'fp', fp)
   recompute_limits(g)
@@ -460,6 +486,7 @@ elseif op == 'state' then
   local gin = redis.call('HGETALL', P .. 'gin')
   for i = 1, #gin, 2 do
     local gp = plan_of(gin[i])
+    if gp then gp = full(gp, gin[i]) end
     local entry = {generation = tonumber(gin[i]), in_flight = tonumber(gin[i + 1])}
     if gp then
       entry.plan = gp.plan
@@ -472,6 +499,7 @@ elseif op == 'state' then
   end
   out.generations = gens
   if g then
+    full(p, g)
     out.generation = tonumber(g)
     out.plan = p.plan
     out.policy = p.policy

@@ -201,7 +201,6 @@ class MemoryStore:
             svc = c.svc.setdefault(g, {})
             svc[f"{k}:n"] = svc.get(f"{k}:n", 0) + 1
             svc[f"{k}:s"] = svc.get(f"{k}:s", 0) + d
-            svc[f"{k}:ss"] = svc.get(f"{k}:ss", 0) + d * d
         else:
             self._inc(c, "expiries")
         c.gin[g] -= 1
