@@ -94,11 +94,18 @@ class DispatchRoutes:
     def __init__(self, base_url: str, cluster: int, token: str, auth_scheme: str = "Dispatch"):
         from serving.dispatch.client import DispatchClient   # lands with the dispatcher
         self.client = DispatchClient(base_url, cluster, token, auth_scheme=auth_scheme)
-        self.max_seen: list[int] = []
 
     def acquire(self, timeout_s: float = 300) -> Grant:
-        lease = self.client.acquire(wait_s=min(timeout_s, 300))
-        lz = lease.__enter__()
+        from serving.dispatch.client import NoFreeChain
+        deadline = time.monotonic() + timeout_s
+        while True:   # 503 after wait_s: ask again (rare with a 60 s wait; the retry rejoins the queue's tail)
+            lease = self.client.acquire(wait_s=max(1.0, min(60.0, deadline - time.monotonic())))
+            try:
+                lz = lease.__enter__()
+                break
+            except NoFreeChain:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"no chain free within {timeout_s} s") from None
         hops = [Hop(h.server, h.start_block, h.num_blocks) for h in lz.servers]
         return Grant(lz.chain, hops, lz.waited_s, lease=lease)
 

@@ -228,13 +228,16 @@ def launch_specs(plan_doc: dict, algorithm: str, max_len: int) -> list[ServerSpe
 
 
 def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: list[float], args, python: str,
-                  model_dir: str, workdir: Path) -> dict:
+                  model_dir: str, workdir: Path, routes=None) -> dict:
+    """``routes``: where chains come from (None: PETALS routes by itself)."""
     tokens = (args.input_tokens, args.output_tokens)
     max_len = sum(tokens)
     specs = launch_specs(plan_doc, algorithm, max_len)
     rtt = {s["id"]: s["rtt_ms"] / 1e3 for s in scenario_doc["servers"]}
     rows: list[dict] = []
-    routes = LocalJFFC(plan_doc) if algorithm != "petals" else None
+    capacity = [int(c["capacity"]) for c in plan_doc.get("chains", [])]
+    active, max_active = [0] * len(capacity), [0] * len(capacity)
+    count_lock = threading.Lock()
     with Swarm(specs, model_dir, python=python, workdir=workdir / algorithm, log=log) as swarm:
         peers = swarm.peer_of()
         server_of = {v: k for k, v in peers.items()}
@@ -258,9 +261,14 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                 chain = None
                 if routes is not None:
                     grant = routes.acquire()
+                    with count_lock:   # jobs in progress per chain, as granted by the route source
+                        active[grant.chain] += 1
+                        max_active[grant.chain] = max(max_active[grant.chain], active[grant.chain])
                     chain = [[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in grant.hops]
                 res = worker.run(i, chain, *tokens)
                 if grant is not None:
+                    with count_lock:
+                        active[grant.chain] -= 1
                     routes.release(grant)
                 done = time.time()
                 route = res.get("route") or []
@@ -286,8 +294,8 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
         finally:
             worker.stop()
     rows.sort(key=lambda r: r["request"])
-    return {"rows": rows, "max_in_progress": routes.max_seen if routes else None,
-            "capacity": routes.capacity if routes else None, "servers": len(specs)}
+    return {"rows": rows, "max_in_progress": max_active if routes else None,
+            "capacity": capacity if routes else None, "servers": len(specs)}
 
 
 # --------------------------------------------------------------------------- prediction
@@ -422,7 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="testbed")
     p.add_argument("--workdir", default=None)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--routes", choices=["dispatcher", "local"], default="dispatcher",
+                   help="chains for chain plans from the live dispatcher (serving.dispatch on Redis, default) "
+                        "or an in-process JFFC")
+    p.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = p.parse_args(argv)
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run every finally: swarm and dispatcher stop
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     if args.servers < 1 or args.requests < 2:
         p.error("--servers must be >= 1 and --requests >= 2")
@@ -459,14 +473,38 @@ def main(argv: list[str] | None = None) -> int:
     scenario_doc = build_scenario(profile, cal, tokens, arrivals)
     scenario = parse_scenario(scenario_doc)
     results, all_rows, hop_seen = {}, [], {}
-    for algorithm in algorithms:
+    from contextlib import ExitStack
+    stack = ExitStack()
+    dispatcher = None
+    if args.routes == "dispatcher" and any(a != "petals" for a in algorithms):
+        from serving.testbed.dispatcher import LiveDispatcher
+        dispatcher = stack.enter_context(LiveDispatcher(args.redis))
+        log(f"testbed: live dispatcher at {dispatcher.base_url} (Redis {args.redis}, prefix {dispatcher.prefix})")
+    with stack:
+        return _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir,
+                        dispatcher, uptime_before, argv, results, all_rows, hop_seen)
+
+
+def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir, dispatcher,
+             uptime_before, argv, results, all_rows, hop_seen) -> int:
+    from solvers.api import plan
+    from serving.testbed.routes import DispatchRoutes
+    for plan_id, algorithm in enumerate(algorithms, start=1):
         extra = {"attn_cache_tokens": JOBS_SMALL * sum(tokens)} if algorithm == "petals" else {}
         doc = plan(scenario, algorithm, **extra)
         if not doc["feasible"]:
             log(f"testbed: {algorithm}: no feasible plan ({doc.get('reason')}); skipped")
             continue
+        routes = None
+        if algorithm != "petals":
+            if dispatcher is not None:
+                dispatcher.load_plan(doc, plan_id)
+                routes = DispatchRoutes(dispatcher.base_url, 1, dispatcher.token)
+            else:
+                routes = LocalJFFC(doc)
         log(f"testbed: {algorithm}: running {len(arrivals)} requests")
-        run = run_algorithm(algorithm, doc, scenario_doc, arrivals, args, args.python, str(model_dir), workdir)
+        run = run_algorithm(algorithm, doc, scenario_doc, arrivals, args, args.python, str(model_dir), workdir,
+                            routes)
         pred = predict(algorithm, scenario, doc, len(arrivals))
         results[algorithm] = summarise(algorithm, run["rows"], pred, run)
         log(f"testbed: {algorithm}: {json.dumps({k: results[algorithm][k] for k in ('completed', 'predicted_mean_s', 'measured_mean_s')})}")
@@ -481,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
             "uptime_before": uptime_before, "uptime_after": os.popen("uptime").read().strip(),
             "servers": args.servers, "profile": f"{max(1, args.servers // 3)} large, rest small",
             "requests": args.requests, "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
-            "rate": rate, "workload": args.workload, "routes": LocalJFFC.name, "calibration": cal.to_dict(),
+            "rate": rate, "workload": args.workload,
+            "routes": "live dispatcher (serving.dispatch over HTTP, Redis store)" if dispatcher else LocalJFFC.name, "calibration": cal.to_dict(),
             "rtt_ms": {s["id"]: s["rtt_ms"] for s in profile},
             "hop_seen_ms": {k: round(1e3 * statistics.fmean(v), 1) for k, v in sorted(hop_seen.items())}}
     command = "bash scripts/testbed.sh " + " ".join(argv if argv is not None else sys.argv[1:])

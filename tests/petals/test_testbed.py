@@ -2,7 +2,9 @@
 chain it was granted, no chain holds more jobs than its capacity, and measured service
 times stay within a stated tolerance of the calibrated prediction.
 
-Needs .venv-petals (bash scripts/install_petals.sh): under CI=true its absence fails.
+Chains come from the live dispatcher (serving.dispatch in its own uvicorn process, Redis
+at 127.0.0.1:6379 under a key prefix of this run).  Needs .venv-petals (bash
+scripts/install_petals.sh): under CI=true its absence fails.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
                       "measured_p95_s"}
     assert r["requests"] == 30 and r["completed"] == 30
 
-    full = json.loads((tmp_path / "out" / "testbed.json").read_text())["algorithms"]["proposed"]
+    recorded = json.loads((tmp_path / "out" / "testbed.json").read_text())
+    assert recorded["meta"]["routes"].startswith("live dispatcher"), recorded["meta"]["routes"]
+    full = recorded["algorithms"]["proposed"]
     assert full["on_granted_chain"] == 30, "a request ran off the chain it was granted"
     assert all(m <= c for m, c in zip(full["max_in_progress"], full["capacity"])), full
     lo, hi = SERVICE_TOLERANCE
