@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import signal
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run every finally: swarm and dispatcher stop
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # Ctrl-C even when started in the background
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     if args.servers < 1 or args.requests < 2:
         p.error("--servers must be >= 1 and --requests >= 2")
@@ -533,5 +534,20 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
     return 0
 
 
+def cli() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:
+        log("testbed: interrupted; the swarm, client and dispatcher were stopped")
+        return 130
+    except Exception as exc:   # a named problem, not a traceback
+        from serving.petals.swarm import SwarmError
+        from serving.testbed.dispatcher import DispatcherError
+        if isinstance(exc, (SwarmError, DispatcherError, RuntimeError)):
+            log(f"testbed: failed: {exc}")
+            return 1
+        raise
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())
