@@ -372,8 +372,34 @@ class RandomDispatch(_PerChainQueues):
         return min(k, self.num_chains - 1)
 
 
+class RoundRobin(_PerChainQueues):
+    """Cyclic assignment over the chains regardless of state, per-chain FIFO queues (Parallax's default router)."""
+
+    name = "round-robin"
+
+    def __init__(self, service_times: Sequence[float], capacities: Sequence[int]):
+        super().__init__(service_times, capacities)
+        self._next = 0
+
+    def _choose(self) -> int:
+        k = self._next
+        self._next = (k + 1) % self.num_chains
+        return k
+
+
+class LeastInFlight(_PerChainQueues):
+    """The chain with the fewest jobs pending or running (a raw count, ties to the lowest index), as exo
+    sends a request to the instance with the fewest requests in flight; per-chain FIFO queues."""
+
+    name = "least-in-flight"
+
+    def _choose(self) -> int:
+        return min(range(self.num_chains), key=self.jobs_at)
+
+
 DISPATCHERS: dict[str, type[Dispatcher]] = {
     "jffc": JFFC, "jsq": JSQ, "jiq": JIQ, "sed": SED, "random": RandomDispatch,
+    "round-robin": RoundRobin, "least-in-flight": LeastInFlight,
 }
 _RANDOMISED = (JIQ, RandomDispatch)
 
