@@ -379,11 +379,12 @@ class RoundRobin(_PerChainQueues):
 
     def __init__(self, service_times: Sequence[float], capacities: Sequence[int]):
         super().__init__(service_times, capacities)
+        self._usable = [k for k, c in enumerate(self.capacities) if c > 0] or [0]
         self._next = 0
 
     def _choose(self) -> int:
-        k = self._next
-        self._next = (k + 1) % self.num_chains
+        k = self._usable[self._next]
+        self._next = (self._next + 1) % len(self._usable)
         return k
 
 
@@ -394,7 +395,7 @@ class LeastInFlight(_PerChainQueues):
     name = "least-in-flight"
 
     def _choose(self) -> int:
-        return min(range(self.num_chains), key=self.jobs_at)
+        return min((k for k in range(self.num_chains) if self.capacities[k] > 0), key=self.jobs_at, default=0)
 
 
 DISPATCHERS: dict[str, type[Dispatcher]] = {
