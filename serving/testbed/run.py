@@ -30,7 +30,7 @@ import numpy as np
 
 from serving.petals import procs
 from serving.petals.swarm import ServerSpec, Swarm
-from serving.testbed.routes import Grant, Hop, LocalJFFC
+from serving.testbed.routes import Grant, LocalJFFC
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_BLOCKS = 8
@@ -140,9 +140,10 @@ class Calibration:
         return {"hop_overhead_s": self.hop_overhead_s, "block_s": self.block_s, "samples": self.samples}
 
 
-def calibrate(python: str, model_dir: str, workdir: Path, tokens: tuple[int, int], reps: int) -> Calibration:
+def calibrate(python: str, model_dir: str, workdir: Path, tokens: tuple[int, int], reps: int,
+              device: str = "cpu", env: dict | None = None) -> Calibration:
     """Per-step time of chains [s 0:8] (1 hop, 8 blocks) and [s 0:1, s 1:8] (2 hops) on one server."""
-    spec = ServerSpec("calib", 0, NUM_BLOCKS, cache_tokens=4 * sum(tokens))
+    spec = ServerSpec("calib", 0, NUM_BLOCKS, cache_tokens=4 * sum(tokens), device=device, env=dict(env or {}))
     with Swarm([spec], model_dir, python=python, workdir=workdir / "calibration", log=log) as swarm:
         peer = swarm.servers[0].peer_id
         worker = Worker(python, model_dir, swarm.initial_peers, swarm.dht_prefix)
@@ -210,8 +211,15 @@ def arrivals_azure(path: Path, n: int, rate: float) -> list[float]:
     return list(a * ((len(a) - 1) / rate) / span)
 
 
+def server_env(args) -> dict:
+    if args.device.startswith("cuda") and args.gpu_memory_fraction:
+        return {"CHAINPLAN_CUDA_MEMORY_FRACTION": str(args.gpu_memory_fraction)}
+    return {}
+
+
 # --------------------------------------------------------------------------- run one algorithm
-def launch_specs(plan_doc: dict, algorithm: str, max_len: int) -> list[ServerSpec]:
+def launch_specs(plan_doc: dict, algorithm: str, max_len: int, device: str = "cpu",
+                 env: dict | None = None) -> list[ServerSpec]:
     specs = []
     slots = plan_doc.get("server_kv_slots")
     for idx, p in enumerate(plan_doc["placement"]):
@@ -223,7 +231,7 @@ def launch_specs(plan_doc: dict, algorithm: str, max_len: int) -> list[ServerSpe
         else:
             jobs = max(1, int(p.get("cache_slots_used", 0)) // n)
         specs.append(ServerSpec(p["server"], int(p["start_block"]), int(p["start_block"]) + n,
-                                cache_tokens=jobs * max_len))
+                                cache_tokens=jobs * max_len, device=device, env=dict(env or {})))
     return specs
 
 
@@ -232,7 +240,7 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
     """``routes``: where chains come from (None: PETALS routes by itself)."""
     tokens = (args.input_tokens, args.output_tokens)
     max_len = sum(tokens)
-    specs = launch_specs(plan_doc, algorithm, max_len)
+    specs = launch_specs(plan_doc, algorithm, max_len, args.device, server_env(args))
     rtt = {s["id"]: s["rtt_ms"] / 1e3 for s in scenario_doc["servers"]}
     rows: list[dict] = []
     capacity = [int(c["capacity"]) for c in plan_doc.get("chains", [])]
@@ -361,7 +369,7 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
              f"Regenerate: `{command}`", "",
              f"Recorded {meta['date']} on {meta['host']}; machine load before the run: `{meta['uptime_before']}`, "
              f"after: `{meta['uptime_after']}` (the machine is shared; other work perturbs timings).", "",
-             f"{meta['servers']} servers ({meta['profile']}), {meta['requests']} requests per algorithm, "
+             f"{meta['servers']} servers ({meta['profile']}) on {meta['device']}, {meta['requests']} requests per algorithm, "
              f"{meta['input_tokens']} prompt + {meta['output_tokens']} generated tokens each, "
              f"mean arrival rate {meta['rate']:.3f}/s. Routes for chain plans: {meta['routes']}.", "",
              "Calibration (measured through PETALS on a one-server swarm before planning): "
@@ -434,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="chains for chain plans from the live dispatcher (serving.dispatch on Redis, default) "
                         "or an in-process JFFC")
     p.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    p.add_argument("--device", default="cpu", help="where the PETALS servers run: cpu or cuda (default cpu)")
+    p.add_argument("--gpu-memory-fraction", type=float, default=None,
+                   help="with --device cuda: cap each server process at this fraction of the GPU's memory")
     args = p.parse_args(argv)
     import signal
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run every finally: swarm and dispatcher stop
@@ -458,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                    env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore"))
     tokens = (args.input_tokens, args.output_tokens)
     log("testbed: calibrating on a one-server swarm")
-    cal = calibrate(args.python, str(model_dir), workdir, tokens, args.calibration_reps)
+    cal = calibrate(args.python, str(model_dir), workdir, tokens, args.calibration_reps, args.device,
+                    server_env(args))
     log(f"testbed: calibration {cal.to_dict()}")
     profile = server_profile(args.servers)
     rate = args.rate
@@ -490,6 +502,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
              uptime_before, argv, results, all_rows, hop_seen) -> int:
     from solvers.api import plan
     from serving.testbed.routes import DispatchRoutes
+    tokens = (args.input_tokens, args.output_tokens)
     for plan_id, algorithm in enumerate(algorithms, start=1):
         extra = {"attn_cache_tokens": JOBS_SMALL * sum(tokens)} if algorithm == "petals" else {}
         doc = plan(scenario, algorithm, **extra)
@@ -519,7 +532,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": os.uname().nodename,
             "uptime_before": uptime_before, "uptime_after": os.popen("uptime").read().strip(),
             "servers": args.servers, "profile": f"{max(1, args.servers // 3)} large, rest small",
-            "requests": args.requests, "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
+            "requests": args.requests, "device": args.device, "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
             "rate": rate, "workload": args.workload,
             "routes": "live dispatcher (serving.dispatch over HTTP, Redis store)" if dispatcher else LocalJFFC.name, "calibration": cal.to_dict(),
             "rtt_ms": {s["id"]: s["rtt_ms"] for s in profile},
