@@ -27,7 +27,7 @@ PYTHONPATH=. PYTHONWARNINGS=ignore "$PETALS_PY" -m serving.petals.tiny_model "$w
 echo "== probe on $device"
 t0=$(date +%s)
 timeout 120 "$PY" -m gpu_probe measure --model "$work/tiny-llama/config.json" --device "$device" \
-    --input-tokens 8 --output-tokens 12 --max-tokens 64 --json --no-cache > "$work/probe.json"
+    --input-tokens 8 --output-tokens 12 --max-tokens 64 --prefill-lengths 8,64 --decode-contexts 8,256 --json --no-cache > "$work/probe.json"
 "$PY" - "$work/probe.json" "$out/probe-$suffix.md" "$device" <<'PYEOF'
 import json, subprocess, sys
 report = json.load(open(sys.argv[1]))
