@@ -1,4 +1,4 @@
-# chainplan service image: web (gunicorn), worker and beat all run from it.
+# chainplan service image: web (uvicorn: API + live dispatcher), dispatcher, worker and beat all run from it.
 FROM node:22-slim AS frontend
 WORKDIR /src/frontend
 COPY frontend/ ./
@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 COPY solvers/ solvers/
 COPY planner_app/ planner_app/
 COPY gpu_probe/ gpu_probe/
+COPY serving/ serving/
 COPY examples/ examples/
 COPY manage.py ./
 RUN pip install . && useradd --system --create-home chainplan \
@@ -20,4 +21,4 @@ COPY --from=frontend /src/frontend/dist/ frontend/dist/
 RUN DJANGO_SECRET_KEY=build python manage.py collectstatic --noinput -v 0
 USER chainplan
 EXPOSE 8000
-CMD ["gunicorn", "planner_app.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]
+CMD ["uvicorn", "planner_app.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "3", "--no-access-log"]

@@ -11,3 +11,5 @@ class PlannerAppConfig(AppConfig):
         # re-planning: schedule <-> periodic task clean-up, re-plans on server edits, and the
         # runner of re-plan jobs registered with planning (planning does not import re-planning)
         from .replanning import signals  # noqa: F401
+        # dispatch: an adoption (by a user or by re-planning) is pushed to the live dispatcher
+        from .dispatch import signals as dispatch_signals  # noqa: F401,F811

@@ -9,6 +9,8 @@ from .catalog.models import Cluster, ModelSpec, Server, TimeStamped
 from .planning.models import TERMINAL_STATUSES, Job, JobStatus, Plan, Trigger
 from .replanning.models import PlanAdoption, ReplanSchedule
 from .probe.models import ProbeToken, ServerCalibration, _new_probe_key
+from .dispatch.models import DispatchObservation, DispatchToken
 
 __all__ = ["TimeStamped", "ModelSpec", "Cluster", "Server", "ServerCalibration", "ProbeToken", "JobStatus",
-           "TERMINAL_STATUSES", "Trigger", "Job", "Plan", "PlanAdoption", "ReplanSchedule", "_new_probe_key"]
+           "TERMINAL_STATUSES", "Trigger", "Job", "Plan", "PlanAdoption", "ReplanSchedule", "_new_probe_key",
+           "DispatchToken", "DispatchObservation"]

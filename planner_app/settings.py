@@ -173,6 +173,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "planner_app.core.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Password checks (auth/token, auth/login) per client address: guessing is slow, a 429 says when to retry.
+    "DEFAULT_THROTTLE_RATES": {"login": os.environ.get("CHAINPLAN_LOGIN_RATE", "30/min")},
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -189,6 +191,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.planning.models.JobStatus"},
+    # the ASGI dispatcher's endpoints (not Django views) are described by the last hook
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "planner_app.core.schema.document_errors",
+                             "planner_app.dispatch.schema.add_dispatch_paths"],
 }
 
 # --- Celery -------------------------------------------------------------------------
@@ -237,6 +243,10 @@ JOB_REQUEUE_QUEUED_AFTER_S = env_float("CHAINPLAN_REQUEUE_QUEUED_AFTER_S", 300.0
 JOB_MAX_ATTEMPTS = env_int("CHAINPLAN_MAX_ATTEMPTS", 3)
 DEFAULT_SIMULATE_REQUESTS = env_int("CHAINPLAN_DEFAULT_SIMULATE_REQUESTS", 20000)
 
+# /api/v1/health/: how long to wait for workers to answer, and how long an answer is reused.
+HEALTH_TIMEOUT_S = env_float("CHAINPLAN_HEALTH_TIMEOUT_S", 1.0)
+HEALTH_CACHE_S = env_float("CHAINPLAN_HEALTH_CACHE_S", 3.0)
+
 # Re-planning: the shortest schedule interval, and how long an adoption webhook may take.
 REPLAN_MIN_INTERVAL_S = env_float("CHAINPLAN_MIN_SCHEDULE_INTERVAL_S", 60.0)
 REPLAN_WEBHOOK_TIMEOUT_S = env_float("CHAINPLAN_WEBHOOK_TIMEOUT_S", 5.0)
@@ -254,6 +264,18 @@ LOGGING = {
 }
 
 # Per-process cache (finished jobs' representations, token lookups).
+# --- Live dispatcher (docs/dispatcher.md) ----------------------------------------------
+# Redis holds the dispatcher's state when configured; else one in-process store (single web process).
+DISPATCH_REDIS_URL = os.environ.get("CHAINPLAN_DISPATCH_REDIS") or os.environ.get("REDIS_URL") or ""
+DISPATCH_PREFIX = os.environ.get("CHAINPLAN_DISPATCH_PREFIX", "chainplan:dispatch")
+DISPATCH_LEASE_TTL_S = env_float("CHAINPLAN_DISPATCH_LEASE_TTL_S", 30.0)
+DISPATCH_SYNC_S = env_float("CHAINPLAN_DISPATCH_SYNC_S", 2.0)          # adopted plans -> store
+DISPATCH_OBSERVE_S = env_float("CHAINPLAN_DISPATCH_OBSERVE_S", 60.0)   # store -> observations, triggers
+DISPATCH_REPLAN_COOLDOWN_S = env_float("CHAINPLAN_DISPATCH_REPLAN_COOLDOWN_S", 900.0)
+DISPATCH_DRIFT_MIN_COMPLETED = env_int("CHAINPLAN_DISPATCH_DRIFT_MIN_COMPLETED", 30)
+DISPATCH_OBSERVATION_DAYS = env_int("CHAINPLAN_DISPATCH_OBSERVATION_DAYS", 14)
+METRICS_TOKEN = os.environ.get("CHAINPLAN_METRICS_TOKEN", "")
+
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 20_000}}}
 TOKEN_CACHE_S = env_int("TOKEN_CACHE_S", 30)
 

@@ -12,14 +12,17 @@ from rest_framework.routers import DefaultRouter
 
 from .catalog import views as catalog
 from .core import views as core
+from .dispatch import views as dispatch
 from .planning import views as planning
 from .probe import views as probe
 from .replanning import views as replanning
 
 
-class ClusterViewSet(replanning.ClusterReplanningActions, probe.ClusterProbeActions, catalog.ClusterViewSet):
+class ClusterViewSet(replanning.ClusterReplanningActions, probe.ClusterProbeActions,
+                     dispatch.ClusterDispatchActions, catalog.ClusterViewSet):
     # /clusters/: catalog (CRUD, import, export); re-planning (adopted-plan, adoptions, candidates, apply,
-    # observed-load, replan, schedules); probe (servers/{server_id}/probe-token).
+    # observed-load, replan, schedules); probe (servers/{server_id}/probe-token); dispatch (dispatch/tokens,
+    # dispatcher; acquire/release/renew/state are the ASGI dispatcher's, see planner_app.asgi).
     # (No docstring: a viewset's docstring would become every operation's description in the schema.)
     pass
 

@@ -33,16 +33,23 @@ echo "== starting the Celery worker with beat (log: $CHAINPLAN_VAR_DIR/worker.lo
 celery -A planner_app worker -B --scheduler django_celery_beat.schedulers:DatabaseScheduler --pool prefork \
     --concurrency "${CHAINPLAN_WORKERS:-2}" -n "chainplan@%h" -l info >"$CHAINPLAN_VAR_DIR/worker.log" 2>&1 &
 WORKER_PID=$!
-gunicorn planner_app.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - &
+# uvicorn serves the API and the live dispatcher on one port (planner_app/asgi.py). Without Redis the
+# dispatcher's state lives in the web process, so there must be exactly one (docs/dispatcher.md).
+if [ -n "${REDIS_URL:-}${CHAINPLAN_DISPATCH_REDIS:-}" ]; then WEB_PROCS="${CHAINPLAN_WEB_PROCESSES:-2}"; else WEB_PROCS=1; fi
+uvicorn planner_app.asgi:application --host "$HOST" --port "$PORT" --workers "$WEB_PROCS" --no-access-log &
 WEB_PID=$!
 trap 'kill $WEB_PID $WORKER_PID 2>/dev/null; wait' EXIT INT TERM
 
 python - "$HOST" "$PORT" <<'PY' || { echo "!! the web server did not start" >&2; exit 1; }
-import sys, time, urllib.request
+import sys, time, urllib.error, urllib.request
 for _ in range(200):
     try:
-        urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/api/v1/health/", timeout=1)
+        urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/api/v1/health/", timeout=3)
         break
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:     # up; the body says what is missing (e.g. the worker is still starting)
+            break
+        time.sleep(0.2)
     except OSError:
         time.sleep(0.2)
 else:

@@ -20,7 +20,7 @@ from .plan import PlanResult, plan_document
 from .scenario import Scenario
 
 # Optional algorithm modules register themselves on import; a missing one is simply not offered.
-for _module in ("baselines", "exact", "best"):
+for _module in ("baselines", "exact", "search"):
     try:
         __import__(f"{__package__}.{_module}")
     except ModuleNotFoundError as _exc:
@@ -65,7 +65,7 @@ def simulate_result(scenario: Scenario, result: PlanResult, requests: int, seed:
     return simulate_plan(scenario, result.chains, result.dispatch, requests=requests, seed=seed)
 
 
-def plan(scenario: Scenario, algorithm: str = "proposed", *, c: int | None = None, simulate_requests: int = 0,
+def plan(scenario: Scenario, algorithm: str = "search", *, c: int | None = None, simulate_requests: int = 0,
          seed: int = 1, progress: Callable[[float, str], None] | None = None, time_limit_s: float | None = None,
          c_objective: str = "lower-bound", **extra: Any) -> dict[str, Any]:
     check_options(algorithm, c, simulate_requests, seed, time_limit_s, c_objective)

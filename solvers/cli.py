@@ -31,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="plan a scenario and print the plan JSON to stdout",
                        description="Plan a scenario and print the plan document (JSON) to stdout.")
     p.add_argument("scenario", metavar="SCENARIO.json", help="scenario document ('-' reads stdin)")
-    p.add_argument("--algorithm", default="proposed", choices=sorted(ALGORITHMS), metavar="NAME",
-                   help="planning algorithm (default: proposed). One of: " +
+    p.add_argument("--algorithm", default="search", choices=sorted(ALGORITHMS), metavar="NAME",
+                   help="planning algorithm (default: search). One of: " +
                         "; ".join(f"{k}: {v}" for k, v in sorted(ALGORITHMS.items())))
     p.add_argument("--c", type=int, default=None, metavar="N",
                    help="fix the cache reservation c (jobs of KV cache kept per block) instead of tuning it")
@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also simulate this many requests and add the 'simulation' figures (default: 0, off)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed of the simulation (default: 1)")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="stop c-tuning (or an exact solver) after this many seconds and keep the best so far")
+                   help="search budget: stop searching (c-tuning, local search, an exact solver) after this many "
+                        "seconds and keep the best so far; the plan's 'search' object says if it cut the search short")
     p.add_argument("--compact", action="store_true", help="print JSON on one line")
 
     v = sub.add_parser("validate", help="check a scenario document and print the resolved scenario",

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 
 from .bounds import ResponseTimeBounds, bounds_from_rates
 from .gbpcr import GbpcrResult, ServerArrays, chain_sequence, truncate
@@ -58,6 +59,7 @@ class TuningResult:
     top: list[Candidate] = field(default_factory=list)      # the ``keep`` best stable candidates, best first
     skipped: int = 0
     reason: str | None = None
+    pruned: dict[int, float] = field(default_factory=dict)   # c -> its fastest chain's time (its objective is at least that)
 
 
 def evaluate(scenario: Scenario, result: GbpcrResult, objective: str,
@@ -105,10 +107,10 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     arrays = ServerArrays.from_scenario(scenario)
     c_max = arrays.max_reservation()
-    if c_values is None:
-        c_values = list(range(1, c_max + 1))
     w = scenario.workload
     J, L = len(scenario.servers), scenario.model.num_blocks
+    if c_values is None:
+        c_values = candidate_reservations(arrays, w.arrival_rate, w.target_load)
 
     sequences: dict[bytes, object] = {}
     results: list[GbpcrResult] = []
@@ -134,8 +136,10 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
         if progress is not None and done % 8 == 0:
             progress(done / len(feasible), f"c-tuning: {done}/{len(feasible)} values of c")
         if objective == "lower-bound" and len(out.top) >= keep and math.isfinite(out.top[-1].objective):
-            if _fastest_chain_time(scenario, result.placement, cache) >= out.top[-1].objective:
+            fastest = _fastest_chain_time(scenario, result.placement, cache)
+            if fastest >= out.top[-1].objective:
                 out.skipped += 1
+                out.pruned[result.c] = fastest
                 continue
         cand = evaluate(scenario, result, objective, cache)
         if penalty is not None:
@@ -153,6 +157,41 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
         out.reason = (f"arrival rate {w.arrival_rate:g} req/s is more than any plan serves: the largest total "
                       f"service rate over all c is {top:.4g} req/s")
     return out
+
+
+DENSE_C_LIMIT = 4096
+
+
+def candidate_reservations(arrays: ServerArrays, arrival_rate: float, target_load: float) -> list[int]:
+    """Every ``c`` in ``1..c_max`` when that is at most ``DENSE_C_LIMIT`` values, else one per distinct plan.
+
+    One huge server (100,000 GB) makes ``c_max`` about a million.  GBP-CR's
+    result depends on ``c`` only through the block counts ``m_j(c)`` (piecewise
+    constant, changing where some ``m_j`` drops) and the number of chains kept
+    (which changes where ``lambda / (rho_bar c)`` crosses a cumulative chain
+    rate), so the smallest ``c`` of every such piece yields every distinct
+    placement the full range would, with the same tie-break (smallest ``c``).
+    """
+    c_max = arrays.max_reservation()
+    if c_max <= DENSE_C_LIMIT:
+        return list(range(1, c_max + 1))
+    L, s_m, s_c = arrays.num_blocks, arrays.block_size_gb, arrays.cache_size_gb
+    m = np.arange(1, L + 1, dtype=float)
+    memories = np.unique(arrays.memory_gb)
+    # the last c at which a server still holds m blocks: (M / m - s_m) / s_c
+    last = np.floor((memories[:, None] / m[None, :] - s_m) / s_c + 1e-9).ravel()
+    points = {1} | {int(x) + 1 for x in last if 1 <= x < c_max}
+    starts = sorted(points)
+    out: set[int] = set()
+    for i, lo in enumerate(starts):
+        hi = starts[i + 1] - 1 if i + 1 < len(starts) else c_max
+        out.add(lo)
+        seq = chain_sequence(arrays, arrays.blocks_for(lo))
+        for rate in seq.cumulative_rate.tolist():
+            c = math.ceil(arrival_rate / (target_load * rate) - 1e-12) if rate > 0 else hi + 1
+            if lo < c <= hi:
+                out.add(c)
+    return sorted(out)
 
 
 def _memory_reason(arrays: ServerArrays) -> str:

@@ -372,8 +372,35 @@ class RandomDispatch(_PerChainQueues):
         return min(k, self.num_chains - 1)
 
 
+class RoundRobin(_PerChainQueues):
+    """Cyclic assignment over the chains regardless of state, per-chain FIFO queues (Parallax's default router)."""
+
+    name = "round-robin"
+
+    def __init__(self, service_times: Sequence[float], capacities: Sequence[int]):
+        super().__init__(service_times, capacities)
+        self._usable = [k for k, c in enumerate(self.capacities) if c > 0] or [0]
+        self._next = 0
+
+    def _choose(self) -> int:
+        k = self._usable[self._next]
+        self._next = (self._next + 1) % len(self._usable)
+        return k
+
+
+class LeastInFlight(_PerChainQueues):
+    """The chain with the fewest jobs pending or running (a raw count, ties to the lowest index), as exo
+    sends a request to the instance with the fewest requests in flight; per-chain FIFO queues."""
+
+    name = "least-in-flight"
+
+    def _choose(self) -> int:
+        return min((k for k in range(self.num_chains) if self.capacities[k] > 0), key=self.jobs_at, default=0)
+
+
 DISPATCHERS: dict[str, type[Dispatcher]] = {
     "jffc": JFFC, "jsq": JSQ, "jiq": JIQ, "sed": SED, "random": RandomDispatch,
+    "round-robin": RoundRobin, "least-in-flight": LeastInFlight,
 }
 _RANDOMISED = (JIQ, RandomDispatch)
 

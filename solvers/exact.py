@@ -53,7 +53,7 @@ from .topology import Placement, cache_slots, make_chain
 
 MAX_JOINT_SERVERS = 8
 MAX_JOINT_BLOCKS = 12
-DEFAULT_CHAIN_LIMIT = 20_000
+DEFAULT_CHAIN_LIMIT = 5_000
 DEFAULT_ALLOCATION_TIME_S = 20.0
 DEFAULT_JOINT_TIME_S = 60.0
 
@@ -93,8 +93,11 @@ class MipOutcome:
 # Chain enumeration (fastest first)
 # ---------------------------------------------------------------------------
 
+MAX_OPEN_PATHS = 400_000      # partial paths kept in the best-first heap (memory: ~ a few hundred MB at most)
+
+
 def _best_first(num_blocks: int, moves: dict[int, list[tuple[int, int, float]]], limit: int,
-                distinct: bool) -> tuple[list[ChainCandidate], bool]:
+                distinct: bool, deadline: float | None = None) -> tuple[list[ChainCandidate], bool]:
     """Source-to-sink walks over block positions in increasing total time.
 
     ``moves[e]``: ``(server, next position, hop time)``.  The heuristic is the
@@ -113,6 +116,9 @@ def _best_first(num_blocks: int, moves: dict[int, list[tuple[int, int, float]]],
     counter = 1
     out: list[ChainCandidate] = []
     while heap:
+        if len(heap) > MAX_OPEN_PATHS or (deadline is not None and counter % 256 == 0
+                                          and time.monotonic() > deadline):
+            return out, True          # bounded: never runs away in time or memory
         _, _, g, e, hops = heapq.heappop(heap)
         if e == num_blocks:
             out.append(ChainCandidate(hops, g))
@@ -129,7 +135,8 @@ def _best_first(num_blocks: int, moves: dict[int, list[tuple[int, int, float]]],
 
 
 def placement_chains(scenario: Scenario, placement: Placement, slots: Sequence[int] | None = None,
-                     limit: int = DEFAULT_CHAIN_LIMIT) -> tuple[list[ChainCandidate], bool]:
+                     limit: int = DEFAULT_CHAIN_LIMIT, deadline: float | None = None
+                     ) -> tuple[list[ChainCandidate], bool]:
     """Routing paths of a placement that can carry at least one job, fastest first (at most ``limit``)."""
     slots = list(slots) if slots is not None else cache_slots(scenario, placement)
     moves: dict[int, list[tuple[int, int, float]]] = {}
@@ -140,7 +147,7 @@ def placement_chains(scenario: Scenario, placement: Placement, slots: Sequence[i
             if f - e <= slots[j]:          # otherwise the hop can never hold a job
                 moves.setdefault(e, []).append((j, f, s.comm_time_s + s.block_time_s * (f - e)))
     # each server has one end, so a path never revisits a server: no distinctness check needed
-    return _best_first(scenario.model.num_blocks, moves, limit, distinct=False)
+    return _best_first(scenario.model.num_blocks, moves, limit, distinct=False, deadline=deadline)
 
 
 # ---------------------------------------------------------------------------
@@ -182,6 +189,19 @@ def _solve(solver: pywraplp.Solver, variables: list, hint: Sequence[int] | None,
     return code, values, bound, elapsed, solver.Objective().Value() if values else math.nan
 
 
+def _slot_rows(solver: pywraplp.Solver, chains: Sequence[ChainCandidate], variables: list,
+               slots: Sequence[int]) -> dict[int, Any]:
+    """sum_k m_jk c_k <= slots_j per server, built coefficient by coefficient (the natural API is 30x slower)."""
+    rows: dict[int, Any] = {}
+    for k, ch in enumerate(chains):
+        for j, m in ch.hops:
+            row = rows.get(j)
+            if row is None:
+                row = rows[j] = solver.Constraint(-solver.infinity(), float(slots[j]))
+            row.SetCoefficient(variables[k], row.GetCoefficient(variables[k]) + m)
+    return rows
+
+
 def allocate(chains: Sequence[ChainCandidate], slots: Sequence[int], objective: str = "max-rate",
              rate_target: float | None = None, time_limit_s: float = DEFAULT_ALLOCATION_TIME_S,
              hint: Sequence[int] | None = None) -> MipOutcome:
@@ -197,18 +217,18 @@ def allocate(chains: Sequence[ChainCandidate], slots: Sequence[int], objective: 
     solver = _new_solver(time_limit_s)
     caps = [min(slots[j] // m for j, m in ch.hops) for ch in chains]
     c = [solver.IntVar(0, cap, f"c{k}") for k, cap in enumerate(caps)]
-    rows: dict[int, list[tuple[int, int]]] = {}
-    for k, ch in enumerate(chains):
-        for j, m in ch.hops:
-            rows.setdefault(j, []).append((k, m))
-    for j, terms in rows.items():
-        solver.Add(sum(m * c[k] for k, m in terms) <= slots[j])
-    rate_expr = sum(ch.rate * c[k] for k, ch in enumerate(chains))
+    _slot_rows(solver, chains, c, slots)
+    obj = solver.Objective()
     if maximise:
-        solver.Maximize(rate_expr)
+        for k, ch in enumerate(chains):
+            obj.SetCoefficient(c[k], ch.rate)
+        obj.SetMaximization()
     else:
-        solver.Add(rate_expr >= rate_target)
-        solver.Minimize(sum(c))
+        row = solver.Constraint(rate_target, solver.infinity())
+        for k, ch in enumerate(chains):
+            row.SetCoefficient(c[k], ch.rate)
+            obj.SetCoefficient(c[k], 1.0)
+        obj.SetMinimization()
     code, values, bound, elapsed, _ = _solve(solver, c, hint, maximise)
 
     def rate(vals: Sequence[int]) -> float:
@@ -261,8 +281,9 @@ def proposed_candidate(scenario: Scenario, c: int | None = None):
     return tuning.best, tuning.reason
 
 
-def _chains_and_hint(scenario: Scenario, placement: Placement, slots: list[int], limit: int):
-    chains, capped = placement_chains(scenario, placement, slots, limit)
+def _chains_and_hint(scenario: Scenario, placement: Placement, slots: list[int], limit: int,
+                     deadline: float | None = None):
+    chains, capped = placement_chains(scenario, placement, slots, limit, deadline)
     greedy = gca(scenario, placement)
     index = {ch.hops: k for k, ch in enumerate(chains)}
     for g in greedy:                   # keep GCA's chains even past the cap, so we never do worse than GCA
@@ -297,8 +318,15 @@ def optimal_allocation(scenario: Scenario, options: PlanOptions) -> PlanResult:
             return PlanResult(name, False, reason or "no feasible placement")
         placement, c_used, source = cand.placement.placement, cand.c, "proposed (GBP-CR)"
     options.report(0.3, f"{name}: enumerating chains")
+    started = time.monotonic()
     slots = cache_slots(scenario, placement)
-    chains, capped, greedy, hint = _chains_and_hint(scenario, placement, slots, limit)
+    # enumeration may take at most 40 % of the limit; the solver gets what is left (minus a margin)
+    chains, capped, greedy, hint = _chains_and_hint(scenario, placement, slots, limit,
+                                                    started + 0.4 * time_limit)
+    deadline = started + time_limit
+    # building the model costs ~0.1 ms per chain and the bound over all chains an LP as large: keep room for both
+    reserve = 2.5e-4 * len(chains) if capped else 1.2e-4 * len(chains)
+    time_limit = max(0.05, 0.9 * (deadline - time.monotonic()) - reserve)
     if not chains:
         return PlanResult(name, False, "the placement has no chain that can hold a job", c=c_used,
                           placement=placement)
@@ -316,21 +344,77 @@ def optimal_allocation(scenario: Scenario, options: PlanOptions) -> PlanResult:
                       chain_limit=limit, placement_source=source,
                       gca_total_service_rate=sum(g.capacity / g.service_time_s for g in greedy))
     if capped:
-        info["note"] = (f"chain enumeration capped at the {limit} fastest chains (plus GCA's); objective and "
-                        "bound are optimal for that restricted set only")
+        info["note"] = (f"chain enumeration stopped after {len(chains)} of the fastest chains (limit {limit}, "
+                        "time or memory); the allocation is optimal for that set only")
+        if objective == "max-rate" and out.values:
+            # a bound over *all* chains: Lagrangian dual of the LP with the restricted LP's prices
+            info["best_bound"] = max(out.objective, lagrangian_bound(scenario, placement, chains, slots))
+            info["gap"] = (info["best_bound"] - out.objective) / max(out.objective, 1e-12)
+            info["bound_scope"] = "all chains (Lagrangian bound from the restricted LP's slot prices)"
+    else:
+        info["bound_scope"] = "all chains (every chain enumerated)"
+    info["optimises"] = ("the total service rate nu = sum c_k mu_k on this placement" if objective == "max-rate"
+                         else "the total capacity sum c_k subject to nu >= lambda / rho_bar")
+    extra_search = {"searched_s": time.monotonic() - started, "budget_s": options.time_limit_s or
+                    DEFAULT_ALLOCATION_TIME_S, "cut_short": capped or not out.status.startswith("OPTIMAL"),
+                    "detail": f"{len(chains)} chains{' (enumeration stopped early)' if capped else ''}, solver "
+                              f"status {out.status}, proven gap {info['gap']}"}
     if not out.values:
         why = (f"no allocation reaches the service rate {target:.4g} req/s (lambda / rho_bar)"
                if objective == "min-capacity" else f"solver status {out.status}")
-        return PlanResult(name, False, why, c=c_used, placement=placement, extra={"exact": info})
+        return PlanResult(name, False, why, c=c_used, placement=placement, extra={"exact": info,
+                                                                                    "search": extra_search})
     result_chains = [make_chain(scenario, ch.hops, v) for ch, v in zip(chains, out.values) if v > 0]
     result_chains.sort(key=lambda ch: (ch.service_time_s, ch.servers))
     nu = sum(ch.capacity / ch.service_time_s for ch in result_chains)
     if not lam < nu:
         return PlanResult(name, False, f"arrival rate {lam:g} req/s is not below the optimal total service rate "
                           f"{nu:.4g} req/s of this placement", c=c_used, placement=placement,
-                          chains=result_chains, extra={"exact": info})
+                          chains=result_chains, extra={"exact": info, "search": extra_search})
     return PlanResult(name, True, c=c_used, placement=placement, chains=result_chains, dispatch="jffc",
-                      extra={"exact": info})
+                      extra={"exact": info, "search": extra_search})
+
+
+def lagrangian_bound(scenario: Scenario, placement: Placement, chains: Sequence[ChainCandidate],
+                     slots: Sequence[int]) -> float:
+    """An upper bound on the max-rate allocation over every chain of the placement, enumerated or not.
+
+    With slot prices ``y_j >= 0`` (the duals of the LP over the enumerated
+    chains), any allocation has rate <= sum_j slots_j y_j + sum_k c_k (mu_k -
+    sum_hops m y_j); each job uses exactly L slots, so sum_k c_k <= sum slots / L,
+    and the reduced cost of every chain is at most 1/T_min - min_path(sum m y).
+    Both path terms are shortest paths over block positions, so this is cheap.
+    """
+    lp = pywraplp.Solver.CreateSolver("GLOP")
+    c = [lp.NumVar(0, lp.infinity(), "") for _ in chains]
+    cons = _slot_rows(lp, chains, c, slots)
+    obj = lp.Objective()
+    for k, ch in enumerate(chains):
+        obj.SetCoefficient(c[k], ch.rate)
+    obj.SetMaximization()
+    if lp.Solve() != pywraplp.Solver.OPTIMAL:
+        return math.inf
+    y = [0.0] * len(slots)
+    for j, con in cons.items():
+        y[j] = max(0.0, con.dual_value())
+    L = scenario.model.num_blocks
+    ends = sorted({0} | {placement.end(j) for j in placement.used()})
+    fastest = {e: math.inf for e in ends}
+    cheapest = {e: math.inf for e in ends}
+    fastest[0] = cheapest[0] = 0.0
+    for e in ends:
+        if e == L or not math.isfinite(fastest[e]):
+            continue
+        for j in placement.used():
+            f = placement.end(j)
+            if placement.start[j] <= e < f and f - e <= slots[j]:
+                sv = scenario.servers[j]
+                fastest[f] = min(fastest[f], fastest[e] + sv.comm_time_s + sv.block_time_s * (f - e))
+                cheapest[f] = min(cheapest[f], cheapest[e] + (f - e) * y[j])
+    if not math.isfinite(fastest.get(L, math.inf)):
+        return 0.0
+    reduced = max(0.0, 1.0 / fastest[L] - cheapest[L])
+    return sum(sl * yj for sl, yj in zip(slots, y)) + reduced * sum(slots) / L
 
 
 # ---------------------------------------------------------------------------
@@ -355,7 +439,8 @@ class JointSolution:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _joint_templates(scenario: Scenario, limit: int, seed_chains) -> tuple[list[ChainCandidate], bool, list[list[int]]]:
+def _joint_templates(scenario: Scenario, limit: int, seed_chains, deadline: float | None = None
+                     ) -> tuple[list[ChainCandidate], bool, list[list[int]]]:
     model, servers = scenario.model, scenario.servers
     L = model.num_blocks
     slot_table = [[s.cache_slots(m, model) for m in range(L + 1)] for s in servers]
@@ -365,7 +450,7 @@ def _joint_templates(scenario: Scenario, limit: int, seed_chains) -> tuple[list[
             for f in range(e + 1, L + 1):
                 if slot_table[j][f - e] >= f - e:      # holding [e, f) leaves room for one job there
                     moves.setdefault(e, []).append((j, f, s.comm_time_s + s.block_time_s * (f - e)))
-    templates, capped = _best_first(L, moves, limit, distinct=True)
+    templates, capped = _best_first(L, moves, limit, distinct=True, deadline=deadline)
     known = {t.hops for t in templates}
     # the seed's chains join the model even past the cap, so the joint optimum is never below the seed
     for hops, _ in seed_chains:
@@ -377,7 +462,8 @@ def _joint_templates(scenario: Scenario, limit: int, seed_chains) -> tuple[list[
 
 
 def solve_joint(scenario: Scenario, time_limit_s: float = DEFAULT_JOINT_TIME_S,
-                limit: int = DEFAULT_CHAIN_LIMIT, seed_plan=None) -> JointSolution | None:
+                limit: int = DEFAULT_CHAIN_LIMIT, seed_plan=None, deadline: float | None = None
+                ) -> JointSolution | None:
     """Max ``nu`` over placements and integer capacities (a MIP over chain templates).
 
     A template is a chain with its positions: hops ``(j, e, f)`` meaning server
@@ -396,7 +482,10 @@ def solve_joint(scenario: Scenario, time_limit_s: float = DEFAULT_JOINT_TIME_S,
     """
     J = len(scenario.servers)
     seed_chains = seed_plan[1] if seed_plan is not None else []
-    templates, capped, slot_table = _joint_templates(scenario, limit, seed_chains)
+    if deadline is None:
+        deadline = time.monotonic() + time_limit_s
+    templates, capped, slot_table = _joint_templates(scenario, limit, seed_chains,
+                                                     deadline - 0.6 * max(0.0, deadline - time.monotonic()))
     if not templates:
         return None
     L = scenario.model.num_blocks
@@ -456,7 +545,8 @@ def solve_joint(scenario: Scenario, time_limit_s: float = DEFAULT_JOINT_TIME_S,
         for var, val in zip(c_cp + p_cp, hint[0] + hint[1]):
             cp.AddHint(var, val)
     cps = cp_model.CpSolver()
-    cps.parameters.max_time_in_seconds = max(0.5, time_limit_s)
+    # what is left of the limit, less a margin for the LP bound and building the plan after it
+    cps.parameters.max_time_in_seconds = max(0.05, 0.85 * (deadline - time.monotonic()))
     cps.parameters.num_workers = 2     # one process; a second worker finds far better plans than one
     cps.parameters.random_seed = 1
     cp_code = cps.Solve(cp)
@@ -504,7 +594,7 @@ def solve_joint(scenario: Scenario, time_limit_s: float = DEFAULT_JOINT_TIME_S,
     return JointSolution(Placement(tuple(start), tuple(count)), chains, outcome, len(templates), capped)
 
 
-def _rate_seed(scenario: Scenario, time_limit_s: float):
+def _rate_seed(scenario: Scenario, time_limit_s: float, deadline: float | None = None):
     """A high-rate starting plan: over all c, GBP-CR keeping every chain it forms, then the allocation optimum.
 
     The proposed plan itself stops adding chains once nu >= lambda / (rho_bar c), a poor start for max nu.
@@ -514,13 +604,20 @@ def _rate_seed(scenario: Scenario, time_limit_s: float):
     best, best_rate = None, -1.0
     seen = set()
     for d in tune_c(big).evaluated:
+        if deadline is not None and time.monotonic() > deadline:
+            break
         g = gbpcr(big, int(d["c"]))
         if not g.feasible or g.placement.key() in seen:
             continue
         seen.add(g.placement.key())
         slots = cache_slots(scenario, g.placement)
-        chains, _, _, hint = _chains_and_hint(scenario, g.placement, slots, 2000)
-        out = allocate(chains, slots, "max-rate", None, min(2.0, time_limit_s / 10), hint)
+        chains, _, _, hint = _chains_and_hint(scenario, g.placement, slots, 2000, deadline)
+        share = min(2.0, time_limit_s / 10)
+        if deadline is not None:
+            share = min(share, deadline - time.monotonic())
+        if share <= 0.01:
+            break
+        out = allocate(chains, slots, "max-rate", None, share, hint)
         if out.values and out.objective > best_rate:
             best_rate = out.objective
             best = (g.placement, [(ch.hops, v) for ch, v in zip(chains, out.values) if v > 0])
@@ -538,19 +635,25 @@ def optimal(scenario: Scenario, options: PlanOptions) -> PlanResult:
     time_limit = options.time_limit_s or DEFAULT_JOINT_TIME_S
     lam = scenario.workload.arrival_rate
     options.report(0.1, f"{name}: proposed method as the starting solution")
+    started = time.monotonic()
+    deadline = started + time_limit
     cand, _ = proposed_candidate(scenario, options.c)
-    seed = _rate_seed(scenario, time_limit)
+    # the starting plan may use 20 % of the limit, the template enumeration up to 30 %, CP-SAT what is left
+    seed = _rate_seed(scenario, time_limit, started + 0.2 * time_limit)
     if seed is None and cand is not None:
         seed = (cand.placement.placement, [(g.hops, g.capacity) for g in cand.chains])
     options.report(0.3, f"{name}: solving the joint model")
-    sol = solve_joint(scenario, time_limit, limit, seed)
+    sol = solve_joint(scenario, time_limit, limit, seed, deadline=deadline)
     if sol is None:
         return PlanResult(name, False, "no placement admits a chain that can hold a job")
     chains = sorted((make_chain(scenario, t.hops, v) for t, v in sol.chains),
                     key=lambda ch: (ch.service_time_s, ch.servers))
     nu = sol.outcome.objective
     info = sol.outcome.report(objective_name="max-rate", chains_enumerated=sol.templates,
-                              enumeration_capped=sol.capped, chain_limit=limit)
+                              enumeration_capped=sol.capped, chain_limit=limit,
+                              optimises=("the total service rate nu over placements and allocations, not the "
+                                         "response-time bound (which is not linear in the capacities); the plan's "
+                                         "bounds show its response time"))
     if sol.capped:
         info["note"] = (f"chain templates capped at the {limit} fastest (plus the proposed plan's); objective "
                         "and bound are optimal for that restricted set only")
@@ -565,8 +668,13 @@ def optimal(scenario: Scenario, options: PlanOptions) -> PlanResult:
             "response_time_lower_s": prop_b.lower_s if prop_b.stable else None,
             "optimal_response_time_lower_s": opt_b.lower_s if opt_b.stable else None,
         }
+    search = {"searched_s": time.monotonic() - started, "budget_s": time_limit,
+              "cut_short": not sol.outcome.status.startswith("OPTIMAL"),
+              "detail": f"{sol.templates} chain templates{' (enumeration stopped early)' if sol.capped else ''}, "
+                        f"status {sol.outcome.status}, proven gap {sol.outcome.gap}"}
     if not lam < nu:
         return PlanResult(name, False, f"arrival rate {lam:g} req/s is not below the largest total service rate "
                           f"{nu:.4g} req/s any plan reaches", placement=sol.placement, chains=chains,
-                          extra={"exact": info})
-    return PlanResult(name, True, placement=sol.placement, chains=chains, dispatch="jffc", extra={"exact": info})
+                          extra={"exact": info, "search": search})
+    return PlanResult(name, True, placement=sol.placement, chains=chains, dispatch="jffc",
+                      extra={"exact": info, "search": search})

@@ -67,3 +67,43 @@ def paper_scenario_doc(num_servers: int = 20, eta: float = 0.2, arrival_rate: fl
 
 def paper_scenario(**kwargs: Any) -> Scenario:
     return parse_scenario(paper_scenario_doc(**kwargs))
+
+
+# -- tiny instances that exhaustive search can solve (solvers/oracle.py; bench/tiny_eval.py) ----------------
+
+TINY_SHAPES = [(3, 10, 6), (3, 8, 5), (4, 7, 4), (4, 8, 3), (5, 5, 3), (5, 6, 2), (3, 6, 6), (4, 5, 4),
+          (5, 6, 3), (3, 9, 4)]        # (J, L, most blocks a big server holds with KV for one job)
+
+
+def reference_rate(scenario: Scenario) -> float:
+    """Largest total service rate GCA reaches over GBP-CR's every-chain placements (any c)."""
+    from dataclasses import replace
+
+    from .ctuning import tune_c
+    fast = replace(scenario, workload=replace(scenario.workload, arrival_rate=1e-6, target_load=1e-9))
+    tuning = tune_c(fast, objective="upper-bound", keep=10_000)
+    return max((cand.bounds.total_rate for cand in tuning.top), default=0.0)
+
+
+def tiny_instance(i: int) -> Scenario:
+    """Instance ``i`` (seeded): J in 3-5, L in 5-10, a fast big and a slow small server type, light (even i) or
+    heavy (odd i) load: 20 % / 80 % of ``reference_rate``."""
+    J, L, big = TINY_SHAPES[i % len(TINY_SHAPES)]
+    rng = np.random.default_rng(1000 + i)
+    sm, sc = 1.0, 0.25
+    rtts = [0.05, 0.2, 0.6]
+    servers = []
+    for j in range(J):
+        fast = j == 0 or rng.random() < 0.4
+        blocks = big if fast else max(1, big // 2)
+        memory = blocks * (sm + sc) + sc * float(rng.integers(0, 2 * blocks + 1))
+        servers.append({"id": f"{'hi' if fast else 'lo'}{j}", "memory_gb": memory,
+                        "comm_time_s": float(rng.choice(rtts)), "block_time_s": 0.1 if fast else 0.25})
+    doc = {"name": f"tiny-{i}", "model": {"num_blocks": L, "block_size_gb": sm, "cache_size_gb": sc},
+           "servers": servers, "workload": {"arrival_rate": 1.0, "target_load": 0.7}}
+    base = parse_scenario(doc)
+    share = 0.2 if i % 2 == 0 else 0.8
+    doc["workload"]["arrival_rate"] = share * reference_rate(base)
+    return parse_scenario(doc)
+
+

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .bounds import response_time_bounds
 from .chains import Chain
 from .scenario import Scenario
@@ -28,6 +30,7 @@ class PlanResult:
     dispatch: str | None = "jffc"          # policy the chains are simulated with (None: the algorithm routes itself)
     simulation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tuning: Any = None                     # the c-tuning run (ctuning.TuningResult), for the explanation only
 
 
 def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) -> list[dict[str, Any]]:
@@ -65,12 +68,21 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
     total_rate = sum(ch.capacity / ch.service_time_s for ch in result.chains)
     doc["total_service_rate"] = total_rate
     doc["total_capacity"] = sum(ch.capacity for ch in result.chains)
+    lam = scenario.workload.arrival_rate
+    bounds = None
+    why_not = bounds_why_not(scenario, result)
     if result.chains:
-        b = response_time_bounds(result.chains, scenario.workload.arrival_rate)
-        doc["bounds"] = b.to_dict()
-        doc["load"] = b.load if math.isfinite(b.load) else None
+        bounds = response_time_bounds(result.chains, lam)
+        doc["load"] = bounds.load if math.isfinite(bounds.load) else None
+    if bounds is not None and why_not is None and bounds.stable:
+        doc["bounds"] = {**bounds.to_dict(), "applies": True, "why_not": None}
     else:
-        doc["bounds"] = {"response_time_lower_s": None, "response_time_upper_s": None}
+        if why_not is None:
+            why_not = (f"the arrival rate {lam:g} req/s is not below the chains' total service rate "
+                       f"{total_rate:.4g} req/s: the queue grows without limit")
+        doc["bounds"] = {"response_time_lower_s": None, "response_time_upper_s": None, "applies": False,
+                         "why_not": why_not}
+    doc["overloaded"], doc["overload_reason"] = overload(scenario, result, total_rate)
     if placement is not None:
         used = set(placement.used())
         doc["unused_servers"] = [s.id for j, s in enumerate(scenario.servers) if j not in used]
@@ -80,5 +92,80 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
     if result.simulation is not None:
         doc["simulation"] = result.simulation
     doc.update(result.extra)
+    limit = physical_limit_s(scenario)
+    doc["physical_limit_s"] = limit
+    predicted = None
+    if result.simulation is not None:
+        predicted = result.simulation.get("mean_response_s")
+    elif doc["bounds"]["applies"]:
+        predicted = doc["bounds"]["response_time_upper_s"]
+    doc["limit_ratio"] = predicted / limit if predicted is not None and limit else None
+    from .explain import explain     # late: explain re-runs GBP-CR/GCA, which import this module's callers
+    doc["explanation"] = explain(scenario, result, doc)
     doc["solve_time_s"] = solve_time_s
     return doc
+
+
+def bounds_why_not(scenario: Scenario, result: PlanResult) -> str | None:
+    """Why the JFFC bounds (Poisson arrivals, exponential sizes, JFFC over the chains) do not hold, or None."""
+    if not result.chains:
+        return (f"{result.algorithm} routes every request itself, without pre-allocated chains and a central "
+                "queue: the JFFC bounds describe no part of it (see the simulation)")
+    if result.dispatch != "jffc":
+        return (f"the chains are dispatched by {result.dispatch or 'the algorithm itself'}, not JFFC: the bounds "
+                "hold only for join-the-fastest-free-chain dispatch")
+    if scenario.workload.trace is not None:
+        return ("the workload is a trace (its own arrival times and token counts), not Poisson arrivals with "
+                "exponential job sizes: the bounds do not hold for it")
+    return None
+
+
+# A stable queue's waits look alike in both halves of a run; an overloaded one's keep growing.  Waits above
+# WAIT_TO_SERVICE service times mean the run never left its ramp (at such loads waiting dominates whatever one
+# measures), so they count as overloaded too.
+WAIT_TO_SERVICE = 10.0
+
+
+def overload(scenario: Scenario, result: PlanResult, total_rate: float) -> tuple[bool, str | None]:
+    """(overloaded, why): the chains' rate is not above the arrival rate, or simulated waits grow with time."""
+    lam = scenario.workload.arrival_rate
+    if result.chains and not lam < total_rate:
+        return True, (f"arrival rate {lam:g} req/s >= total service rate {total_rate:.4g} req/s: waiting grows "
+                      "with the run length")
+    sim = result.simulation
+    if sim:
+        first, second = sim.get("mean_wait_first_half_s"), sim.get("mean_wait_second_half_s")
+        wait, service = sim.get("mean_wait_s") or 0.0, sim.get("mean_service_s") or 0.0
+        growing = first is not None and second is not None and second > 1.5 * first and second - first > service
+        if growing or (service > 0 and wait > WAIT_TO_SERVICE * service):
+            return True, (f"simulated waiting grows with the run: mean wait {first:.4g} s in the first half of the "
+                          f"measured requests, {second:.4g} s in the second, against {service:.4g} s of service; "
+                          "the load exceeds what this plan serves, so its figures depend on the run length")
+    return False, None
+
+
+def physical_limit_s(scenario: Scenario) -> float | None:
+    """The no-queueing limit: the fastest chain memory allows for a single job (no plan's mean is lower).
+
+    Each server may hold at most ``floor(M_j / (s_m + s_c))`` blocks with KV for one
+    job; a hop of ``d`` blocks costs at least the cheapest ``tau_c + tau_p d`` over
+    servers that can hold ``d``.  A shortest path over block positions with those
+    hop costs (a server may appear twice, which only lowers the result) is a lower
+    bound on every chain's mean service time, hence on any plan's mean response.
+    """
+    model = scenario.model
+    L = model.num_blocks
+    memory = np.array([s.memory_gb for s in scenario.servers])
+    comm = np.array([s.comm_time_s for s in scenario.servers])
+    per_block = np.array([s.block_time_s for s in scenario.servers])
+    held = np.minimum(np.floor(memory / (model.block_size_gb + model.cache_size_gb) + 1e-9), L)
+    hop = np.full(L + 1, math.inf)
+    for d in range(1, L + 1):
+        ok = held >= d
+        if ok.any():
+            hop[d] = float((comm[ok] + per_block[ok] * d).min())
+    dist = np.full(L + 1, math.inf)
+    dist[0] = 0.0
+    for f in range(1, L + 1):
+        dist[f] = float((dist[:f][::-1] + hop[1:f + 1]).min())
+    return float(dist[L]) if math.isfinite(dist[L]) else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 from .algorithms import PlanOptions, register
 from .ctuning import evaluate, memory_shortfall, tune_c
@@ -40,9 +42,21 @@ def chains_of(scenario: Scenario, allocated) -> list:
     return [make_chain(scenario, ch.hops, ch.capacity) for ch in allocated]
 
 
-@register("proposed", "GBP-CR placement + GCA cache allocation, c tuned by the JFFC lower bound, JFFC dispatch",
-          default=True)
+@register("proposed", "the paper's method exactly (a baseline): GBP-CR placement + GCA cache allocation, c tuned "
+          "by the JFFC lower bound, JFFC dispatch")
 def proposed(scenario: Scenario, options: PlanOptions) -> PlanResult:
+    started = time.monotonic()
+    result = _proposed(scenario, options)
+    note = result.extra.get("note")
+    cut = bool(note and note.startswith("time limit"))
+    result.extra["search"] = {
+        "searched_s": time.monotonic() - started, "budget_s": options.time_limit_s, "cut_short": cut,
+        "detail": note if cut else ("fixed c, nothing searched" if options.c is not None else
+                                    "every value of c tuned by the " + options.c_objective)}
+    return result
+
+
+def _proposed(scenario: Scenario, options: PlanOptions) -> PlanResult:
     shortfall = memory_shortfall(scenario)
     if shortfall:
         return PlanResult("proposed", False, shortfall)
@@ -50,7 +64,9 @@ def proposed(scenario: Scenario, options: PlanOptions) -> PlanResult:
         result = gbpcr(scenario, options.c)
         if not result.feasible:
             return PlanResult("proposed", False, result.reason, c=options.c)
-        cand = evaluate(scenario, result, options.c_objective)
+        # with c given nothing is tuned: the objective only scores it ("simulation" would simulate one plan)
+        objective = "lower-bound" if options.c_objective == "simulation" else options.c_objective
+        cand = evaluate(scenario, result, objective)
         tuning = None
     else:
         by_simulation = options.c_objective == "simulation"
@@ -74,4 +90,5 @@ def proposed(scenario: Scenario, options: PlanOptions) -> PlanResult:
                           f"arrival rate {scenario.workload.arrival_rate:g} req/s is not below the total service "
                           f"rate {cand.bounds.total_rate:.4g} req/s of c = {cand.c}",
                           c=cand.c, placement=cand.placement.placement, chains=chains, extra=extra)
-    return PlanResult("proposed", True, c=cand.c, placement=cand.placement.placement, chains=chains, extra=extra)
+    return PlanResult("proposed", True, c=cand.c, placement=cand.placement.placement, chains=chains, extra=extra,
+                      tuning=tuning)

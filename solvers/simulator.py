@@ -260,6 +260,10 @@ class SimulationResult:
     histogram: dict[str, Any] = field(repr=False)
     chain_utilisation: tuple[float, ...] | None = None   # mean busy slots / capacity, measured window
     chain_jobs: tuple[int, ...] | None = None            # measured jobs served per chain
+    # mean wait of the first and second half of the measured requests (by arrival): a stable system shows
+    # the same in both, an overloaded one a wait that keeps growing (the plan's ``overloaded`` flag)
+    mean_wait_first_half_s: float = math.nan
+    mean_wait_second_half_s: float = math.nan
 
     PLAN_FIELDS = ("requests", "seed", "mean_response_s", "p50_response_s", "p95_response_s",
                    "p99_response_s", "mean_wait_s", "mean_service_s")
@@ -270,7 +274,8 @@ class SimulationResult:
         for name in self.PLAN_FIELDS[2:]:
             doc[name] = _clean(getattr(self, name))
         for name in ("p50_wait_s", "p95_wait_s", "p99_wait_s", "p50_service_s", "p95_service_s",
-                     "p99_service_s", "response_ci95_s", "duration_s"):
+                     "p99_service_s", "response_ci95_s", "duration_s", "mean_wait_first_half_s",
+                     "mean_wait_second_half_s"):
             doc[name] = _clean(getattr(self, name))
         doc["warmup_requests"] = self.warmup_requests
         if self.chain_utilisation is not None:
@@ -347,7 +352,8 @@ def summarise(engine: Engine, warmup: int, seed: int | None,
         p50_wait_s=float(pw[0]), p95_wait_s=float(pw[1]), p99_wait_s=float(pw[2]),
         p50_service_s=float(ps[0]), p95_service_s=float(ps[1]), p99_service_s=float(ps[2]),
         response_ci95_s=batch_means_half_width(response), duration_s=t1 - t0,
-        histogram=_histogram(response), chain_utilisation=utilisation, chain_jobs=per_chain)
+        histogram=_histogram(response), chain_utilisation=utilisation, chain_jobs=per_chain,
+        mean_wait_first_half_s=mean(wait[: wait.size // 2]), mean_wait_second_half_s=mean(wait[wait.size // 2:]))
 
 
 def _warmup_count(n: int, warmup_fraction: float) -> int:

@@ -2,6 +2,7 @@
 // Session auth: cookies travel with every request; unsafe methods carry the
 // X-CSRFToken header read from the `csrftoken` cookie.
 
+import type { DispatcherPanelData } from './lib/dispatch';
 import { ApiError, toApiError } from './lib/errors';
 import { buildQuery, type QueryValue } from './lib/query';
 import type {
@@ -139,6 +140,10 @@ export const api = {
   curve: (id: number, rates: number[]) =>
     request<{ points: CurvePoint[] }>('GET', `/plans/${id}/curve/` + buildQuery({ rates: rates.map((r) => +r.toPrecision(6)).join(',') })),
   petalsCommands: (id: number) => request<{ commands: string[] }>('GET', `/plans/${id}/petals-commands/`),
+
+  // live dispatcher (docs/dispatcher.md)
+  dispatcher: (id: number) => request<DispatcherPanelData>('GET', `/clusters/${id}/dispatcher/`),
+  dispatchToken: (id: number) => request<{ token: string }>('POST', `/clusters/${id}/dispatch/tokens/`, {}),
 
   // re-planning
   updateReplanSettings: (id: number, s: Partial<ReplanSettings>) => request<Cluster>('PATCH', `/clusters/${id}/`, s),

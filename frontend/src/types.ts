@@ -65,7 +65,7 @@ export interface ReplanSettings {
   replan_webhook_url: string;
 }
 
-export type Trigger = '' | 'manual' | 'schedule' | 'calibration' | 'servers' | 'load';
+export type Trigger = '' | 'manual' | 'schedule' | 'calibration' | 'servers' | 'load' | 'service_time';
 
 export interface ReplanOutcome {
   adopted: boolean;

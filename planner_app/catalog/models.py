@@ -56,6 +56,9 @@ class Cluster(TimeStamped):
     observed_arrival_rate = models.FloatField(null=True, blank=True)
     observed_window_s = models.FloatField(null=True, blank=True)
     observed_at = models.DateTimeField(null=True, blank=True)
+    # Live dispatch (docs/dispatcher.md): the policy acquire/ uses when the request names none.
+    dispatch_policy = models.CharField(max_length=8, default="jffc",
+                                       choices=[(p, p) for p in ("jffc", "jsq", "sed", "random")])
 
     class Meta:
         ordering = ["-created_at", "-id"]

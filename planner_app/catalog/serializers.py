@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..core.documents import ScenarioDocumentField, WorkloadSerializer
+from ..core.errors import FieldErrors
 from ..core.fields import FiniteFloatField, OwnedPrimaryKeyField
 from ..core.validation import check_server_count, check_servers, derive_model, nul_errors, parse_scenario_document
 from .models import Cluster, ModelSpec
@@ -119,7 +120,7 @@ class ClusterSerializer(serializers.ModelSerializer):
     class Meta:
         model = Cluster
         fields = ["id", "name", "description", "model", "servers", "server_count", "default_workload",
-                  *REPLAN_FIELDS, "adopted_plan", "observed_arrival_rate", "observed_at", "created_at", "updated_at"]
+                  *REPLAN_FIELDS, "dispatch_policy", "adopted_plan", "observed_arrival_rate", "observed_at", "created_at", "updated_at"]
         read_only_fields = ["id", "adopted_plan", "observed_arrival_rate", "observed_at", "created_at", "updated_at"]
 
     def validate_default_workload(self, workload):
@@ -139,6 +140,12 @@ class ClusterSerializer(serializers.ModelSerializer):
         return super().to_internal_value(data)
 
     def validate_servers(self, servers):
+        # The list replaces the cluster's servers, so every entry is whole even in a PATCH
+        # (DRF makes nested fields optional under partial=True).
+        missing = [{"field": f"[{i}].{key}", "message": "This field is required."}
+                   for i, server in enumerate(servers or []) for key in ("server_id", "memory_gb") if key not in server]
+        if missing:
+            raise FieldErrors(missing)
         if servers:
             docs = [{"id": s["server_id"], **{k: s[k] for k in SERVER_FIGURES if s.get(k) is not None}}
                     for s in servers]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from drf_spectacular.types import OpenApiTypes
+from django_filters import rest_framework as df
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -13,8 +13,9 @@ from rest_framework.response import Response
 
 from solvers.presets import PRESETS
 
-from ..core.documents import ScenarioDocSerializer
+from ..core.documents import ScenarioExportSerializer
 from ..core.errors import FieldErrors
+from ..core.filters import ID_MAX, IdFilter
 from ..core.validation import derive_model
 from ..core.views import OwnedQuerysetMixin
 from . import selectors, serializers as s, services
@@ -55,11 +56,19 @@ class ModelSpecViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
                          for name, arch in sorted(PRESETS.items())])
 
 
+class ClusterFilter(df.FilterSet):
+    model = IdFilter()
+
+    class Meta:
+        model = Cluster
+        fields = {"name": ["exact", "icontains"]}
+
+
 class ClusterViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     model = Cluster
     serializer_class = s.ClusterSerializer
     ordering_fields = ["created_at", "updated_at", "name"]
-    filterset_fields = {"name": ["exact", "icontains"], "model": ["exact"]}
+    filterset_class = ClusterFilter
 
     def owned_queryset(self):
         return selectors.clusters_for(self.request.user)
@@ -84,10 +93,11 @@ class ClusterViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         cluster = services.cluster_import(request.user, body.validated_data["scenario"])
         return Response(self.get_serializer(self._reload(cluster)).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(parameters=[OpenApiParameter("model", OpenApiTypes.INT, description="default: the cluster's model"),
-                               OpenApiParameter("arrival_rate", OpenApiTypes.FLOAT,
+    @extend_schema(parameters=[OpenApiParameter("model", {"type": "integer", "minimum": 1, "maximum": ID_MAX},
+                                               description="default: the cluster's model"),
+                               OpenApiParameter("arrival_rate", {"type": "number", "minimum": 0, "exclusiveMinimum": True},
                                                 description="default: the imported workload's")],
-                   responses={200: ScenarioDocSerializer})
+                   responses={200: ScenarioExportSerializer})
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
         cluster = self.get_object()
@@ -95,7 +105,10 @@ class ClusterViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         model = cluster.model
         if request.query_params.get("model"):
             try:
-                model = selectors.models_for(request.user).get(pk=int(request.query_params["model"]))
+                model_id = int(request.query_params["model"])
+                if not 1 <= model_id <= ID_MAX:
+                    raise ValueError
+                model = selectors.models_for(request.user).get(pk=model_id)
             except (ValueError, ModelSpec.DoesNotExist):
                 errors.append({"field": "model", "message": "no such model"})
         workload = dict(cluster.default_workload or {})

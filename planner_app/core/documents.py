@@ -72,6 +72,15 @@ class ScenarioDocSerializer(serializers.Serializer):
     workload = WorkloadSerializer()
 
 
+class ScenarioExportSerializer(ScenarioDocSerializer):
+    """A cluster exported as a scenario document: without a model or workload when the cluster has none."""
+
+    model = ScenarioModelDocSerializer(required=False, help_text="absent when the cluster has no model "
+                                                                 "(and none was named)")
+    workload = WorkloadSerializer(required=False, help_text="absent when the cluster has no default workload "
+                                                            "(and no arrival_rate was given)")
+
+
 @extend_schema_field(ScenarioDocSerializer)
 class ScenarioDocumentField(serializers.JSONField):
     """A scenario document of scenario-format.md (validated by the solver's parser)."""

@@ -20,3 +20,19 @@ class UsernameSerializer(serializers.Serializer):
 
 class MeSerializer(serializers.Serializer):
     username = serializers.CharField(allow_null=True, help_text="null when signed out")
+
+
+class CheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class WorkersCheckSerializer(CheckSerializer):
+    alive = serializers.IntegerField(min_value=0, help_text="workers consuming the job queue that answered")
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(["ok", "unavailable"])
+    database = CheckSerializer()
+    broker = CheckSerializer()
+    workers = WorkersCheckSerializer()

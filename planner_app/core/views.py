@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import authenticate, login, logout
-from django.db import connection
 from django.http import FileResponse, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import permissions, serializers as drf_serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from . import serializers as s, services
@@ -32,6 +32,11 @@ class OwnedQuerysetMixin:
             return self.model.objects.none()
         return self.owned_queryset()
 
+    def filter_queryset(self, queryset):
+        # List filters are for lists: on an object endpoint a query parameter means something
+        # else (GET /clusters/{id}/export/?model=<id> names the model to export with).
+        return super().filter_queryset(queryset) if not self.detail else queryset
+
 
 def _check_password(request):
     """The active user named by a {"username", "password"} body, or a 400."""
@@ -50,6 +55,8 @@ def username_of(request) -> str:
 class TokenView(APIView):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
 
     @extend_schema(request=s.TokenRequestSerializer, responses={200: s.TokenSerializer}, auth=[])
     def post(self, request):
@@ -64,6 +71,8 @@ class LoginView(APIView):
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
 
     @extend_schema(request=s.TokenRequestSerializer, responses={200: s.UsernameSerializer}, auth=[])
     def post(self, request):
@@ -102,16 +111,17 @@ class CsrfView(APIView):
 
 
 class HealthView(APIView):
-    """Liveness for load balancers and docker health checks (database reachable)."""
+    """Can jobs run now? Database, broker and live workers on the job queue; 503 when any is missing."""
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses={200: inline_serializer("Health", {"status": drf_serializers.CharField()})}, auth=[])
+    @extend_schema(responses={200: s.HealthSerializer, 503: s.HealthSerializer}, auth=[])
     def get(self, request):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return Response({"status": "ok"})
+        from .health import health
+        body = health()
+        return Response(body, status=status.HTTP_200_OK if body["status"] == "ok"
+                        else status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
 def frontend(request, path=""):

@@ -27,6 +27,7 @@ class Trigger(models.TextChoices):
     CALIBRATION = "calibration"
     SERVERS = "servers"
     LOAD = "load"
+    SERVICE_TIME = "service_time"      # a chain's measured service time (live dispatcher) drifted from the plan
 
 
 class Job(models.Model):

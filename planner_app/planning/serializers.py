@@ -109,8 +109,10 @@ class JobSerializer(serializers.ModelSerializer):
 
     @staticmethod
     def _plans(job):
-        # plans are written in the transaction that ends a job: an unfinished one has none (no query)
-        return job.plans.all() if job.is_terminal else ()
+        # plans are stored as each algorithm finishes, so a running job has some too; lists prefetch them
+        if "plans" in getattr(job, "_prefetched_objects_cache", {}):
+            return job.plans.all()
+        return Plan.objects.filter(job=job).defer("document").order_by("id")
 
     def generic_representation(self, job):
         return super().to_representation(job)

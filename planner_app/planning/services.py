@@ -8,7 +8,10 @@ Job execution is built so that a job is never lost and never half-written:
 - While it runs, a heartbeat thread refreshes ``heartbeat_at``; every write of
   the worker is conditional on ``status=running`` and its own ``attempts``, so a
   cancelled job or one taken over after a presumed worker death is abandoned.
-- All plans and the final status are written in one transaction.
+- Each plan is written as soon as its algorithm finishes (so a job's plans grow
+  while it runs), under the same ownership condition; the final status is
+  written in one transaction.  An attempt that resumes a job keeps the plans
+  of the algorithms that already finished and runs only the others.
 - ``sweep_jobs`` (periodic) re-queues jobs whose heartbeat stopped (the worker
   died) and re-sends queued jobs whose message may have been lost.
 
@@ -236,11 +239,29 @@ def _plan_row(job: Job, doc: dict[str, Any]) -> Plan:
                 total_capacity=doc.get("total_capacity"), solve_time_s=doc.get("solve_time_s"), document=doc)
 
 
+def _save_plan(job_id: int, attempt: int, doc: dict[str, Any]) -> None:
+    """Store one algorithm's plan now (readers see it while the job runs); only while this attempt owns the job."""
+    with transaction.atomic():
+        job = _owned(job_id, attempt).select_for_update().first()
+        if job is None:
+            raise JobAbandoned()
+        _plan_row(job, doc).save()
+
+
+def _finished_plans(job_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Plans an earlier attempt of this job already stored, per algorithm in order."""
+    done: dict[str, list[dict[str, Any]]] = {}
+    for algorithm, document in Plan.objects.filter(job_id=job_id).order_by("id").values_list("algorithm", "document"):
+        done.setdefault(algorithm, []).append(document)
+    return done
+
+
 def _finish(job_id: int, attempt: int, *, plans: list[dict[str, Any]] | None = None,
             error: str | None = None, scenario=None) -> bool:
     """Write the outcome atomically, only if this attempt still owns the job.
 
-    A re-plan job's adoption decision is part of the same transaction.
+    ``plans`` not yet stored are stored with it.  A re-plan job's adoption
+    decision is part of the same transaction.
     """
     with transaction.atomic():
         job = _owned(job_id, attempt).select_for_update().first()
@@ -248,9 +269,10 @@ def _finish(job_id: int, attempt: int, *, plans: list[dict[str, Any]] | None = N
             return False
         if plans:
             Plan.objects.bulk_create([_plan_row(job, doc) for doc in plans])
-            if job.trigger and error is None and scenario is not None:
-                job.replan_outcome = _runner().decide(job, Plan.objects.filter(job=job).order_by("id").first(),
-                                                    scenario)
+        if job.trigger and error is None and scenario is not None:
+            first = Plan.objects.filter(job=job).order_by("id").first()
+            if first is not None:
+                job.replan_outcome = _runner().decide(job, first, scenario)
         now = timezone.now()
         job.finished_at = now
         job.heartbeat_at = now
@@ -298,17 +320,23 @@ def execute_job(job_id: int, worker: str, soft_limit_s: float | None = None) -> 
         limit = opts.get("time_limit_s")
         deadline = time.monotonic() + limit if limit else None
         plans = []
+        done = _finished_plans(job_id) if attempt > 1 else {}
         for index, algorithm in enumerate(job.algorithms):
             current = algorithm
+            if done.get(algorithm):
+                plans.append(done[algorithm].pop(0))      # an earlier attempt finished it: keep that plan
+                continue
             progress.start(index)
             remaining = max(0.001, deadline - time.monotonic()) if deadline else None
             if job.trigger:
-                plans.append(_runner().compute(job, scenario, progress, remaining))
-                continue
-            plans.append(plan(scenario, algorithm, c=opts.get("c"),
-                              simulate_requests=opts.get("simulate_requests", settings.DEFAULT_SIMULATE_REQUESTS),
-                              seed=opts.get("seed", 1), progress=progress, time_limit_s=remaining))
-        ok = _finish(job_id, attempt, plans=plans, error=_infeasible_error(plans), scenario=scenario)
+                doc = _runner().compute(job, scenario, progress, remaining)
+            else:
+                doc = plan(scenario, algorithm, c=opts.get("c"),
+                           simulate_requests=opts.get("simulate_requests", settings.DEFAULT_SIMULATE_REQUESTS),
+                           seed=opts.get("seed", 1), progress=progress, time_limit_s=remaining)
+            _save_plan(job_id, attempt, doc)
+            plans.append(doc)
+        ok = _finish(job_id, attempt, error=_infeasible_error(plans), scenario=scenario)
         return "done" if ok else "abandoned"
     except JobAbandoned:
         return "abandoned"

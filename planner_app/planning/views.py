@@ -19,9 +19,12 @@ from solvers.bounds import response_time_curve
 from solvers.chains import Chain
 
 from ..core.errors import FieldErrors
+from ..core.filters import IdFilter
 from ..core.views import OwnedQuerysetMixin, username_of
 from . import selectors, serializers as s, services
 from .models import Job, JobStatus, Plan
+
+MAX_CURVE_POINTS = 500
 
 
 class AlgorithmsView(APIView):
@@ -33,6 +36,8 @@ class AlgorithmsView(APIView):
 
 class JobFilter(df.FilterSet):
     status = df.MultipleChoiceFilter(choices=JobStatus.choices)
+    cluster = IdFilter()
+    model = IdFilter()
     algorithm = df.CharFilter(method="filter_algorithm")
     created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
@@ -99,7 +104,8 @@ class JobViewSet(OwnedQuerysetMixin, mixins.CreateModelMixin, mixins.RetrieveMod
 
 
 class PlanFilter(df.FilterSet):
-    cluster = df.NumberFilter(field_name="job__cluster")
+    job = IdFilter()
+    cluster = IdFilter(field_name="job__cluster")
 
     class Meta:
         model = Plan
@@ -121,7 +127,8 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(parameters=[
         OpenApiParameter("rates", OpenApiTypes.STR, description="comma-separated arrival rates"),
-        OpenApiParameter("points", OpenApiTypes.INT, description="evenly spaced rates up to the plan's capacity")],
+        OpenApiParameter("points", {"type": "integer", "minimum": 1, "maximum": MAX_CURVE_POINTS},
+                         description="evenly spaced rates up to the plan's capacity")],
         responses={200: s.CurveSerializer})
     @action(detail=True, methods=["get"])
     def curve(self, request, pk=None):
@@ -146,9 +153,6 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             commands.append(f"# on {row['server']}\npython -m petals.cli.run_server {shlex.quote(model_name)} "
                             f"--block_indices {start}:{start + count}")
         return Response({"commands": commands})
-
-
-MAX_CURVE_POINTS = 500
 
 
 def _curve_rates(params, capacity_rate: float) -> list[float]:

@@ -1,7 +1,7 @@
 """Baselines of the published evaluation (spec section 3); importing registers them.
 
 ``solvers.api`` imports this package if present, so each name becomes an
-``--algorithm`` choice: petals, bprr, whole-model, jsq, jiq, sed, random.
+``--algorithm`` choice: petals, bprr, whole-model, parallax, exo, jsq, jiq, sed, random.
 """
 
-from . import bprr, dispatch_variants, petals, whole_model  # noqa: F401  (register on import)
+from . import anchors, bprr, dispatch_variants, petals, whole_model  # noqa: F401  (register on import)

@@ -13,7 +13,17 @@ Reproduced from the description of PETALS' behaviour (no PETALS code used):
 * **KV slots.** A request reserves KV for ``max_tokens`` on every block it runs
   on a server, i.e. one slot of size ``s_c`` per block, so server ``j`` has
   ``floor(m_j * cache_per_block / s_c)`` slots (2 per block for BLOOM at 2048).
-* **Joining.** Servers join one at a time in scenario order.  Each picks the
+* **Autograd reserve** (default on, ``petals_autograd_reserve``): a PETALS server
+  sizes itself as ``floor((M_j - autograd) / (s_m + cache_per_block))`` with
+  ``autograd = 2 GiB * hidden_size / 14336`` kept free for backward passes
+  (2 GiB for BLOOM-176B; 2 GiB when the architecture is unknown).  This is the
+  block limit a real server applies when ``--num_blocks`` is not given, capped
+  at the model's block count.
+* **Joining** (default ``petals_join_order = "random"``): servers join one at a
+  time in a random order drawn from the plan's seed (real servers start after a
+  random delay, so arrival order is not the scenario's); ``"scenario"`` keeps
+  the document's order (fast servers first in the paper's instances, which is
+  kinder to PETALS).  Each picks the
   start whose window has the lexicographically smallest sorted vector of
   per-block throughput (ties: the lowest start), then adds its throughput to
   every block it holds.  A server's throughput is its single-block inference
@@ -108,17 +118,42 @@ def rtt_s(scenario: Scenario) -> list[float]:
     return out
 
 
-def petals_placement(scenario: Scenario, attn_cache_tokens: int | None = None) -> PetalsPlacement:
+GIB_GB = 1024 ** 3 / 1e9
+JOIN_ORDERS = ("random", "scenario")
+
+
+def autograd_reserve_gb(scenario: Scenario) -> float:
+    """PETALS' estimate of rpc_backward memory: 2 GiB scaled by hidden size relative to BLOOM's 14336."""
+    arch = scenario.model.architecture
+    hidden = arch.hidden_size if arch is not None and arch.hidden_size else 14336
+    return 2 * GIB_GB * hidden / 14336
+
+
+def join_order(scenario: Scenario, order: str, seed: int) -> list[int]:
+    if order not in JOIN_ORDERS:
+        raise ValueError(f"petals_join_order must be one of {', '.join(JOIN_ORDERS)}, not {order!r}")
+    idx = list(range(len(scenario.servers)))
+    if order == "random":
+        import random
+        random.Random(seed).shuffle(idx)
+    return idx
+
+
+def petals_placement(scenario: Scenario, attn_cache_tokens: int | None = None, *, order: str = "random",
+                     seed: int = 1, autograd_reserve: bool = True) -> PetalsPlacement:
     model = scenario.model
     L = model.num_blocks
     tokens = attn_cache_tokens or attn_cache_tokens_of(scenario)
     cache_per_block = tokens * model.cache_size_gb / max_tokens_of(scenario)
-    counts = [min(floor_eps(s.memory_gb / (model.block_size_gb + cache_per_block)), L) for s in scenario.servers]
+    reserve = autograd_reserve_gb(scenario) if autograd_reserve else 0.0
+    counts = [min(floor_eps(max(0.0, s.memory_gb - reserve) / (model.block_size_gb + cache_per_block)), L)
+              for s in scenario.servers]
     slots = tuple(floor_eps(m * cache_per_block / model.cache_size_gb) for m in counts)
     throughput = tuple(1.0 / t for t in per_token_block_time(scenario))
     load = [0.0] * L
     starts = [0] * len(counts)
-    for j, m in enumerate(counts):              # servers join in scenario order
+    for j in join_order(scenario, order, seed):
+        m = counts[j]
         if m == 0:
             continue
         best, best_key = 0, None
@@ -234,8 +269,15 @@ class PetalsPolicy(SlotPolicy):
 @register("petals", "PETALS baseline: fixed KV pool sizing, lexicographic join placement, per-request "
                     "min-latency routing with retries and back-off (simulated)")
 def petals(scenario: Scenario, options: PlanOptions) -> PlanResult:
-    pp = petals_placement(scenario, options.extra.get("attn_cache_tokens"))
-    extra: dict[str, Any] = {"attn_cache_tokens": pp.attn_cache_tokens,
+    order = options.extra.get("petals_join_order", "random")
+    reserve = bool(options.extra.get("petals_autograd_reserve", True))
+    if order not in JOIN_ORDERS:
+        return PlanResult("petals", False, f"options.petals_join_order must be one of {', '.join(JOIN_ORDERS)}, "
+                          f"not {order!r}", dispatch=None)
+    pp = petals_placement(scenario, options.extra.get("attn_cache_tokens"), order=order, seed=options.seed,
+                          autograd_reserve=reserve)
+    extra: dict[str, Any] = {"attn_cache_tokens": pp.attn_cache_tokens, "petals_join_order": order,
+                             "petals_autograd_reserve_gb": autograd_reserve_gb(scenario) if reserve else 0.0,
                              "cache_per_block_gb": pp.cache_per_block_gb,
                              "server_kv_slots": list(pp.slots)}
     if not pp.feasible:

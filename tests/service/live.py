@@ -1,4 +1,4 @@
-"""A real service stack for end-to-end tests: PostgreSQL, Redis, gunicorn and Celery worker processes.
+"""A real service stack for end-to-end tests: PostgreSQL, Redis, uvicorn and Celery worker processes.
 
 Nothing is mocked: the web server and workers are subprocesses started the way
 production starts them, on a fresh PostgreSQL database and a Redis queue of
@@ -99,6 +99,9 @@ class Stack:
             "CHAINPLAN_WEBHOOK_ALLOW_PRIVATE": "true",     # the tests' webhook listens on 127.0.0.1
             "CHAINPLAN_DEFAULT_SIMULATE_REQUESTS": "2000",
             "PYTHONUNBUFFERED": "1",
+            # the live dispatcher's state: in Redis, under this stack's own prefix
+            "CHAINPLAN_DISPATCH_REDIS": REDIS_URL,
+            "CHAINPLAN_DISPATCH_PREFIX": f"test-dispatch-{self.queue}",
             **env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -123,13 +126,16 @@ class Stack:
 
     def start_web(self, workers: int = 2, threads: int = 4) -> str:
         port = free_port()
-        self._spawn([str(BIN / "gunicorn"), "planner_app.wsgi", "--bind", f"127.0.0.1:{port}",
-                     "--workers", str(workers), "--threads", str(threads), "--timeout", "60"], "web.log")
+        # as production runs it: uvicorn, the live dispatcher in front of Django (planner_app/asgi.py)
+        self.env["CHAINPLAN_WEB_THREADS"] = str(threads)
+        self._spawn([str(BIN / "uvicorn"), "planner_app.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                     "--workers", str(workers), "--no-access-log"], "web.log")
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.url + "/api/v1/health/", timeout=5).status_code == 200:
+                # up once it answers: 503 only says no worker is running yet
+                if requests.get(self.url + "/api/v1/health/", timeout=5).status_code in (200, 503):
                     return self.url
             except requests.RequestException:   # not up yet (refused or still booting)
                 pass
@@ -175,6 +181,12 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         self.procs.clear()
+        prefix = self.env.get("CHAINPLAN_DISPATCH_PREFIX", "")
+        if prefix.startswith("test-dispatch-") and self.env.get("CHAINPLAN_DISPATCH_REDIS"):
+            import redis
+            r = redis.Redis.from_url(self.env["CHAINPLAN_DISPATCH_REDIS"], socket_connect_timeout=3)
+            for key in r.scan_iter(match=prefix + ":*", count=1000):
+                r.delete(key)
 
     # -- API -----------------------------------------------------------------
     def client(self, username: str) -> "Client":

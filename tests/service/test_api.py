@@ -258,7 +258,7 @@ def test_job_list_filters_and_ordering(api, small_doc):
     assert [j["id"] for j in api.get(f"{V1}/jobs/?status=succeeded").json()["results"]] == [j1["id"]]
     assert [j["id"] for j in api.get(f"{V1}/jobs/?status=queued").json()["results"]] == [j2["id"]]
     assert [j["id"] for j in api.get(f"{V1}/jobs/?cluster={cluster['id']}").json()["results"]] == [j2["id"]]
-    assert api.get(f"{V1}/jobs/?algorithm=proposed").json()["count"] == 2
+    assert api.get(f"{V1}/jobs/?algorithm=search").json()["count"] == 2          # the default
     assert api.get(f"{V1}/jobs/?algorithm=nonexistent").json()["count"] == 0
     assert [j["id"] for j in api.get(f"{V1}/jobs/?ordering=created_at").json()["results"]] == [j1["id"], j2["id"]]
     assert api.get(f"{V1}/jobs/?created_after=2000-01-01T00:00:00Z").json()["count"] == 2
@@ -279,7 +279,7 @@ def test_plan_list_filters_sorts_and_curve_and_commands(api, small_doc):
     means = [p["mean_response_s"] for p in plans]
     assert means == sorted(means)
     assert [p["job"] for p in api.get(f"{V1}/plans/?job={ids[0]}").json()["results"]] == [ids[0]]
-    assert api.get(f"{V1}/plans/?algorithm=proposed").json()["count"] == 2
+    assert api.get(f"{V1}/plans/?algorithm=search").json()["count"] == 2          # the default
     pid = plans[0]["id"]
     curve = api.get(f"{V1}/plans/{pid}/curve/?rates=0.1,0.2,100").json()["points"]
     assert [p["arrival_rate"] for p in curve] == [0.1, 0.2, 100]

@@ -15,15 +15,20 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_compose_has_every_service_with_health_checks_and_volumes():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "web", "dispatcher", "worker", "beat"}
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
         assert service["volumes"], name
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "dispatcher", "worker", "beat"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and env["REDIS_URL"].startswith("redis://")
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert "gunicorn" in services["web"]["command"]
+    # one port for the API and the live dispatcher (planner_app/asgi.py); the dispatcher alone on its own
+    assert "uvicorn planner_app.asgi:application" in services["web"]["command"]
+    assert "planner_app.asgi:dispatcher_application" in services["dispatcher"]["command"]
+    assert "/api/v1/dispatch/health/" in " ".join(services["dispatcher"]["healthcheck"]["test"])
+    # the dispatcher's state survives a Redis restart only with append-only persistence
+    assert "--appendonly" in services["redis"]["command"]
     assert "worker" in services["worker"]["command"] and "beat" in services["beat"]["command"]
     # re-planning schedules live in the database: beat must read them there
     assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]["command"]

@@ -40,7 +40,7 @@ def test_petals_sizing_and_lexicographic_join():
     # no architecture -> 4096-token pool, s_c sized for 2048 tokens: pool = 2*s_c = 1 GB per block,
     # so m = floor(M / (1 + 1)); slots = 2 per block held
     s = scenario([(8, 1, 0.1), (8, 1, 0.1), (8, 1, 0.1), (6, 1, 0.1)], 10, s_m=1.0, s_c=0.5)
-    pp = petals_placement(s)
+    pp = petals_placement(s, order="scenario", autograd_reserve=False)
     assert pp.attn_cache_tokens == 4096
     assert pp.cache_per_block_gb == pytest.approx(1.0)
     assert pp.placement.count == (4, 4, 4, 3)
@@ -54,7 +54,7 @@ def test_petals_sizing_and_lexicographic_join():
 def test_petals_join_weighs_throughput():
     # s0 is slow (throughput 1/1), s1 fast (1/0.25): s2 should join where only the slow server is
     s = scenario([(8, 1, 1.0), (8, 1, 0.25), (8, 1, 0.5)], 8, s_m=1.0, s_c=0.5)
-    pp = petals_placement(s)
+    pp = petals_placement(s, order="scenario", autograd_reserve=False)
     assert pp.placement.start == (0, 4, 0)
     assert pp.block_throughput == pytest.approx((3, 3, 3, 3, 4, 4, 4, 4))
 
@@ -68,7 +68,7 @@ def test_petals_pool_for_grouped_kv_heads():
                             "workload": {"arrival_rate": 1, "max_tokens": 2048},
                             "servers": [{"id": "a", "memory_gb": 40, "comm_time_s": 1, "block_time_s": 0.01}]})
     assert attn_cache_tokens_of(plain) == 4096
-    pp = petals_placement(plain)
+    pp = petals_placement(plain, order="scenario", autograd_reserve=False)
     per_block = plain.model.block_size_gb + 2 * plain.model.cache_size_gb
     assert pp.placement.count[0] == min(int(40 // per_block), 32)
 
@@ -76,7 +76,7 @@ def test_petals_pool_for_grouped_kv_heads():
 def test_petals_route_avoids_server_without_cache():
     # two copies of the whole span; the faster one is preferred until its cache is gone
     s = scenario([(8, 0.5, 0.1), (8, 1.0, 0.1)], 4, s_m=1.0, s_c=0.5)
-    pp = petals_placement(s)
+    pp = petals_placement(s, order="scenario", autograd_reserve=False)
     assert pp.placement.start == (0, 0)
     pol = PetalsPolicy(s, pp)
     assert pol.route() == ((0, 4),)
@@ -89,7 +89,7 @@ def test_petals_route_avoids_server_without_cache():
 def test_petals_retries_with_exponential_backoff():
     # one server, KV for exactly one request (pool = 1 GB = one slot per block, 2 blocks); service 10 s
     s = scenario([(6, 2.0, 4.0)], 2, s_m=1.0, s_c=1.0, max_tokens=4096)
-    pp = petals_placement(s)
+    pp = petals_placement(s, order="scenario", autograd_reserve=False)
     assert pp.slots == (2,)
     pol = PetalsPolicy(s, pp)
     jobs = Jobs(np.array([0.0, 0.5]), np.ones(2))
@@ -104,7 +104,7 @@ def test_petals_retries_with_exponential_backoff():
 
 def test_petals_backoff_caps_at_60s():
     s = scenario([(6, 100.0, 100.0)], 2, s_m=1.0, s_c=1.0, max_tokens=4096)   # service 300 s
-    pol = PetalsPolicy(s, petals_placement(s))
+    pol = PetalsPolicy(s, petals_placement(s, order="scenario", autograd_reserve=False))
     engine = Engine(Jobs(np.array([0.0, 0.0]), np.ones(2)), pol)
     engine.run()
     # retries at 1, 3, 7, 15, 31, 63, then every 60 s: 123, 183, 243, 303
@@ -171,7 +171,7 @@ def _tight_scenario(rate=0.6):
 def test_routing_never_exceeds_slots(kind):
     s = _tight_scenario()
     if kind == "petals":
-        pp = petals_placement(s)
+        pp = petals_placement(s, order="scenario", autograd_reserve=False)
         pol = PetalsPolicy(s, pp)
     else:
         bp = bprr_placement(s)
@@ -248,3 +248,21 @@ def test_cli_selects_petals(tmp_path):
     assert doc["algorithm"] == "petals" and doc["chains"] == [] and "dispatch" not in doc
     assert doc["simulation"]["requests"] == 300
     assert len(doc["placement"]) == 5
+
+
+def test_petals_faithful_defaults_random_join_and_autograd_reserve():
+    from solvers.api import plan
+    from solvers.baselines.petals import autograd_reserve_gb
+    from solvers.instances import paper_scenario
+    s = paper_scenario(num_servers=20, eta=0.2, seed=1)
+    # BLOOM without an architecture: 2 GiB kept for autograd, as a PETALS server does
+    assert autograd_reserve_gb(s) == pytest.approx(2 * 1024 ** 3 / 1e9)
+    faithful = petals_placement(s, seed=1)
+    kind = petals_placement(s, order="scenario", autograd_reserve=False)
+    assert sum(faithful.placement.count) < sum(kind.placement.count)      # the reserve costs blocks
+    assert petals_placement(s, seed=1) == faithful                         # the order comes from the seed
+    assert petals_placement(s, seed=2).placement != faithful.placement
+    doc = plan(s, "petals", seed=1)
+    assert doc["petals_join_order"] == "random" and doc["petals_autograd_reserve_gb"] > 0
+    doc = plan(s, "petals", petals_join_order="alphabetical")
+    assert doc["feasible"] is False and "petals_join_order" in doc["reason"]

@@ -1,4 +1,4 @@
-"""Exact references (solvers.exact) and the `best` improvement (solvers.best)."""
+"""Exact references (solvers.exact)."""
 
 import itertools
 
@@ -117,7 +117,7 @@ def test_chain_cap_is_reported():
                placement=[(0, 2), (2, 2), (0, 3), (3, 1)])
     x = doc["exact"]
     assert x["enumeration_capped"] is True
-    assert "capped" in x["note"]
+    assert "stopped after" in x["note"] and x["best_bound"] >= x["objective"] - 1e-12
     # GCA's chains are added past the cap, so the result is still at least GCA's
     assert x["objective"] >= x["gca_total_service_rate"] - 1e-12
 
@@ -146,15 +146,3 @@ def test_joint_refuses_large_instances_with_the_limit():
     long = make_scenario([(40, 0.5, 0.3)] * 3, num_blocks=13)
     doc = plan(long, "optimal")
     assert doc["feasible"] is False and "12 blocks" in doc["reason"] and "13 blocks" in doc["reason"]
-
-
-def test_best_never_worse_than_proposed_by_the_lower_bound():
-    for J, eta, lam in ((10, 0.2, 0.2), (20, 0.1, 0.6)):
-        s = paper_scenario(num_servers=J, eta=eta, arrival_rate=lam, seed=3)
-        p = plan(s, "proposed")
-        b = plan(s, "best", time_limit_s=0.5)
-        assert b["feasible"]
-        assert b["bounds"]["response_time_lower_s"] <= p["bounds"]["response_time_lower_s"] + 1e-9
-        assert b["best"]["proposed_response_time_lower_s"] == p["bounds"]["response_time_lower_s"]
-        for row in b["placement"]:
-            assert row["cache_slots_used"] <= row["cache_slots"]

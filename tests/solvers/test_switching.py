@@ -35,9 +35,9 @@ def test_plan_diff_on_hand_made_plans():
 
 def test_replan_with_zero_delta_is_the_fresh_plan_and_large_delta_keeps_the_placement():
     s = paper_scenario(num_servers=30, arrival_rate=0.3, seed=2)
-    adopted = plan(s)
+    adopted = plan(s, "proposed")      # re-planning tunes c like the paper's method
     busier = s.with_arrival_rate(0.35)
-    fresh = plan(busier)
+    fresh = plan(busier, "proposed")
     assert replan(busier, adopted, delta=0.0)["c"] == fresh["c"]
     sticky = replan(busier, adopted, delta=1e6)
     # a huge weight on switching keeps every block where it is whenever that plan is still stable

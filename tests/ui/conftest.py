@@ -1,6 +1,6 @@
 """Browser end-to-end fixtures: the built web UI served by a real stack, driven by Debian's chromium.
 
-The stack is the one of tests/service/live.py (gunicorn + a Celery worker on a
+The stack is the one of tests/service/live.py (uvicorn + a Celery worker on a
 fresh PostgreSQL database and a Redis queue of its own); the UI is built with
 `npm run build` into a temporary folder that Django serves at "/".  Chromium is
 Debian's (/usr/bin/chromium); no browser is downloaded.  Locally a missing
@@ -64,7 +64,7 @@ def ui_dist(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ui_stack(chromium_path, ui_dist, tmp_path_factory):
-    """gunicorn + a Celery worker on a fresh PostgreSQL database, serving the built UI."""
+    """uvicorn + a Celery worker on a fresh PostgreSQL database, serving the built UI."""
     require_services()
     database = PgDatabase()
     stack = Stack(tmp_path_factory.mktemp("ui-stack"), database.url, CHAINPLAN_FRONTEND_DIST=str(ui_dist))

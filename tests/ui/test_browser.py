@@ -52,7 +52,7 @@ def test_sign_in_redirects_back_and_offers_the_demo(page, user):
     page.get_by_role("button", name="Plan the demo scenario").first.click()
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     assert "Finished" in wait_job_finished(page)
-    page.get_by_role("link", name="Open the proposed plan").click()
+    page.get_by_role("link", name="Open the search plan").click()
     diagram = page.locator("[data-testid=placement-diagram]")
     diagram.wait_for()
     demo = json.loads(DEMO.read_text())
@@ -125,7 +125,7 @@ def test_cluster_from_example_plan_compare_export(page, user, tmp_path):
     assert page.get_by_label("Cluster", exact=True).input_value() == str(cluster_id)
     assert page.get_by_label("Model", exact=True).input_value() != ""
     assert page.get_by_label("Arrival rate (requests/s)").input_value() == str(scenario["workload"]["arrival_rate"])
-    assert page.locator("input[name=algorithms][value=proposed]").is_checked()
+    assert page.locator("input[name=algorithms][value=search]").is_checked()
     page.locator("input[name=algorithms][value=petals]").check()
     page.locator("input[name=algorithms][value=bprr]").check()
     shot(page, "04-new-plan")
@@ -141,7 +141,7 @@ def test_cluster_from_example_plan_compare_export(page, user, tmp_path):
     shot(page, "07-job-finished")
 
     # the plan view: one placement row per server of the scenario
-    page.get_by_role("link", name="Open the proposed plan").click()
+    page.get_by_role("link", name="Open the search plan").click()
     page.wait_for_url(re.compile(r"/plans/\d+$"))
     plan_url = page.url
     diagram = page.locator("[data-testid=placement-diagram]")
@@ -158,7 +158,7 @@ def test_cluster_from_example_plan_compare_export(page, user, tmp_path):
     with page.expect_download() as download:
         page.get_by_test_id("export-json").click()
     doc = json.loads(Path(download.value.path()).read_text())
-    assert doc["algorithm"] == "proposed" and doc["feasible"] is True
+    assert doc["algorithm"] == "search" and doc["feasible"] is True
     assert {p["server"] for p in doc["placement"]} <= {s["id"] for s in scenario["servers"]}
     for chain in doc["chains"]:
         assert sum(chain["blocks"]) == scenario["model"]["num_blocks"]
@@ -232,7 +232,7 @@ def test_placement_rows_for_a_larger_cluster(page, user, tmp_path):
     page.get_by_role("button", name="Submit plan").click()
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     assert "Finished" in wait_job_finished(page)
-    page.get_by_role("link", name="Open the proposed plan").click()
+    page.get_by_role("link", name="Open the search plan").click()
     diagram = page.locator("[data-testid=placement-diagram]")
     diagram.wait_for()
     expect(diagram.locator("g.placement-row")).to_have_count(12)

@@ -21,6 +21,7 @@ const TRIGGERS: Record<string, string> = {
   calibration: 'new calibration',
   servers: 'servers changed',
   load: 'load drift',
+  service_time: 'service time drift (live dispatcher)',
 };
 
 /** Who or what adopted a plan, in words. */

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One short device run (< 5 min): the GPU probe on CUDA (events, synchronisation, peak
+# memory) on the testbed's tiny LLaMA, then the PETALS testbed with its servers on the GPU
+# (each server process capped at a share of the GPU's memory).  Writes
+# bench/results/probe-cuda.md and bench/results/testbed-cuda.md (+ .csv/.png/.json).
+#
+#   bash bench/device_check.sh                 # on a CUDA machine
+#   bash bench/device_check.sh --device cpu    # rehearsal on CPU: writes to $OUT or a temp dir
+set -euo pipefail
+cd "$(dirname "$0")/.."
+device=cuda
+[ "${1:-}" = "--device" ] && device="$2"
+out=bench/results
+suffix=cuda
+if [ "$device" != "cuda" ]; then out="${OUT:-$(mktemp -d)}"; suffix="$device"; fi
+mkdir -p "$out"
+PY="${CHAINPLAN_PYTHON:-.venv/bin/python}"
+PETALS_PY="${PETALS_PYTHON:-.venv-petals/bin/python}"
+[ -x "$PY" ] || { echo "device_check: no chainplan environment at $PY (bash scripts/_bootstrap.sh dev,probe)" >&2; exit 2; }
+[ -x "$PETALS_PY" ] || { echo "device_check: no PETALS environment at $PETALS_PY (bash scripts/install_petals.sh)" >&2; exit 2; }
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+echo "== tiny LLaMA"
+PYTHONPATH=. PYTHONWARNINGS=ignore "$PETALS_PY" -m serving.petals.tiny_model "$work/tiny-llama" >/dev/null
+
+echo "== probe on $device"
+t0=$(date +%s)
+timeout 120 "$PY" -m gpu_probe measure --model "$work/tiny-llama/config.json" --device "$device" \
+    --input-tokens 8 --output-tokens 12 --max-tokens 64 --prefill-lengths 8,64 --decode-contexts 8,256 --json --no-cache > "$work/probe.json"
+"$PY" - "$work/probe.json" "$out/probe-$suffix.md" "$device" <<'PYEOF'
+import json, subprocess, sys
+report = json.load(open(sys.argv[1]))
+lines = [f"# GPU probe on {sys.argv[3]}: the testbed's tiny LLaMA (8 blocks, hidden 64)", "",
+         f"Regenerate: `bash bench/device_check.sh{'' if sys.argv[3] == 'cuda' else ' --device ' + sys.argv[3]}`", "",
+         "```json", json.dumps(report, indent=1)[:6000], "```", ""]
+open(sys.argv[2], "w").write("\n".join(lines))
+PYEOF
+echo "   probe: $(( $(date +%s) - t0 )) s -> $out/probe-$suffix.md"
+
+echo "== testbed with the servers on $device"
+frac=()
+[ "$device" = "cuda" ] && frac=(--gpu-memory-fraction 0.08)
+timeout 200 "$PY" -m serving.testbed.run --device "$device" "${frac[@]}" --servers 3 --requests 30 \
+    --algorithms proposed,petals,whole-model --python "$PETALS_PY" --out "$out" --name "testbed-$suffix" \
+    --routes "${DEVICE_CHECK_ROUTES:-local}" | tail -n 1
+echo "== device check done in $(( $(date +%s) - t0 )) s: $out/probe-$suffix.md $out/testbed-$suffix.md"

@@ -1,0 +1,129 @@
+"""OpenAPI description of the ASGI dispatcher's endpoints (a drf-spectacular postprocessing hook).
+
+They are not Django views, so the schema generator cannot see them; this hook adds them, with
+the request and answer shapes written out here, so /api/v1/schema/ describes exactly
+what the dispatcher serves.
+"""
+
+from __future__ import annotations
+
+from serving.dispatch.plan import POLICIES
+
+DISPATCH_SECURITY = {"type": "apiKey", "in": "header", "name": "Authorization",
+                     "description": "`Dispatch <token>` from POST /api/v1/clusters/{id}/dispatch/tokens/"}
+
+
+def _obj(properties: dict, required: list[str] | None = None, **extra) -> dict:
+    return {"type": "object", "properties": properties, "required": required or list(properties), **extra}
+
+
+NUM = {"type": "number", "format": "double"}
+COMPONENTS = {
+    "DispatchAcquireRequest": _obj({
+        "wait_s": {**NUM, "minimum": 0, "maximum": 300, "default": 30,
+                   "description": "How long to wait for a free chain (long poll); 0 answers at once."},
+        "policy": {"type": "string", "enum": list(POLICIES),
+                   "description": "Dispatch policy for this request (default: the cluster's dispatch_policy)."},
+    }, required=[], additionalProperties=False),
+    "DispatchHop": _obj({"server": {"type": "string"}, "start_block": {"type": "integer", "minimum": 0},
+                         "num_blocks": {"type": "integer", "minimum": 1}}),
+    "DispatchLease": _obj({
+        "lease": {"type": "string"},
+        "chain": {"type": "integer", "minimum": 0, "description": "Index of the chain in the adopted plan's chains."},
+        "servers": {"type": "array", "items": {"$ref": "#/components/schemas/DispatchHop"}},
+        "ttl_s": NUM, "expires_at": {"type": "string", "format": "date-time"}, "waited_s": NUM}),
+    "DispatchLeaseRequest": _obj({"lease": {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}},
+                                 additionalProperties=False),
+    "DispatchReleased": _obj({"released": {"type": "boolean"}}),
+    "DispatchRenewed": _obj({"ttl_s": NUM, "expires_at": {"type": "string", "format": "date-time"}}),
+    "DispatchNotQueued": _obj({"queued": {"type": "boolean"}, "detail": {"type": "string"}}),
+    "DispatchChainState": _obj({"chain": {"type": "integer"}, "capacity": {"type": "integer"},
+                                "in_progress": {"type": "integer"}}),
+    "DispatchState": _obj({
+        "plan": {"type": "integer", "nullable": True}, "policy": {"type": "string", "nullable": True},
+        "chains": {"type": "array", "items": {"$ref": "#/components/schemas/DispatchChainState"}},
+        "queue_length": {"type": "integer"}, "arrival_rate": {**NUM, "nullable": True},
+        "observations": {"type": "object", "additionalProperties": True, "description": "docs/dispatcher.md"},
+    }, required=["plan", "policy", "chains", "queue_length", "arrival_rate"]),
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}}
+
+
+def add_dispatch_paths(result, generator, request, public):
+    refs = {"acquire": _ref("DispatchAcquireRequest"), "lease": _ref("DispatchLease"),
+            "lease_req": _ref("DispatchLeaseRequest"), "released": _ref("DispatchReleased"),
+            "renewed": _ref("DispatchRenewed"), "not_queued": _ref("DispatchNotQueued"), "state": _ref("DispatchState")}
+    result.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
+    result["components"].setdefault("securitySchemes", {})["DispatchAuth"] = DISPATCH_SECURITY
+    security = [{"DispatchAuth": []}, {"tokenAuth": []}]
+    cluster_param = [{"in": "path", "name": "id", "required": True, "schema": {"type": "integer"},
+                      "description": "The cluster's id."}]
+    common = {
+        "401": _error("Missing or invalid credentials."),
+        "403": _error("The dispatch token belongs to another cluster."),
+        "404": _error("The cluster does not exist or is not yours (owner token)."),
+    }
+
+    def json_body(ref):
+        return {"required": True, "content": {"application/json": {"schema": ref}}}
+
+    def ok(ref, description="OK"):
+        return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+    base = "/api/v1/clusters/{id}/dispatch/"
+    tags = ["dispatch"]
+    paths = {
+        base + "acquire/": {"post": {
+            "operationId": "clusters_dispatch_acquire", "tags": tags, "security": security,
+            "summary": "Ask for a chain before a request (join the fastest free chain, FIFO queue)",
+            "parameters": cluster_param, "requestBody": {**json_body(refs["acquire"]), "required": False},
+            "responses": {"200": ok(refs["lease"], "A lease on a chain."),
+                          "400": _error("Bad input (names the problem)."),
+                          "409": _error("The cluster has no adopted plan."),
+                          "413": _error("Body too large."),
+                          "503": {"description": "No slot freed within wait_s (Retry-After header), or the "
+                                                 "dispatcher's store is unavailable.",
+                                  "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                                  "content": {"application/json": {"schema": refs["not_queued"]}}},
+                          **common}}},
+        base + "release/": {"post": {
+            "operationId": "clusters_dispatch_release", "tags": tags, "security": security,
+            "summary": "Hand a chain back when the request ends (idempotent)",
+            "parameters": cluster_param, "requestBody": json_body(refs["lease_req"]),
+            "responses": {"200": ok(refs["released"]), "400": _error("Bad input."), **common}}},
+        base + "renew/": {"post": {
+            "operationId": "clusters_dispatch_renew", "tags": tags, "security": security,
+            "summary": "Extend a lease for a long request",
+            "parameters": cluster_param, "requestBody": json_body(refs["lease_req"]),
+            "responses": {"200": ok(refs["renewed"]), "400": _error("Bad input."),
+                          "410": _error("The lease expired or was released."), **common}}},
+        base + "state/": {"get": {
+            "operationId": "clusters_dispatch_state", "tags": tags, "security": security,
+            "summary": "Chains with capacity and jobs in progress, queue length, arrival rate",
+            "parameters": cluster_param,
+            "responses": {"200": ok(refs["state"]), **common}}},
+        "/api/v1/dispatch/metrics": {"get": {
+            "operationId": "dispatch_metrics", "tags": tags, "security": [{}, {"bearerAuth": []}],
+            "summary": "Prometheus text format: arrival rate, waiting time, occupancy and service time per chain",
+            "responses": {"200": {"description": "Prometheus exposition format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "401": _error("CHAINPLAN_METRICS_TOKEN is set and the bearer token is missing.")}}},
+        "/api/v1/dispatch/health/": {"get": {
+            "operationId": "dispatch_health", "tags": tags, "security": [{}],
+            "summary": "Whether the dispatcher's store answers",
+            "responses": {"200": ok({"type": "object", "properties": {"status": {"type": "string"}}}),
+                          "503": ok({"type": "object", "properties": {"status": {"type": "string"},
+                                                                      "store": {"type": "string"}}},
+                                    "The store is unavailable.")}}},
+    }
+    result["components"]["securitySchemes"].setdefault("bearerAuth", {"type": "http", "scheme": "bearer"})
+    result.setdefault("paths", {}).update(paths)
+    return result

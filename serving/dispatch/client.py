@@ -1,0 +1,402 @@
+"""Clients of the live dispatcher: ask for a chain before every request.
+
+    from serving.dispatch import DispatchClient
+    client = DispatchClient("http://planner:8000", cluster=3, token="...")
+    with client.acquire(wait_s=30) as lease:        # renewed in the background, released on exit
+        run_request(lease.servers)                  # [Hop(server, start_block, num_blocks), ...]
+
+``AsyncDispatchClient`` is the same with ``async with``.  ``RedisDispatchClient``
+and ``AsyncRedisDispatchClient`` talk to the dispatcher's Redis directly (the
+same Lua scripts the HTTP service runs), for a gateway on the same network
+as Redis that wants to skip the HTTP hop.
+
+Errors: ``NoAdoptedPlan`` (the cluster has no adopted plan), ``NoFreeChain``
+(no slot freed within ``wait_s``; ``retry_after_s`` says when to try again),
+``LeaseGone`` (renewing a lease that expired or was released), and
+``DispatchError`` for anything else the service refused (its ``detail`` names
+the problem).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+__all__ = ["Hop", "Lease", "DispatchError", "NoAdoptedPlan", "NoFreeChain", "LeaseGone",
+           "DispatchClient", "AsyncDispatchClient", "RedisDispatchClient", "AsyncRedisDispatchClient"]
+
+
+@dataclass(frozen=True)
+class Hop:
+    server: str
+    start_block: int
+    num_blocks: int
+
+
+@dataclass
+class Lease:
+    lease: str
+    chain: int
+    servers: list[Hop]
+    ttl_s: float
+    expires_at: str
+    waited_s: float
+    plan: int | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Lease":
+        return cls(lease=d["lease"], chain=int(d["chain"]), servers=[Hop(**h) for h in d["servers"]],
+                   ttl_s=float(d["ttl_s"]), expires_at=d["expires_at"], waited_s=float(d["waited_s"]),
+                   plan=d.get("plan"))
+
+
+class DispatchError(Exception):
+    def __init__(self, status: int, detail: str, body: Any = None):
+        super().__init__(f"dispatcher answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.body = body
+
+
+class NoAdoptedPlan(DispatchError):
+    pass
+
+
+class NoFreeChain(DispatchError):
+    def __init__(self, status: int, detail: str, body: Any = None, retry_after_s: float | None = None):
+        super().__init__(status, detail, body)
+        self.retry_after_s = retry_after_s
+
+
+class LeaseGone(DispatchError):
+    pass
+
+
+def _raise_for(resp: httpx.Response) -> Any:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if resp.status_code < 400:
+        return body
+    detail = body.get("detail", resp.text) if isinstance(body, dict) else resp.text
+    if resp.status_code == 409:
+        raise NoAdoptedPlan(409, detail, body)
+    if resp.status_code == 503 and isinstance(body, dict) and "queued" in body:
+        ra = resp.headers.get("Retry-After")
+        raise NoFreeChain(503, detail, body, float(ra) if ra else None)
+    if resp.status_code == 410:
+        raise LeaseGone(410, detail, body)
+    raise DispatchError(resp.status_code, detail, body)
+
+
+def _renew_every(ttl_s: float) -> float:
+    return max(0.02, ttl_s / 3.0)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: the dispatcher (or its store) is briefly away."""
+    return isinstance(exc, (httpx.TransportError, ConnectionError, OSError)) or (
+        isinstance(exc, DispatchError) and exc.status in (502, 503, 504))
+
+
+RELEASE_RETRY_S = 10.0     # a release that fails for a passing outage is retried this long (it is idempotent)
+
+
+class _Held:
+    """``with client.acquire() as lease``: acquire on enter, renew in a thread, release on exit."""
+
+    def __init__(self, client: "_SyncBase", wait_s: float, policy: str | None):
+        self._client, self._wait_s, self._policy = client, wait_s, policy
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lease: Lease | None = None
+        self.lost: BaseException | None = None       # why background renewal stopped, if it did
+
+    def __enter__(self) -> Lease:
+        self.lease = self._client.acquire_lease(wait_s=self._wait_s, policy=self._policy)
+        self._thread = threading.Thread(target=self._renew, daemon=True, name=f"renew-{self.lease.lease}")
+        self._thread.start()
+        return self.lease
+
+    def _renew(self) -> None:
+        lease = self.lease
+        while not self._stop.wait(_renew_every(lease.ttl_s)):
+            try:
+                got = self._client.renew(lease)
+                lease.ttl_s, lease.expires_at = got["ttl_s"], got["expires_at"]
+            except LeaseGone as exc:
+                self.lost = exc
+                return
+            except Exception as exc:  # noqa: BLE001 - keep trying until the lease ends; the next renew may work
+                self.lost = exc
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.lease is not None:
+            end = time.monotonic() + min(RELEASE_RETRY_S, self.lease.ttl_s)
+            pause = 0.05
+            while True:
+                try:
+                    self._client.release(self.lease)
+                    return
+                except Exception as exc:  # noqa: BLE001
+                    if not _transient(exc) or time.monotonic() + pause > end:
+                        raise            # the lease expires by itself within its TTL
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+
+
+class _AsyncHeld:
+    def __init__(self, client: "_AsyncBase", wait_s: float, policy: str | None):
+        self._client, self._wait_s, self._policy = client, wait_s, policy
+        self._task: asyncio.Task | None = None
+        self.lease: Lease | None = None
+        self.lost: BaseException | None = None
+
+    async def __aenter__(self) -> Lease:
+        self.lease = await self._client.acquire_lease(wait_s=self._wait_s, policy=self._policy)
+        self._task = asyncio.create_task(self._renew())
+        return self.lease
+
+    async def _renew(self) -> None:
+        lease = self.lease
+        while True:
+            await asyncio.sleep(_renew_every(lease.ttl_s))
+            try:
+                got = await self._client.renew(lease)
+                lease.ttl_s, lease.expires_at = got["ttl_s"], got["expires_at"]
+            except LeaseGone as exc:
+                self.lost = exc
+                return
+            except Exception as exc:  # noqa: BLE001
+                self.lost = exc
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self.lease is not None:
+            end = time.monotonic() + min(RELEASE_RETRY_S, self.lease.ttl_s)
+            pause = 0.05
+            while True:
+                try:
+                    await self._client.release(self.lease)
+                    return
+                except Exception as exc:  # noqa: BLE001
+                    if not _transient(exc) or time.monotonic() + pause > end:
+                        raise
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+
+
+def _lease_id(lease: "Lease | str") -> str:
+    return lease.lease if isinstance(lease, Lease) else str(lease)
+
+
+class _SyncBase:
+    def acquire(self, wait_s: float = 30, policy: str | None = None) -> _Held:
+        return _Held(self, wait_s, policy)
+
+    def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
+        raise NotImplementedError
+
+    def release(self, lease: "Lease | str") -> bool:
+        raise NotImplementedError
+
+    def renew(self, lease: "Lease | str") -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _AsyncBase:
+    def acquire(self, wait_s: float = 30, policy: str | None = None) -> _AsyncHeld:
+        return _AsyncHeld(self, wait_s, policy)
+
+    async def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
+        raise NotImplementedError
+
+    async def release(self, lease: "Lease | str") -> bool:
+        raise NotImplementedError
+
+    async def renew(self, lease: "Lease | str") -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _headers(token: str, auth_scheme: str) -> dict[str, str]:
+    return {"Authorization": f"{auth_scheme} {token}"}
+
+
+class DispatchClient(_SyncBase):
+    """HTTP client (keep-alive connection pool; thread-safe)."""
+
+    def __init__(self, base_url: str, cluster: int, token: str, *, auth_scheme: str = "Dispatch",
+                 timeout_s: float = 10.0):
+        self.cluster = int(cluster)
+        self._prefix = f"/api/v1/clusters/{self.cluster}/dispatch/"
+        self._timeout = timeout_s
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=_headers(token, auth_scheme),
+                                  timeout=timeout_s)
+
+    def _post(self, what: str, body: dict[str, Any], extra_timeout: float = 0.0) -> Any:
+        return _raise_for(self._http.post(self._prefix + what, json=body, timeout=self._timeout + extra_timeout))
+
+    def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
+        body: dict[str, Any] = {"wait_s": wait_s}
+        if policy is not None:
+            body["policy"] = policy
+        return Lease.from_json(self._post("acquire/", body, extra_timeout=float(wait_s)))
+
+    def release(self, lease: "Lease | str") -> bool:
+        return bool(self._post("release/", {"lease": _lease_id(lease)})["released"])
+
+    def renew(self, lease: "Lease | str") -> dict[str, Any]:
+        return self._post("renew/", {"lease": _lease_id(lease)})
+
+    def state(self) -> dict[str, Any]:
+        return _raise_for(self._http.get(self._prefix + "state/"))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "DispatchClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncDispatchClient(_AsyncBase):
+    """asyncio HTTP client (one keep-alive pool; share it between tasks)."""
+
+    def __init__(self, base_url: str, cluster: int, token: str, *, auth_scheme: str = "Dispatch",
+                 timeout_s: float = 10.0, max_connections: int = 100):
+        self.cluster = int(cluster)
+        self._prefix = f"/api/v1/clusters/{self.cluster}/dispatch/"
+        self._timeout = timeout_s
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=_headers(token, auth_scheme),
+                                       timeout=timeout_s,
+                                       limits=httpx.Limits(max_connections=max_connections,
+                                                           max_keepalive_connections=max_connections))
+
+    async def _post(self, what: str, body: dict[str, Any], extra_timeout: float = 0.0) -> Any:
+        return _raise_for(await self._http.post(self._prefix + what, json=body,
+                                                timeout=self._timeout + extra_timeout))
+
+    async def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
+        body: dict[str, Any] = {"wait_s": wait_s}
+        if policy is not None:
+            body["policy"] = policy
+        return Lease.from_json(await self._post("acquire/", body, extra_timeout=float(wait_s)))
+
+    async def release(self, lease: "Lease | str") -> bool:
+        return bool((await self._post("release/", {"lease": _lease_id(lease)}))["released"])
+
+    async def renew(self, lease: "Lease | str") -> dict[str, Any]:
+        return await self._post("renew/", {"lease": _lease_id(lease)})
+
+    async def state(self) -> dict[str, Any]:
+        return _raise_for(await self._http.get(self._prefix + "state/"))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncDispatchClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _translate(call: Callable[[], Any]) -> Any:
+    from .redis_store import NoPlan, NotGranted
+    try:
+        return call()
+    except NoPlan as exc:
+        raise NoAdoptedPlan(409, str(exc)) from None
+    except NotGranted as exc:
+        raise NoFreeChain(503, str(exc), {"queued": False, "detail": str(exc)}, retry_after_s=1.0) from None
+    except ValueError as exc:
+        raise DispatchError(400, str(exc)) from None
+
+
+async def _atranslate(call: Callable[[], Awaitable[Any]]) -> Any:
+    from .redis_store import NoPlan, NotGranted
+    try:
+        return await call()
+    except NoPlan as exc:
+        raise NoAdoptedPlan(409, str(exc)) from None
+    except NotGranted as exc:
+        raise NoFreeChain(503, str(exc), {"queued": False, "detail": str(exc)}, retry_after_s=1.0) from None
+    except ValueError as exc:
+        raise DispatchError(400, str(exc)) from None
+
+
+class RedisDispatchClient(_SyncBase):
+    """Redis-direct client: the same scripts as the HTTP dispatcher, no HTTP hop (needs ``redis``).
+
+    ``prefix`` must be the dispatcher's key prefix (setting CHAINPLAN_DISPATCH_PREFIX).
+    Authentication is Redis's own: whoever may reach this Redis may dispatch.
+    """
+
+    def __init__(self, redis_url: str, cluster: int, *, prefix: str = "chainplan:dispatch"):
+        from .redis_store import RedisStore
+        self.cluster = int(cluster)
+        self.store = RedisStore(redis_url, prefix=prefix)
+
+    def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
+        return Lease.from_json(_translate(lambda: self.store.acquire(self.cluster, wait_s=wait_s, policy=policy)))
+
+    def release(self, lease: "Lease | str") -> bool:
+        return self.store.release(self.cluster, _lease_id(lease))
+
+    def renew(self, lease: "Lease | str") -> dict[str, Any]:
+        got = self.store.renew(self.cluster, _lease_id(lease))
+        if got is None:
+            raise LeaseGone(410, f"lease {_lease_id(lease)} expired or was released")
+        return got
+
+    def state(self) -> dict[str, Any]:
+        st = self.store.state(self.cluster)
+        st.pop("_raw", None)
+        return st
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class AsyncRedisDispatchClient(_AsyncBase):
+    def __init__(self, redis_url: str, cluster: int, *, prefix: str = "chainplan:dispatch"):
+        from .redis_store import AsyncRedisStore
+        self.cluster = int(cluster)
+        self.store = AsyncRedisStore(redis_url, prefix=prefix)
+
+    async def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
+        return Lease.from_json(await _atranslate(
+            lambda: self.store.acquire(self.cluster, wait_s=wait_s, policy=policy)))
+
+    async def release(self, lease: "Lease | str") -> bool:
+        return await self.store.release(self.cluster, _lease_id(lease))
+
+    async def renew(self, lease: "Lease | str") -> dict[str, Any]:
+        got = await self.store.renew(self.cluster, _lease_id(lease))
+        if got is None:
+            raise LeaseGone(410, f"lease {_lease_id(lease)} expired or was released")
+        return got
+
+    async def state(self) -> dict[str, Any]:
+        st = await self.store.state(self.cluster)
+        st.pop("_raw", None)
+        return st
+
+    async def aclose(self) -> None:
+        await self.store.close()

@@ -1,0 +1,543 @@
+"""The dispatcher's state in this process: the embedded default (single node, no Redis).
+
+A line-by-line port of dispatch.lua onto plain Python structures, so that both
+stores have one meaning; tests/dispatch runs the same checks against both.  All
+operations run under one lock (they are short and never block); waiters wait
+on an asyncio future (or a threading event for the blocking API) that the
+operation freeing a slot resolves.  Only one process may use a MemoryStore:
+several web processes need Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import math
+import random
+import secrets
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Mapping
+
+from .plan import snapshot_json
+from .redis_store import (SWEEP_SLICE_S, NoPlan, NotGranted, check_args, lease_from_raw, renewal_from_raw, state_from_raw)
+
+WAIT_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000]
+ARRIVAL_WINDOW_S = 60
+
+
+class _Cluster:
+    def __init__(self) -> None:
+        self.cur: int | None = None
+        self.fp: str | None = None
+        self.gen = 0
+        self.plans: dict[int, dict[str, Any]] = {}
+        self.z: dict[int, list[int]] = {}
+        self.srv: dict[str, int] = {}
+        self.lim: dict[str, int] = {}
+        self.gin: dict[int, int] = {}
+        self.leases: dict[str, dict[str, Any]] = {}
+        self.q: deque[str] = deque()
+        self.cq: dict[tuple[int, int], deque[str]] = {}
+        self.tk: dict[str, dict[str, Any]] = {}
+        self.seq = 0
+        self.st: dict[str, float] = {}
+        self.wh: dict[int, int] = {}
+        self.svc: dict[int, dict[str, float]] = {}
+        self.arr: dict[int, int] = {}
+        self.first: int | None = None
+
+
+class _Waiter:
+    """Where a queued acquire learns its lease: a future on the event loop, or an event for a thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None):
+        self.loop = loop
+        self.future = loop.create_future() if loop else None
+        self.event = None if loop else threading.Event()
+        self.value: dict[str, Any] | None = None
+        self.keep = False         # enqueue(): kept until granted() collects it
+
+    def give(self, resp: dict[str, Any]) -> None:
+        self.value = resp
+        if self.future is not None:
+            self.loop.call_soon_threadsafe(lambda: self.future.done() or self.future.set_result(resp))
+        else:
+            self.event.set()
+
+
+class MemoryStore:
+    def __init__(self, clock_ms: Callable[[], float] | None = None, rng: random.Random | None = None):
+        self._clock = clock_ms or (lambda: time.time() * 1000.0)
+        self._rng = rng or random.Random()
+        self._lock = threading.RLock()
+        self._c: dict[int, _Cluster] = {}
+        self._tokens: dict[str, int] = {}
+        self._waiters: dict[tuple[int, str], _Waiter] = {}
+        self._claims: dict[str, float] = {}
+        self.now = 0
+
+    # -- the port of dispatch.lua (called under the lock, self.now set) ------
+    def _cl(self, cluster: int) -> _Cluster:
+        c = self._c.get(cluster)
+        if c is None:
+            c = self._c[cluster] = _Cluster()
+        return c
+
+    def _inc(self, c: _Cluster, key: str, by: float = 1) -> None:
+        c.st[key] = c.st.get(key, 0) + by
+
+    def _is_free(self, c: _Cluster, p: dict, g: int, k: int) -> bool:
+        cap = p["c"][k]
+        if cap <= 0 or c.z[g][k] >= cap:
+            return False
+        return all(c.srv.get(s, 0) + m <= c.lim.get(s, 0) for s, m in p["hops"][k])
+
+    def _fastest_free(self, c: _Cluster, p: dict, g: int) -> int | None:
+        for k in p["order"]:
+            if self._is_free(c, p, g, k):
+                return k
+        return None
+
+    def _recompute_limits(self, c: _Cluster, g: int) -> None:
+        lim = dict(c.plans[g]["L"])
+        for og in c.gin:
+            if og != g and og in c.plans:
+                for s, v in c.plans[og]["L"].items():
+                    if s in lim and v < lim[s]:
+                        lim[s] = v
+        c.lim = lim
+
+    def _drop_generation(self, c: _Cluster, g: int) -> None:
+        p = c.plans.pop(g, None)
+        c.z.pop(g, None)
+        c.svc.pop(g, None)
+        if p is not None:
+            for k in range(len(p["c"])):
+                c.cq.pop((g, k), None)
+
+    def _grant(self, cluster: int, c: _Cluster, p: dict, g: int, k: int, lid: str, t0: float,
+               mailbox: bool) -> dict[str, Any]:
+        now = self.now
+        c.z[g][k] += 1
+        for s, m in p["hops"][k]:
+            c.srv[s] = c.srv.get(s, 0) + m
+        c.gin[g] = c.gin.get(g, 0) + 1
+        dl = now + p["ttl_ms"]
+        c.leases[lid] = {"g": g, "k": k, "t0": now, "dl": dl}
+        waited = max(0, now - t0)
+        self._inc(c, "grants")
+        self._inc(c, "wait_ms", waited)
+        b = next((i + 1 for i, edge in enumerate(WAIT_BUCKETS) if waited <= edge), len(WAIT_BUCKETS) + 1)
+        c.wh[b] = c.wh.get(b, 0) + 1
+        resp = {"lease": lid, "chain": k, "servers": p["servers"][k], "ttl_ms": p["ttl_ms"],
+                "expires_ms": dl, "waited_ms": waited, "plan": p["plan"]}
+        if mailbox:
+            w = self._waiters.get((cluster, lid))
+            if w is not None:    # else the waiter is gone: the lease expires by itself, as in Redis
+                if not w.keep:
+                    del self._waiters[(cluster, lid)]
+                w.give(resp)
+        return resp
+
+    def _head(self, c: _Cluster, q: deque, counted: bool) -> tuple[str | None, dict | None]:
+        while q:
+            lid = q[0]
+            t = c.tk.get(lid)
+            if t is not None:
+                if t["dl"] >= self.now:
+                    return lid, t
+                del c.tk[lid]
+                self._inc(c, "timeouts")
+                if counted:
+                    self._inc(c, "nq", -1)
+            q.popleft()
+        return None, None
+
+    def _drain(self, cluster: int, c: _Cluster) -> None:
+        g = c.cur
+        if g is None:
+            return
+        p = c.plans[g]
+        while True:
+            best = None       # (id, ticket, k, queue, counted)
+            lid, t = self._head(c, c.q, False)
+            if lid is not None:
+                k = self._fastest_free(c, p, g)
+                if k is not None:
+                    best = (lid, t, k, c.q, False)
+            if c.st.get("nq", 0) > 0:
+                for k in range(len(p["c"])):
+                    qk = c.cq.get((g, k))
+                    if qk:
+                        lid2, t2 = self._head(c, qk, True)
+                        if lid2 is not None and (best is None or t2["seq"] < best[1]["seq"]) \
+                                and self._is_free(c, p, g, k):
+                            best = (lid2, t2, k, qk, True)
+            if best is None:
+                return
+            lid, t, k, q, counted = best
+            q.popleft()
+            del c.tk[lid]
+            if counted:
+                self._inc(c, "nq", -1)
+            self._grant(cluster, c, p, g, k, lid, t["t0"], True)
+
+    def _release(self, c: _Cluster, lid: str, kind: str) -> bool:
+        lease = c.leases.pop(lid, None)
+        if lease is None:
+            return False
+        g, k = lease["g"], lease["k"]
+        p = c.plans.get(g)
+        c.z[g][k] -= 1
+        if p is not None:
+            for s, m in p["hops"][k]:
+                c.srv[s] = c.srv.get(s, 0) - m
+        if kind == "release":
+            self._inc(c, "releases")
+            d = self.now - lease["t0"]
+            svc = c.svc.setdefault(g, {})
+            svc[f"{k}:n"] = svc.get(f"{k}:n", 0) + 1
+            svc[f"{k}:s"] = svc.get(f"{k}:s", 0) + d
+        else:
+            self._inc(c, "expiries")
+        c.gin[g] -= 1
+        if c.gin[g] <= 0:
+            del c.gin[g]
+            if c.cur != g:
+                self._drop_generation(c, g)
+                if c.cur is not None:
+                    self._recompute_limits(c, c.cur)
+        return True
+
+    def _sweep(self, cluster: int, c: _Cluster) -> int:
+        gone = sorted((lease["dl"], lid) for lid, lease in c.leases.items() if lease["dl"] <= self.now)[:256]
+        for _, lid in gone:
+            self._release(c, lid, "expiry")
+        if gone:
+            self._drain(cluster, c)
+        return len(gone)
+
+    def _count_arrival(self, c: _Cluster) -> None:
+        sec = int(self.now // 1000)
+        self._inc(c, "arrivals")
+        c.arr[sec] = c.arr.get(sec, 0) + 1
+        if c.first is None:
+            c.first = self.now
+        if len(c.arr) > 2 * ARRIVAL_WINDOW_S + 8:
+            for s in [s for s in c.arr if s <= sec - ARRIVAL_WINDOW_S]:
+                del c.arr[s]
+
+    def _arrival_rate(self, c: _Cluster) -> float | None:
+        if c.first is None:
+            return None
+        sec = int(self.now // 1000)
+        n = sum(v for s, v in c.arr.items() if s > sec - ARRIVAL_WINDOW_S)
+        span = min(ARRIVAL_WINDOW_S, max(1.0, (self.now - c.first) / 1000))
+        return n / span
+
+    def _choose(self, c: _Cluster, p: dict, g: int, policy: str, u: float) -> int:
+        K = len(p["c"])
+        if policy == "random":
+            return min(bisect.bisect_right(p["cum"], u * p["cum"][-1]), K - 1)
+        best = None
+        for k in range(K):
+            cap = p["c"][k]
+            if cap <= 0:
+                continue
+            n = c.z[g][k] + len(c.cq.get((g, k), ()))
+            if policy == "jsq":
+                key = n / cap
+            else:
+                t = p["t"][k]
+                key = t if n < cap else t * (1.0 + (n - cap + 1) / cap)
+            cand = (key, p["rank"][k], k)
+            if best is None or cand < best:
+                best = cand
+        return best[2]
+
+    def _requeue_committed(self, c: _Cluster, g: int) -> None:
+        p = c.plans.get(g)
+        if p is None or c.st.get("nq", 0) <= 0:
+            return
+        live = []
+        for q in [c.q] + [c.cq.pop((g, k), deque()) for k in range(len(p["c"]))]:
+            for lid in q:
+                t = c.tk.get(lid)
+                if t is not None:
+                    t["k"] = -1
+                    live.append((t["seq"], lid))
+        c.st["nq"] = 0
+        c.q = deque(lid for _, lid in sorted(live))
+
+    def _op_acquire(self, cluster: int, lid: str, policy: str, u: float, wait_ms: int) -> dict[str, Any]:
+        c = self._cl(cluster)
+        self._sweep(cluster, c)
+        g = c.cur
+        if g is None:
+            return {"error": "no_plan"}
+        p = c.plans[g]
+        policy = policy or p["policy"]
+        self._count_arrival(c)
+        k, committed = None, -1
+        if policy == "jffc":
+            if self._head(c, c.q, False)[0] is None:
+                k = self._fastest_free(c, p, g)
+        else:
+            kc = self._choose(c, p, g, policy, u)
+            if not c.cq.get((g, kc)) and self._head(c, c.q, False)[0] is None and self._is_free(c, p, g, kc):
+                k = kc
+            committed = kc
+        if k is not None:
+            return self._grant(cluster, c, p, g, k, lid, self.now, False)
+        if wait_ms <= 0:
+            return {"queued": False, "position": len(c.tk) + 1}
+        c.seq += 1
+        c.tk[lid] = {"seq": c.seq, "t0": self.now, "dl": self.now + wait_ms, "k": committed}
+        if committed >= 0:
+            c.cq.setdefault((g, committed), deque()).append(lid)
+            self._inc(c, "nq")
+        else:
+            c.q.append(lid)
+        return {"queued": True, "position": len(c.tk)}
+
+    def _op_cancel(self, cluster: int, lid: str) -> dict[str, Any]:
+        c = self._cl(cluster)
+        t = c.tk.pop(lid, None)
+        if t is None:
+            return {"queued": False, "position": 0}   # granted meanwhile: the waiter has it already
+        self._inc(c, "timeouts")
+        if t["k"] >= 0:
+            self._inc(c, "nq", -1)
+            q = c.cq.get((c.cur, t["k"]))
+            if q is not None and lid in q:
+                q.remove(lid)
+            elif lid in c.q:
+                c.q.remove(lid)
+        elif lid in c.q:
+            c.q.remove(lid)
+        return {"queued": False, "position": 0}
+
+    def _op_plan(self, cluster: int, snap: Mapping[str, Any] | None, fp: str) -> int:
+        c = self._cl(cluster)
+        old = c.cur
+        if old is not None and snap is not None and c.fp == fp:
+            return old
+        if old is not None:
+            self._requeue_committed(c, old)
+            if c.gin.get(old, 0) <= 0:
+                self._drop_generation(c, old)
+        if snap is None:
+            c.cur = c.fp = None
+            return 0
+        c.gen += 1
+        g = c.gen
+        p = dict(snap)
+        p["servers"] = [json.loads(o) for o in p["out"]]
+        c.plans[g] = p
+        c.z[g] = [0] * len(p["c"])
+        c.cur, c.fp = g, fp
+        self._recompute_limits(c, g)
+        self._sweep(cluster, c)
+        self._drain(cluster, c)
+        return g
+
+    def _op_state(self, cluster: int) -> dict[str, Any]:
+        c = self._cl(cluster)
+        self._sweep(cluster, c)
+        self._drain(cluster, c)
+        servers = {s: {"used": v} for s, v in c.srv.items()}
+        for s, v in c.lim.items():
+            servers.setdefault(s, {"used": 0})["limit"] = v
+        out: dict[str, Any] = {
+            "now_ms": self.now, "waiting": len(c.tk), "stats": dict(c.st),
+            "wait_histogram": sorted([b, n] for b, n in c.wh.items()), "wait_buckets_ms": WAIT_BUCKETS,
+            "arrival_rate": self._arrival_rate(c), "servers": servers,
+            "generations": [{"generation": g, "in_flight": n, "plan": c.plans[g]["plan"],
+                             "capacity": c.plans[g]["c"], "in_progress": list(c.z[g]),
+                             "hops": c.plans[g]["hops"], "L": c.plans[g]["L"]}
+                            for g, n in c.gin.items() if g in c.plans],
+        }
+        if c.cur is None:
+            out["plan"] = None
+            return out
+        g = c.cur
+        p = c.plans[g]
+        svc = c.svc.get(g, {})
+        out.update(generation=g, plan=p["plan"], policy=p["policy"], chains=[
+            {"chain": k, "capacity": p["c"][k], "in_progress": c.z[g][k], "service_time_s": p["t"][k],
+             "measured_service_time_s": (svc[f"{k}:s"] / svc[f"{k}:n"] / 1000) if svc.get(f"{k}:n") else None,
+             "completed": int(svc.get(f"{k}:n", 0)), "waiting": len(c.cq.get((g, k), ()))}
+            for k in range(len(p["c"]))])
+        return out
+
+    def _call(self, name: str, *args: Any) -> Any:
+        with self._lock:
+            self.now = int(math.floor(self._clock()))
+            return getattr(self, "_op_" + name)(*args)
+
+    def _op_release(self, cluster: int, lid: str) -> bool:
+        c = self._cl(cluster)
+        ok = self._release(c, lid, "release")
+        self._sweep(cluster, c)
+        self._drain(cluster, c)
+        return ok
+
+    def _op_renew(self, cluster: int, lid: str) -> dict[str, Any]:
+        c = self._cl(cluster)
+        self._sweep(cluster, c)
+        lease = c.leases.get(lid)
+        if lease is None:
+            self._drain(cluster, c)
+            return {"gone": True}
+        ttl = c.plans[lease["g"]]["ttl_ms"]
+        lease["dl"] = self.now + ttl
+        return {"ttl_ms": ttl, "expires_ms": lease["dl"]}
+
+    def _op_sweep(self, cluster: int) -> int:
+        c = self._cl(cluster)
+        n = self._sweep(cluster, c)
+        self._drain(cluster, c)
+        return n
+
+    # -- public API (the same as AsyncRedisStore's) --------------------------
+    def _start(self, cluster: int, wait_s: Any, policy: Any, uniform: float | None,
+               loop: asyncio.AbstractEventLoop | None) -> tuple[str, dict[str, Any], _Waiter | None, float]:
+        wait_s, policy = check_args(wait_s, policy)
+        lid = secrets.token_urlsafe(12)
+        u = self._rng.random() if uniform is None else uniform
+        with self._lock:
+            self.now = int(math.floor(self._clock()))
+            d = self._op_acquire(int(cluster), lid, policy, u, int(wait_s * 1000))
+            w = None
+            if d.get("queued"):
+                w = self._waiters[(int(cluster), lid)] = _Waiter(loop)
+        if d.get("error") == "no_plan":
+            raise NoPlan(cluster)
+        if "lease" not in d and not d.get("queued"):
+            raise NotGranted(d.get("position", 1), 0)
+        return lid, d, w, wait_s
+
+    def _give_up(self, cluster: int, lid: str, w: _Waiter, d: dict, wait_s: float) -> dict[str, Any]:
+        with self._lock:
+            self._waiters.pop((int(cluster), lid), None)
+            if w.value is not None:
+                return lease_from_raw(w.value)
+            self.now = int(math.floor(self._clock()))
+            self._op_cancel(int(cluster), lid)
+        raise NotGranted(d.get("position", 1), wait_s)
+
+    async def acquire(self, cluster: int, *, wait_s: float = 30.0, policy: str | None = None,
+                      uniform: float | None = None) -> dict[str, Any]:
+        lid, d, w, wait_s = self._start(cluster, wait_s, policy, uniform, asyncio.get_running_loop())
+        if w is None:
+            return lease_from_raw(d)
+        end = time.monotonic() + wait_s
+        try:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return self._give_up(cluster, lid, w, d, wait_s)
+                try:
+                    return lease_from_raw(await asyncio.wait_for(asyncio.shield(w.future),
+                                                                 timeout=min(left, SWEEP_SLICE_S)))
+                except asyncio.TimeoutError:
+                    self._call("sweep", int(cluster))
+        except asyncio.CancelledError:
+            self._give_up_quietly(cluster, lid, w)
+            raise
+
+    def _give_up_quietly(self, cluster: int, lid: str, w: _Waiter) -> None:
+        """A waiter that went away (client disconnected): leave the queue, or hand back its lease."""
+        with self._lock:
+            self._waiters.pop((int(cluster), lid), None)
+            self.now = int(math.floor(self._clock()))
+            if w.value is not None:
+                self._op_release(int(cluster), lid)
+            else:
+                self._op_cancel(int(cluster), lid)
+
+    def acquire_blocking(self, cluster: int, *, wait_s: float = 30.0, policy: str | None = None,
+                         uniform: float | None = None) -> dict[str, Any]:
+        lid, d, w, wait_s = self._start(cluster, wait_s, policy, uniform, None)
+        if w is None:
+            return lease_from_raw(d)
+        end = time.monotonic() + wait_s
+        while (left := end - time.monotonic()) > 0:
+            if w.event.wait(min(left, SWEEP_SLICE_S)):
+                return lease_from_raw(w.value)
+            self._call("sweep", int(cluster))
+        return self._give_up(cluster, lid, w, d, wait_s)
+
+    async def enqueue(self, cluster: int, *, policy: str | None = None, wait_s: float = 30.0,
+                      uniform: float | None = None) -> tuple[str, dict[str, Any]]:
+        wait_s, policy = check_args(wait_s, policy)
+        lid = secrets.token_urlsafe(12)
+        u = self._rng.random() if uniform is None else uniform
+        with self._lock:
+            self.now = int(math.floor(self._clock()))
+            d = self._op_acquire(int(cluster), lid, policy, u, int(wait_s * 1000))
+            if d.get("queued"):
+                w = self._waiters[(int(cluster), lid)] = _Waiter(None)
+                w.keep = True
+        return lid, d
+
+    async def granted(self, cluster: int, lid: str) -> dict[str, Any] | None:
+        with self._lock:
+            w = self._waiters.get((int(cluster), lid))
+            if w is None or w.value is None:
+                return None
+            del self._waiters[(int(cluster), lid)]
+            return lease_from_raw(w.value)
+
+    async def release(self, cluster: int, lease: str) -> bool:
+        return self._call("release", int(cluster), str(lease))
+
+    async def renew(self, cluster: int, lease: str) -> dict[str, Any] | None:
+        return renewal_from_raw(self._call("renew", int(cluster), str(lease)))
+
+    async def state(self, cluster: int) -> dict[str, Any]:
+        return state_from_raw(self._call("state", int(cluster)))
+
+    async def sweep(self, cluster: int) -> int:
+        return self._call("sweep", int(cluster))
+
+    async def set_plan(self, cluster: int, snapshot: Mapping[str, Any] | None) -> int:
+        if snapshot is None:
+            return self._call("plan", int(cluster), None, "")
+        _, fp = snapshot_json(snapshot)
+        return self._call("plan", int(cluster), snapshot, fp)
+
+    async def clusters(self) -> list[int]:
+        with self._lock:
+            return sorted(k for k, c in self._c.items() if c.cur is not None)
+
+    async def put_token(self, digest: str, cluster: int) -> None:
+        self._tokens[digest] = int(cluster)
+
+    async def drop_token(self, digest: str) -> None:
+        self._tokens.pop(digest, None)
+
+    async def token_cluster(self, digest: str) -> int | None:
+        return self._tokens.get(digest)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def claim(self, name: str, ttl_s: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._claims.get(name, 0) > now:
+                return False
+            self._claims[name] = now + ttl_s
+            return True
+
+    async def clear(self) -> None:
+        with self._lock:
+            self._c.clear()
+            self._tokens.clear()
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,230 @@
+"""PETALS client side of the testbed (runs inside .venv-petals).
+
+* ``ChainSequenceManager``: a ``RemoteSequenceManager`` whose ``make_sequence`` returns
+  exactly the granted chain's spans (including part of a server's range), so a request
+  runs on the chain the dispatcher granted and nowhere else.
+* plain PETALS routing (its own ``min_latency`` Dijkstra) for the PETALS baseline.
+* a per-hop delay in the client transport: every step sent to a server waits that
+  server's injected round-trip time first (netem is not available here; see
+  docs/petals-testbed.md).
+* two fixes for known client hangs: a server session's ``close()`` marks it closed even
+  when closing the stream fails (broken pipe), and ``__del__`` never blocks (it may run
+  on the event-loop thread during garbage collection or at interpreter shutdown).
+
+``python -m serving.petals.client MODEL_DIR --initial-peers MADDR --dht-prefix P`` serves
+JSON lines on stdin/stdout: ``{"op": "run", "id": .., "chain": [[peer_id, start, end], ..]
+| null, "input_tokens": n, "output_tokens": m}`` -> ``{"id": .., "ok": true, "t_start": ..,
+"t_end": .., "route": [[peer_id, start, end], ..], "hops": {peer_id: seconds}, ...}``.
+Timestamps are ``time.time()`` so the orchestrator can line them up with its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+from petals import AutoDistributedModelForCausalLM  # noqa: E402
+from petals.client import inference_session as _isess  # noqa: E402
+from petals.client.inference_session import InferenceSession  # noqa: E402
+from petals.client.routing.sequence_manager import MissingBlocksError, RemoteSequenceManager  # noqa: E402
+from petals.data_structures import RemoteSpanInfo  # noqa: E402
+
+# --------------------------------------------------------------------------- hang fixes
+_ServerSession = _isess._ServerInferenceSession
+_orig_close = _ServerSession.close
+
+
+def _close_marking_closed(self) -> None:
+    try:
+        _orig_close(self)
+    except Exception:  # broken pipe while closing: the stream is gone either way
+        pass
+    finally:
+        self._outputs_stream = self._inputs_queue = None
+        self.closed = True
+
+
+def _never_block_del(self) -> None:
+    # Closing needs the event-loop thread; from __del__ (possibly on that very thread) it
+    # can deadlock, so a session still open at collection time is simply dropped.
+    self._outputs_stream = self._inputs_queue = None
+
+
+_ServerSession.close = _close_marking_closed
+_ServerSession.__del__ = _never_block_del
+InferenceSession.__del__ = lambda self: None
+
+# --------------------------------------------------------------------------- per-hop delay
+HOP_DELAY_S: dict[str, float] = {}          # peer id (base58) -> injected round trip, seconds
+_hop_times = threading.local()
+_orig_step = _ServerSession.step
+
+
+def _delayed_step(self, *args, **kwargs):
+    peer = self.span.peer_id.to_base58()
+    delay = HOP_DELAY_S.get(peer, 0.0)
+    t0 = time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)       # request and reply each travel half of it; one sleep is the same wait
+    out = _orig_step(self, *args, **kwargs)
+    acc = getattr(_hop_times, "acc", None)
+    if acc is not None:
+        acc[peer] = acc.get(peer, 0.0) + time.perf_counter() - t0
+        _hop_times.steps[peer] = _hop_times.steps.get(peer, 0) + 1
+    return out
+
+
+_ServerSession.step = _delayed_step
+
+
+# --------------------------------------------------------------------------- forced chain
+class ChainSequenceManager(RemoteSequenceManager):
+    """Routes every session over ``chain`` = [(peer_id, start, end), ...] exactly."""
+
+    def __init__(self, config, block_uids, *, dht=None, state=None, chain=None):
+        super().__init__(config, block_uids, dht=dht, state=state)
+        self.chain = list(chain or [])
+
+    def __getitem__(self, ix):
+        sub = super().__getitem__(ix)
+        sub.chain = self.chain
+        return sub
+
+    def make_sequence(self, start_index: int = 0, end_index: int | None = None, *, mode: str,
+                      cache_tokens_needed: int | None = None) -> list[RemoteSpanInfo]:
+        end_index = len(self) if end_index is None else end_index
+        spans = []
+        for peer, start, end in self.chain:
+            lo, hi = max(start, start_index), min(end, end_index)
+            if lo >= hi:
+                continue
+            known = [s for s in self.state.sequence_info.spans_containing_block[lo]
+                     if s.peer_id.to_base58() == peer and s.start <= lo and s.end >= hi]
+            if not known:
+                raise MissingBlocksError(list(range(lo, hi)))
+            spans.append(RemoteSpanInfo(peer_id=known[0].peer_id, start=lo, end=hi,
+                                        server_info=known[0].server_info))
+        covered = sum(s.end - s.start for s in spans)
+        if covered != end_index - start_index:
+            raise RuntimeError(f"chain {self.chain} does not cover blocks {start_index}:{end_index}")
+        return spans
+
+
+class Client:
+    def __init__(self, model_dir: str, initial_peers: list[str], dht_prefix: str, max_retries: int = 6):
+        self.model = AutoDistributedModelForCausalLM.from_pretrained(
+            model_dir, initial_peers=initial_peers, dht_prefix=dht_prefix, max_retries=max_retries,
+            use_server_to_server=False, show_route=False, torch_dtype=torch.float32, request_timeout=60,
+            update_period=5)
+        self.model.eval()
+        self.base: RemoteSequenceManager = self.model.model.layers.sequence_manager
+        self.base.make_sequence(0, len(self.base), mode="min_latency")   # waits for the DHT
+        self.vocab = self.model.config.vocab_size
+
+    def wait_for_peers(self, peers: set[str], timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            seen = {s.peer_id.to_base58() for s in self.base.state.sequence_info.spans_by_priority}
+            if peers <= seen:
+                return
+            self.base.update(wait=True)
+            time.sleep(0.5)
+        raise RuntimeError(f"servers not visible in the DHT: {sorted(peers - seen)}")
+
+    def manager_for(self, chain) -> RemoteSequenceManager:
+        if chain is None:
+            return self.base
+        return ChainSequenceManager(self.base.config, self.base.block_uids, dht=self.base.dht,
+                                    state=self.base.state, chain=chain)
+
+    def run(self, chain, input_tokens: int, output_tokens: int, seed: int = 0) -> dict:
+        gen = torch.Generator().manual_seed(seed)
+        ids = torch.randint(3, self.vocab, (1, max(1, input_tokens)), generator=gen)
+        manager = self.manager_for(chain)
+        _hop_times.acc, _hop_times.steps = {}, {}
+        t_start = time.time()
+        tokens = []
+        with torch.inference_mode():
+            session = InferenceSession(manager, max_length=ids.shape[1] + output_tokens)
+            try:
+                hidden = self.model.model.embed_tokens(ids)
+                for _ in range(output_tokens):
+                    out = session.step(hidden)
+                    logits = self.model.lm_head(self.model.model.norm(out[:, -1:]))
+                    nxt = logits.argmax(-1)
+                    tokens.append(int(nxt))
+                    hidden = self.model.model.embed_tokens(nxt)
+                route = [[s.span.peer_id.to_base58(), s.span.start, s.span.end] for s in session._server_sessions]
+            finally:
+                session.close()
+        t_end = time.time()
+        hops, steps = dict(_hop_times.acc), dict(_hop_times.steps)
+        _hop_times.acc = None
+        return {"t_start": t_start, "t_end": t_end, "route": route, "hops": hops, "steps": steps,
+                "tokens": tokens}
+
+
+def serve(client: Client, max_workers: int) -> None:
+    out_lock = threading.Lock()
+
+    def emit(obj: dict) -> None:
+        with out_lock:
+            sys.stdout.write(json.dumps(obj) + "\n")
+            sys.stdout.flush()
+
+    def handle(msg: dict) -> None:
+        try:
+            res = client.run(msg.get("chain"), int(msg["input_tokens"]), int(msg["output_tokens"]),
+                             seed=int(msg.get("seed", 0)))
+            emit({"id": msg["id"], "ok": True, **res})
+        except Exception as exc:  # reported per request; the orchestrator decides
+            emit({"id": msg["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        emit({"op": "ready"})
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            if msg.get("op") == "delays":
+                HOP_DELAY_S.clear()
+                HOP_DELAY_S.update({k: float(v) for k, v in msg["delays"].items()})
+                emit({"op": "delays", "ok": True})
+            elif msg.get("op") == "peers":
+                try:
+                    client.wait_for_peers(set(msg["peers"]))
+                    emit({"op": "peers", "ok": True})
+                except Exception as exc:
+                    emit({"op": "peers", "ok": False, "error": str(exc)})
+            elif msg.get("op") == "run":
+                pool.submit(handle, msg)
+            elif msg.get("op") == "quit":
+                break
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="PETALS client worker of the chainplan testbed")
+    p.add_argument("model_dir")
+    p.add_argument("--initial-peers", nargs="+", required=True)
+    p.add_argument("--dht-prefix", required=True)
+    p.add_argument("--max-workers", type=int, default=64)
+    p.add_argument("--max-retries", type=int, default=6)
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    client = Client(a.model_dir, a.initial_peers, a.dht_prefix, max_retries=a.max_retries)
+    serve(client, a.max_workers)
+    sys.stdout.flush()
+    os._exit(0)   # skip interpreter teardown: hivemind's threads can block it
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The client library: context managers renew in the background and release on exit (HTTP and Redis-direct)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from serving.dispatch import (AsyncDispatchClient, AsyncRedisDispatchClient, DispatchClient, Hop, LeaseGone,
+                              NoAdoptedPlan, NoFreeChain, RedisDispatchClient)
+
+from .conftest import REDIS_URL, TWO, snapshot
+
+
+def _check_renewed_and_released(store, cluster=1):
+    st = store.state(cluster)
+    assert st["observations"]["expiries"] == 0
+    assert st["observations"]["releases"] == st["observations"]["grants"] >= 1
+    assert all(c["in_progress"] == 0 for c in st["chains"])
+
+
+def test_sync_http_client_holds_a_lease_past_its_ttl(dispatcher):
+    dispatcher.store.set_plan(1, snapshot(TWO, ttl_s=0.4))
+    client = DispatchClient(dispatcher.url, 1, dispatcher.token(1))
+    with client.acquire(wait_s=5) as lease:
+        assert lease.chain == 0 and lease.servers[0] == Hop("a", 0, 2)
+        time.sleep(1.3)                               # > 3 TTLs: only background renewal keeps it
+        assert dispatcher.store.renew(1, lease.lease) is not None
+    assert client.release(lease) is False           # already released by the context manager
+    with pytest.raises(LeaseGone):
+        client.renew(lease)
+    _check_renewed_and_released(dispatcher.store)
+    assert client.state()["chains"][0] == {"chain": 0, "capacity": 2, "in_progress": 0}
+    client.close()
+
+
+def test_async_http_client_and_errors(dispatcher):
+    dispatcher.store.set_plan(1, snapshot([(["a"], [4], 1.0, 1)], ttl_s=0.4))
+    token = dispatcher.token(1)
+
+    async def body():
+        async with AsyncDispatchClient(dispatcher.url, 1, token) as client:
+            async with client.acquire(wait_s=5) as lease:
+                await asyncio.sleep(1.3)
+                with pytest.raises(NoFreeChain) as exc:
+                    await client.acquire_lease(wait_s=0)
+                assert exc.value.retry_after_s == 1.0
+            assert lease.chain == 0
+        async with AsyncDispatchClient(dispatcher.url, 9, dispatcher.token(9)) as other:
+            with pytest.raises(NoAdoptedPlan, match="no adopted plan"):
+                await other.acquire_lease(wait_s=0)
+    asyncio.run(body())
+    _check_renewed_and_released(dispatcher.store)
+
+
+def test_redis_direct_clients(dispatcher):
+    """No HTTP hop, the same scripts: leases from both paths share the slots."""
+    dispatcher.store.set_plan(1, snapshot([(["a"], [4], 1.0, 1)], ttl_s=0.4))
+    direct = RedisDispatchClient(REDIS_URL, 1, prefix=dispatcher.prefix)
+    http = DispatchClient(dispatcher.url, 1, dispatcher.token(1))
+    with direct.acquire(wait_s=5) as lease:
+        time.sleep(1.0)
+        with pytest.raises(NoFreeChain):
+            http.acquire_lease(wait_s=0)
+    assert lease.servers == [Hop("a", 0, 4)]
+
+    async def body():
+        c = AsyncRedisDispatchClient(REDIS_URL, 1, prefix=dispatcher.prefix)
+        async with c.acquire(wait_s=5) as got:
+            await asyncio.sleep(1.0)
+        with pytest.raises(LeaseGone):
+            await c.renew(got)
+        await c.aclose()
+    asyncio.run(body())
+    _check_renewed_and_released(dispatcher.store)
+    direct.close()
+    http.close()

@@ -1,0 +1,170 @@
+"""Semantics of the dispatcher, the same on both stores (MemoryStore and Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from serving.dispatch.redis_store import NoPlan, NotGranted
+
+from .conftest import TWO, run, snapshot
+
+
+def test_grants_fastest_free_chain_then_queues_fifo(store_factory):
+    async def body():
+        s = store_factory()
+        await s.set_plan(1, snapshot(TWO))
+        leases = [await s.acquire(1, wait_s=0) for _ in range(5)]
+        assert [l["chain"] for l in leases] == [0, 0, 1, 1, 1]
+        assert leases[0]["servers"] == [{"server": "a", "start_block": 0, "num_blocks": 2},
+                                        {"server": "b", "start_block": 2, "num_blocks": 3}]
+        with pytest.raises(NotGranted):
+            await s.acquire(1, wait_s=0)
+        # three waiters, queued in order; each release hands the freed slot to the oldest
+        waiters = []
+        for i in range(3):
+            waiters.append(asyncio.create_task(s.acquire(1, wait_s=10)))
+            await asyncio.sleep(0.05)
+        st = await s.state(1)
+        assert st["queue_length"] == 3
+        order = []
+        for i, lease in enumerate([leases[2], leases[0], leases[3]]):
+            assert await s.release(1, lease["lease"])
+            got = await asyncio.wait_for(waiters[i], 5)
+            order.append((i, got["chain"]))
+            assert got["waited_s"] > 0
+        assert order == [(0, 1), (1, 0), (2, 1)]
+        st = await s.state(1)
+        assert st["queue_length"] == 0
+        assert [c["in_progress"] for c in st["chains"]] == [2, 3]
+        obs = st["observations"]
+        assert obs["grants"] == 8 and obs["releases"] == 3 and obs["expiries"] == 0
+    run(body())
+
+
+def test_release_is_idempotent_and_renew_after_release_is_gone(store_factory):
+    async def body():
+        s = store_factory()
+        await s.set_plan(1, snapshot(TWO))
+        lease = await s.acquire(1, wait_s=0)
+        renewed = await s.renew(1, lease["lease"])
+        assert renewed["ttl_s"] == 30.0 and renewed["expires_at"] >= lease["expires_at"]
+        assert await s.release(1, lease["lease"]) is True
+        assert await s.release(1, lease["lease"]) is False
+        assert await s.renew(1, lease["lease"]) is None
+        assert await s.release(1, "no-such-lease") is False
+        st = await s.state(1)
+        assert st["observations"]["releases"] == 1
+        assert [c["in_progress"] for c in st["chains"]] == [0, 0]
+    run(body())
+
+
+def test_unrenewed_lease_expires_and_its_slot_goes_to_the_queue_head(store_factory):
+    async def body():
+        s = store_factory()
+        await s.set_plan(1, snapshot([(["a"], [4], 1.0, 1)], ttl_s=0.3))
+        held = await s.acquire(1, wait_s=0)
+        waiter = asyncio.create_task(s.acquire(1, wait_s=5))
+        got = await asyncio.wait_for(waiter, 5)
+        assert 0.2 <= got["waited_s"] <= 2.0
+        assert await s.release(1, held["lease"]) is False     # expired: changes nothing
+        st = await s.state(1)
+        assert st["observations"]["expiries"] == 1
+        assert st["chains"][0]["in_progress"] == 1
+    run(body())
+
+
+def test_no_plan_and_withdrawn_plan(store_factory):
+    async def body():
+        s = store_factory()
+        with pytest.raises(NoPlan, match="no adopted plan"):
+            await s.acquire(5, wait_s=0)
+        await s.set_plan(5, snapshot(TWO))
+        lease = await s.acquire(5, wait_s=0)
+        await s.set_plan(5, None)
+        with pytest.raises(NoPlan):
+            await s.acquire(5, wait_s=0)
+        assert await s.release(5, lease["lease"]) is True     # in-flight work still ends cleanly
+    run(body())
+
+
+@pytest.mark.parametrize("bad", [-1, 301, float("nan"), "5", True])
+def test_absurd_waits_are_refused(store_factory, bad):
+    async def body():
+        s = store_factory()
+        await s.set_plan(1, snapshot(TWO))
+        with pytest.raises(ValueError, match="wait_s"):
+            await s.acquire(1, wait_s=bad)
+    run(body())
+
+
+def test_waiter_times_out_and_leaves_the_queue(store_factory):
+    async def body():
+        s = store_factory()
+        await s.set_plan(1, snapshot([(["a"], [4], 1.0, 1)]))
+        held = await s.acquire(1, wait_s=0)
+        with pytest.raises(NotGranted, match="within 0.2 s"):
+            await s.acquire(1, wait_s=0.2)
+        st = await s.state(1)
+        assert st["queue_length"] == 0 and st["observations"]["timeouts"] == 1
+        await s.release(1, held["lease"])
+        assert (await s.state(1))["chains"][0]["in_progress"] == 0    # the slot was not handed to a ghost
+    run(body())
+
+
+def test_plan_switch_never_overcommits_a_server(store_factory):
+    """Old jobs finish on old chains; new chains respect every server's slots under both plans."""
+    async def body():
+        s = store_factory()
+        # plan 1: server b holds 2 jobs x 3 blocks = 6 block-slots on chain 0
+        await s.set_plan(1, snapshot([(["a", "b"], [2, 3], 1.0, 2)], plan_id=1))
+        old = [await s.acquire(1, wait_s=0) for _ in range(2)]
+        # plan 2: b alone runs 5 blocks with 2 slots (10 block-slots); c runs 5 blocks with 1 slot
+        await s.set_plan(1, snapshot([(["b"], [5], 0.5, 2), (["c"], [5], 0.9, 1)], plan_id=2))
+        st = await s.state(1)
+        assert st["plan"] == 2
+        # b: 6 used of min(6, 10) -> chain 0 of the new plan must wait; c is free
+        first = await s.acquire(1, wait_s=0)
+        assert first["chain"] == 1
+        with pytest.raises(NotGranted):
+            await s.acquire(1, wait_s=0)
+        await s.release(1, old[0]["lease"])       # b: 3 used, limit still 6 (old plan in flight): 3 + 5 > 6
+        with pytest.raises(NotGranted):
+            await s.acquire(1, wait_s=0)
+        await s.release(1, old[1]["lease"])       # old plan drained: b's limit is 10
+        a, b = await s.acquire(1, wait_s=0), await s.acquire(1, wait_s=0)
+        assert (a["chain"], b["chain"]) == (0, 0)
+        st = await s.state(1)
+        servers = {x["server"]: x for x in st["observations"]["servers"]}
+        assert servers["b"]["used_slots"] == 10 and servers["b"]["slot_limit"] == 10
+        assert st["observations"]["in_flight_by_plan"] == [{"plan": 2, "generation": 2, "in_flight": 3}]
+    run(body())
+
+
+def test_same_plan_again_changes_nothing(store_factory):
+    async def body():
+        s = store_factory()
+        g1 = await s.set_plan(1, snapshot(TWO))
+        lease = await s.acquire(1, wait_s=0)
+        assert await s.set_plan(1, snapshot(TWO)) == g1
+        st = await s.state(1)
+        assert st["chains"][lease["chain"]]["in_progress"] == 1
+    run(body())
+
+
+def test_arrival_rate_and_measured_service_time(store_factory):
+    async def body():
+        s = store_factory()
+        await s.set_plan(1, snapshot(TWO))
+        assert (await s.state(1))["arrival_rate"] is None
+        for _ in range(4):
+            lease = await s.acquire(1, wait_s=0)
+            await asyncio.sleep(0.05)
+            await s.release(1, lease["lease"])
+        st = await s.state(1)
+        assert st["arrival_rate"] == pytest.approx(4.0)     # 4 arrivals within the first second
+        measured = st["observations"]["chains"][0]["measured_service_time_s"]
+        assert 0.04 <= measured <= 1.0
+        assert st["observations"]["chains"][0]["completed"] == 4
+    run(body())

@@ -1,0 +1,80 @@
+"""End to end on a real PETALS swarm (loopback): a plan launches, every request runs on the
+chain it was granted, no chain holds more jobs than its capacity, and measured service
+times stay within a stated tolerance of the calibrated prediction.
+
+Chains come from the live dispatcher (serving.dispatch in its own uvicorn process, Redis
+at 127.0.0.1:6379 under a key prefix of this run).  Needs .venv-petals (bash
+scripts/install_petals.sh): under CI=true its absence fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PETALS_PY = REPO / ".venv-petals" / "bin" / "python"
+# Calibration runs on an idle one-server swarm; during the run 3 servers and the client
+# share 2 (loaded) cores, so per-hop overheads grow.  Stated tolerance: measured mean
+# service time within -30 % / +100 % of the prediction (the recorded runs in
+# bench/results/testbed.md give the actual error).
+SERVICE_TOLERANCE = (0.7, 2.0)
+
+
+@pytest.fixture(scope="module")
+def petals_python() -> Path:
+    if not PETALS_PY.exists():
+        msg = "PETALS environment missing: run bash scripts/install_petals.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return PETALS_PY
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
+    from serving.petals.procs import p2p_sockets
+    from serving.testbed.run import main
+
+    sockets_before = p2p_sockets()
+    rc = main(["--servers", "3", "--requests", "30", "--load", "0.5", "--algorithms", "proposed",
+               "--calibration-reps", "3", "--python", str(petals_python), "--out", str(tmp_path / "out"),
+               "--workdir", str(tmp_path / "work")])
+    assert rc == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    contract = json.loads(last)
+    r = contract["algorithms"]["proposed"]
+    assert set(r) == {"requests", "completed", "predicted_mean_s", "measured_mean_s", "predicted_p95_s",
+                      "measured_p95_s"}
+    assert r["requests"] == 30 and r["completed"] == 30
+
+    recorded = json.loads((tmp_path / "out" / "testbed.json").read_text())
+    assert recorded["meta"]["routes"].startswith("live dispatcher"), recorded["meta"]["routes"]
+    full = recorded["algorithms"]["proposed"]
+    assert full["on_granted_chain"] == 30, "a request ran off the chain it was granted"
+    assert all(m <= c for m, c in zip(full["max_in_progress"], full["capacity"])), full
+    lo, hi = SERVICE_TOLERANCE
+    ratio = full["measured_service_s"] / full["predicted_service_s"]
+    assert lo <= ratio <= hi, f"measured/predicted service time {ratio:.2f} outside {SERVICE_TOLERANCE}"
+
+    # the servers' own logs show sessions over exactly the granted block ranges
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "out" / "testbed.csv")))
+    granted: dict[str, set[str]] = {}
+    for row in rows:
+        for hop in row["granted"].split("|"):
+            server, rng = hop.split(":")
+            a, b = rng.split("-")
+            granted.setdefault(server, set()).add(f"{a}:{b}")
+    for server, ranges in granted.items():
+        log = (tmp_path / "work" / "proposed" / f"server-{server}.log").read_text(errors="replace")
+        opened = set(re.findall(r"rpc_inference\.open\(blocks=(\d+:\d+)", log))
+        assert ranges <= opened, (server, ranges, opened)
+
+    # everything it started is stopped: no new p2pd sockets left behind
+    assert p2p_sockets() <= sockets_before

@@ -1,0 +1,173 @@
+"""The plan document's ``explanation`` on hand-made plans whose answer is known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from solvers.api import plan
+from solvers.bounds import bounds_from_rates
+from solvers.explain import explain
+from solvers.gca import gca
+from solvers.plan import PlanResult, plan_document
+from solvers.topology import Placement, make_chain
+
+from .helpers import make_scenario
+
+
+def _by_server(rows):
+    return {r["server"]: r for r in rows}
+
+
+def _document(scenario, placement, hops_and_caps, budget_s=5.0):
+    chains = [make_chain(scenario, hops, cap) for hops, cap in hops_and_caps]
+    result = PlanResult("hand-made", True, c=None, placement=placement, chains=chains)
+    doc = plan_document(scenario, result, 0.0)
+    return doc, explain(scenario, result, doc, budget_s=budget_s)
+
+
+def test_every_plan_document_has_the_contract_shape():
+    s = make_scenario([(10, 0.1, 0.1), (10, 0.2, 0.1), (3, 0.3, 0.1), (0.5, 0.1, 0.1)], num_blocks=4,
+                      block_size_gb=1.0, cache_size_gb=0.1, arrival_rate=0.5)
+    for algorithm in ("proposed", "best", "petals", "bprr", "whole-model"):
+        e = plan(s, algorithm, time_limit_s=0.2)["explanation"]
+        assert set(e) == {"summary", "servers", "unused", "c_choice", "warnings"}
+        assert e["summary"] and all(isinstance(x, str) and x for x in e["summary"])
+        for row in e["servers"]:
+            assert set(row) == {"server", "binding", "detail"}
+            assert row["binding"] in {"memory-blocks", "memory-cache", "communication", "compute", "unused"}
+        for row in e["unused"]:
+            assert set(row) == {"server", "why", "change_if_used_s"} and row["why"]
+        if e["c_choice"] is not None:
+            assert set(e["c_choice"]) == {"c", "neighbours", "detail"}
+
+
+def test_binding_constraint_per_server_from_the_plan_numbers():
+    # L = 4, 1 GB per block, 0.1 GB of KV per block and job.
+    #   A: 2.45 GB holds blocks 0-1 (2 GB) and 4 slots; capacity 1 uses 2: one more block (3 GB) does not fit
+    #   E: 2.25 GB holds blocks 0-1 and 2 slots, both used by its chain: KV cache full
+    #   B: 10 GB holds blocks 2-3; 0.5 s of network against 0.02 s of computing: communication
+    #   D: 10 GB holds all 4 blocks; 1 s per block against 0.01 s of network: compute
+    s = make_scenario([(2.45, 0.01, 0.01), (2.25, 0.01, 0.01), (10, 0.5, 0.01), (10, 0.01, 1.0)],
+                      num_blocks=4, block_size_gb=1.0, cache_size_gb=0.1, arrival_rate=0.05)
+    placement = Placement(start=(0, 0, 2, 0), count=(2, 2, 2, 4))
+    _, e = _document(s, placement, [(((0, 2), (2, 2)), 1), (((1, 2), (2, 2)), 1), (((3, 4),), 1)])
+    got = {r["server"]: r["binding"] for r in e["servers"]}
+    assert got == {"s0": "memory-blocks", "s1": "memory-cache", "s2": "communication", "s3": "compute"}
+    rows = _by_server(e["servers"])
+    assert "2 of 2 slots" in rows["s1"]["detail"]
+    assert "0.5 s" in rows["s2"]["detail"]
+
+
+def test_a_server_too_small_for_one_block_is_said_to_be():
+    s = make_scenario([(10, 0.1, 0.1), (1.05, 0.01, 0.01)], num_blocks=4, block_size_gb=1.0, cache_size_gb=0.1)
+    doc = plan(s, "proposed")
+    unused = _by_server(doc["explanation"]["unused"])
+    assert list(unused) == ["s1"]
+    assert unused["s1"]["why"].startswith("too small")
+    assert unused["s1"]["change_if_used_s"] is None
+    assert any("too small" in line for line in doc["explanation"]["summary"])
+
+
+def test_a_slow_far_server_would_raise_the_upper_bound_and_not_lower_the_lower():
+    # the fast server holds the whole model; the far one is 100 times slower
+    s = make_scenario([(10, 0.01, 0.01), (10, 5.0, 0.5)], num_blocks=4, block_size_gb=1.0, cache_size_gb=0.1,
+                      arrival_rate=1.0)
+    placement = Placement(start=(0, 0), count=(4, 0))
+    doc, e = _document(s, placement, [(((0, 4),), 56)])
+    row = _by_server(e["unused"])["s1"]
+    # what it would be: GCA on the placement with the far server added
+    chains = gca(s, Placement((0, 0), (4, 4)))
+    after = bounds_from_rates([1 / ch.service_time_s for ch in chains], [ch.capacity for ch in chains], 1.0)
+    before = doc["bounds"]
+    assert row["change_if_used_s"] == pytest.approx(after.lower_s - before["response_time_lower_s"], abs=1e-12)
+    assert row["change_if_used_s"] >= -1e-3 * before["response_time_lower_s"]
+    assert after.upper_s > before["response_time_upper_s"]
+    assert "raise the upper bound" in row["why"]
+    assert "above every used server's" in row["why"]
+
+
+def test_an_idle_fast_server_shows_the_better_plan():
+    # at high load one fast server alone queues; its twin sits idle: using it lowers the bound a lot
+    s = make_scenario([(4.4, 0.01, 0.1), (4.4, 0.01, 0.1)], num_blocks=4, block_size_gb=1.0, cache_size_gb=0.1,
+                      arrival_rate=2.3)
+    placement = Placement(start=(0, 0), count=(4, 0))
+    doc, e = _document(s, placement, [(((0, 4),), 1)])
+    assert doc["load"] > 0.9
+    row = _by_server(e["unused"])["s1"]
+    assert row["change_if_used_s"] < -0.01 * doc["bounds"]["response_time_lower_s"]
+    assert "lower the lower bound" in row["why"] and "better plan" in row["why"]
+    assert any("near saturation" in w for w in e["warnings"])
+
+
+def test_unused_servers_that_only_help_together_form_one_chain():
+    # two servers of 2 blocks each cannot join the whole-model server's chain (it has no free KV slot to
+    # pair with them), but together they cover blocks 0-3
+    s = make_scenario([(4.4, 0.01, 0.1), (2.4, 0.01, 0.1), (2.4, 0.01, 0.1)], num_blocks=4, block_size_gb=1.0,
+                      cache_size_gb=0.1, arrival_rate=2.3)
+    placement = Placement(start=(0, 0, 0), count=(4, 0, 0))
+    doc, e = _document(s, placement, [(((0, 4),), 1)])
+    rows = _by_server(e["unused"])
+    for sid in ("s1", "s2"):
+        assert "cannot join a chain" in rows[sid]["why"]
+        assert "as one new chain of 2 unused servers" in rows[sid]["why"]
+        assert rows[sid]["change_if_used_s"] < 0
+    assert rows["s1"]["change_if_used_s"] == rows["s2"]["change_if_used_s"]
+
+
+def test_why_this_c_from_the_tuning_the_algorithm_ran():
+    s = make_scenario([(40, 0.3, 0.05)] * 3 + [(20, 0.2, 0.08)] * 4, num_blocks=20, block_size_gb=1.0,
+                      cache_size_gb=0.1, arrival_rate=1.5)
+    doc = plan(s, "proposed")
+    choice = doc["explanation"]["c_choice"]
+    assert choice["c"] == doc["c"]
+    cs = [nb["c"] for nb in choice["neighbours"]]
+    assert doc["c"] in cs and cs == sorted(cs) and max(abs(c - doc["c"]) for c in cs) <= 2
+    by_c = {row["c"]: row["objective"] for row in doc["c_tuning"]}
+    for nb in choice["neighbours"]:
+        assert nb["objective_s"] == by_c.get(nb["c"])
+    known = [nb["objective_s"] for nb in choice["neighbours"] if nb["objective_s"] is not None]
+    mine = next(nb["objective_s"] for nb in choice["neighbours"] if nb["c"] == doc["c"])
+    assert mine == min(known) == pytest.approx(doc["bounds"]["response_time_lower_s"])
+    assert f"c = {doc['c']}" in choice["detail"]
+
+
+def test_why_this_c_when_c_was_given():
+    s = make_scenario([(40, 0.3, 0.05)] * 3, num_blocks=20, block_size_gb=1.0, cache_size_gb=0.1, arrival_rate=0.5)
+    doc = plan(s, "proposed", c=3)
+    choice = doc["explanation"]["c_choice"]
+    assert choice["c"] == 3 and [nb["c"] for nb in choice["neighbours"]] == [1, 2, 3, 4, 5]
+    mine = next(nb["objective_s"] for nb in choice["neighbours"] if nb["c"] == 3)
+    assert mine == pytest.approx(doc["bounds"]["response_time_lower_s"])
+    assert "not tuned" in choice["detail"]
+
+
+def test_overload_and_infeasible_plans_explain_themselves():
+    s = make_scenario([(10, 0.1, 0.1)], num_blocks=4, block_size_gb=1.0, cache_size_gb=0.1, arrival_rate=1000)
+    doc = plan(s, "proposed")
+    assert doc["feasible"] is False
+    assert doc["explanation"]["summary"][0].startswith("No feasible plan: arrival rate 1000")
+    # a document flagged as overloaded carries the reason among the warnings
+    flagged = dict(doc, overloaded=True, overload_reason="arrival rate above the total service rate")
+    e = explain(s, PlanResult("proposed", False, doc["reason"]), flagged)
+    assert e["warnings"][0] == "overloaded: arrival rate above the total service rate"
+
+
+def test_the_what_if_budget_is_kept_and_said():
+    s = make_scenario([(10, 0.01, 0.01)] + [(10, 0.5 + i, 0.1) for i in range(30)], num_blocks=4,
+                      block_size_gb=1.0, cache_size_gb=0.1, arrival_rate=0.5)
+    placement = Placement(start=(0,) * 31, count=(4,) + (0,) * 30)
+    _, e = _document(s, placement, [(((0, 4),), 56)], budget_s=0.0)
+    assert all(r["change_if_used_s"] is None and "budget" in r["why"] for r in e["unused"])
+    assert any("30 unused servers without a what-if" in w for w in e["warnings"])
+
+
+def test_per_request_routers_get_no_made_up_what_if():
+    s = make_scenario([(10, 0.1, 0.1), (10, 0.2, 0.1), (0.5, 0.1, 0.1)], num_blocks=4, block_size_gb=1.0,
+                      cache_size_gb=0.1, arrival_rate=0.5)
+    e = plan(s, "petals")["explanation"]
+    assert e["c_choice"] is None
+    assert all(r["change_if_used_s"] is None for r in e["unused"])
+    assert all(r["binding"] != "memory-cache" for r in e["servers"])
+    assert not math.isnan(len(e["summary"]))
