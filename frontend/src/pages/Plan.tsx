@@ -8,7 +8,9 @@ import { checkChains, memoryBreakdown, memoryInputs } from '../lib/memory';
 import { planNumBlocks, rangeLabel, chainHopRanges } from '../lib/placement';
 import { PlacementDiagram } from '../components/PlacementDiagram';
 import { CurveChart, DistributionChart, MemoryChart } from '../components/PlanCharts';
+import { ExplanationPanel } from '../components/ExplanationPanel';
 import { ErrorBox, Link, Loading, PageHeader, Stat } from '../components/ui';
+import { boundsView } from '../lib/explain';
 import type { Job, PlanDetail } from '../types';
 
 export function PlanPage({ id }: { id: number }) {
@@ -45,6 +47,7 @@ export function PlanPage({ id }: { id: number }) {
   const planned = typeof doc.arrival_rate === 'number' ? doc.arrival_rate : scenario?.workload?.arrival_rate ?? null;
   const nu = doc.total_service_rate ?? null;
   const siblings = (job?.plans ?? []).filter((p) => p.id !== plan.id);
+  const bounds = boundsView(doc);
 
   const exportJson = () => downloadText(safeFileName(`plan-${plan.id}-${plan.algorithm}`, 'json'), JSON.stringify(doc, null, 2) + '\n');
   const loadCommands = async () => {
@@ -76,6 +79,12 @@ export function PlanPage({ id }: { id: number }) {
       )}
 
       {!plan.feasible && <div class="alert alert-warn" role="status"><strong>No feasible plan.</strong> {doc.reason ?? ''}</div>}
+      {doc.overloaded && (
+        <div class="alert alert-error" role="alert" data-testid="overloaded">
+          <strong>Overloaded.</strong> {doc.overload_reason ?? 'The arrival rate is at or above what this plan serves.'} Its response times
+          grow with the length of the run, so the figures below describe one run, not a steady state.
+        </div>
+      )}
       {problems.length > 0 && (
         <div class="alert alert-warn" role="status">
           The plan document is not consistent: <ul>{problems.slice(0, 5).map((p) => <li key={p}>{p}</li>)}</ul>
@@ -107,17 +116,25 @@ export function PlanPage({ id }: { id: number }) {
         <Stat label="Arrival rate λ" value={planned ? `${fmtNum(planned)} /s` : '—'} />
         <Stat label="Load λ/ν" value={typeof doc.load === 'number' ? fmtPercent(doc.load) : '—'} />
         {doc.c !== undefined && doc.c !== null && <Stat label="Cache reservation c" value={doc.c} />}
-        <Stat label="Response bounds" value={doc.bounds?.response_time_lower_s != null ? `${fmtSeconds(doc.bounds.response_time_lower_s)} – ${fmtSeconds(doc.bounds.response_time_upper_s)}` : '—'} />
-        <Stat label="Simulated mean" value={fmtSeconds(sim?.mean_response_s)} />
+        <Stat label="Response bounds" value={bounds.applies ? `${fmtSeconds(bounds.lower)} – ${fmtSeconds(bounds.upper)}` : 'do not apply'} hint={bounds.whyNot ?? undefined} />
+        <Stat label="Simulated mean" value={<span data-testid="simulated-mean">{fmtSeconds(sim?.mean_response_s)}{typeof sim?.response_ci95_s === 'number' && Number.isFinite(sim.response_ci95_s) && <span class="ci"> ± {fmtSeconds(sim.response_ci95_s)}</span>}</span>}
+          hint="± the half-width of a 95 % confidence interval (batch means)" />
         <Stat label="Simulated p95" value={fmtSeconds(sim?.p95_response_s)} />
+        {typeof doc.physical_limit_s === 'number' && (
+          <Stat label="Physical limit" value={`${fmtSeconds(doc.physical_limit_s)}${typeof doc.limit_ratio === 'number' ? ` (plan ${fmtNum(doc.limit_ratio)}×)` : ''}`}
+            hint="The fastest chain memory allows for one job with no waiting: no plan's mean response is lower" />
+        )}
         <Stat label="Solve time" value={fmtSeconds(doc.solve_time_s)} />
       </dl>
 
-      <div class="card">
-        <h2>Placement</h2>
-        {doc.placement.length === 0 && !order.length ? <p class="muted">This plan places no blocks.</p> : (
-          <PlacementDiagram plan={doc} numBlocks={L} serverOrder={order} />
-        )}
+      <div class="plan-main">
+        <div class="card">
+          <h2>Placement</h2>
+          {doc.placement.length === 0 && !order.length ? <p class="muted">This plan places no blocks.</p> : (
+            <PlacementDiagram plan={doc} numBlocks={L} serverOrder={order} />
+          )}
+        </div>
+        <ExplanationPanel doc={doc} />
       </div>
 
       <div class="card">
