@@ -154,9 +154,9 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
                              description="petals, parallax: multiaddr(s) of the swarm's bootstrap peers"),
             OpenApiParameter("new_swarm", OpenApiTypes.BOOL, description="petals: the first server starts a "
                                                                          "private swarm (--new_swarm)"),
-            OpenApiParameter("gpu_memory_utilization", {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            OpenApiParameter("gpu_memory_utilization", {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
                              description="vllm (default 0.9)"),
-            OpenApiParameter("mem_fraction_static", {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            OpenApiParameter("mem_fraction_static", {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
                              description="sglang (default 0.9)"),
             OpenApiParameter("dist_init_port", {"type": "integer", "minimum": 1, "maximum": 65535},
                              description="sglang (default 5000)"),
