@@ -200,3 +200,24 @@ def test_help_points_into_the_repository():
     assert "docs/runtimes.md" in run("export", "--help").stdout
     plan_help = run("plan", "--help").stdout
     assert "--hf-config" in plan_help and "--format" in plan_help
+
+
+def test_the_probe_reads_hf_configs_as_the_planner_does():
+    """gpu_probe and the planner share one config.json reader: same shapes, same refusals."""
+    from dataclasses import replace
+
+    from gpu_probe.models import architecture_from_hf_config
+    from solvers.errors import ScenarioError
+    from solvers.hf_config import derive_hf_config
+
+    for path in sorted(HF.glob("*.json")):
+        cfg = json.loads(path.read_text())
+        try:
+            planner = derive_hf_config(cfg).architecture
+        except ScenarioError as exc:
+            with pytest.raises(ValueError, match="mixture-of-experts"):
+                architecture_from_hf_config(cfg)
+            assert "mixture-of-experts" in str(exc)
+            continue
+        probe, _, _ = architecture_from_hf_config(cfg)
+        assert probe == replace(planner, extra_params_per_block=0), path.name
