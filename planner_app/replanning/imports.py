@@ -107,6 +107,29 @@ class ClusterImportSerializer(serializers.Serializer):
         return attrs
 
 
+class ImportSummarySerializer(serializers.Serializer):
+    source = serializers.ChoiceField(["petals", "parallax"])
+    notes = serializers.ListField(child=serializers.CharField(), help_text="what was assumed or left out, in words")
+    skipped = serializers.ListField(child=serializers.DictField(), help_text="servers left out ({server, reason}): "
+                                                                           "offline or unreachable")
+    baseline_plan = serializers.IntegerField(allow_null=True, help_text="PETALS: the plan of the swarm's current "
+                                                                        "placement (algorithm petals-observed)")
+    baseline_adopted = serializers.BooleanField(help_text="false when the placement cannot serve the model "
+                                                          "(see baseline_reason)")
+    baseline_reason = serializers.CharField(allow_null=True)
+
+
+class ClusterImportedSerializer(ClusterSerializer):
+    """The created cluster; after a runtime import also ``import`` (declared below: a Python keyword)."""
+
+    class Meta(ClusterSerializer.Meta):
+        fields = [*ClusterSerializer.Meta.fields, "import"]
+
+
+ClusterImportedSerializer._declared_fields["import"] = ImportSummarySerializer(
+    required=False, read_only=True, help_text="petals_state and parallax_nodes imports: what the import did")
+
+
 def _import(source: str, attrs: dict[str, Any]):
     opts = {"workload": attrs.get("workload"), "name": attrs.get("name")}
     if "default_rtt_ms" in attrs:
@@ -167,7 +190,7 @@ class ClusterImportActions:
 
     @extend_schema(
         request=ClusterImportSerializer,
-        responses={201: ClusterSerializer,
+        responses={201: ClusterImportedSerializer,
                    400: OpenApiResponse(description="a bad document: {detail, errors: [{field, message}]} naming "
                                                     "the field (petals_state.model_reports[0].server_rows[2].span."
                                                     "end, model.hf_config.model_type, an unknown key with the "
