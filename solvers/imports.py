@@ -59,6 +59,7 @@ PETALS_CACHE_TOKENS_GQA = 16384
 DEFAULT_RTT_MS = 50.0
 DEFAULT_INPUT_TOKENS = 512
 DEFAULT_OUTPUT_TOKENS = 128
+DEFAULT_ARRIVAL_RATE = 0.1
 GIB_GB = 1024 ** 3 / 1e9
 MAX_IMPORT_SERVERS = 20_000
 # PETALS' ServerState values, as the monitor writes them (names) or the DHT stores them (numbers)
@@ -113,10 +114,19 @@ def _workload(workload: Any) -> dict[str, Any]:
     if not isinstance(workload, dict):
         raise ScenarioError(FieldError("workload", "must be an object"))
     out = dict(workload)
+    if "arrival_rate" not in out and "trace" not in out:
+        out["_assumed_rate"] = True
     out.setdefault("input_tokens", DEFAULT_INPUT_TOKENS)
     out.setdefault("output_tokens", DEFAULT_OUTPUT_TOKENS)
-    out.setdefault("arrival_rate", 1.0)
+    if "trace" not in out:
+        out.setdefault("arrival_rate", DEFAULT_ARRIVAL_RATE)
     return out
+
+
+def _rate_note(wl: dict[str, Any], notes: list[str]) -> None:
+    if wl.pop("_assumed_rate", False):
+        notes.append(f"no workload.arrival_rate: {DEFAULT_ARRIVAL_RATE:g} req/s assumed (the swarm's state does "
+                     "not say its load); edit the cluster's default workload")
 
 
 def _state_of(row: dict[str, Any], info: dict[str, Any]) -> str:
@@ -175,6 +185,8 @@ def import_petals_state(state: Any, model: Any, *, model_report: Any = None, wor
     index, report = pick_model_report(state, model_report, where)
     rwhere = f"{where}.model_reports[{index}]"
     wl = _workload(workload)
+    notes: list[str] = []
+    _rate_note(wl, notes)
     resolved = _resolve_model(model, wl, "model")
     m = resolved.model
     arch = m.architecture
@@ -198,7 +210,7 @@ def import_petals_state(state: Any, model: Any, *, model_report: Any = None, wor
         raise ScenarioError(FieldError(f"{rwhere}.server_rows", f"at most {MAX_IMPORT_SERVERS} servers, "
                                                                 f"got {len(rows)}"))
     L = m.num_blocks
-    out = Imported(scenario={}, placement=[], source="petals")
+    out = Imported(scenario={}, placement=[], source="petals", notes=notes)
     parsed: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, row in enumerate(rows):
@@ -391,6 +403,8 @@ def import_parallax_nodes(nodes: Any, model: Any = None, *, workload: Any = None
         for target, ms in p["rtts"].items():
             rtt_to.setdefault(target, []).append(ms)
     wl = _workload(workload)
+    notes: list[str] = []
+    _rate_note(wl, notes)
     servers, guessed = [], []
     for p in parsed:
         f = p["figures"]
@@ -404,7 +418,7 @@ def import_parallax_nodes(nodes: Any, model: Any = None, *, workload: Any = None
         servers.append({"id": p["id"], "memory_gb": min(round(memory, 9), MAX_MEMORY_GB),
                         "tflops": f["tflops_fp16"], "mem_bandwidth_gb_s": f["memory_bandwidth_gbps"],
                         "rtt_ms": round(rtt, 6)})
-    out = Imported(scenario={}, placement=None, source="parallax")
+    out = Imported(scenario={}, placement=None, source="parallax", notes=notes)
     doc: dict[str, Any] = {"name": name or "Parallax nodes", "servers": servers, "workload": wl}
     if model is not None:
         doc["model"] = model
