@@ -103,6 +103,14 @@ def test_plan_explains_itself(page, spread_user, spread_job):
     expect(page.get_by_test_id("plan-stats")).to_contain_text("do not apply")
     shot(page, "19-plan-overloaded")
 
+    # chains dispatched at random: the JFFC bounds describe them not, so no bounds curve either
+    rnd = plans["random"]
+    assert rnd["document"]["chains"] and rnd["document"]["bounds"]["applies"] is False
+    page.goto(f"/plans/{rnd['id']}")
+    expect(page.get_by_test_id("curve-why-not")).to_contain_text("not JFFC")
+    assert page.get_by_test_id("curve-chart").count() == 0
+    expect(page.get_by_test_id("bounds-why-not")).to_contain_text("not JFFC")
+
 
 def test_compare_log_scale_and_confidence_intervals(page, spread_user, spread_job):
     user = spread_user

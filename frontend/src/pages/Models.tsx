@@ -139,6 +139,14 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
     const m = loaded.data;
     if (!m) return;
     let f: Form = { ...emptyForm(), name: m.name };
+    const a = m.architecture as Record<string, unknown> | null;
+    if (a && typeof a.model_type === 'string') {
+      // saved from a config.json: keep it as one (its keys are Hugging Face's, not the form's)
+      setHf({ config: a, fileName: 'the saved config.json', name: m.name });
+      api.deriveHfConfig(a).then(setHfDerived, setHfError);
+      setForm({ ...f });
+      return;
+    }
     if (m.architecture) f = formFromArchitecture(f, m.architecture);
     const derived = m.architecture ? deriveSizes(m.architecture) : null;
     // numbers that differ from the derived ones were given explicitly
@@ -195,9 +203,7 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
     setHf(read);
     setForm((f) => ({ ...f, name: f.name || read.name, preset: '' }));
     try {
-      const d = await api.deriveHfConfig(read.config);
-      setHfDerived(d);
-      if (d.architecture) setForm((f) => formFromArchitecture(f, d.architecture!));
+      setHfDerived(await api.deriveHfConfig(read.config));
     } catch (err) {
       setHfError(err);
     }
@@ -205,6 +211,11 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
 
   const pickPreset = (name: string) => {
     const p = presets.data?.find((x) => x.name === name);
+    if (p) {
+      setHf(null);          // a preset replaces a config.json
+      setHfDerived(null);
+      setHfError(null);
+    }
     setForm((f) => (p ? { ...formFromArchitecture(f, p.architecture), preset: name, name: f.name || name } : { ...f, preset: '' }));
   };
 
@@ -292,16 +303,16 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
             <ErrorBox error={hfError} title="This config.json cannot be used" />
             {hf && (
               <p data-testid="hf-config-loaded">
-                Read <strong>{hf.fileName}</strong> (model type <code>{String(hf.config.model_type)}</code>{hfDerived?.family ? `, read as ${hfDerived.family}` : ''}): the model is saved from it.{' '}
+                Read <strong>{hf.fileName}</strong> (model type <code>{String(hf.config.model_type)}</code>{hfDerived?.hf_config?.family ? `, read as ${hfDerived.hf_config.family}` : ''}): the model is saved from it.{' '}
                 <button type="button" class="link-button" onClick={() => { setHf(null); setHfDerived(null); setHfError(null); }}>Describe the architecture by hand instead</button>
               </p>
             )}
-            {hfDerived?.notes && hfDerived.notes.length > 0 && (
-              <ul class="hint" data-testid="hf-config-notes">{hfDerived.notes.map((n) => <li key={n}>{n}</li>)}</ul>
+            {hfDerived?.hf_config && hfDerived.hf_config.notes.length > 0 && (
+              <ul class="hint" data-testid="hf-config-notes">{hfDerived.hf_config.notes.map((n) => <li key={n}>{n}</li>)}</ul>
             )}
           </fieldset>
-          <fieldset disabled={hf !== null}>
-            <legend>Architecture{hf ? ' (from config.json)' : ''}</legend>
+          <fieldset hidden={hf !== null}>
+            <legend>Architecture</legend>
             <div class="form-grid three">
               {ARCH_FIELDS.map((f) => (
                 <Field key={f.key} label={f.label} hint={f.hint} error={fieldErr(f.key)}>
@@ -355,6 +366,8 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
               <div class="stat"><dt>Block size</dt><dd>{fmtGB(hfDerived.block_size_gb)}</dd></div>
               <div class="stat"><dt>KV per request per block</dt><dd>{fmtGB(hfDerived.cache_size_gb)}</dd></div>
               <div class="stat"><dt>GFLOPs per token per block</dt><dd>{fmtNum(hfDerived.flops_per_token_gflops)}</dd></div>
+              {hfDerived.hf_config && <div class="stat"><dt>Parameters per block</dt><dd>{hfDerived.hf_config.params_per_block.toLocaleString("en-US")}</dd></div>}
+              {hfDerived.hf_config && <div class="stat"><dt>All parameters</dt><dd>{hfDerived.hf_config.total_params.toLocaleString("en-US")}</dd></div>}
             </dl>
           )}
           {hf && hfDerived && <p class="hint">Derived by the server from {hf.fileName}.</p>}

@@ -241,9 +241,9 @@ export function PlanPage({ id }: { id: number }) {
         </div>
         <div class="card">
           <h2>Response time vs arrival rate</h2>
-          {doc.chains.length > 0 && nu ? (
+          {doc.chains.length > 0 && nu && doc.bounds?.applies !== false ? (
             <CurveChart planId={plan.id} nu={nu} plannedRate={planned} simulatedMean={sim?.mean_response_s} />
-          ) : <p class="muted">The closed-form bounds need chains.</p>}
+          ) : <p class="muted" data-testid="curve-why-not">No curve: {doc.chains.length === 0 ? 'the closed-form bounds need chains' : bounds.whyNot}.</p>}
         </div>
       </div>
     </section>
