@@ -1,5 +1,5 @@
 // Types of the REST API (docs/api-contract.md) and of the scenario / plan
-// documents (shared/spec/scenario-format.md). Optional fields are those the
+// documents (docs/scenario-format.md, docs/plan-format.md). Optional fields are those the
 // contract marks optional or that newer servers may add.
 
 export interface Page<T> {
