@@ -129,7 +129,8 @@ export function ComparePage({ id, query }: { id: number; query: Record<string, s
   if (data.loading && !data.data) return <Loading />;
   if (data.error) return <ErrorBox error={data.error} />;
   const [job, plans] = data.data!;
-  const curveCandidates = plans.filter((p) => p.feasible && p.document.chains.length > 0);
+  // the bounds curve only for plans the closed-form bounds describe (JFFC over chains, Poisson arrivals)
+  const curveCandidates = plans.filter((p) => p.feasible && p.document.chains.length > 0 && p.document.bounds?.applies !== false);
   const best = rows.find((r) => r.feasible && curveCandidates.some((p) => p.id === r.plan));
   const curvePlan = curveCandidates.find((p) => String(p.id) === query.plan) ?? curveCandidates.find((p) => p.id === best?.plan) ?? curveCandidates[0];
   const bests = Object.fromEntries(METRICS.map((m) => [m.key, bestOf(rows, m.key)])) as Record<MetricKey, Set<number>>;
@@ -216,7 +217,7 @@ export function ComparePage({ id, query }: { id: number; query: Record<string, s
                 <CurveChart key={curvePlan.id} planId={curvePlan.id} nu={curvePlan.document.total_service_rate} simulatedMean={curvePlan.document.simulation?.mean_response_s}
                   plannedRate={typeof curvePlan.document.arrival_rate === 'number' ? curvePlan.document.arrival_rate : job.scenario?.workload?.arrival_rate} />
               </>
-            ) : <p class="muted">No feasible plan with chains: the bounds need chains.</p>}
+            ) : <p class="muted">No plan here is one the closed-form bounds describe (they need chains dispatched join-the-fastest-free-chain, with Poisson arrivals).</p>}
           </div>
         </>
       )}
