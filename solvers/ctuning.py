@@ -14,6 +14,17 @@ sequence, and identical placements share one GCA run.  A ``c`` is skipped
 without GCA when its fastest possible chain is already slower than the best
 lower bound found, because a mean response time can never be below the
 fastest chain's service time.
+
+Cap on ``c``: where ``c_max`` is large (a 999 GB server with 0.001 GB of KV per
+job has ``c_max`` near a million, and the sparse list of distinct plans then
+runs to tens of thousands), a few probe values give an achievable objective
+``U`` first, and every ``c`` whose *relaxed* fastest chain is already slower
+than ``U`` is dropped before any GBP-CR or GCA work.  The relaxed fastest
+chain (``relaxed_fastest_time``: shortest path over block boundaries, each hop
+one server holding at most ``m_j(c)`` blocks, servers reusable) is a lower
+bound on every objective and never decreases as ``c`` grows (``m_j(c)`` only
+shrinks), so the cap is found by bisection and drops nothing that could win by
+more than ``CAP_TOLERANCE`` (relative); the probes that reach ``U`` stay in.
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ class TuningResult:
     skipped: int = 0
     reason: str | None = None
     pruned: dict[int, float] = field(default_factory=dict)   # c -> its fastest chain's time (its objective is at least that)
+    c_cap: int | None = None     # values of c above this were dropped: their relaxed fastest chain loses already
 
 
 def evaluate(scenario: Scenario, result: GbpcrResult, objective: str,
@@ -94,6 +106,61 @@ def _fastest_chain_time(scenario: Scenario, placement: Placement, cache: dict) -
     return cache[key]
 
 
+CAP_FROM_C_MAX = 1024          # below this c_max every c is cheap enough to try; above it the cap is computed
+CAP_TOLERANCE = 1e-9
+
+
+def relaxed_fastest_time(arrays: ServerArrays, counts: np.ndarray) -> float:
+    """A lower bound on the service time of any chain in which server j runs at most ``counts[j]`` blocks.
+
+    Shortest path over the block boundaries 0..L where a hop of k blocks on server j costs
+    ``comm_j + k * block_j``; a server may be used more than once (the relaxation), so this is at most the
+    time of any real chain and non-decreasing as the counts shrink.
+    """
+    L = arrays.num_blocks
+    k = np.arange(1, L + 1)
+    cost = arrays.comm_time_s[:, None] + arrays.block_time_s[:, None] * k[None, :]
+    hop = np.where(counts[:, None] >= k[None, :], cost, np.inf).min(axis=0)     # hop[k - 1]: cheapest k-block hop
+    dist = np.full(L + 1, np.inf)
+    dist[0] = 0.0
+    for e in range(1, L + 1):
+        dist[e] = float(np.min(dist[e - 1::-1][:e] + hop[:e]))
+    return float(dist[L])
+
+
+def c_cap(arrays: ServerArrays, incumbent: float) -> int:
+    """The largest ``c`` whose relaxed fastest chain is not slower than ``incumbent`` (0 if none)."""
+    lo, hi = 0, arrays.max_reservation()
+    while lo < hi:                      # invariant: every c <= lo qualifies (c = 0 trivially)
+        mid = (lo + hi + 1) // 2
+        if relaxed_fastest_time(arrays, arrays.blocks_for(mid)) <= incumbent:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _probe_incumbent(scenario: Scenario, arrays: ServerArrays, objective: str, keep: int,
+                     penalty: Callable[[Placement], float] | None) -> tuple[float, list[int]]:
+    """The keep-th best objective over c = 1, 2, 4, ... (stable plans only; inf if fewer than keep) and the
+    probes that reach it."""
+    w = scenario.workload
+    J, L = len(scenario.servers), scenario.model.num_blocks
+    values = []
+    c = 1
+    while c <= arrays.max_reservation():
+        result = truncate(chain_sequence(arrays, arrays.blocks_for(c)), c, w.arrival_rate, w.target_load, J, L)
+        if result.feasible:
+            cand = evaluate(scenario, result, objective)
+            if cand.bounds.stable and math.isfinite(cand.objective):
+                values.append((cand.objective + (penalty(result.placement) if penalty is not None else 0.0), c))
+        c *= 2
+    values.sort()
+    if len(values) < keep:
+        return math.inf, []
+    return values[keep - 1][0], [c for _, c in values[:keep]]
+
+
 def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[int] | None = None,
            progress: Progress | None = None, deadline: float | None = None,
            penalty: Callable[[Placement], float] | None = None, keep: int = 1) -> TuningResult:
@@ -109,8 +176,16 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
     c_max = arrays.max_reservation()
     w = scenario.workload
     J, L = len(scenario.servers), scenario.model.num_blocks
+    cap = None
     if c_values is None:
-        c_values = candidate_reservations(arrays, w.arrival_rate, w.target_load)
+        probes: list[int] = []
+        if c_max > CAP_FROM_C_MAX:
+            incumbent, probes = _probe_incumbent(scenario, arrays, objective, keep, penalty)
+            if math.isfinite(incumbent):
+                # a relative tolerance: a c dropped here could beat the incumbent by at most 1e-9 of it
+                cap = max(1, c_cap(arrays, incumbent * (1.0 - CAP_TOLERANCE)))
+        c_values = sorted(set(candidate_reservations(arrays, w.arrival_rate, w.target_load, c_cap=cap,
+                                                     deadline=deadline)) | set(probes))
 
     sequences: dict[bytes, object] = {}
     results: list[GbpcrResult] = []
@@ -121,7 +196,7 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
             sequences[key] = chain_sequence(arrays, counts)
         results.append(truncate(sequences[key], c, w.arrival_rate, w.target_load, J, L))
 
-    out = TuningResult(best=None)
+    out = TuningResult(best=None, c_cap=cap)
     feasible = [r for r in results if r.feasible]
     if not feasible:
         out.reason = _memory_reason(arrays)
@@ -162,8 +237,11 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
 DENSE_C_LIMIT = 4096
 
 
-def candidate_reservations(arrays: ServerArrays, arrival_rate: float, target_load: float) -> list[int]:
+def candidate_reservations(arrays: ServerArrays, arrival_rate: float, target_load: float,
+                           c_cap: int | None = None, deadline: float | None = None) -> list[int]:
     """Every ``c`` in ``1..c_max`` when that is at most ``DENSE_C_LIMIT`` values, else one per distinct plan.
+
+    ``c_cap`` (see ``c_cap``) ends the range early; past ``deadline`` the pieces not reached yet are left out.
 
     One huge server (100,000 GB) makes ``c_max`` about a million.  GBP-CR's
     result depends on ``c`` only through the block counts ``m_j(c)`` (piecewise
@@ -173,6 +251,8 @@ def candidate_reservations(arrays: ServerArrays, arrival_rate: float, target_loa
     placement the full range would, with the same tie-break (smallest ``c``).
     """
     c_max = arrays.max_reservation()
+    if c_cap is not None:
+        c_max = min(c_max, c_cap)
     if c_max <= DENSE_C_LIMIT:
         return list(range(1, c_max + 1))
     L, s_m, s_c = arrays.num_blocks, arrays.block_size_gb, arrays.cache_size_gb
@@ -184,6 +264,8 @@ def candidate_reservations(arrays: ServerArrays, arrival_rate: float, target_loa
     starts = sorted(points)
     out: set[int] = set()
     for i, lo in enumerate(starts):
+        if deadline is not None and i % 64 == 0 and time.monotonic() > deadline:
+            break
         hi = starts[i + 1] - 1 if i + 1 < len(starts) else c_max
         out.add(lo)
         seq = chain_sequence(arrays, arrays.blocks_for(lo))

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from solvers.api import DEFAULT_ALGORITHMS, plan
 from solvers.cli import main as cli_main
-from solvers.ctuning import DENSE_C_LIMIT, tune_c
-from solvers.gbpcr import ServerArrays
+from solvers.ctuning import DENSE_C_LIMIT, candidate_reservations, relaxed_fastest_time, tune_c
+from solvers.gbpcr import ServerArrays, chain_sequence
 from solvers.instances import paper_scenario, tiny_instance
 from solvers.oracle import exhaustive_optimum
 from solvers.plan import physical_limit_s
@@ -190,3 +190,34 @@ def test_chain_enumeration_is_bounded_and_the_gap_still_proven():
     assert ex["bound_scope"].startswith("all chains")
     if ex["objective"] == ex["objective"]:           # not NaN: a solution came back
         assert ex["best_bound"] >= ex["objective"] - 1e-9 and ex["gap"] is not None
+
+
+def test_huge_c_range_is_capped_by_the_relaxed_fastest_chain():
+    # regression: 999 GB servers with 0.001 GB of KV per job (c_max ~ 10^6, tens of thousands of distinct
+    # plans) made tune_c try c values for minutes; the cap drops every c whose relaxed fastest chain loses
+    servers = [(999 - 0.37 * i, 0.1 + 0.001 * i, 0.1 + 0.0005 * i) for i in range(50)]
+    s = make_scenario(servers, num_blocks=70, block_size_gb=1.0, cache_size_gb=0.001, arrival_rate=0.5)
+    arrays = ServerArrays.from_scenario(s)
+    full = candidate_reservations(arrays, 0.5, 0.7)
+    assert len(full) > 3000
+    for objective in ("lower-bound", "upper-bound"):
+        t0 = time.perf_counter()
+        capped = tune_c(s, objective=objective)
+        elapsed = time.perf_counter() - t0
+        assert capped.c_cap is not None and len(capped.evaluated) < 100
+        assert elapsed < 5, elapsed
+        if objective == "lower-bound":          # (the upper bound over every c takes ~10 s: checked by hand)
+            reference = tune_c(s, objective=objective, c_values=full)
+            assert math.isclose(capped.best.objective, reference.best.objective, rel_tol=1e-9)
+    busy = make_scenario(servers, num_blocks=70, block_size_gb=1.0, cache_size_gb=0.001, arrival_rate=30.0)
+    capped, reference = tune_c(busy), tune_c(busy, c_values=candidate_reservations(arrays, 30.0, 0.7))
+    assert math.isclose(capped.best.objective, reference.best.objective, rel_tol=1e-9)
+    # the relaxation is a lower bound on every chain GBP-CR builds and never falls as c grows
+    times = [relaxed_fastest_time(arrays, arrays.blocks_for(c)) for c in (1, 100, 10_000, 20_000, 100_000, 900_000)]
+    assert times == sorted(times) and times[-1] > times[0]
+    for c in (1, 20_000, 100_000):
+        seq = chain_sequence(arrays, arrays.blocks_for(c))
+        assert relaxed_fastest_time(arrays, arrays.blocks_for(c)) <= min(seq.chain_times) + 1e-9
+    # where c_max is small nothing is capped: every c is tried
+    small = make_scenario([(8, 0.1, 0.1)] * 3, num_blocks=4)
+    assert tune_c(small).c_cap is None
