@@ -148,6 +148,14 @@ def test_export_a_scenario_plans_first(tmp_path):
     assert servers and all("--initial_peers /ip4/10.0.0.1/tcp/31337/p2p/QmX" in s for s in servers)
     assert all("--attn_cache_tokens" in s and "--block_indices" in s for s in servers)
     assert "--new_swarm" not in res.stdout
+    # without peers the first server starts a private swarm; --no-new-swarm leaves the swarm flags out
+    private = run("export", str(path), "--runtime", "petals", "--algorithm", "proposed")
+    lines = [ln for ln in private.stdout.splitlines() if ln.startswith("python -m petals.cli.run_server")]
+    assert lines[0].endswith("--new_swarm") and all('--initial_peers "$INITIAL_PEERS"' in ln for ln in lines[1:])
+    bare = run("export", str(path), "--runtime", "petals", "--algorithm", "proposed", "--no-new-swarm")
+    assert "--new_swarm" not in bare.stdout and "--initial_peers" not in bare.stdout
+    sglang = run("export", str(path), "--runtime", "sglang", "--algorithm", "proposed", "--dist-init-port", "6123")
+    assert sglang.returncode == 0 and ":6123" in sglang.stdout
 
 
 def test_export_a_plan_document_matches_the_plan(tmp_path):
