@@ -5,6 +5,7 @@
 import type { DispatcherPanelData } from './lib/dispatch';
 import { ApiError, toApiError } from './lib/errors';
 import { buildQuery, type QueryValue } from './lib/query';
+import type { Health } from './lib/health';
 import type {
   Adoption, Algorithm, ApplyResult, Cluster, CurvePoint, DerivedSizes, Job, Model, ModelPreset, ObservedLoadResult,
   Page, PlanDetail, PlanDiff, PlanSummary, ReplanSettings, ScenarioDoc, Schedule, Architecture, JobOptions, Workload,
@@ -87,6 +88,22 @@ async function send<T>(method: Method, path: string, body?: unknown, signal?: Ab
   return parsed as T;
 }
 
+/** GET /health/: its body and HTTP status (503 answers with a body too); null body when unreachable. */
+export async function fetchHealth(): Promise<{ status: number | null; body: Health | null }> {
+  try {
+    const res = await fetch(BASE + '/health/', { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
+    let body: Health | null = null;
+    try {
+      body = (await res.json()) as Health;
+    } catch {
+      body = null;
+    }
+    return { status: res.status, body };
+  } catch {
+    return { status: null, body: null };
+  }
+}
+
 export interface ListParams {
   [key: string]: QueryValue;
 }
@@ -105,6 +122,7 @@ export const api = {
   cluster: (id: number) => request<Cluster>('GET', `/clusters/${id}/`),
   createCluster: (c: Partial<Cluster>) => request<Cluster>('POST', '/clusters/', c),
   updateCluster: (id: number, c: Partial<Cluster>) => request<Cluster>('PUT', `/clusters/${id}/`, c),
+  patchCluster: (id: number, c: Partial<Cluster>) => request<Cluster>('PATCH', `/clusters/${id}/`, c),
   deleteCluster: (id: number) => request<void>('DELETE', `/clusters/${id}/`),
   importScenario: (scenario: ScenarioDoc) => request<Cluster>('POST', '/clusters/import/', { scenario }),
   exportCluster: (id: number, params: { model?: number | null; arrival_rate?: number | null } = {}) =>
@@ -120,6 +138,9 @@ export const api = {
   deleteModel: (id: number) => request<void>('DELETE', `/models/${id}/`),
   deriveModel: (architecture: Architecture, max_tokens?: number) =>
     request<DerivedSizes>('POST', '/models/derive/', max_tokens ? { architecture, max_tokens } : { architecture }),
+  /** Sizes from a Hugging Face config.json as it is (the server reads its keys: docs/scenario-format.md). */
+  deriveHfConfig: (hf_config: Record<string, unknown>, max_tokens?: number) =>
+    request<DerivedSizes>('POST', '/models/derive/', max_tokens ? { hf_config, max_tokens } : { hf_config }),
   modelPresets: () => request<ModelPreset[]>('GET', '/models/presets/'),
 
   // algorithms

@@ -1,6 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { matchRoute, subscribe, type Route } from './router';
 import { parseQuery } from './lib/query';
+import { fetchHealth } from './api';
+import { healthView, type HealthView } from './lib/health';
 
 export interface Location {
   route: Route;
@@ -76,4 +78,33 @@ export function useCopy(): { copied: boolean; copy: (text: string) => Promise<vo
     }
   }, []);
   return { copied, copy };
+}
+
+// One health poll for the whole app, shared by the banner and the job page.
+const HEALTH_POLL_MS = 5000;
+let healthState: HealthView & { checked: boolean } = { canRunJobs: true, problems: [], checked: false };
+const healthListeners = new Set<() => void>();
+let healthPolling = false;
+
+async function pollHealth(): Promise<void> {
+  healthPolling = true;
+  const { status, body } = await fetchHealth();
+  healthState = { ...healthView(body, status), checked: true };
+  healthListeners.forEach((fn) => fn());
+  if (healthListeners.size) setTimeout(pollHealth, HEALTH_POLL_MS);
+  else healthPolling = false;
+}
+
+/** Whether jobs can run now (GET /api/v1/health/, polled every 5 s while anything listens). */
+export function useHealth(): HealthView & { checked: boolean } {
+  const [state, setState] = useState(healthState);
+  useEffect(() => {
+    const fn = () => setState(healthState);
+    healthListeners.add(fn);
+    if (!healthPolling) pollHealth();
+    return () => {
+      healthListeners.delete(fn);
+    };
+  }, []);
+  return state;
 }

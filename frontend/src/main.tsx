@@ -2,7 +2,7 @@ import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import './styles.css';
 import { api, setUnauthenticatedHandler } from './api';
-import { useLocation } from './hooks';
+import { useHealth, useLocation } from './hooks';
 import { navigate, safeNext } from './router';
 import { buildQuery } from './lib/query';
 import { Link, Loading } from './components/ui';
@@ -21,10 +21,26 @@ import { lazy } from './lazy';
 const PlanPage = lazy(() => import('./pages/Plan').then((m) => m.PlanPage));
 const ComparePage = lazy(() => import('./pages/Compare').then((m) => m.ComparePage));
 
+/** Shown on every page while jobs cannot run (no live worker, broker or database down). */
+function HealthBanner() {
+  const h = useHealth();
+  if (!h.checked || h.canRunJobs) return null;
+  const noWorker = h.problems.some((p) => p.startsWith('workers'));
+  return (
+    <div class="health-banner" role="alert" data-testid="health-banner">
+      <div class="container">
+        <strong>{noWorker ? 'No worker is alive: new jobs stay queued and running ones make no progress.' : 'Jobs cannot run right now.'}</strong>{' '}
+        <span>{h.problems.join('; ')}.</span>
+      </div>
+    </div>
+  );
+}
+
 function App() {
   const loc = useLocation();
   const [user, setUser] = useState<string | null | undefined>(undefined);
   const [signingOut, setSigningOut] = useState(false);
+  const [menuOpen, setMenuOpen] = useState(false);
   const first = useRef(true);
 
   useEffect(() => {
@@ -52,11 +68,18 @@ function App() {
 
   // move focus to the new page's heading after in-app navigation (screen readers announce it)
   useEffect(() => {
+    setMenuOpen(false);
     if (first.current) {
       first.current = false;
       return;
     }
-    const t = setTimeout(() => document.getElementById('page-title')?.focus({ preventScroll: true }), 0);
+    const t = setTimeout(() => {
+      // never take focus from a field the user is typing in (the redirect to /login happens while the
+      // sign-in form is already there, and a fast user, or a test, may have started typing)
+      const active = document.activeElement as HTMLElement | null;
+      if (active && active.isConnected && active.matches('input, textarea, select')) return;
+      document.getElementById('page-title')?.focus({ preventScroll: true });
+    }, 0);
     return () => clearTimeout(t);
   }, [loc.pathname]);
 
@@ -148,6 +171,11 @@ function App() {
           <Link href="/" class="brand" aria-label="chainplan home">
             <span class="brand-mark" aria-hidden="true" />chainplan
           </Link>
+          <button type="button" class="menu-button" aria-expanded={menuOpen} aria-controls="main-menu"
+            onClick={() => setMenuOpen(!menuOpen)}>
+            <span class="menu-icon" aria-hidden="true" />{menuOpen ? 'Close' : 'Menu'}
+          </button>
+          <div id="main-menu" class={`menu ${menuOpen ? 'open' : ''}`}>
           <nav aria-label="Main">
             <ul>
               {nav.map(([key, href, label]) => (
@@ -161,8 +189,10 @@ function App() {
             <span class="muted">Signed in as <strong>{user}</strong></span>
             <button type="button" class="button-small secondary" onClick={signOut}>Sign out</button>
           </div>
+          </div>
         </div>
       </header>
+      <HealthBanner />
       <main id="main" class="container" tabIndex={-1}>
         {page}
       </main>

@@ -1,5 +1,5 @@
 // Types of the REST API (docs/api-contract.md) and of the scenario / plan
-// documents (shared/spec/scenario-format.md). Optional fields are those the
+// documents (docs/scenario-format.md, docs/plan-format.md). Optional fields are those the
 // contract marks optional or that newer servers may add.
 
 export interface Page<T> {
@@ -177,6 +177,7 @@ export interface Architecture {
 }
 
 export interface Model {
+  hf_config?: Record<string, unknown> | null;
   id: number;
   name: string;
   num_blocks: number;
@@ -191,6 +192,18 @@ export interface DerivedSizes {
   block_size_gb: number;
   cache_size_gb: number;
   flops_per_token_gflops: number;
+  // present when a Hugging Face config.json was read (POST /models/derive/ with hf_config)
+  hf_config?: HfReading;
+  [key: string]: unknown;
+}
+
+export interface HfReading {
+  family: string;
+  model_type: string;
+  params_per_block: number;
+  total_params: number;
+  kv_bytes_per_token_per_block: number;
+  notes: string[];
 }
 
 export interface ModelPreset {
@@ -333,14 +346,58 @@ export interface PlanDocument {
   chains: PlanChain[];
   total_service_rate?: number | null;
   total_capacity?: number | null;
-  bounds?: { response_time_lower_s: number | null; response_time_upper_s: number | null } | null;
+  bounds?: PlanBounds | null;
   simulation?: Simulation | null;
+  overloaded?: boolean;
+  overload_reason?: string | null;
+  physical_limit_s?: number | null;
+  limit_ratio?: number | null;
+  explanation?: Explanation | null;
   solve_time_s?: number | null;
   unused_servers?: string[];
   arrival_rate?: number;
   load?: number | null;
   dispatch?: string;
   [key: string]: unknown;
+}
+
+export interface PlanBounds {
+  response_time_lower_s: number | null;
+  response_time_upper_s: number | null;
+  applies?: boolean;
+  why_not?: string | null;
+  [key: string]: unknown;
+}
+
+export type Binding = 'memory-blocks' | 'memory-cache' | 'communication' | 'compute' | 'unused';
+
+export interface ServerExplanation {
+  server: string;
+  binding: Binding | string;
+  detail?: string;
+  [key: string]: unknown;
+}
+
+export interface UnusedExplanation {
+  server: string;
+  why: string;
+  change_if_used_s?: number | null;
+  [key: string]: unknown;
+}
+
+export interface CChoice {
+  c: number;
+  neighbours: Array<{ c: number; objective_s: number | null }> | Record<string, number | null>;
+  detail?: string;
+}
+
+/** The plan document's `explanation` (solvers/explain.py). */
+export interface Explanation {
+  summary: string[] | string;
+  servers: ServerExplanation[];
+  unused: UnusedExplanation[];
+  c_choice: CChoice | null;
+  warnings: string[];
 }
 
 export interface PlanDetail extends PlanSummary {

@@ -92,3 +92,29 @@ describe('distribution', () => {
     expect(percentiles(null)).toEqual([]);
   });
 });
+
+describe('log scale and confidence intervals', async () => {
+  const { spansMoreThan, whisker } = await import('../src/lib/compare');
+  it('goes to a log axis only when positive values span more than 10x', () => {
+    expect(spansMoreThan([0.5, 37])).toBe(true);
+    expect(spansMoreThan([0.5, 4.9, null])).toBe(false);
+    expect(spansMoreThan([0, 1, 5])).toBe(false);        // zeros cannot be drawn on a log axis and do not count
+    expect(spansMoreThan([3])).toBe(false);
+  });
+  it('gives whiskers from the 95 % half-width, kept above zero', () => {
+    expect(whisker(10, 2)).toEqual([8, 12]);
+    expect(whisker(1, 5)).toEqual([1e-3, 6]);
+    expect(whisker(null, 1)).toBeNull();
+    expect(whisker(1, null)).toBeNull();
+  });
+  it('takes the interval and the overload flag from the documents, and drops bounds that do not apply', () => {
+    const plans = [summary(1, 'petals', 37)];
+    const docs = new Map<number, PlanDocument>([[1, {
+      algorithm: 'petals', feasible: true, placement: [], chains: [], overloaded: true,
+      simulation: { requests: 1, seed: 1, mean_response_s: 37, p50_response_s: 9, p95_response_s: 80, p99_response_s: 90, mean_wait_s: 30, mean_service_s: 7, response_ci95_s: 6.5 },
+      bounds: { response_time_lower_s: 1, response_time_upper_s: 2, applies: false, why_not: 'no chains' },
+    }]]);
+    const [row] = compareRows(plans, docs);
+    expect(row).toMatchObject({ mean_ci95_s: 6.5, overloaded: true, lower_bound_s: null, upper_bound_s: null });
+  });
+});

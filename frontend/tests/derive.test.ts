@@ -69,3 +69,21 @@ describe('deriveSizes', () => {
     expect(r.block_size_gb).toBeCloseTo(0.404750336, 12);
   });
 });
+
+describe('Hugging Face config.json', async () => {
+  const { readHfConfig, suggestedName } = await import('../src/lib/hfconfig');
+  it('accepts a config object with a model_type and suggests a name', () => {
+    const r = readHfConfig(JSON.stringify({ model_type: 'llama', _name_or_path: 'meta-llama/Llama-2-7b-hf', hidden_size: 4096 }), 'config.json');
+    expect('error' in r).toBe(false);
+    if (!('error' in r)) {
+      expect(r.name).toBe('Llama-2-7b-hf');
+      expect(r.config.hidden_size).toBe(4096);
+    }
+    expect(suggestedName({ model_type: 'qwen2' })).toBe('qwen2');
+  });
+  it('names what is wrong with a file that is not one', () => {
+    expect(readHfConfig('{nope', 'x.json')).toMatchObject({ error: expect.stringContaining('not valid JSON') });
+    expect(readHfConfig('[1]', 'x.json')).toMatchObject({ error: 'x.json is not a JSON object' });
+    expect(readHfConfig('{"hidden_size": 1}', 'x.json')).toMatchObject({ error: expect.stringContaining('no "model_type"') });
+  });
+});

@@ -15,23 +15,80 @@ from .models import Cluster, ModelSpec
 from .selectors import SERVER_FIGURES
 
 
-class ModelSpecSerializer(serializers.ModelSerializer):
+def unknown_key_errors(data: Any, valid: list[str], prefix: str = "") -> list[dict[str, str]]:
+    """An error per key of ``data`` not in ``valid``, naming the closest valid one (DRF would drop them silently)."""
+    import difflib
+    if not isinstance(data, dict):
+        return []
+    errors = []
+    for key in data:
+        if key in valid:
+            continue
+        close = difflib.get_close_matches(str(key), valid, n=1)
+        errors.append({"field": f"{prefix}{key}",
+                       "message": f"unknown key; did you mean {close[0]!r}?" if close
+                       else "unknown key; valid keys here: " + ", ".join(valid)})
+    return errors
+
+
+class StrictKeysMixin:
+    """Unknown keys are 400 errors with a suggestion, like the scenario parser's."""
+
+    def to_internal_value(self, data):
+        errors = unknown_key_errors(data, list(self.fields))
+        if errors:
+            raise FieldErrors(errors)
+        return super().to_internal_value(data)
+
+
+HF_CONFIG_HELP = ("a Hugging Face config.json as it is (model_type, hidden_size, num_hidden_layers, "
+                  "num_key_value_heads, intermediate_size, torch_dtype, max_position_embeddings ...): block size, "
+                  "KV size and FLOPs are derived from it for the dense LLaMA, Mistral, Qwen2, BLOOM, Falcon and "
+                  "GPT-NeoX families; a mixture-of-experts config is refused (400). Stored as the model's "
+                  "architecture. docs/scenario-format.md")
+
+
+def _hf_into_architecture(attrs: dict[str, Any]) -> None:
+    """``hf_config`` becomes the architecture (an architecture with Hugging Face keys is read as a config.json)."""
+    if "hf_config" not in attrs:
+        return
+    hf = attrs.pop("hf_config")
+    if hf is None:
+        return
+    if not isinstance(hf, dict):
+        raise FieldErrors([{"field": "hf_config", "message": "must be a JSON object (the model's config.json)"}])
+    if attrs.get("architecture") is not None:
+        raise FieldErrors([{"field": "hf_config", "message": "give the model's config.json as hf_config or as "
+                                                             "architecture, not both"}])
+    if "model_type" not in hf:
+        raise FieldErrors([{"field": "hf_config.model_type",
+                            "message": "is required: it decides the block's shape (gated FFN or not)"}])
+    attrs["architecture"] = hf
+
+
+class ModelSpecSerializer(StrictKeysMixin, serializers.ModelSerializer):
     num_blocks = serializers.IntegerField(required=False)
     block_size_gb = FiniteFloatField(required=False)
     cache_size_gb = FiniteFloatField(required=False)
     flops_per_token_gflops = FiniteFloatField(required=False, allow_null=True)
-    architecture = serializers.JSONField(required=False, allow_null=True)
+    architecture = serializers.JSONField(
+        required=False, allow_null=True,
+        help_text="chainplan's architecture keys (preset, hidden_size, num_layers, num_heads, num_kv_heads, "
+                  "ffn_size, gated_ffn, ...), or a Hugging Face config.json (recognised by its model_type and "
+                  "other HF keys and read as hf_config is)")
+    hf_config = serializers.JSONField(required=False, allow_null=True, write_only=True, help_text=HF_CONFIG_HELP)
     max_tokens = serializers.IntegerField(required=False, write_only=True, min_value=1,
                                           help_text="tokens to size the KV cache for when deriving cache_size_gb")
 
     class Meta:
         model = ModelSpec
         fields = ["id", "name", "num_blocks", "block_size_gb", "cache_size_gb", "flops_per_token_gflops",
-                  "architecture", "max_tokens", "created_at", "updated_at"]
+                  "architecture", "hf_config", "max_tokens", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
     def validate(self, attrs):
         instance: ModelSpec | None = self.instance
+        _hf_into_architecture(attrs)
         max_tokens = attrs.pop("max_tokens", None)
         numbers = ("num_blocks", "block_size_gb", "cache_size_gb", "flops_per_token_gflops")
         arch = attrs["architecture"] if "architecture" in attrs else (instance.architecture if instance else None)
@@ -52,9 +109,28 @@ class ModelSpecSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class DeriveModelSerializer(serializers.Serializer):
-    architecture = serializers.JSONField()
+class DeriveModelSerializer(StrictKeysMixin, serializers.Serializer):
+    architecture = serializers.JSONField(required=False, help_text="chainplan's architecture keys, or a Hugging "
+                                                                   "Face config.json (read as hf_config)")
+    hf_config = serializers.JSONField(required=False, help_text=HF_CONFIG_HELP)
     max_tokens = serializers.IntegerField(required=False, min_value=1)
+
+    def validate(self, attrs):
+        _hf_into_architecture(attrs)
+        if attrs.get("architecture") is None:
+            raise FieldErrors([{"field": "architecture", "message": "is required (or give hf_config)"}])
+        if not isinstance(attrs["architecture"], dict):
+            raise FieldErrors([{"field": "architecture", "message": "must be an object"}])
+        return attrs
+
+
+class HFDerivationSerializer(serializers.Serializer):
+    family = serializers.CharField()
+    model_type = serializers.CharField()
+    params_per_block = serializers.IntegerField()
+    total_params = serializers.IntegerField()
+    kv_bytes_per_token_per_block = serializers.FloatField()
+    notes = serializers.ListField(child=serializers.CharField(), help_text="every figure that had to be assumed")
 
 
 class DerivedSizesSerializer(serializers.Serializer):
@@ -62,6 +138,7 @@ class DerivedSizesSerializer(serializers.Serializer):
     block_size_gb = serializers.FloatField()
     cache_size_gb = serializers.FloatField()
     flops_per_token_gflops = serializers.FloatField(allow_null=True)
+    hf_config = HFDerivationSerializer(required=False, help_text="present when a Hugging Face config was read")
 
 
 class PresetSerializer(serializers.Serializer):
@@ -76,7 +153,7 @@ class CalibrationSummarySerializer(serializers.Serializer):
     figures = serializers.DictField()
 
 
-class ServerSerializer(serializers.Serializer):
+class ServerSerializer(StrictKeysMixin, serializers.Serializer):
     server_id = serializers.CharField(max_length=128)
     memory_gb = FiniteFloatField()
     comm_time_s = FiniteFloatField(required=False, allow_null=True)
@@ -100,7 +177,7 @@ REPLAN_FIELDS = ["replan_delta", "replan_min_gain", "replan_calibration_threshol
                  "replan_on_server_change", "replan_webhook_url"]
 
 
-class ClusterSerializer(serializers.ModelSerializer):
+class ClusterSerializer(StrictKeysMixin, serializers.ModelSerializer):
     model = OwnedPrimaryKeyField(ModelSpec, required=False, allow_null=True)
     servers = ServerSerializer(many=True, required=False)
     server_count = serializers.SerializerMethodField()
@@ -135,6 +212,11 @@ class ClusterSerializer(serializers.ModelSerializer):
         return len(cluster.servers.all())
 
     def to_internal_value(self, data):
+        if isinstance(data, dict) and isinstance(data.get("default_workload"), dict):
+            errors = unknown_key_errors(data["default_workload"], list(WorkloadSerializer().fields),
+                                        "default_workload.")
+            if errors:
+                raise FieldErrors(errors)
         if isinstance(data, dict) and isinstance(data.get("servers"), list):
             check_server_count(len(data["servers"]), "servers")   # before validating each one
         return super().to_internal_value(data)
@@ -153,7 +235,7 @@ class ClusterSerializer(serializers.ModelSerializer):
         return servers
 
 
-class ScenarioBodySerializer(serializers.Serializer):
+class ScenarioBodySerializer(StrictKeysMixin, serializers.Serializer):
     scenario = ScenarioDocumentField()
 
     def validate_scenario(self, doc):

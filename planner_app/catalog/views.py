@@ -11,6 +11,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from solvers.hf_config import derive_hf_config, looks_like_hf_config
 from solvers.presets import PRESETS
 
 from ..core.documents import ScenarioExportSerializer
@@ -44,10 +45,12 @@ class ModelSpecViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         body = s.DeriveModelSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         arch = body.validated_data["architecture"]
-        if not isinstance(arch, dict):
-            raise FieldErrors([{"field": "architecture", "message": "must be an object"}])
-        return Response(derive_model({"name": "derive", "architecture": arch},
-                                     body.validated_data.get("max_tokens")))
+        out = derive_model({"name": "derive", "architecture": arch}, body.validated_data.get("max_tokens"))
+        if looks_like_hf_config(arch):
+            full = derive_hf_config(arch).to_dict()     # already checked by derive_model
+            out["hf_config"] = {k: full[k] for k in ("family", "model_type", "params_per_block", "total_params",
+                                                     "kv_bytes_per_token_per_block", "notes")}
+        return Response(out)
 
     @extend_schema(responses={200: s.PresetSerializer(many=True)})
     @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])

@@ -12,6 +12,7 @@ from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
 
 from ..catalog.models import Cluster, ModelSpec
 from ..catalog.selectors import cluster_scenario_document
+from ..catalog.serializers import unknown_key_errors
 from ..core.documents import PlanDocumentField, ScenarioDocumentField, WorkloadSerializer
 from ..core.errors import FieldErrors
 from ..core.fields import FiniteFloatField, OwnedPrimaryKeyField, iso
@@ -130,6 +131,15 @@ class JobCreateSerializer(serializers.Serializer):
                                        allow_empty=False, help_text="default: " + ", ".join(DEFAULT_ALGORITHMS))
     options = OptionsSerializer(required=False)
 
+    def to_internal_value(self, data):
+        # a misspelt key would otherwise be dropped and the job planned without it
+        errors = unknown_key_errors(data, list(self.fields))
+        if isinstance(data, dict) and isinstance(data.get("workload"), dict):
+            errors += unknown_key_errors(data["workload"], list(WorkloadSerializer().fields), "workload.")
+        if errors:
+            raise FieldErrors(errors)
+        return super().to_internal_value(data)
+
     def validate_algorithms(self, names):
         if len(names) > settings.MAX_ALGORITHMS_PER_JOB:
             raise serializers.ValidationError(f"at most {settings.MAX_ALGORITHMS_PER_JOB} algorithms")
@@ -206,6 +216,38 @@ class CurveSerializer(serializers.Serializer):
 
 class CommandsSerializer(serializers.Serializer):
     commands = serializers.ListField(child=serializers.CharField())
+
+
+class DisjointSerializer(serializers.Serializer):
+    plan = serializers.DictField(help_text="the plan's chains: count, capacity, service rate")
+    export = serializers.DictField(help_text="the server-disjoint chains the export keeps (closest_disjoint)")
+    dropped_chains = serializers.ListField(child=serializers.IntegerField(),
+                                           help_text="plan indices of chains left out because they share servers")
+
+
+class ExportSerializer(serializers.Serializer):
+    """One plan exported to one runtime (solvers/export.py; docs/runtimes.md)."""
+
+    runtime = serializers.ChoiceField(["petals", "vllm", "sglang", "llama.cpp", "parallax", "exo"])
+    model_path = serializers.CharField(help_text="what the runtime loads (Hugging Face id, local path, GGUF file)")
+    algorithm = serializers.CharField(allow_null=True)
+    max_tokens = serializers.IntegerField(allow_null=True, help_text="the sequence length the KV sizing is for")
+    commands = serializers.ListField(child=serializers.CharField(), help_text="commands to paste, one per server "
+                                                                              "or engine, with `# on <host>` lines")
+    warnings = serializers.ListField(child=serializers.CharField(),
+                                     help_text="read before trusting the commands: capacity a runtime's rules "
+                                               "lose (vLLM's effective capacity: every stage keeps as many KV "
+                                               "blocks as its weakest), chains that share servers, guessed figures")
+    notes = serializers.ListField(child=serializers.CharField())
+    servers = serializers.ListField(child=serializers.DictField(), required=False,
+                                    help_text="petals, parallax: per server its block range and arguments")
+    engines = serializers.ListField(child=serializers.DictField(), required=False,
+                                    help_text="vllm, sglang, llama.cpp: per chain (one engine) its stages, env, "
+                                              "args, effective capacity")
+    instances = serializers.ListField(child=serializers.DictField(), required=False, help_text="exo: per ring")
+    disjoint = DisjointSerializer(required=False, help_text="one-engine-per-pipeline runtimes: the closest "
+                                                            "server-disjoint plan that the export runs")
+    text = serializers.CharField(help_text="the whole export as a shell script (warnings and notes as comments)")
 
 
 class AlgorithmSerializer(serializers.Serializer):

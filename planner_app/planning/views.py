@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import math
 import shlex
+from typing import Any
 
 from django.core.cache import cache
 from django_filters import rest_framework as df
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from solvers import ScenarioError, parse_scenario
 from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
 from solvers.bounds import response_time_curve
 from solvers.chains import Chain
+from solvers.export import RUNTIMES, export_plan, export_text
 
-from ..core.errors import FieldErrors
+from ..core.errors import FieldErrors, scenario_error_to_validation
 from ..core.filters import IdFilter
 from ..core.views import OwnedQuerysetMixin, username_of
 from . import selectors, serializers as s, services
@@ -140,6 +143,49 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
         rates = _curve_rates(request.query_params, capacity_rate)
         return Response({"points": response_time_curve(chains, rates)})
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("runtime", {"type": "string", "enum": list(RUNTIMES)}, required=True,
+                             description="the runtime to export to (docs/runtimes.md)"),
+            OpenApiParameter("model_path", OpenApiTypes.STR,
+                             description="what the runtime loads: a Hugging Face id or a local path (a GGUF file for "
+                                         "llama.cpp); default: the model's name"),
+            OpenApiParameter("initial_peers", OpenApiTypes.STR,
+                             description="petals, parallax: multiaddr(s) of the swarm's bootstrap peers"),
+            OpenApiParameter("new_swarm", OpenApiTypes.BOOL, description="petals: the first server starts a "
+                                                                         "private swarm (--new_swarm)"),
+            OpenApiParameter("gpu_memory_utilization", {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
+                             description="vllm (default 0.9)"),
+            OpenApiParameter("mem_fraction_static", {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
+                             description="sglang (default 0.9)"),
+            OpenApiParameter("dist_init_port", {"type": "integer", "minimum": 1, "maximum": 65535},
+                             description="sglang (default 5000)"),
+            OpenApiParameter("rpc_port", {"type": "integer", "minimum": 1, "maximum": 65535},
+                             description="llama.cpp rpc-server port (default 50052)"),
+            OpenApiParameter("local_device", OpenApiTypes.STR, description="llama.cpp: the head's device (CUDA0)"),
+        ],
+        responses={200: s.ExportSerializer,
+                   400: OpenApiResponse(description="{detail, errors: [{field, message}]}: an unknown runtime "
+                                                    "(with the closest one), a bad option, or a plan the runtime "
+                                                    "cannot run (no chains, infeasible)")},
+        description="The plan as commands (and files) for one runtime, with the plan's cache sizing carried over. "
+                    "Runtimes that run one engine per pipeline (vLLM, SGLang, llama.cpp, exo) get the closest "
+                    "server-disjoint plan when chains share servers, said in warnings and `disjoint`.")
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        plan = self.get_object()
+        opts = _export_options(request.query_params)
+        scenario = None
+        try:
+            scenario = parse_scenario(plan.job.input_scenario)
+        except ScenarioError:
+            pass        # a plan stored under older rules: the plan document alone still fixes the split
+        try:
+            doc = export_plan(plan.document, opts.pop("runtime"), scenario, **opts)
+        except ScenarioError as exc:
+            raise scenario_error_to_validation(exc) from None
+        return Response({**doc, "text": export_text(doc)})
+
     @extend_schema(responses={200: s.CommandsSerializer})
     @action(detail=True, methods=["get"], url_path="petals-commands")
     def petals_commands(self, request, pk=None):
@@ -153,6 +199,63 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             commands.append(f"# on {row['server']}\npython -m petals.cli.run_server {shlex.quote(model_name)} "
                             f"--block_indices {start}:{start + count}")
         return Response({"commands": commands})
+
+
+EXPORT_PARAMS = ("runtime", "model_path", "initial_peers", "new_swarm", "gpu_memory_utilization",
+                 "mem_fraction_static", "dist_init_port", "rpc_port", "local_device")
+
+
+def _export_options(params) -> dict[str, Any]:
+    """Query parameters of GET /plans/{id}/export/, checked; errors name the parameter."""
+    import difflib
+    errors: list[dict[str, str]] = []
+    for key in params:
+        if key not in EXPORT_PARAMS and key != "format":
+            close = difflib.get_close_matches(key, EXPORT_PARAMS, n=1)
+            errors.append({"field": key, "message": f"unknown parameter; did you mean {close[0]!r}?" if close
+                           else "unknown parameter; known: " + ", ".join(EXPORT_PARAMS)})
+    runtime = params.get("runtime")
+    if not runtime:
+        errors.append({"field": "runtime", "message": f"is required: one of {', '.join(RUNTIMES)}"})
+    elif runtime not in RUNTIMES:
+        close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        errors.append({"field": "runtime", "message": f"unknown runtime {runtime[:100]!r}{hint} (known: "
+                                                      f"{', '.join(RUNTIMES)})"})
+    opts: dict[str, Any] = {"runtime": runtime}
+    for key in ("model_path", "initial_peers", "local_device"):
+        value = params.get(key)
+        if value:
+            if len(value) > 2000 or "\x00" in value:
+                errors.append({"field": key, "message": "must be at most 2000 characters, no NUL"})
+            else:
+                opts[key] = value
+    if params.get("new_swarm"):
+        if params["new_swarm"].lower() not in ("true", "false", "1", "0"):
+            errors.append({"field": "new_swarm", "message": "must be true or false"})
+        else:
+            opts["new_swarm"] = params["new_swarm"].lower() in ("true", "1")
+    for key in ("gpu_memory_utilization", "mem_fraction_static"):
+        if params.get(key):
+            try:
+                value = float(params[key])
+                if not (math.isfinite(value) and 0 < value <= 1):
+                    raise ValueError
+                opts[key] = value
+            except ValueError:
+                errors.append({"field": key, "message": "must be a number in (0, 1]"})
+    for key in ("dist_init_port", "rpc_port"):
+        if params.get(key):
+            try:
+                value = int(params[key])
+                if not 1 <= value <= 65535:
+                    raise ValueError
+                opts[key] = value
+            except ValueError:
+                errors.append({"field": key, "message": "must be a port number (1..65535)"})
+    if errors:
+        raise FieldErrors(errors)
+    return opts
 
 
 def _curve_rates(params, capacity_rate: float) -> list[float]:

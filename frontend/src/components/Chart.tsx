@@ -21,10 +21,11 @@ interface Props {
   label: string;       // what the chart shows, for screen readers (the data is also in a table)
   height?: number;
   testId?: string;
+  scale?: string;      // 'log' or 'linear': the value axis, for readers and tests
 }
 
 /** A Chart.js chart; recreated when its configuration changes. */
-export function Chart({ config, label, height = 260, testId }: Props) {
+export function Chart({ config, label, height = 260, testId, scale }: Props) {
   const canvas = useRef<HTMLCanvasElement>(null);
   useEffect(() => {
     if (!canvas.current) return;
@@ -32,7 +33,7 @@ export function Chart({ config, label, height = 260, testId }: Props) {
     return () => chart.destroy();
   }, [config]);
   return (
-    <div class="chart" style={{ height: `${height}px` }} data-testid={testId}>
+    <div class="chart" style={{ height: `${height}px` }} data-testid={testId} data-scale={scale}>
       <canvas ref={canvas} role="img" aria-label={label} />
     </div>
   );

@@ -121,3 +121,17 @@ export function PageHeader({ title, children, sub }: { title: ComponentChildren;
     </div>
   );
 }
+
+/** Previous / next buttons for a list paged in the browser (page is 0-based). */
+export function Pager({ page, pages, total, size, onPage, label }: { page: number; pages: number; total: number; size: number; onPage: (p: number) => void; label: string }) {
+  if (pages <= 1) return null;
+  const first = page * size + 1;
+  const last = Math.min(total, (page + 1) * size);
+  return (
+    <nav class="pagination" aria-label={label}>
+      <button type="button" class="secondary button-small" disabled={page === 0} onClick={() => onPage(page - 1)}>← Previous</button>
+      <span>{first}–{last} of {total}</span>
+      <button type="button" class="secondary button-small" disabled={page >= pages - 1} onClick={() => onPage(page + 1)}>Next →</button>
+    </nav>
+  );
+}

@@ -16,6 +16,8 @@ export interface CompareRow {
   chains: number | null;
   lower_bound_s: number | null;
   upper_bound_s: number | null;
+  mean_ci95_s: number | null;      // half-width of the 95 % interval of the simulated mean
+  overloaded: boolean;
 }
 
 export type MetricKey = 'mean_response_s' | 'p95_response_s' | 'mean_wait_s' | 'mean_service_s' | 'total_capacity' | 'solve_time_s';
@@ -47,8 +49,11 @@ export function compareRows(plans: PlanSummary[], docs: Map<number, PlanDocument
       total_capacity: d && d.chains.length === 0 ? null : n(p.total_capacity) ?? n(d?.total_capacity),
       solve_time_s: n(p.solve_time_s) ?? n(d?.solve_time_s),
       chains: d ? d.chains.length : null,
-      lower_bound_s: n(d?.bounds?.response_time_lower_s),
-      upper_bound_s: n(d?.bounds?.response_time_upper_s),
+      // bounds only where they apply (documents without `applies` predate the flag)
+      lower_bound_s: d?.bounds?.applies === false ? null : n(d?.bounds?.response_time_lower_s),
+      upper_bound_s: d?.bounds?.applies === false ? null : n(d?.bounds?.response_time_upper_s),
+      mean_ci95_s: n(sim?.response_ci95_s),
+      overloaded: d?.overloaded === true,
     };
   });
   // feasible plans first, then by mean response time (unknown last), then by name
@@ -75,4 +80,17 @@ export function relativeTo(rows: CompareRow[], key: MetricKey): Map<number, numb
   if (ref === null || ref === undefined || ref === 0) return out;
   for (const r of rows) if (r[key] !== null) out.set(r.plan, (r[key] as number) / ref);
   return out;
+}
+
+/** Values span more than `ratio` (positive finite ones): a linear axis would hide the small ones. */
+export function spansMoreThan(values: Array<number | null | undefined>, ratio = 10): boolean {
+  const v = values.filter((x): x is number => typeof x === 'number' && Number.isFinite(x) && x > 0);
+  if (v.length < 2) return false;
+  return Math.max(...v) / Math.min(...v) > ratio;
+}
+
+/** [low, high] whiskers of a value with a 95 % half-width (null when either is unknown); low stays above 0 for log axes. */
+export function whisker(value: number | null, half: number | null): [number, number] | null {
+  if (value === null || half === null || !Number.isFinite(value) || !Number.isFinite(half) || half < 0) return null;
+  return [Math.max(value - half, value * 1e-3), value + half];
 }

@@ -9,6 +9,7 @@ import {
   NUM_FIELDS, scenarioFromCluster, serversFromCsv, serversToCsv, uniqueId, validateServers, type BulkOp, type NumField,
 } from '../lib/servers';
 import { ReplanPanel } from './Replanning';
+import { WorkloadEditor } from './WorkloadEditor';
 import { DispatcherPanel } from './Dispatcher';
 import { ErrorBox, Field, FieldMessages, Loading, Notice, PageHeader, parseNumberInput, Link } from '../components/ui';
 import type { Cluster, Model, ScenarioDoc, Server } from '../types';
@@ -516,6 +517,7 @@ export function ClusterEditor({ id }: { id: number | null }) {
         </nav>
       )}
       {models.error !== null && <p class="hint">Models could not be loaded: {messageOf(models.error)}</p>}
+      {!isNew && loaded.data && <WorkloadEditor cluster={loaded.data} />}
       {!isNew && <ReplanPanel clusterId={id!} />}
       {!isNew && <DispatcherPanel clusterId={id!} />}
     </section>

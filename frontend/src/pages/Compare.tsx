@@ -1,10 +1,10 @@
 import { useMemo } from 'preact/hooks';
-import type { ChartConfiguration } from 'chart.js';
+import type { ChartConfiguration, Plugin, TooltipItem } from 'chart.js';
 import { api } from '../api';
 import { useAsync, useTitle } from '../hooks';
 import { navigate } from '../router';
 import { buildQuery } from '../lib/query';
-import { bestOf, compareRows, type CompareRow, type MetricKey } from '../lib/compare';
+import { bestOf, compareRows, spansMoreThan, whisker, type CompareRow, type MetricKey } from '../lib/compare';
 import { chainColor } from '../lib/colors';
 import { fmtNum, fmtSeconds } from '../lib/format';
 import { Chart } from '../components/Chart';
@@ -12,24 +12,81 @@ import { CurveChart } from '../components/PlanCharts';
 import { ErrorBox, Field, Link, Loading, PageHeader, StatusBadge } from '../components/ui';
 import type { Job, PlanDetail, PlanDocument } from '../types';
 
-function barConfig(rows: CompareRow[], datasets: Array<{ label: string; key: MetricKey; color: string; stack?: string }>, yTitle: string, opts: { log?: boolean; seconds?: boolean } = {}): ChartConfiguration {
-  return {
+interface BarSet { label: string; key: MetricKey; color: string; stack?: string; ci?: (r: CompareRow) => [number, number] | null }
+
+/** Draws 95 % confidence-interval whiskers over the bars of the datasets that carry them. */
+const whiskerPlugin: Plugin = {
+  id: 'ciWhiskers',
+  afterDatasetsDraw(chart) {
+    const opts = (chart.options.plugins as Record<string, unknown> | undefined)?.ciWhiskers as { ranges: Array<Array<[number, number] | null> | null> } | undefined;
+    if (!opts) return;
+    const y = chart.scales.y;
+    const ctx = chart.ctx;
+    ctx.save();
+    ctx.strokeStyle = '#111827';
+    ctx.lineWidth = 1.5;
+    let drawn = 0;
+    opts.ranges.forEach((ranges, di) => {
+      if (!ranges || !chart.isDatasetVisible(di)) return;
+      chart.getDatasetMeta(di).data.forEach((bar, i) => {
+        const r = ranges[i];
+        if (!r) return;
+        const x = (bar as unknown as { x: number }).x;
+        const top = y.getPixelForValue(r[1]);
+        const bottom = y.getPixelForValue(r[0]);
+        ctx.beginPath();
+        ctx.moveTo(x, top); ctx.lineTo(x, bottom);
+        ctx.moveTo(x - 5, top); ctx.lineTo(x + 5, top);
+        ctx.moveTo(x - 5, bottom); ctx.lineTo(x + 5, bottom);
+        ctx.stroke();
+        drawn++;
+      });
+    });
+    ctx.restore();
+    chart.canvas.dataset.whiskers = String(drawn);     // how many intervals are drawn (read by the browser tests)
+  },
+};
+
+export interface BarChart { config: ChartConfiguration; log: boolean }
+
+/** A bar chart of rows; a log axis when the values span more than 10x (a stacked chart is then drawn side by side). */
+function barConfig(rows: CompareRow[], datasets: BarSet[], yTitle: string, opts: { log?: boolean; seconds?: boolean } = {}): BarChart {
+  const values = datasets.flatMap((d) => rows.map((r) => r[d.key]));
+  const log = opts.log ?? spansMoreThan(values);
+  const stacked = !log && datasets.some((d) => d.stack);
+  const ranges = datasets.map((d) => (d.ci ? rows.map((r) => d.ci!(r)) : null));
+  const config: ChartConfiguration = {
     type: 'bar',
     data: {
-      labels: rows.map((r) => r.algorithm),
-      datasets: datasets.map((d) => ({ label: d.label, data: rows.map((r) => r[d.key]), backgroundColor: d.color, stack: d.stack })),
+      labels: rows.map((r) => r.algorithm + (r.overloaded ? ' (overloaded)' : '')),
+      datasets: datasets.map((d) => ({ label: d.label, data: rows.map((r) => r[d.key]), backgroundColor: d.color, stack: stacked ? d.stack : undefined })),
     },
     options: {
       scales: {
-        x: { stacked: datasets.some((d) => d.stack) },
-        y: { type: opts.log ? 'logarithmic' : 'linear', beginAtZero: !opts.log, stacked: datasets.some((d) => d.stack), title: { display: true, text: yTitle } },
+        x: { stacked },
+        y: { type: log ? 'logarithmic' : 'linear', beginAtZero: !log, stacked, title: { display: true, text: log ? `${yTitle}, log scale` : yTitle } },
       },
       plugins: {
         legend: { display: datasets.length > 1, position: 'top' },
-        tooltip: { callbacks: { label: (ctx) => `${ctx.dataset.label}: ${opts.seconds ? fmtSeconds(ctx.parsed.y) : fmtNum(ctx.parsed.y)}` } },
-      },
+        tooltip: {
+          callbacks: {
+            label: (ctx: TooltipItem<'bar'>) => {
+              const v = `${ctx.dataset.label}: ${opts.seconds ? fmtSeconds(ctx.parsed.y) : fmtNum(ctx.parsed.y)}`;
+              const r = ranges[ctx.datasetIndex]?.[ctx.dataIndex];
+              return r ? `${v} (95 % CI ${fmtSeconds(r[0])} – ${fmtSeconds(r[1])})` : v;
+            },
+          },
+        },
+        ...(ranges.some(Boolean) ? { ciWhiskers: { ranges } } : {}),
+      } as Record<string, unknown>,
     },
+    plugins: [whiskerPlugin],
   };
+  return { config, log };
+}
+
+function ScaleNote({ log }: { log: boolean }) {
+  return log ? <p class="hint">Log scale: the values span more than 10×, so a linear axis would hide the small ones.</p> : null;
 }
 
 const METRICS: Array<{ key: MetricKey; label: string; seconds: boolean }> = [
@@ -60,7 +117,7 @@ export function ComparePage({ id, query }: { id: number; query: Record<string, s
     const ok = rows.filter((r) => r.feasible);
     return {
       response: barConfig(ok, [
-        { label: 'Mean', key: 'mean_response_s', color: chainColor(0) },
+        { label: 'Mean', key: 'mean_response_s', color: chainColor(0), ci: (r) => whisker(r.mean_response_s, r.mean_ci95_s) },
         { label: 'p95', key: 'p95_response_s', color: chainColor(1) },
       ], 'Response time (s)', { seconds: true }),
       split: barConfig(ok, [
@@ -68,14 +125,15 @@ export function ComparePage({ id, query }: { id: number; query: Record<string, s
         { label: 'Service', key: 'mean_service_s', color: chainColor(0), stack: 'rt' },
       ], 'Mean time (s)', { seconds: true }),
       capacity: barConfig(ok, [{ label: 'Total capacity', key: 'total_capacity', color: chainColor(2) }], 'Jobs held at once'),
-      solve: barConfig(rows.filter((r) => r.solve_time_s !== null && r.solve_time_s > 0), [{ label: 'Solve time', key: 'solve_time_s', color: chainColor(3) }], 'Seconds (log scale)', { log: true, seconds: true }),
+      solve: barConfig(rows.filter((r) => r.solve_time_s !== null && r.solve_time_s > 0), [{ label: 'Solve time', key: 'solve_time_s', color: chainColor(3) }], 'Seconds', { log: true, seconds: true }),
     };
   }, [rows]);
 
   if (data.loading && !data.data) return <Loading />;
   if (data.error) return <ErrorBox error={data.error} />;
   const [job, plans] = data.data!;
-  const curveCandidates = plans.filter((p) => p.feasible && p.document.chains.length > 0);
+  // the bounds curve only for plans the closed-form bounds describe (JFFC over chains, Poisson arrivals)
+  const curveCandidates = plans.filter((p) => p.feasible && p.document.chains.length > 0 && p.document.bounds?.applies !== false);
   const best = rows.find((r) => r.feasible && curveCandidates.some((p) => p.id === r.plan));
   const curvePlan = curveCandidates.find((p) => String(p.id) === query.plan) ?? curveCandidates.find((p) => p.id === best?.plan) ?? curveCandidates[0];
   const bests = Object.fromEntries(METRICS.map((m) => [m.key, bestOf(rows, m.key)])) as Record<MetricKey, Set<number>>;
@@ -108,36 +166,43 @@ export function ComparePage({ id, query }: { id: number; query: Record<string, s
                 <tbody>
                   {rows.map((r) => (
                     <tr key={r.plan} class={r.feasible ? '' : 'infeasible'}>
-                      <th scope="row"><Link href={`/plans/${r.plan}`}>{r.algorithm}</Link>{!r.feasible && <span class="danger"> (infeasible{r.reason ? `: ${r.reason}` : ''})</span>}</th>
+                      <th scope="row"><Link href={`/plans/${r.plan}`}>{r.algorithm}</Link>{!r.feasible && <span class="danger"> (infeasible{r.reason ? `: ${r.reason}` : ''})</span>}
+                        {r.overloaded && <span class="badge badge-failed" title="The arrival rate is at or above what this plan serves">overloaded</span>}</th>
                       {METRICS.map((m) => {
                         const isBest = bests[m.key].has(r.plan) && feasibleCount > 1;
                         const v = r[m.key];
                         return (
                           <td class={`num ${isBest ? 'best' : ''}`} key={m.key}>
                             {m.seconds ? fmtSeconds(v) : fmtNum(v)}{isBest && <span class="visually-hidden"> (best)</span>}
+                            {m.key === 'mean_response_s' && r.mean_ci95_s !== null && <span class="ci"> ± {fmtSeconds(r.mean_ci95_s)}</span>}
                           </td>
                         );
                       })}
                       <td class="num">{r.chains ?? '—'}</td>
-                      <td class="num">{r.lower_bound_s !== null ? `${fmtSeconds(r.lower_bound_s)} – ${fmtSeconds(r.upper_bound_s)}` : '—'}</td>
+                      <td class="num">{r.lower_bound_s !== null ? `${fmtSeconds(r.lower_bound_s)} – ${fmtSeconds(r.upper_bound_s)}` : <span class="muted" title="The closed-form bounds do not apply to this plan">n/a</span>}</td>
                     </tr>
                   ))}
                 </tbody>
               </table>
             </div>
-            <p class="hint">Bold: the best value in its column among the feasible plans. Response times are simulated; the bounds are closed-form.</p>
+            <p class="hint">Bold: the best value in its column among the feasible plans. Response times are simulated (± the half-width of a
+              95 % confidence interval of the mean); the bounds are closed-form and shown only where they apply.</p>
           </div>
 
           {feasibleCount > 0 && (
             <div class="grid-2">
               <div class="card"><h3>Mean and p95 response time</h3>
-                <Chart config={charts.response} label={`Mean and p95 response time per algorithm: ${describe('mean_response_s', true)}.`} testId="compare-response" /></div>
+                <Chart config={charts.response.config} scale={charts.response.log ? 'log' : 'linear'} label={`Mean and p95 response time per algorithm: ${describe('mean_response_s', true)}.`} testId="compare-response" />
+                <ScaleNote log={charts.response.log} /></div>
               <div class="card"><h3>Waiting vs service time</h3>
-                <Chart config={charts.split} label={`Mean waiting and service time per algorithm: waiting ${describe('mean_wait_s', true)}.`} testId="compare-split" /></div>
+                <Chart config={charts.split.config} scale={charts.split.log ? 'log' : 'linear'} label={`Mean waiting and service time per algorithm: waiting ${describe('mean_wait_s', true)}.`} testId="compare-split" />
+                <ScaleNote log={charts.split.log} /></div>
               <div class="card"><h3>Total capacity</h3>
-                <Chart config={charts.capacity} label={`Total capacity per algorithm: ${describe('total_capacity', false)}.`} testId="compare-capacity" /></div>
+                <Chart config={charts.capacity.config} scale={charts.capacity.log ? 'log' : 'linear'} label={`Total capacity per algorithm: ${describe('total_capacity', false)}.`} testId="compare-capacity" />
+                <ScaleNote log={charts.capacity.log} /></div>
               <div class="card"><h3>Solve time</h3>
-                <Chart config={charts.solve} label={`Solve time per algorithm: ${describe('solve_time_s', true)}.`} testId="compare-solve" /></div>
+                <Chart config={charts.solve.config} scale={charts.solve.log ? 'log' : 'linear'} label={`Solve time per algorithm: ${describe('solve_time_s', true)}.`} testId="compare-solve" />
+                <ScaleNote log={charts.solve.log} /></div>
             </div>
           )}
 
@@ -155,7 +220,7 @@ export function ComparePage({ id, query }: { id: number; query: Record<string, s
                 <CurveChart key={curvePlan.id} planId={curvePlan.id} nu={curvePlan.document.total_service_rate} simulatedMean={curvePlan.document.simulation?.mean_response_s}
                   plannedRate={typeof curvePlan.document.arrival_rate === 'number' ? curvePlan.document.arrival_rate : job.scenario?.workload?.arrival_rate} />
               </>
-            ) : <p class="muted">No feasible plan with chains: the bounds need chains.</p>}
+            ) : <p class="muted">No plan here is one the closed-form bounds describe (they need chains dispatched join-the-fastest-free-chain, with Poisson arrivals).</p>}
           </div>
         </>
       )}

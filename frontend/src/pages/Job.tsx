@@ -1,7 +1,8 @@
 import { triggerLabel } from '../lib/replan';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api';
-import { useTitle } from '../hooks';
+import { useHealth, useTitle } from '../hooks';
+import { jobStaleness, pendingAlgorithms } from '../lib/health';
 import { fmtDate, fmtDuration, fmtNum, fmtPercent, fmtSeconds } from '../lib/format';
 import { messageOf } from '../lib/errors';
 import { ErrorBox, Link, Loading, PageHeader, Stat, StatusBadge } from '../components/ui';
@@ -14,6 +15,10 @@ export function JobPage({ id }: { id: number }) {
   const [job, setJob] = useState<Job | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [cancelling, setCancelling] = useState(false);
+  const health = useHealth();
+  // when the job's progress last changed (seen by this page), for the staleness note
+  const lastChange = useRef<{ key: string; at: number }>({ key: '', at: Date.now() });
+  const [now, setNow] = useState(Date.now());
   useTitle(job ? `Job #${job.id} (${job.status})` : `Job #${id}`);
 
   // poll while the job is queued or running
@@ -25,6 +30,9 @@ export function JobPage({ id }: { id: number }) {
       try {
         const j = await api.job(id, ctrl.signal);
         if (!alive) return;
+        const key = JSON.stringify([j.status, j.progress, j.plans.length]);
+        if (key !== lastChange.current.key) lastChange.current = { key, at: Date.now() };
+        setNow(Date.now());
         setJob(j);
         setError(null);
         if (ACTIVE.has(j.status)) timer = setTimeout(tick, POLL_MS);
@@ -57,6 +65,8 @@ export function JobPage({ id }: { id: number }) {
   const active = ACTIVE.has(job.status);
   const sc = job.scenario;
   const w = sc?.workload;
+  const pending = pendingAlgorithms(job.algorithms, job.plans);
+  const stale = jobStaleness(active, job.status, (now - lastChange.current.at) / 1000, health.canRunJobs);
   const plans = [...job.plans].sort((a, b) => Number(b.feasible) - Number(a.feasible) || (a.mean_response_s ?? Infinity) - (b.mean_response_s ?? Infinity));
 
   return (
@@ -78,6 +88,17 @@ export function JobPage({ id }: { id: number }) {
             </label>
             <progress id="job-progress" max={1} value={job.progress?.fraction ?? 0} data-testid="job-progress" />
             {job.progress?.message && <p class="muted">{job.progress.message}</p>}
+            {stale && <p class="stale" role="status" data-testid="job-stale">{stale}</p>}
+            {pending.length > 0 && (
+              <div data-testid="pending-algorithms">
+                <span class="muted">{job.plans.length} of {job.algorithms.length} algorithms finished; still to come:</span>
+                <ul class="pending-list">
+                  {pending.map((a) => (
+                    <li key={a} class="chip">{a}{job.status === 'running' && job.progress?.algorithm === a ? ' (running)' : ''}</li>
+                  ))}
+                </ul>
+              </div>
+            )}
           </>
         ) : (
           <p data-testid="job-final">
@@ -104,10 +125,11 @@ export function JobPage({ id }: { id: number }) {
         </dl>
       </div>
 
-      <h2>Plans</h2>
+      <h2>Plans{active && job.plans.length > 0 ? ' so far' : ''}</h2>
       {plans.length === 0 ? (
         <p class="muted">{active ? 'Plans appear here as each algorithm finishes.' : 'This job produced no plans.'}</p>
       ) : (
+        <div class="table-wrap">
         <table class="table" data-testid="plans-table">
           <caption class="visually-hidden">Plans of job {job.id}, best first</caption>
           <thead>
@@ -130,6 +152,7 @@ export function JobPage({ id }: { id: number }) {
             ))}
           </tbody>
         </table>
+        </div>
       )}
     </section>
   );

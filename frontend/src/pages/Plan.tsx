@@ -8,8 +8,17 @@ import { checkChains, memoryBreakdown, memoryInputs } from '../lib/memory';
 import { planNumBlocks, rangeLabel, chainHopRanges } from '../lib/placement';
 import { PlacementDiagram } from '../components/PlacementDiagram';
 import { CurveChart, DistributionChart, MemoryChart } from '../components/PlanCharts';
-import { ErrorBox, Link, Loading, PageHeader, Stat } from '../components/ui';
+import { ExplanationPanel } from '../components/ExplanationPanel';
+import { ServerGroups } from '../components/ServerGroups';
+import { LARGE_PLAN_SERVERS } from '../lib/groups';
+import { pageOf } from '../lib/explain';
+import { ErrorBox, Link, Loading, PageHeader, Pager, Stat } from '../components/ui';
+import { boundsView } from '../lib/explain';
 import type { Job, PlanDetail } from '../types';
+
+const CHAIN_PAGE = 50;
+const MEMORY_PAGE = 50;
+const MEMORY_CHART_MAX = 120;
 
 export function PlanPage({ id }: { id: number }) {
   const data = useAsync(async (): Promise<[PlanDetail, Job | null]> => {
@@ -20,6 +29,8 @@ export function PlanPage({ id }: { id: number }) {
   const [commands, setCommands] = useState<string[] | null>(null);
   const [cmdError, setCmdError] = useState<unknown>(null);
   const { copied, copy } = useCopy();
+  const [chainPage, setChainPage] = useState(0);
+  const [memoryPage, setMemoryPage] = useState(0);
   const plan = data.data?.[0];
   const job = data.data?.[1] ?? null;
   useTitle(plan ? `Plan #${plan.id} (${plan.algorithm})` : `Plan #${id}`);
@@ -30,9 +41,12 @@ export function PlanPage({ id }: { id: number }) {
     const scenario = job?.scenario ?? null;
     const order = scenario?.servers.map((s) => s.id) ?? [];
     const L = planNumBlocks(doc, scenario);
+    const large = Math.max(order.length, doc.placement.length) >= LARGE_PLAN_SERVERS;
+    const all = memoryBreakdown(doc, memoryInputs(scenario), large ? [] : order);
     return {
-      doc, scenario, order, L,
-      memory: memoryBreakdown(doc, memoryInputs(scenario), order),
+      doc, scenario, order, L, large,
+      // a large plan lists memory only for the servers holding blocks (the others hold nothing)
+      memory: large ? all.filter((r) => r.blocks > 0) : all,
       problems: checkChains(doc, L),
     };
   }, [plan, job]);
@@ -40,11 +54,14 @@ export function PlanPage({ id }: { id: number }) {
   if (data.loading && !data.data) return <Loading />;
   if (data.error) return <ErrorBox error={data.error} />;
   if (!plan || !derived) return null;
-  const { doc, scenario, order, L, memory, problems } = derived;
+  const { doc, scenario, order, L, memory, problems, large } = derived;
+  const chainRows = pageOf(doc.chains, chainPage, CHAIN_PAGE);
+  const memoryRows = pageOf(memory, memoryPage, MEMORY_PAGE);
   const sim = doc.simulation ?? null;
   const planned = typeof doc.arrival_rate === 'number' ? doc.arrival_rate : scenario?.workload?.arrival_rate ?? null;
   const nu = doc.total_service_rate ?? null;
   const siblings = (job?.plans ?? []).filter((p) => p.id !== plan.id);
+  const bounds = boundsView(doc);
 
   const exportJson = () => downloadText(safeFileName(`plan-${plan.id}-${plan.algorithm}`, 'json'), JSON.stringify(doc, null, 2) + '\n');
   const loadCommands = async () => {
@@ -76,6 +93,12 @@ export function PlanPage({ id }: { id: number }) {
       )}
 
       {!plan.feasible && <div class="alert alert-warn" role="status"><strong>No feasible plan.</strong> {doc.reason ?? ''}</div>}
+      {doc.overloaded && (
+        <div class="alert alert-error" role="alert" data-testid="overloaded">
+          <strong>Overloaded.</strong> {doc.overload_reason ?? 'The arrival rate is at or above what this plan serves.'} Its response times
+          grow with the length of the run, so the figures below describe one run, not a steady state.
+        </div>
+      )}
       {problems.length > 0 && (
         <div class="alert alert-warn" role="status">
           The plan document is not consistent: <ul>{problems.slice(0, 5).map((p) => <li key={p}>{p}</li>)}</ul>
@@ -107,17 +130,27 @@ export function PlanPage({ id }: { id: number }) {
         <Stat label="Arrival rate λ" value={planned ? `${fmtNum(planned)} /s` : '—'} />
         <Stat label="Load λ/ν" value={typeof doc.load === 'number' ? fmtPercent(doc.load) : '—'} />
         {doc.c !== undefined && doc.c !== null && <Stat label="Cache reservation c" value={doc.c} />}
-        <Stat label="Response bounds" value={doc.bounds?.response_time_lower_s != null ? `${fmtSeconds(doc.bounds.response_time_lower_s)} – ${fmtSeconds(doc.bounds.response_time_upper_s)}` : '—'} />
-        <Stat label="Simulated mean" value={fmtSeconds(sim?.mean_response_s)} />
+        <Stat label="Response bounds" value={bounds.applies ? `${fmtSeconds(bounds.lower)} – ${fmtSeconds(bounds.upper)}` : 'do not apply'} hint={bounds.whyNot ?? undefined} />
+        <Stat label="Simulated mean" value={<span data-testid="simulated-mean">{fmtSeconds(sim?.mean_response_s)}{typeof sim?.response_ci95_s === 'number' && Number.isFinite(sim.response_ci95_s) && <span class="ci"> ± {fmtSeconds(sim.response_ci95_s)}</span>}</span>}
+          hint="± the half-width of a 95 % confidence interval (batch means)" />
         <Stat label="Simulated p95" value={fmtSeconds(sim?.p95_response_s)} />
+        {typeof doc.physical_limit_s === 'number' && (
+          <Stat label="Physical limit" value={`${fmtSeconds(doc.physical_limit_s)}${typeof doc.limit_ratio === 'number' ? ` (plan ${fmtNum(doc.limit_ratio)}×)` : ''}`}
+            hint="The fastest chain memory allows for one job with no waiting: no plan's mean response is lower" />
+        )}
         <Stat label="Solve time" value={fmtSeconds(doc.solve_time_s)} />
       </dl>
 
-      <div class="card">
-        <h2>Placement</h2>
-        {doc.placement.length === 0 && !order.length ? <p class="muted">This plan places no blocks.</p> : (
-          <PlacementDiagram plan={doc} numBlocks={L} serverOrder={order} />
-        )}
+      <div class="plan-main">
+        <div class="card">
+          <h2>Placement</h2>
+          {doc.placement.length === 0 && !order.length ? <p class="muted">This plan places no blocks.</p> : large ? (
+            <ServerGroups plan={doc} scenario={scenario} order={order} numBlocks={L} />
+          ) : (
+            <PlacementDiagram plan={doc} numBlocks={L} serverOrder={order} />
+          )}
+        </div>
+        <ExplanationPanel doc={doc} />
       </div>
 
       <div class="card">
@@ -136,7 +169,9 @@ export function PlanPage({ id }: { id: number }) {
                 </tr>
               </thead>
               <tbody>
-                {doc.chains.map((ch, k) => (
+                {chainRows.items.map((ch, i) => {
+                  const k = chainRows.first + i;
+                  return (
                   <tr key={k}>
                     <th scope="row"><span class="swatch" style={{ background: chainColor(k) }} aria-hidden="true" /> {k + 1}</th>
                     <td>
@@ -152,19 +187,23 @@ export function PlanPage({ id }: { id: number }) {
                     <td class="num">{fmtNum(ch.capacity / ch.service_time_s)} /s</td>
                     {sim?.chain_utilisation && <td class="num">{fmtPercent(sim.chain_utilisation[k] ?? null)}</td>}
                   </tr>
-                ))}
+                  );
+                })}
               </tbody>
             </table>
           </div>
         )}
+        <Pager page={chainRows.page} pages={chainRows.pages} total={doc.chains.length} size={CHAIN_PAGE} onPage={setChainPage} label="Pages of chains" />
       </div>
 
       <div class="card">
-        <h2>Memory per server</h2>
+        <h2>Memory per server{large ? ' holding blocks' : ''}</h2>
         {memory.length === 0 ? <p class="muted">No servers.</p> : (
           <>
-            <MemoryChart rows={memory} />
-            <details>
+            {memory.length <= MEMORY_CHART_MAX ? <MemoryChart rows={memory} /> : (
+              <p class="muted">{fmtNum(memory.length)} servers hold blocks: too many bars for one chart; the table below pages through them.</p>
+            )}
+            <details open={memory.length > MEMORY_CHART_MAX}>
               <summary>Memory as a table</summary>
               <div class="table-wrap">
                 <table class="table compact" data-testid="memory-table">
@@ -175,7 +214,7 @@ export function PlanPage({ id }: { id: number }) {
                     </tr>
                   </thead>
                   <tbody>
-                    {memory.map((r) => (
+                    {memoryRows.items.map((r) => (
                       <tr key={r.server} class={r.over ? 'over' : ''}>
                         <th scope="row">{r.server}</th>
                         <td class="num">{fmtGB(r.memory_gb)}</td>
@@ -189,6 +228,7 @@ export function PlanPage({ id }: { id: number }) {
                   </tbody>
                 </table>
               </div>
+              <Pager page={memoryRows.page} pages={memoryRows.pages} total={memory.length} size={MEMORY_PAGE} onPage={setMemoryPage} label="Pages of the memory table" />
             </details>
           </>
         )}
@@ -201,9 +241,9 @@ export function PlanPage({ id }: { id: number }) {
         </div>
         <div class="card">
           <h2>Response time vs arrival rate</h2>
-          {doc.chains.length > 0 && nu ? (
+          {doc.chains.length > 0 && nu && doc.bounds?.applies !== false ? (
             <CurveChart planId={plan.id} nu={nu} plannedRate={planned} simulatedMean={sim?.mean_response_s} />
-          ) : <p class="muted">The closed-form bounds need chains.</p>}
+          ) : <p class="muted" data-testid="curve-why-not">No curve: {doc.chains.length === 0 ? 'the closed-form bounds need chains' : bounds.whyNot}.</p>}
         </div>
       </div>
     </section>
