@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="SGLang: share of each GPU's memory for weights and KV pool (default 0.9)")
     e.add_argument("--rpc-port", type=int, default=None, metavar="PORT",
                    help="llama.cpp: port of each rpc-server (default 50052)")
+    e.add_argument("--local-device", default=None, metavar="DEVICE",
+                   help="llama.cpp: the device of the chain's last server, where llama-server runs (default CUDA0)")
+    e.add_argument("--dist-init-port", type=int, default=None, metavar="PORT",
+                   help="SGLang: rendezvous port on each chain's first server (default 5000)")
+    e.add_argument("--no-new-swarm", dest="new_swarm", action="store_false", default=None,
+                   help="PETALS: add no swarm flags at all (PETALS then joins its default public swarm); default: "
+                        "the first server starts a private swarm (--new_swarm) unless --initial-peers is given")
     e.add_argument("--json", action="store_true",
                    help="print the export document as JSON (commands, per-server or per-engine settings, "
                         "warnings) instead of the shell script")
@@ -235,7 +242,7 @@ def format_table(doc: dict[str, Any], scenario_name: str | None = None) -> str:
             rows.append([p["server"], f"{p['start_block']}-{end}", str(p["num_blocks"]),
                          f"{p['cache_slots_used']}/{p['cache_slots']}", f"{p['free_memory_gb']:.3g}",
                          b.get("binding", "-")])
-        out += ["  " + r for r in _table(rows, ["server", "blocks", "n", "KV slots used/free", "GB left",
+        out += ["  " + r for r in _table(rows, ["server", "blocks", "n", "KV slots used/total", "GB left",
                                                 "binding"])]
         out += _more(len(placement) - TABLE_ROWS)
         details = [r for r in ex.get("servers") or [] if r.get("detail")][:TABLE_ROWS]
@@ -334,10 +341,16 @@ def _export(args) -> int:
             if not 0 < value <= 1:
                 raise ScenarioError(FieldError("--" + key.replace("_", "-"), "must be in (0, 1]"))
             opts[key] = value
-    if args.rpc_port is not None:
-        if not 0 < args.rpc_port < 65536:
-            raise ScenarioError(FieldError("--rpc-port", "must be a port number 1..65535"))
-        opts["rpc_port"] = args.rpc_port
+    for key in ("rpc_port", "dist_init_port"):
+        value = getattr(args, key)
+        if value is not None:
+            if not 0 < value < 65536:
+                raise ScenarioError(FieldError("--" + key.replace("_", "-"), "must be a port number 1..65535"))
+            opts[key] = value
+    if args.local_device:
+        opts["local_device"] = args.local_device
+    if args.new_swarm is not None:
+        opts["new_swarm"] = args.new_swarm
     out = export_plan(plan_doc, args.runtime, scenario, model_path=args.model_path, **opts)
     print(json.dumps(out, indent=2) if args.json else export_text(out), end="" if not args.json else "\n")
     return EXIT_OK

@@ -1,6 +1,6 @@
 """Scenario model: parse, validate and resolve a scenario document.
 
-``parse_scenario(doc)`` takes the JSON document of scenario-format.md and
+``parse_scenario(doc)`` takes the JSON document of docs/scenario-format.md and
 returns a resolved, immutable ``Scenario`` in which every model size and every
 server time is a number (derived from an architecture or hardware figures when
 not given).  Every problem found is collected into one ``ScenarioError`` whose

@@ -206,3 +206,14 @@ def test_live_petals_import_on_postgresql_then_export(live):
     r = client.get(f"{V1}/plans/{cluster['adopted_plan']}/export/?runtime=petals&new_swarm=true")
     assert r.status_code == 200, r.text
     assert any("--block_indices 40:80" in c for c in r.json()["commands"])
+
+
+def test_model_fields_at_the_top_level_are_the_model(api):
+    body = {"parallax_nodes": NODES, "num_blocks": 32, "block_size_gb": 0.4, "cache_size_gb": 0.1,
+            "flops_per_token_gflops": 0.4, "workload": WORKLOAD}
+    r = api.post(f"{V1}/clusters/import/", body, format="json")
+    assert r.status_code == 201, r.json()
+    model = api.get(f"{V1}/models/{r.json()['model']}/").json()
+    assert (model["num_blocks"], model["block_size_gb"]) == (32, 0.4)
+    r = api.post(f"{V1}/clusters/import/", {**body, "model": {"hf_config": LLAMA8}}, format="json")
+    assert r.status_code == 400 and "give the model once" in _fields(r)["num_blocks"]

@@ -148,6 +148,14 @@ def test_export_a_scenario_plans_first(tmp_path):
     assert servers and all("--initial_peers /ip4/10.0.0.1/tcp/31337/p2p/QmX" in s for s in servers)
     assert all("--attn_cache_tokens" in s and "--block_indices" in s for s in servers)
     assert "--new_swarm" not in res.stdout
+    # without peers the first server starts a private swarm; --no-new-swarm leaves the swarm flags out
+    private = run("export", str(path), "--runtime", "petals", "--algorithm", "proposed")
+    lines = [ln for ln in private.stdout.splitlines() if ln.startswith("python -m petals.cli.run_server")]
+    assert lines[0].endswith("--new_swarm") and all('--initial_peers "$INITIAL_PEERS"' in ln for ln in lines[1:])
+    bare = run("export", str(path), "--runtime", "petals", "--algorithm", "proposed", "--no-new-swarm")
+    assert "--new_swarm" not in bare.stdout and "--initial_peers" not in bare.stdout
+    sglang = run("export", str(path), "--runtime", "sglang", "--algorithm", "proposed", "--dist-init-port", "6123")
+    assert sglang.returncode == 0 and ":6123" in sglang.stdout
 
 
 def test_export_a_plan_document_matches_the_plan(tmp_path):
@@ -221,3 +229,21 @@ def test_the_probe_reads_hf_configs_as_the_planner_does():
             continue
         probe, _, _ = architecture_from_hf_config(cfg)
         assert probe == replace(planner, extra_params_per_block=0), path.name
+
+
+def test_table_of_a_large_plan_is_summarised(tmp_path):
+    """Sixty one-server chains: the table lists the first rows and counts the rest instead of printing all."""
+    from solvers.cli import TABLE_ROWS
+
+    doc = {"name": "many", "model": {"num_blocks": 4, "block_size_gb": 1.0, "cache_size_gb": 0.1},
+           "servers": [{"id": f"w{i:03d}", "memory_gb": 8.0, "comm_time_s": 0.1 + 0.001 * i, "block_time_s": 0.05}
+                       for i in range(60)],
+           "workload": {"arrival_rate": 1.0}}
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps(doc))
+    res = run("plan", str(path), "--algorithm", "whole-model", "--format", "table")
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(run("plan", str(path), "--algorithm", "whole-model").stdout)
+    assert len(plan["chains"]) == 60
+    assert f"... and {60 - TABLE_ROWS} more" in res.stdout
+    assert len(res.stdout.splitlines()) < 4 * TABLE_ROWS + 60

@@ -40,6 +40,7 @@ def test_mobile_navigation_without_overflow(phone, user, ui_stack):
     done = api.wait_job(job["id"], timeout=180)
     assert done["status"] == "succeeded", done
     plan = done["plans"][0]["id"]
+    cluster = api.post("/api/v1/clusters/import/", json={"scenario": SMALL}).json()
 
     page = phone
     page.goto("/")
@@ -64,7 +65,8 @@ def test_mobile_navigation_without_overflow(phone, user, ui_stack):
     no_sideways_scroll(page)
 
     for path, ready in ((f"/jobs/{job['id']}", "plans-table"), (f"/plans/{plan}", "placement-diagram"),
-                        ("/clusters", None), ("/models/new", None), ("/jobs/new", None),
+                        ("/clusters", None), (f"/clusters/{cluster['id']}", "servers-table"), ("/models/new", None),
+                        ("/jobs/new", None),
                         (f"/jobs/{job['id']}/compare", "compare-table")):
         page.goto(path)
         if ready:

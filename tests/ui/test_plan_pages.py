@@ -133,6 +133,10 @@ def test_compare_log_scale_and_confidence_intervals(page, spread_user, spread_jo
     expect(petals_row).to_contain_text("n/a")
     search_row = table.locator("tbody tr", has_text="search")
     expect(search_row).to_contain_text("±")
+    # one 95 % whisker drawn on each simulated mean bar
+    with_ci = sum(1 for p in plans.values() if p["feasible"] and p["document"]["simulation"].get("response_ci95_s"))
+    assert with_ci == 3
+    expect(response.locator("canvas")).to_have_attribute("data-whiskers", str(with_ci))
     shot(page, "20-compare-log-scale")
 
 
