@@ -557,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="chainplan-testbed-"))
     uptime_before = os.popen("uptime").read().strip()
+    shm_before = procs.torch_shm_files()     # torch files of dead processes made after this are ours
     model_dir = workdir / "tiny-llama"
     subprocess.run([args.python, "-m", "serving.petals.tiny_model", str(model_dir), "--layers", str(NUM_BLOCKS)],
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL,
@@ -587,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         from serving.testbed.dispatcher import LiveDispatcher
         dispatcher = stack.enter_context(LiveDispatcher(args.redis))
         log(f"testbed: live dispatcher at {dispatcher.base_url} (Redis {args.redis}, prefix {dispatcher.prefix})")
+    stack.callback(lambda: procs.remove_files(procs.stale_torch_shm(shm_before)))
     with stack:
         return _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir,
                         dispatcher, uptime_before, argv, results, all_rows, hop_seen)
