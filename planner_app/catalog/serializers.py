@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from ..core.documents import ScenarioDocumentField, WorkloadSerializer
 from ..core.errors import FieldErrors
-from ..core.fields import FiniteFloatField, OwnedPrimaryKeyField
+from ..core.fields import FiniteFloatField, OptionalURLField, OwnedPrimaryKeyField
 from ..core.validation import check_server_count, check_servers, derive_model, nul_errors, parse_scenario_document
 from .models import Cluster, ModelSpec
 from .selectors import SERVER_FIGURES
@@ -192,7 +192,7 @@ class ClusterSerializer(StrictKeysMixin, serializers.ModelSerializer):
                                                     help_text="relative change of a server figure that re-plans")
     replan_load_threshold = FiniteFloatField(required=False, min_value=0,
                                              help_text="relative drift of the observed arrival rate that re-plans")
-    replan_webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
+    replan_webhook_url = OptionalURLField(required=False, allow_blank=True, max_length=500)
 
     class Meta:
         model = Cluster

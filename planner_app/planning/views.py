@@ -22,7 +22,7 @@ from solvers.chains import Chain
 from solvers.export import RUNTIMES, export_plan, export_text
 
 from ..core.errors import FieldErrors, scenario_error_to_validation
-from ..core.filters import IdFilter
+from ..core.filters import IdFilter, UtcDateTimeFilter
 from ..core.views import OwnedQuerysetMixin, username_of
 from . import selectors, serializers as s, services
 from .models import Job, JobStatus, Plan
@@ -42,8 +42,8 @@ class JobFilter(df.FilterSet):
     cluster = IdFilter()
     model = IdFilter()
     algorithm = df.CharFilter(method="filter_algorithm")
-    created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job
@@ -154,9 +154,9 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
                              description="petals, parallax: multiaddr(s) of the swarm's bootstrap peers"),
             OpenApiParameter("new_swarm", OpenApiTypes.BOOL, description="petals: the first server starts a "
                                                                          "private swarm (--new_swarm)"),
-            OpenApiParameter("gpu_memory_utilization", {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            OpenApiParameter("gpu_memory_utilization", {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
                              description="vllm (default 0.9)"),
-            OpenApiParameter("mem_fraction_static", {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            OpenApiParameter("mem_fraction_static", {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
                              description="sglang (default 0.9)"),
             OpenApiParameter("dist_init_port", {"type": "integer", "minimum": 1, "maximum": 65535},
                              description="sglang (default 5000)"),
