@@ -49,6 +49,20 @@ const whiskerPlugin: Plugin = {
 
 export interface BarChart { config: ChartConfiguration; log: boolean }
 
+function logFloor(values: Array<number | null>): number | undefined {
+  const v = values.filter((x): x is number => x !== null && Number.isFinite(x) && x > 0);
+  return v.length ? 10 ** Math.floor(Math.log10(Math.min(...v))) : undefined;
+}
+
+/** Axis labels: seconds as "4.55 µs" / "300 ms"; on a log axis only at 1, 2 and 5 of each decade. */
+function tickLabel(v: number, log: boolean, seconds: boolean): string {
+  if (log && v > 0) {
+    const m = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
+    if (![1, 2, 5].some((x) => Math.abs(m - x) < 1e-6)) return '';
+  }
+  return seconds ? fmtSeconds(v) : fmtNum(v);
+}
+
 /** A bar chart of rows; a log axis when the values span more than 10x (a stacked chart is then drawn side by side). */
 function barConfig(rows: CompareRow[], datasets: BarSet[], yTitle: string, opts: { log?: boolean; seconds?: boolean } = {}): BarChart {
   const values = datasets.flatMap((d) => rows.map((r) => r[d.key]));
@@ -64,7 +78,13 @@ function barConfig(rows: CompareRow[], datasets: BarSet[], yTitle: string, opts:
     options: {
       scales: {
         x: { stacked },
-        y: { type: log ? 'logarithmic' : 'linear', beginAtZero: !log, stacked, title: { display: true, text: log ? `${yTitle}, log scale` : yTitle } },
+        y: {
+          type: log ? 'logarithmic' : 'linear', beginAtZero: !log, stacked,
+          // a log axis starts at the decade below the smallest bar (else Chart.js may cut the smallest off)
+          min: log ? logFloor(values) : undefined,
+          title: { display: true, text: log ? `${yTitle}, log scale` : yTitle },
+          ticks: { callback: (v: number | string) => tickLabel(Number(v), log, opts.seconds === true) },
+        },
       },
       plugins: {
         legend: { display: datasets.length > 1, position: 'top' },
