@@ -1,4 +1,4 @@
-"""Model architectures for the probe: built-in presets or a Hugging Face style config.json.
+"""Model architectures for the probe: built-in presets or a Hugging Face config.json (read by solvers.hf_config).
 
 No torch import here, so resolving a model is cheap and testable on its own.
 """
@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from solvers.calibration import Architecture
+from solvers.errors import ScenarioError
+from solvers.hf_config import derive_hf_config
 from solvers.presets import PRESETS
 
 DTYPES = ("fp32", "fp16", "bf16", "int8", "nf4")
-_HF_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "half": "fp16", "float": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -47,28 +48,26 @@ def _first(cfg: dict, *keys, default=None):
 
 
 def architecture_from_hf_config(cfg: dict) -> tuple[Architecture, float, float]:
-    """(Architecture, norm eps, rope theta) from a config.json dict (LLaMA/Mistral/BLOOM style)."""
-    model_type = str(cfg.get("model_type", "")).lower()
-    d = _first(cfg, "hidden_size", "n_embed", "n_embd", "d_model")
-    layers = _first(cfg, "num_hidden_layers", "n_layer", "num_layers")
-    heads = _first(cfg, "num_attention_heads", "n_head", "num_heads")
-    missing = [n for n, v in (("hidden_size", d), ("num_hidden_layers", layers),
-                              ("num_attention_heads", heads)) if v is None]
-    if missing:
-        raise ValueError(f"config lacks {', '.join(missing)}")
-    d, layers, heads = int(d), int(layers), int(heads)
-    kv_heads = int(_first(cfg, "num_key_value_heads", "multi_query_group_num", default=heads))
-    head_dim = int(_first(cfg, "head_dim", default=d // heads))
-    act = str(_first(cfg, "hidden_act", "activation_function", default="silu")).lower()
-    gated = model_type not in ("bloom", "gpt2", "gpt_neox", "falcon") and act in ("silu", "swiglu", "swish")
-    ffn = int(_first(cfg, "intermediate_size", "ffn_hidden_size", "n_inner", default=4 * d))
-    dtype = _HF_DTYPES.get(str(cfg.get("torch_dtype", "")).lower(), "fp16")
-    max_seq = _first(cfg, "max_position_embeddings", "seq_length", "n_positions")
+    """(Architecture, norm eps, rope theta) from a config.json dict.
+
+    The shape (gated FFN or not, KV heads, head dim, FFN size, dtype, sequence
+    length) comes from the planner's own reader, ``solvers.hf_config``, so the
+    probe measures exactly the block the planner sizes, and the same configs
+    are refused (mixture-of-experts, unsupported families) with the same
+    reasons.  The probe's block builds its own norms and biases and counts
+    them apart (``parameter_bytes``), so the analytic figure here is the
+    projections only (``extra_params_per_block`` = 0).
+    """
+    try:
+        derived = derive_hf_config(cfg, where="")
+    except ScenarioError as exc:
+        missing = [e.path for e in exc.errors if e.message == "is required"]
+        if missing:
+            raise ValueError(f"config lacks {', '.join(missing)}") from None
+        raise ValueError("; ".join(str(e) for e in exc.errors)) from None
+    arch = replace(derived.architecture, extra_params_per_block=0)
     eps = float(_first(cfg, "rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps", default=1e-5))
     theta = float(_first(cfg, "rope_theta", default=10000.0))
-    arch = Architecture(hidden_size=d, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
-                        ffn_size=ffn, gated_ffn=gated, head_dim=head_dim, dtype=dtype,
-                        kv_dtype=kv_dtype_for(dtype), max_seq_len=int(max_seq) if max_seq else None)
     return arch, eps, theta
 
 

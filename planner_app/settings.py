@@ -183,7 +183,8 @@ if DEBUG:
 SPECTACULAR_SETTINGS = {
     "TITLE": "chainplan API",
     "DESCRIPTION": "Plan server chains for pipeline-parallel serving of large models. "
-                   "Authenticate with `Authorization: Token <token>` (POST /api/v1/auth/token/).",
+                   "Authenticate with `Authorization: Token <token>` (POST /api/v1/auth/token/). Scenario and plan "
+                   "documents: docs/scenario-format.md and docs/plan-format.md in the repository.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",

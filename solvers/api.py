@@ -1,7 +1,7 @@
 """One entry point for every caller (CLI, Celery tasks, benchmarks).
 
 ``plan(scenario, algorithm)`` runs one registered algorithm, optionally
-simulates the result, and returns the plan document of scenario-format.md.
+simulates the result, and returns the plan document of docs/plan-format.md.
 It never raises for an infeasible scenario: the document says
 ``"feasible": false`` with a ``reason``.  Bad options raise ``ScenarioError``
 naming the option.

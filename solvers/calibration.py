@@ -1,6 +1,6 @@
 """Default calibration model: from architecture and hardware to s_m, s_c and tau.
 
-Implements chain-composition.md section 5.  All memory is in GB = 1e9 bytes.
+Described in docs/calibration.md.  All memory is in GB = 1e9 bytes.
 
     s_m = params_per_block * bytes_per_param
     s_c = 2 * kv_heads * head_dim * max_tokens * kv_bytes

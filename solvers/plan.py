@@ -1,4 +1,4 @@
-"""The plan document (scenario-format.md, "Plan (output)").
+"""The plan document (docs/plan-format.md).
 
 A ``PlanResult`` is what an algorithm produces; ``plan_document`` turns it into
 the public JSON shape, adding per-server memory use so a reader can check that

@@ -1,6 +1,6 @@
 """Scenario model: parse, validate and resolve a scenario document.
 
-``parse_scenario(doc)`` takes the JSON document of scenario-format.md and
+``parse_scenario(doc)`` takes the JSON document of docs/scenario-format.md and
 returns a resolved, immutable ``Scenario`` in which every model size and every
 server time is a number (derived from an architecture or hardware figures when
 not given).  Every problem found is collected into one ``ScenarioError`` whose
@@ -538,6 +538,15 @@ def _route_hf_architecture(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
             + "), and only model_type says whether the FFN is gated; paste the whole config.json "
               "(or send it as model.hf_config), or use chainplan's keys with gated_ffn"))
     return doc, "model.hf_config"
+
+
+def workload_errors(doc: Any) -> list[FieldError]:
+    """The errors of a workload document on its own (a cluster's default workload), paths relative to it."""
+    try:
+        WorkloadDoc.model_validate(doc)
+    except ValidationError as exc:
+        return _pydantic_errors(exc, WorkloadDoc)
+    return []
 
 
 def parse_scenario(doc: Any) -> Scenario:

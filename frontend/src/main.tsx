@@ -73,7 +73,13 @@ function App() {
       first.current = false;
       return;
     }
-    const t = setTimeout(() => document.getElementById('page-title')?.focus({ preventScroll: true }), 0);
+    const t = setTimeout(() => {
+      // never take focus from a field the user is typing in (the redirect to /login happens while the
+      // sign-in form is already there, and a fast user, or a test, may have started typing)
+      const active = document.activeElement as HTMLElement | null;
+      if (active && active.isConnected && active.matches('input, textarea, select')) return;
+      document.getElementById('page-title')?.focus({ preventScroll: true });
+    }, 0);
     return () => clearTimeout(t);
   }, [loc.pathname]);
 

@@ -1,5 +1,5 @@
 // Types of the REST API (docs/api-contract.md) and of the scenario / plan
-// documents (shared/spec/scenario-format.md). Optional fields are those the
+// documents (docs/scenario-format.md, docs/plan-format.md). Optional fields are those the
 // contract marks optional or that newer servers may add.
 
 export interface Page<T> {
@@ -192,11 +192,18 @@ export interface DerivedSizes {
   block_size_gb: number;
   cache_size_gb: number;
   flops_per_token_gflops: number;
-  // from a Hugging Face config.json (POST /models/derive/ with hf_config); optional
-  architecture?: Architecture | null;
-  family?: string;
-  notes?: string[];
+  // present when a Hugging Face config.json was read (POST /models/derive/ with hf_config)
+  hf_config?: HfReading;
   [key: string]: unknown;
+}
+
+export interface HfReading {
+  family: string;
+  model_type: string;
+  params_per_block: number;
+  total_params: number;
+  kv_bytes_per_token_per_block: number;
+  notes: string[];
 }
 
 export interface ModelPreset {

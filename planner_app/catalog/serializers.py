@@ -7,6 +7,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from solvers.scenario import workload_errors
+
 from ..core.documents import ScenarioDocumentField, WorkloadSerializer
 from ..core.errors import FieldErrors
 from ..core.fields import FiniteFloatField, OptionalURLField, OwnedPrimaryKeyField
@@ -206,7 +208,12 @@ class ClusterSerializer(StrictKeysMixin, serializers.ModelSerializer):
         errors = nul_errors(workload.get("trace"), "trace", [])
         if errors:
             raise serializers.ValidationError({e["field"]: [e["message"]] for e in errors})
-        return {k: v for k, v in workload.items() if v is not None}
+        workload = {k: v for k, v in workload.items() if v is not None}
+        # the limits a job would meet later (arrival_rate > 0, 0 < target_load < 1, ...), checked when stored
+        errors = [e.to_dict() for e in workload_errors(workload)]
+        if errors:
+            raise FieldErrors(errors)
+        return workload
 
     def get_server_count(self, cluster) -> int:
         return len(cluster.servers.all())

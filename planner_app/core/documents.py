@@ -83,7 +83,7 @@ class ScenarioExportSerializer(ScenarioDocSerializer):
 
 @extend_schema_field(ScenarioDocSerializer)
 class ScenarioDocumentField(serializers.JSONField):
-    """A scenario document of scenario-format.md (validated by the solver's parser)."""
+    """A scenario document of docs/scenario-format.md (validated by the solver's parser)."""
 
     def to_internal_value(self, data):
         # No generic JSON check here: the scenario parser names the field of a
@@ -92,6 +92,6 @@ class ScenarioDocumentField(serializers.JSONField):
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True,
-                      "description": "plan document of scenario-format.md"})
+                      "description": "plan document (docs/plan-format.md in the repository)"})
 class PlanDocumentField(serializers.JSONField):
     pass

@@ -17,6 +17,9 @@ class DispatchToken(models.Model):
     hint = models.CharField(max_length=8)          # the token's first characters, to tell tokens apart
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # a revoked token's row is kept (the list shows it) so the store can be told to forget it again
+    # on every full sync, even if the store was unreachable at the moment of revocation
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -71,7 +71,12 @@ def add_dispatch_paths(result, generator, request, public):
         "401": _error("Missing or invalid credentials."),
         "403": _error("The dispatch token belongs to another cluster."),
         "404": _error("The cluster does not exist or is not yours (owner token)."),
+        "503": {"description": "The dispatcher's store is unavailable (Retry-After header); retry shortly.",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}},
     }
+    too_large = {"413": _error("Body too large.")}
 
     def json_body(ref):
         return {"required": True, "content": {"application/json": {"schema": ref}}}
@@ -88,24 +93,24 @@ def add_dispatch_paths(result, generator, request, public):
             "parameters": cluster_param, "requestBody": {**json_body(refs["acquire"]), "required": False},
             "responses": {"200": ok(refs["lease"], "A lease on a chain."),
                           "400": _error("Bad input (names the problem)."),
+                          **common,
                           "409": _error("The cluster has no adopted plan."),
                           "413": _error("Body too large."),
                           "503": {"description": "No slot freed within wait_s (Retry-After header), or the "
                                                  "dispatcher's store is unavailable.",
                                   "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                                  "content": {"application/json": {"schema": refs["not_queued"]}}},
-                          **common}}},
+                                  "content": {"application/json": {"schema": refs["not_queued"]}}}}}},
         base + "release/": {"post": {
             "operationId": "clusters_dispatch_release", "tags": tags, "security": security,
             "summary": "Hand a chain back when the request ends (idempotent)",
             "parameters": cluster_param, "requestBody": json_body(refs["lease_req"]),
-            "responses": {"200": ok(refs["released"]), "400": _error("Bad input."), **common}}},
+            "responses": {"200": ok(refs["released"]), "400": _error("Bad input."), **too_large, **common}}},
         base + "renew/": {"post": {
             "operationId": "clusters_dispatch_renew", "tags": tags, "security": security,
             "summary": "Extend a lease for a long request",
             "parameters": cluster_param, "requestBody": json_body(refs["lease_req"]),
             "responses": {"200": ok(refs["renewed"]), "400": _error("Bad input."),
-                          "410": _error("The lease expired or was released."), **common}}},
+                          "410": _error("The lease expired or was released."), **too_large, **common}}},
         base + "state/": {"get": {
             "operationId": "clusters_dispatch_state", "tags": tags, "security": security,
             "summary": "Chains with capacity and jobs in progress, queue length, arrival rate",

@@ -21,7 +21,12 @@ def dispatcher_view(cluster) -> dict[str, Any]:
     return {
         "cluster": cluster.pk, "adopted_plan": cluster.adopted_plan_id, "policy": cluster.dispatch_policy,
         "state": live, "error": error, "history": history[::-1],
-        "tokens": DispatchToken.objects.filter(cluster=cluster).count(),
+        "tokens": DispatchToken.objects.filter(cluster=cluster, revoked_at__isnull=True).count(),
         "endpoints": {action: f"/api/v1/clusters/{cluster.pk}/dispatch/{action}/"
                       for action in ("acquire", "release", "renew", "state")},
     }
+
+
+def tokens_of(cluster):
+    """The cluster's dispatch tokens, newest first (digests never leave the database)."""
+    return DispatchToken.objects.filter(cluster=cluster).select_related("created_by")

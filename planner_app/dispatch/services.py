@@ -43,6 +43,29 @@ def token_create(cluster: Cluster, user) -> str:
     return token
 
 
+def token_revoke(cluster: Cluster, token_id: int) -> DispatchToken | None:
+    """Revoke one of the cluster's dispatch tokens: the store forgets it when the transaction commits.
+
+    The dispatcher looks dispatch tokens up in the store on every call (no cache), so the next
+    request with the token is refused.  None: no such token on this cluster.
+    """
+    row = DispatchToken.objects.filter(cluster=cluster, pk=token_id).first()
+    if row is None:
+        return None
+    if row.revoked_at is None:
+        row.revoked_at = timezone.now()
+        row.save(update_fields=["revoked_at"])
+    digest = row.digest
+
+    def forget():
+        try:
+            sync_store().drop_token(digest)
+        except Exception:  # noqa: BLE001 - the next full sync drops it as soon as the store is back
+            log.exception("could not drop a revoked dispatch token of cluster %s from the store", cluster.pk)
+    transaction.on_commit(forget)
+    return row
+
+
 def snapshot_for(cluster: Cluster) -> dict[str, Any] | None:
     """The compiled snapshot of the cluster's adopted plan (None: nothing to dispatch to)."""
     plan = cluster.adopted_plan
@@ -107,8 +130,11 @@ def sync_store_with_database(store=None) -> dict[str, int]:
             if cluster_id not in adopted:
                 store.set_plan(cluster_id, None)
                 withdrawn += 1
-        for digest, cluster_id in DispatchToken.objects.values_list("digest", "cluster_id"):
-            store.put_token(digest, cluster_id)
+        for digest, cluster_id, revoked in DispatchToken.objects.values_list("digest", "cluster_id", "revoked_at"):
+            if revoked is None:
+                store.put_token(digest, cluster_id)
+            else:
+                store.drop_token(digest)
     return {"pushed": pushed, "withdrawn": withdrawn}
 
 

@@ -8,7 +8,6 @@ which the dispatcher's background loop reads every few seconds.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 

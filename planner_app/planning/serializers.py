@@ -12,6 +12,7 @@ from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
 
 from ..catalog.models import Cluster, ModelSpec
 from ..catalog.selectors import cluster_scenario_document
+from ..catalog.serializers import unknown_key_errors
 from ..core.documents import PlanDocumentField, ScenarioDocumentField, WorkloadSerializer
 from ..core.errors import FieldErrors
 from ..core.fields import FiniteFloatField, OwnedPrimaryKeyField, iso
@@ -131,6 +132,15 @@ class JobCreateSerializer(serializers.Serializer):
     algorithms = serializers.ListField(child=serializers.CharField(max_length=64), required=False,
                                        allow_empty=False, help_text="default: " + ", ".join(DEFAULT_ALGORITHMS))
     options = OptionsSerializer(required=False)
+
+    def to_internal_value(self, data):
+        # a misspelt key would otherwise be dropped and the job planned without it
+        errors = unknown_key_errors(data, list(self.fields))
+        if isinstance(data, dict) and isinstance(data.get("workload"), dict):
+            errors += unknown_key_errors(data["workload"], list(WorkloadSerializer().fields), "workload.")
+        if errors:
+            raise FieldErrors(errors)
+        return super().to_internal_value(data)
 
     def validate_algorithms(self, names):
         if len(names) > settings.MAX_ALGORITHMS_PER_JOB:

@@ -34,7 +34,9 @@ from ..planning.services import _plan_row as plan_row_for  # the row shape every
 from .services import _adopt
 
 SOURCES = ("scenario", "petals_state", "parallax_nodes")
-IMPORT_KEYS = (*SOURCES, "name", "model", "hf_config", "model_report", "workload", "default_rtt_ms")
+# model fields may also stand at the top level, as on POST /models/ (shorthand for "model": {...})
+MODEL_KEYS = ("hf_config", "architecture", "num_blocks", "block_size_gb", "cache_size_gb", "flops_per_token_gflops")
+IMPORT_KEYS = (*SOURCES, "name", "model", *MODEL_KEYS, "model_report", "workload", "default_rtt_ms")
 OBSERVED_SIMULATE_REQUESTS = 2000
 
 
@@ -50,7 +52,9 @@ class ClusterImportSerializer(serializers.Serializer):
     model = serializers.JSONField(
         required=False, help_text="a stored model's id, or a model document (name, hf_config, architecture, "
                                   "num_blocks, block_size_gb, cache_size_gb); required for petals_state")
-    hf_config = serializers.JSONField(required=False, help_text="shorthand for model: {hf_config: ...}")
+    hf_config = serializers.JSONField(required=False, help_text="shorthand for model: {hf_config: ...}; so are "
+                                                                "architecture, num_blocks, block_size_gb, "
+                                                                "cache_size_gb and flops_per_token_gflops")
     model_report = serializers.JSONField(
         required=False, help_text="which of the state's model_reports (name, short_name, dht_prefix or index); "
                                   "needed when it has several")
@@ -70,6 +74,13 @@ class ClusterImportSerializer(serializers.Serializer):
                     errors.append({"field": str(key), "message": f"unknown key; did you mean {close[0]!r}?" if close
                                    else "unknown key; valid keys here: " + ", ".join(IMPORT_KEYS)})
                 raise FieldErrors(errors)
+            top = {k: data[k] for k in MODEL_KEYS if k in data}
+            if top:
+                if "model" in data:
+                    raise FieldErrors([{"field": k, "message": "give the model once: in model or at the top "
+                                                               "level"} for k in top])
+                data = {k: v for k, v in data.items() if k not in top}
+                data["model"] = top
         return super().to_internal_value(data)
 
     def validate(self, attrs):
@@ -90,10 +101,7 @@ class ClusterImportSerializer(serializers.Serializer):
             raise FieldErrors(errors)
         if source == "parallax_nodes" and isinstance(attrs["parallax_nodes"], list):
             check_server_count(len(attrs["parallax_nodes"]), "parallax_nodes")
-        if "hf_config" in attrs:
-            if "model" in attrs:
-                raise FieldErrors([{"field": "hf_config", "message": "give the model once: model or hf_config"}])
-            attrs["model"] = {"hf_config": attrs.pop("hf_config")}
+        attrs.pop("hf_config", None)       # moved into model by to_internal_value
         model = attrs.get("model")
         attrs["model_spec"] = None
         if isinstance(model, int) and not isinstance(model, bool):
@@ -105,6 +113,29 @@ class ClusterImportSerializer(serializers.Serializer):
         elif model is not None and not isinstance(model, dict):
             raise FieldErrors([{"field": "model", "message": "must be a stored model's id or a model document"}])
         return attrs
+
+
+class ImportSummarySerializer(serializers.Serializer):
+    source = serializers.ChoiceField(["petals", "parallax"])
+    notes = serializers.ListField(child=serializers.CharField(), help_text="what was assumed or left out, in words")
+    skipped = serializers.ListField(child=serializers.DictField(), help_text="servers left out ({server, reason}): "
+                                                                           "offline or unreachable")
+    baseline_plan = serializers.IntegerField(allow_null=True, help_text="PETALS: the plan of the swarm's current "
+                                                                        "placement (algorithm petals-observed)")
+    baseline_adopted = serializers.BooleanField(help_text="false when the placement cannot serve the model "
+                                                          "(see baseline_reason)")
+    baseline_reason = serializers.CharField(allow_null=True)
+
+
+class ClusterImportedSerializer(ClusterSerializer):
+    """The created cluster; after a runtime import also ``import`` (declared below: a Python keyword)."""
+
+    class Meta(ClusterSerializer.Meta):
+        fields = [*ClusterSerializer.Meta.fields, "import"]
+
+
+ClusterImportedSerializer._declared_fields["import"] = ImportSummarySerializer(
+    required=False, read_only=True, help_text="petals_state and parallax_nodes imports: what the import did")
 
 
 def _import(source: str, attrs: dict[str, Any]):
@@ -167,7 +198,7 @@ class ClusterImportActions:
 
     @extend_schema(
         request=ClusterImportSerializer,
-        responses={201: ClusterSerializer,
+        responses={201: ClusterImportedSerializer,
                    400: OpenApiResponse(description="a bad document: {detail, errors: [{field, message}]} naming "
                                                     "the field (petals_state.model_reports[0].server_rows[2].span."
                                                     "end, model.hf_config.model_type, an unknown key with the "

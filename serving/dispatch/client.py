@@ -147,8 +147,8 @@ class _Held:
                 try:
                     self._client.release(self.lease)
                     return
-                except Exception as exc:  # noqa: BLE001
-                    if not _transient(exc) or time.monotonic() + pause > end:
+                except Exception as err:  # noqa: BLE001
+                    if not _transient(err) or time.monotonic() + pause > end:
                         raise            # the lease expires by itself within its TTL
                     time.sleep(pause)
                     pause = min(pause * 2, 1.0)
@@ -193,8 +193,8 @@ class _AsyncHeld:
                 try:
                     await self._client.release(self.lease)
                     return
-                except Exception as exc:  # noqa: BLE001
-                    if not _transient(exc) or time.monotonic() + pause > end:
+                except Exception as err:  # noqa: BLE001
+                    if not _transient(err) or time.monotonic() + pause > end:
                         raise
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 1.0)

@@ -171,13 +171,14 @@ class DispatchApp:
         now = time.monotonic()
         ck = scheme.decode() + ":" + digest(key) + ":" + str(cluster)
         hit = self._tok_cache.get(ck)
-        if hit is not None and hit[0] > now:
+        if scheme == b"dispatch":
+            # looked up in the store on every call (one GET): a revoked token is refused at once
+            owner_cluster = await self.store.token_cluster(digest(key))
+            verdict = None if owner_cluster is None else owner_cluster == cluster
+        elif hit is not None and hit[0] > now:
             verdict = hit[1]
         else:
-            if scheme == b"dispatch":
-                owner_cluster = await self.store.token_cluster(digest(key))
-                verdict = None if owner_cluster is None else owner_cluster == cluster
-            elif self.owner_auth is None:
+            if self.owner_auth is None:
                 verdict = None
             else:
                 verdict = await self.owner_auth(key, cluster)

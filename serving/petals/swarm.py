@@ -38,6 +38,9 @@ class ServerSpec:
     device: str = "cpu"
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # one-way delay added in each direction by a relay in front of the server (None: no relay);
+    # the server announces the relay's address, so every peer pays the round trip
+    one_way_delay_ms: float | None = None
 
 
 @dataclass
@@ -48,10 +51,11 @@ class RunningServer:
     log_path: Path
     peer_id: str | None = None
     pids: set[int] = field(default_factory=set)
+    public_port: int | None = None     # the delay relay's port, announced instead of ``port``
 
     @property
     def maddr(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.port}/p2p/{self.peer_id}"
+        return f"/ip4/127.0.0.1/tcp/{self.public_port or self.port}/p2p/{self.peer_id}"
 
     def log_text(self) -> str:
         try:
@@ -67,7 +71,7 @@ def free_port() -> int:
 
 
 def server_args(spec: ServerSpec, model_dir: str, port: int, identity: Path, initial_peers: list[str],
-                dht_prefix: str, throughput: float = 1.0) -> list[str]:
+                dht_prefix: str, throughput: float = 1.0, announce_port: int | None = None) -> list[str]:
     args = [str(model_dir), "--block_indices", f"{spec.start_block}:{spec.end_block}",
             "--dht_prefix", dht_prefix, "--host_maddrs", f"/ip4/127.0.0.1/tcp/{port}",
             "--identity_path", str(identity), "--throughput", str(throughput),
@@ -75,6 +79,8 @@ def server_args(spec: ServerSpec, model_dir: str, port: int, identity: Path, ini
             "--device", spec.device, "--torch_dtype", "float32", "--quant_type", "none",
             "--num_handlers", "1", "--attn_cache_tokens", str(spec.cache_tokens),
             "--inference_max_length", str(max(spec.cache_tokens, 1))]
+    if announce_port is not None:
+        args += ["--announce_maddrs", f"/ip4/127.0.0.1/tcp/{announce_port}"]
     args += ["--initial_peers", *initial_peers] if initial_peers else ["--new_swarm"]
     return args + list(spec.extra_args)
 
@@ -93,13 +99,36 @@ class Swarm:
         self.servers: list[RunningServer] = []
         self._sockets_before = procs.p2p_sockets()
         self._lock = threading.Lock()
+        self.proxy: subprocess.Popen | None = None
+        self._ports: dict[str, tuple[int, int | None]] = {}
+
+    def _start_proxy(self) -> None:
+        """One relay process for every server with a delay: public port -> the server's private port."""
+        relays = []
+        for spec in self.specs:
+            if spec.one_way_delay_ms is None:
+                self._ports[spec.id] = (free_port(), None)
+                continue
+            private, public = free_port(), free_port()
+            self._ports[spec.id] = (private, public)
+            relays.append(f"{public}:{private}:{spec.one_way_delay_ms:g}")
+        if not relays:
+            return
+        repo_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=repo_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.proxy = subprocess.Popen([sys.executable, "-m", "serving.petals.delay_proxy", *relays], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                      text=True, start_new_session=True)
+        if self.proxy.stdout.readline().strip() != "ready":
+            raise SwarmError(f"the delay proxy did not start (exit code {self.proxy.poll()})")
+        self.log(f"swarm: delay relays {' '.join(relays)} (public:private:one-way ms)")
 
     # -- launch ---------------------------------------------------------------
     def _spawn(self, spec: ServerSpec, initial_peers: list[str]) -> RunningServer:
-        port = free_port()
+        port, public = self._ports.get(spec.id) or (free_port(), None)
         log_path = self.workdir / f"server-{spec.id}.log"
         args = server_args(spec, self.model_dir, port, self.workdir / f"identity-{spec.id}",
-                           initial_peers, self.dht_prefix)
+                           initial_peers, self.dht_prefix, announce_port=public)
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
                    MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore", **spec.env)
         repo_root = str(Path(__file__).resolve().parents[2])
@@ -108,7 +137,7 @@ class Swarm:
             proc = subprocess.Popen([self.python, "-m", "serving.petals.server_main", *args], env=env,
                                     stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
-        server = RunningServer(spec, port, proc, log_path, pids={proc.pid})
+        server = RunningServer(spec, port, proc, log_path, pids={proc.pid}, public_port=public)
         with self._lock:
             self.servers.append(server)
         return server
@@ -133,6 +162,7 @@ class Swarm:
     def start(self) -> "Swarm":
         self.workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
+        self._start_proxy()
         first = self._spawn(self.specs[0], [])
         self._wait_ready(first)
         others = [self._spawn(spec, [first.maddr]) for spec in self.specs[1:]]
@@ -167,6 +197,15 @@ class Swarm:
                 pass
         leftovers = procs.leftover_files(sorted(pids), self._sockets_before)
         procs.remove_files(leftovers)
+        if self.proxy is not None:
+            if self.proxy.poll() is None:
+                self.proxy.terminate()
+                try:
+                    self.proxy.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.proxy.kill()
+                    self.proxy.wait(timeout=5)
+            self.proxy = None
         with self._lock:
             self.servers.clear()
         return {"processes": len(pids), "killed_after_timeout": len(killed), "files_removed": len(leftovers)}

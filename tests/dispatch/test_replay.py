@@ -91,7 +91,7 @@ def test_replay_exercises_waiting_and_all_chains():
     log, expected = reference("jffc", n=300, seed=7)
     assert set(expected.values()) == {0, 1, 2, 3}
     # some job arrived when every chain was full (it started on a completion)
-    busy, waited = 0, 0
+    waited = 0
     from solvers.dispatch import JFFC
     d = JFFC([t for _, _, t, _ in CHAINS], [c for _, _, _, c in CHAINS])
     for kind, j in log:

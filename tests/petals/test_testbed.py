@@ -55,6 +55,13 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
 
     recorded = json.loads((tmp_path / "out" / "testbed.json").read_text())
     assert recorded["meta"]["routes"].startswith("live dispatcher"), recorded["meta"]["routes"]
+    # the round trip is real network delay (a relay the server announces): measured through each relay
+    # to the server's libp2p listener, it is at least the relay's configured round trip
+    meta = recorded["meta"]
+    assert meta["delay"] == "proxy" and meta["rtt_measured_ms"], meta
+    for server, measured in meta["rtt_measured_ms"].items():
+        assert measured >= 0.95 * meta["rtt_ms"][server], (server, measured, meta["rtt_ms"][server])
+    assert recorded["algorithms"]["proposed"]["bound_lower_s"] is not None, "Poisson run without JFFC bounds"
     full = recorded["algorithms"]["proposed"]
     assert full["on_granted_chain"] == 30, "a request ran off the chain it was granted"
     assert all(m <= c for m, c in zip(full["max_in_progress"], full["capacity"])), full
@@ -76,5 +83,9 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
         opened = set(re.findall(r"rpc_inference\.open\(blocks=(\d+:\d+)", log))
         assert ranges <= opened, (server, ranges, opened)
 
-    # everything it started is stopped: no new p2pd sockets left behind
+    # everything it started is stopped: no new p2pd sockets left behind, no relay process
     assert p2p_sockets() <= sockets_before
+    import subprocess
+    relays = subprocess.run(["pgrep", "-f", f"{tmp_path}|serving.petals.delay_proxy"], capture_output=True,
+                            text=True).stdout.split()
+    assert not relays, f"processes of this run still alive: {relays}"

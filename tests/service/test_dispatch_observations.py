@@ -108,3 +108,63 @@ def test_cluster_dispatch_policy_setting(api, adopted):
     assert api.patch(url, {"dispatch_policy": "sed"}, format="json").json()["dispatch_policy"] == "sed"
     cluster = Cluster.objects.select_related("adopted_plan").get(pk=adopted.pk)
     assert services.snapshot_for(cluster)["policy"] == "sed"
+
+
+class _Dispatcher:
+    """The ASGI dispatcher over this deployment's store, kept across calls (as a running one is: its caches too)."""
+
+    def __init__(self):
+        from planner_app.dispatch.store import async_store
+        from serving.dispatch.http import DispatchApp
+        self.loop = asyncio.new_event_loop()
+        self.app = DispatchApp(async_store())
+
+    def status(self, cluster_id: int, token: str) -> int:
+        import httpx
+
+        async def call():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://d") as c:
+                r = await c.get(f"{V1}/clusters/{cluster_id}/dispatch/state/",
+                                headers={"Authorization": f"Dispatch {token}"})
+            return r.status_code
+        return self.loop.run_until_complete(call())
+
+
+@pytest.fixture
+def dispatcher():
+    d = _Dispatcher()
+    yield d
+    d.loop.close()
+
+
+def test_tokens_listed_and_revoked_at_once(api, other_api, adopted, dispatcher, django_capture_on_commit_callbacks):
+    url = f"{V1}/clusters/{adopted.pk}/dispatch/tokens/"
+    with django_capture_on_commit_callbacks(execute=True):
+        first = api.post(url, {}, format="json").json()["token"]
+        second = api.post(url, {}, format="json").json()["token"]
+    listed = api.get(url).json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert [r["hint"] for r in rows] == [second[:6], first[:6]]        # newest first
+    assert all(r["active"] and r["revoked_at"] is None for r in rows)
+    assert all(first not in str(r) and "digest" not in r for r in rows)  # neither token nor digest shown again
+    assert other_api.get(url).status_code == 404
+    assert dispatcher.status(adopted.pk, first) == 200
+
+    first_id = rows[1]["id"]
+    assert other_api.delete(f"{url}{first_id}/").status_code == 404     # not their cluster
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api.delete(f"{url}{first_id}/")
+    assert r.status_code == 200 and r.json()["active"] is False and r.json()["revoked_at"]
+    # the very next call with the revoked token is refused; the other token still works
+    assert dispatcher.status(adopted.pk, first) == 401
+    assert dispatcher.status(adopted.pk, second) == 200
+    assert api.delete(f"{url}{first_id}/").status_code == 200         # revoking twice is harmless
+    assert api.delete(f"{url}999999/").status_code == 404
+    assert api.get(f"{V1}/clusters/{adopted.pk}/dispatcher/").json()["tokens"] == 1
+
+    # a full sync with the database never brings a revoked token back (and re-drops it)
+    from planner_app.dispatch.store import sync_store
+    services._full_sync_at[0] = 0.0
+    sync_store().put_token(services.token_digest(first), adopted.pk)   # as if the drop had been lost
+    services.sync_store_with_database()
+    assert dispatcher.status(adopted.pk, first) == 401

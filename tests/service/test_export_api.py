@@ -103,3 +103,6 @@ def test_schema_documents_export_and_import(api):
         schema["components"]["schemas"][body]["properties"])
     model = schema["components"]["schemas"]["ModelSpecRequest"]["properties"]
     assert "hf_config" in model
+    created = schema["components"]["schemas"][imp["responses"]["201"]["content"]["application/json"]["schema"]
+                                              ["$ref"].rsplit("/", 1)[1]]
+    assert "import" in created["properties"]

@@ -172,3 +172,48 @@ def test_unknown_keys_in_models_and_clusters_are_named(api):
                  format="json")
     assert r.status_code == 400
     assert _fields(r)["default_workload.target_lod"] == "unknown key; did you mean 'target_load'?"
+
+
+def test_unknown_keys_in_job_bodies_are_named(api, small_doc):
+    cluster = api.post(f"{V1}/clusters/import/", {"scenario": small_doc}, format="json").json()
+    r = api.post(f"{V1}/jobs/", {"cluster": cluster["id"], "workload": {"arrival_rate": 0.3, "target_lod": 0.5}},
+                 format="json")
+    assert r.status_code == 400 and "did you mean 'target_load'" in _fields(r)["workload.target_lod"]
+    r = api.post(f"{V1}/jobs/", {"clustr": cluster["id"]}, format="json")
+    assert r.status_code == 400 and "did you mean 'cluster'" in _fields(r)["clustr"]
+    small_doc["defualt_workload"] = {}
+    r = api.post(f"{V1}/jobs/", {"scenario": small_doc}, format="json")
+    assert r.status_code == 400 and "scenario.defualt_workload" in _fields(r)
+
+
+@pytest.mark.services
+@pytest.mark.timeout(300)
+def test_live_petals_import_on_postgresql_then_export(live):
+    """Over HTTP against gunicorn on PostgreSQL: the import, its adopted baseline row, the export."""
+    import psycopg
+    client = live.client("imports-alice")
+    r = client.post(f"{V1}/clusters/import/", json={"petals_state": STATE, "model_report": "StableBeluga2",
+                                                    "hf_config": LLAMA70, "workload": WORKLOAD})
+    assert r.status_code == 201, r.text
+    cluster = r.json()
+    with psycopg.connect(live.env["DATABASE_URL"], autocommit=True) as conn:
+        rows = conn.execute("SELECT p.algorithm, p.feasible, j.status FROM planner_app_cluster c "
+                            "JOIN planner_app_plan p ON p.id = c.adopted_plan_id "
+                            "JOIN planner_app_job j ON j.id = p.job_id WHERE c.id = %s", (cluster["id"],)).fetchall()
+        adoptions = conn.execute("SELECT count(*) FROM planner_app_planadoption WHERE cluster_id = %s",
+                                 (cluster["id"],)).fetchone()[0]
+    assert rows == [("petals-observed", True, "succeeded")] and adoptions == 1
+    r = client.get(f"{V1}/plans/{cluster['adopted_plan']}/export/?runtime=petals&new_swarm=true")
+    assert r.status_code == 200, r.text
+    assert any("--block_indices 40:80" in c for c in r.json()["commands"])
+
+
+def test_model_fields_at_the_top_level_are_the_model(api):
+    body = {"parallax_nodes": NODES, "num_blocks": 32, "block_size_gb": 0.4, "cache_size_gb": 0.1,
+            "flops_per_token_gflops": 0.4, "workload": WORKLOAD}
+    r = api.post(f"{V1}/clusters/import/", body, format="json")
+    assert r.status_code == 201, r.json()
+    model = api.get(f"{V1}/models/{r.json()['model']}/").json()
+    assert (model["num_blocks"], model["block_size_gb"]) == (32, 0.4)
+    r = api.post(f"{V1}/clusters/import/", {**body, "model": {"hf_config": LLAMA8}}, format="json")
+    assert r.status_code == 400 and "give the model once" in _fields(r)["num_blocks"]

@@ -103,6 +103,14 @@ def test_plan_explains_itself(page, spread_user, spread_job):
     expect(page.get_by_test_id("plan-stats")).to_contain_text("do not apply")
     shot(page, "19-plan-overloaded")
 
+    # chains dispatched at random: the JFFC bounds describe them not, so no bounds curve either
+    rnd = plans["random"]
+    assert rnd["document"]["chains"] and rnd["document"]["bounds"]["applies"] is False
+    page.goto(f"/plans/{rnd['id']}")
+    expect(page.get_by_test_id("curve-why-not")).to_contain_text("not JFFC")
+    assert page.get_by_test_id("curve-chart").count() == 0
+    expect(page.get_by_test_id("bounds-why-not")).to_contain_text("not JFFC")
+
 
 def test_compare_log_scale_and_confidence_intervals(page, spread_user, spread_job):
     user = spread_user
@@ -125,4 +133,56 @@ def test_compare_log_scale_and_confidence_intervals(page, spread_user, spread_jo
     expect(petals_row).to_contain_text("n/a")
     search_row = table.locator("tbody tr", has_text="search")
     expect(search_row).to_contain_text("±")
+    # one 95 % whisker drawn on each simulated mean bar
+    with_ci = sum(1 for p in plans.values() if p["feasible"] and p["document"]["simulation"].get("response_ci95_s"))
+    assert with_ci == 3
+    expect(response.locator("canvas")).to_have_attribute("data-whiskers", str(with_ci))
     shot(page, "20-compare-log-scale")
+
+
+def huge_scenario(n: int = 20_000) -> dict:
+    """n servers of four kinds (80, 40, 24 and 16 GB) for an 80-block model: most of them end up unused."""
+    kinds = [(80, 0.05, 0.01), (40, 0.1, 0.02), (24, 0.2, 0.03), (16, 0.3, 0.05)]
+    servers = [{"id": f"g{i % 4}-{i:05d}", "memory_gb": kinds[i % 4][0], "comm_time_s": kinds[i % 4][1],
+                "block_time_s": kinds[i % 4][2]} for i in range(n)]
+    return {"name": "huge", "model": {"name": "toy-80", "num_blocks": 80, "block_size_gb": 1.0, "cache_size_gb": 0.05},
+            "servers": servers, "workload": {"arrival_rate": 50.0}}
+
+
+def test_a_20000_server_plan_is_summarised(page, user, ui_stack):
+    api = ui_stack.client(user)
+    scenario = huge_scenario()
+    job = api.post("/api/v1/jobs/", json={"scenario": scenario, "algorithms": ["proposed"],
+                                          "options": {"simulate_requests": 500}})
+    assert job.status_code == 201, job.text
+    done = api.wait_job(job.json()["id"], timeout=300)
+    assert done["status"] == "succeeded", done
+    plan = api.get(f"/api/v1/plans/{done['plans'][0]['id']}/").json()
+    doc = plan["document"]
+
+    page.goto(f"/plans/{plan['id']}")
+    sign_in(page, user)
+    groups = page.get_by_test_id("server-groups")
+    groups.wait_for(timeout=60_000)
+    # no diagram row per server: groups of identical servers, paged
+    assert page.locator("g.placement-row").count() == 0
+    rows = groups.locator("tbody tr")
+    assert 0 < rows.count() <= 50
+    expect(page.get_by_test_id("server-groups-summary")).to_contain_text("20,000 servers in")
+    used = sum(1 for p in doc["placement"] if p["num_blocks"] > 0)
+    expect(page.get_by_test_id("server-groups-summary")).to_contain_text(f"{used:,} hold blocks")
+    # the groups on all pages add up to every server
+    total = 0
+    while True:
+        total += sum(int(n) for n in rows.evaluate_all("els => els.map(e => e.dataset.count)"))
+        nxt = page.get_by_role("navigation", name="Pages of server groups").get_by_role("button", name="Next →")
+        if nxt.count() == 0 or nxt.is_disabled():
+            break
+        first = rows.first.inner_text()
+        nxt.click()
+        expect(rows.first).not_to_have_text(first)
+    assert total == len(scenario["servers"])
+    # the page stays small: far fewer elements than servers, and the explanation lists are paged too
+    assert page.evaluate("document.querySelectorAll('*').length") < 6000
+    assert page.get_by_test_id("explanation-unused").locator("li").count() <= 25
+    shot(page, "24-plan-20000-servers", full_page=False)

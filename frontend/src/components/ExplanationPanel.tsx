@@ -28,7 +28,7 @@ export function ExplanationPanel({ doc }: { doc: PlanDocument }) {
       {summary.length > 0 && (
         <ul class="summary" data-testid="explanation-summary">{summary.map((s, i) => <li key={i}>{s}</li>)}</ul>
       )}
-      {e && e.warnings.length > 0 && (
+      {e && (e.warnings ?? []).length > 0 && (
         <div class="alert alert-warn" role="status" data-testid="explanation-warnings">
           <strong>Warnings</strong>
           <ul>{e.warnings.map((w, i) => <li key={i}>{w}</li>)}</ul>

@@ -25,6 +25,7 @@ const whiskerPlugin: Plugin = {
     ctx.save();
     ctx.strokeStyle = '#111827';
     ctx.lineWidth = 1.5;
+    let drawn = 0;
     opts.ranges.forEach((ranges, di) => {
       if (!ranges || !chart.isDatasetVisible(di)) return;
       chart.getDatasetMeta(di).data.forEach((bar, i) => {
@@ -38,13 +39,29 @@ const whiskerPlugin: Plugin = {
         ctx.moveTo(x - 5, top); ctx.lineTo(x + 5, top);
         ctx.moveTo(x - 5, bottom); ctx.lineTo(x + 5, bottom);
         ctx.stroke();
+        drawn++;
       });
     });
     ctx.restore();
+    chart.canvas.dataset.whiskers = String(drawn);     // how many intervals are drawn (read by the browser tests)
   },
 };
 
 export interface BarChart { config: ChartConfiguration; log: boolean }
+
+function logFloor(values: Array<number | null>): number | undefined {
+  const v = values.filter((x): x is number => x !== null && Number.isFinite(x) && x > 0);
+  return v.length ? 10 ** Math.floor(Math.log10(Math.min(...v))) : undefined;
+}
+
+/** Axis labels: seconds as "4.55 µs" / "300 ms"; on a log axis only at 1, 2 and 5 of each decade. */
+function tickLabel(v: number, log: boolean, seconds: boolean): string {
+  if (log && v > 0) {
+    const m = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
+    if (![1, 2, 5].some((x) => Math.abs(m - x) < 1e-6)) return '';
+  }
+  return seconds ? fmtSeconds(v) : fmtNum(v);
+}
 
 /** A bar chart of rows; a log axis when the values span more than 10x (a stacked chart is then drawn side by side). */
 function barConfig(rows: CompareRow[], datasets: BarSet[], yTitle: string, opts: { log?: boolean; seconds?: boolean } = {}): BarChart {
@@ -61,7 +78,13 @@ function barConfig(rows: CompareRow[], datasets: BarSet[], yTitle: string, opts:
     options: {
       scales: {
         x: { stacked },
-        y: { type: log ? 'logarithmic' : 'linear', beginAtZero: !log, stacked, title: { display: true, text: log ? `${yTitle}, log scale` : yTitle } },
+        y: {
+          type: log ? 'logarithmic' : 'linear', beginAtZero: !log, stacked,
+          // a log axis starts at the decade below the smallest bar (else Chart.js may cut the smallest off)
+          min: log ? logFloor(values) : undefined,
+          title: { display: true, text: log ? `${yTitle}, log scale` : yTitle },
+          ticks: { callback: (v: number | string) => tickLabel(Number(v), log, opts.seconds === true) },
+        },
       },
       plugins: {
         legend: { display: datasets.length > 1, position: 'top' },
@@ -129,7 +152,8 @@ export function ComparePage({ id, query }: { id: number; query: Record<string, s
   if (data.loading && !data.data) return <Loading />;
   if (data.error) return <ErrorBox error={data.error} />;
   const [job, plans] = data.data!;
-  const curveCandidates = plans.filter((p) => p.feasible && p.document.chains.length > 0);
+  // the bounds curve only for plans the closed-form bounds describe (JFFC over chains, Poisson arrivals)
+  const curveCandidates = plans.filter((p) => p.feasible && p.document.chains.length > 0 && p.document.bounds?.applies !== false);
   const best = rows.find((r) => r.feasible && curveCandidates.some((p) => p.id === r.plan));
   const curvePlan = curveCandidates.find((p) => String(p.id) === query.plan) ?? curveCandidates.find((p) => p.id === best?.plan) ?? curveCandidates[0];
   const bests = Object.fromEntries(METRICS.map((m) => [m.key, bestOf(rows, m.key)])) as Record<MetricKey, Set<number>>;
@@ -216,7 +240,7 @@ export function ComparePage({ id, query }: { id: number; query: Record<string, s
                 <CurveChart key={curvePlan.id} planId={curvePlan.id} nu={curvePlan.document.total_service_rate} simulatedMean={curvePlan.document.simulation?.mean_response_s}
                   plannedRate={typeof curvePlan.document.arrival_rate === 'number' ? curvePlan.document.arrival_rate : job.scenario?.workload?.arrival_rate} />
               </>
-            ) : <p class="muted">No feasible plan with chains: the bounds need chains.</p>}
+            ) : <p class="muted">No plan here is one the closed-form bounds describe (they need chains dispatched join-the-fastest-free-chain, with Poisson arrivals).</p>}
           </div>
         </>
       )}

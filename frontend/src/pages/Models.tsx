@@ -4,6 +4,7 @@ import { useAsync, useDebounced, useTitle } from '../hooks';
 import { navigate } from '../router';
 import { ApiError } from '../lib/errors';
 import { deriveSizes } from '../lib/derive';
+import { readHfConfig, type HfConfigFile } from '../lib/hfconfig';
 import { fmtGB, fmtNum } from '../lib/format';
 import { ErrorBox, Field, Link, Loading, Notice, PageHeader, parseNumberInput } from '../components/ui';
 import type { Architecture, DerivedSizes, Model, ModelPreset } from '../types';
@@ -128,12 +129,24 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
   const [other, setOther] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const [saved, setSaved] = useState(false);
+  // a Hugging Face config.json given as it is: the server derives the sizes from its keys
+  const [hf, setHf] = useState<HfConfigFile | null>(null);
+  const [hfDerived, setHfDerived] = useState<DerivedSizes | null>(null);
+  const [hfError, setHfError] = useState<unknown>(null);
   useTitle(isNew ? 'New model' : form.name || 'Model');
 
   useEffect(() => {
     const m = loaded.data;
     if (!m) return;
     let f: Form = { ...emptyForm(), name: m.name };
+    const a = m.architecture as Record<string, unknown> | null;
+    if (a && typeof a.model_type === 'string') {
+      // saved from a config.json: keep it as one (its keys are Hugging Face's, not the form's)
+      setHf({ config: a, fileName: 'the saved config.json', name: m.name });
+      api.deriveHfConfig(a).then(setHfDerived, setHfError);
+      setForm({ ...f });
+      return;
+    }
     if (m.architecture) f = formFromArchitecture(f, m.architecture);
     const derived = m.architecture ? deriveSizes(m.architecture) : null;
     // numbers that differ from the derived ones were given explicitly
@@ -173,8 +186,36 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
     return list.length ? list : undefined;
   };
 
+  const onHfFile = async (e: Event) => {
+    const input = e.currentTarget as HTMLInputElement;
+    const file = input.files?.[0];
+    input.value = '';
+    if (!file) return;
+    setHfError(null);
+    setHfDerived(null);
+    setError(null);
+    const read = readHfConfig(await file.text(), file.name);
+    if ('error' in read) {
+      setHf(null);
+      setHfError(new Error(read.error));
+      return;
+    }
+    setHf(read);
+    setForm((f) => ({ ...f, name: f.name || read.name, preset: '' }));
+    try {
+      setHfDerived(await api.deriveHfConfig(read.config));
+    } catch (err) {
+      setHfError(err);
+    }
+  };
+
   const pickPreset = (name: string) => {
     const p = presets.data?.find((x) => x.name === name);
+    if (p) {
+      setHf(null);          // a preset replaces a config.json
+      setHfDerived(null);
+      setHfError(null);
+    }
     setForm((f) => (p ? { ...formFromArchitecture(f, p.architecture), preset: name, name: f.name || name } : { ...f, preset: '' }));
   };
 
@@ -183,7 +224,7 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
     setError(null);
     setOther(null);
     setSaved(false);
-    const body: Partial<Model> = { name: form.name.trim(), architecture: arch };
+    const body: Partial<Model> = hf ? { name: form.name.trim(), hf_config: hf.config } : { name: form.name.trim(), architecture: arch };
     for (const o of OVERRIDES) {
       const v = parseNumberInput(form.overrides[o.key]);
       if (v !== null) (body as Record<string, unknown>)[o.key] = v;
@@ -192,7 +233,7 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
       setError(new ApiError(400, 'The model needs a name.', [{ field: 'name', message: 'is required' }]));
       return;
     }
-    if (arch && local && !local.ok) {
+    if (!hf && arch && local && !local.ok) {
       setError(new ApiError(400, 'Fix the architecture first.'));
       return;
     }
@@ -252,7 +293,25 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
               )}
             </Field>
           </div>
-          <fieldset>
+          <fieldset data-testid="hf-config">
+            <legend>From a Hugging Face config.json</legend>
+            <label class="button secondary">
+              Upload config.json
+              <input type="file" accept=".json,application/json" class="visually-hidden" onChange={onHfFile} data-testid="hf-config-file" aria-label="Hugging Face config.json" />
+            </label>
+            <span class="hint"> The file as it is, from the model's repository; the server reads its keys (model type, activation, KV heads, dtype, max sequence length).</span>
+            <ErrorBox error={hfError} title="This config.json cannot be used" />
+            {hf && (
+              <p data-testid="hf-config-loaded">
+                Read <strong>{hf.fileName}</strong> (model type <code>{String(hf.config.model_type)}</code>{hfDerived?.hf_config?.family ? `, read as ${hfDerived.hf_config.family}` : ''}): the model is saved from it.{' '}
+                <button type="button" class="link-button" onClick={() => { setHf(null); setHfDerived(null); setHfError(null); }}>Describe the architecture by hand instead</button>
+              </p>
+            )}
+            {hfDerived?.hf_config && hfDerived.hf_config.notes.length > 0 && (
+              <ul class="hint" data-testid="hf-config-notes">{hfDerived.hf_config.notes.map((n) => <li key={n}>{n}</li>)}</ul>
+            )}
+          </fieldset>
+          <fieldset hidden={hf !== null}>
             <legend>Architecture</legend>
             <div class="form-grid three">
               {ARCH_FIELDS.map((f) => (
@@ -301,9 +360,21 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
         </form>
         <aside class="card derived" aria-live="polite" aria-labelledby="derived-title">
           <h2 id="derived-title">Derived sizes</h2>
-          {!arch && <p class="muted">Fill in the architecture (or a preset) to see the block and KV sizes.</p>}
-          {arch && local && !local.ok && <p class="muted">Waiting for: {Object.entries(local.errors).map(([k, v]) => `${k} ${v}`).join('; ')}.</p>}
-          {local?.ok && (
+          {hf && hfDerived && (
+            <dl class="stats vertical" data-testid="hf-derived-sizes">
+              <div class="stat"><dt>Blocks</dt><dd>{fmtNum(hfDerived.num_blocks)}</dd></div>
+              <div class="stat"><dt>Block size</dt><dd>{fmtGB(hfDerived.block_size_gb)}</dd></div>
+              <div class="stat"><dt>KV per request per block</dt><dd>{fmtGB(hfDerived.cache_size_gb)}</dd></div>
+              <div class="stat"><dt>GFLOPs per token per block</dt><dd>{fmtNum(hfDerived.flops_per_token_gflops)}</dd></div>
+              {hfDerived.hf_config && <div class="stat"><dt>Parameters per block</dt><dd>{hfDerived.hf_config.params_per_block.toLocaleString("en-US")}</dd></div>}
+              {hfDerived.hf_config && <div class="stat"><dt>All parameters</dt><dd>{hfDerived.hf_config.total_params.toLocaleString("en-US")}</dd></div>}
+            </dl>
+          )}
+          {hf && hfDerived && <p class="hint">Derived by the server from {hf.fileName}.</p>}
+          {hf && !hfDerived && !hfError && <p class="muted">Reading {hf.fileName}…</p>}
+          {!hf && !arch && <p class="muted">Fill in the architecture (or a preset) to see the block and KV sizes.</p>}
+          {!hf && arch && local && !local.ok && <p class="muted">Waiting for: {Object.entries(local.errors).map(([k, v]) => `${k} ${v}`).join('; ')}.</p>}
+          {!hf && local?.ok && (
             <dl class="stats vertical" data-testid="derived-sizes">
               <div class="stat"><dt>Blocks</dt><dd>{fmtNum(shown('num_blocks'))}</dd></div>
               <div class="stat"><dt>Block size</dt><dd>{fmtGB(shown('block_size_gb'))}</dd></div>
@@ -313,7 +384,7 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
               <div class="stat"><dt>All weights</dt><dd>{fmtGB((shown('block_size_gb') ?? 0) * (shown('num_blocks') ?? 0))}</dd></div>
             </dl>
           )}
-          {serverDerived && local?.ok && (
+          {!hf && serverDerived && local?.ok && (
             <p class="hint">
               {close(serverDerived.block_size_gb, local.block_size_gb) && (local.cache_size_gb === null || close(serverDerived.cache_size_gb, local.cache_size_gb))
                 ? 'The server derives the same sizes.'

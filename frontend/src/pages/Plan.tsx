@@ -9,9 +9,16 @@ import { planNumBlocks, rangeLabel, chainHopRanges } from '../lib/placement';
 import { PlacementDiagram } from '../components/PlacementDiagram';
 import { CurveChart, DistributionChart, MemoryChart } from '../components/PlanCharts';
 import { ExplanationPanel } from '../components/ExplanationPanel';
-import { ErrorBox, Link, Loading, PageHeader, Stat } from '../components/ui';
+import { ServerGroups } from '../components/ServerGroups';
+import { LARGE_PLAN_SERVERS } from '../lib/groups';
+import { pageOf } from '../lib/explain';
+import { ErrorBox, Link, Loading, PageHeader, Pager, Stat } from '../components/ui';
 import { boundsView } from '../lib/explain';
 import type { Job, PlanDetail } from '../types';
+
+const CHAIN_PAGE = 50;
+const MEMORY_PAGE = 50;
+const MEMORY_CHART_MAX = 120;
 
 export function PlanPage({ id }: { id: number }) {
   const data = useAsync(async (): Promise<[PlanDetail, Job | null]> => {
@@ -22,6 +29,8 @@ export function PlanPage({ id }: { id: number }) {
   const [commands, setCommands] = useState<string[] | null>(null);
   const [cmdError, setCmdError] = useState<unknown>(null);
   const { copied, copy } = useCopy();
+  const [chainPage, setChainPage] = useState(0);
+  const [memoryPage, setMemoryPage] = useState(0);
   const plan = data.data?.[0];
   const job = data.data?.[1] ?? null;
   useTitle(plan ? `Plan #${plan.id} (${plan.algorithm})` : `Plan #${id}`);
@@ -32,9 +41,12 @@ export function PlanPage({ id }: { id: number }) {
     const scenario = job?.scenario ?? null;
     const order = scenario?.servers.map((s) => s.id) ?? [];
     const L = planNumBlocks(doc, scenario);
+    const large = Math.max(order.length, doc.placement.length) >= LARGE_PLAN_SERVERS;
+    const all = memoryBreakdown(doc, memoryInputs(scenario), large ? [] : order);
     return {
-      doc, scenario, order, L,
-      memory: memoryBreakdown(doc, memoryInputs(scenario), order),
+      doc, scenario, order, L, large,
+      // a large plan lists memory only for the servers holding blocks (the others hold nothing)
+      memory: large ? all.filter((r) => r.blocks > 0) : all,
       problems: checkChains(doc, L),
     };
   }, [plan, job]);
@@ -42,7 +54,9 @@ export function PlanPage({ id }: { id: number }) {
   if (data.loading && !data.data) return <Loading />;
   if (data.error) return <ErrorBox error={data.error} />;
   if (!plan || !derived) return null;
-  const { doc, scenario, order, L, memory, problems } = derived;
+  const { doc, scenario, order, L, memory, problems, large } = derived;
+  const chainRows = pageOf(doc.chains, chainPage, CHAIN_PAGE);
+  const memoryRows = pageOf(memory, memoryPage, MEMORY_PAGE);
   const sim = doc.simulation ?? null;
   const planned = typeof doc.arrival_rate === 'number' ? doc.arrival_rate : scenario?.workload?.arrival_rate ?? null;
   const nu = doc.total_service_rate ?? null;
@@ -130,7 +144,9 @@ export function PlanPage({ id }: { id: number }) {
       <div class="plan-main">
         <div class="card">
           <h2>Placement</h2>
-          {doc.placement.length === 0 && !order.length ? <p class="muted">This plan places no blocks.</p> : (
+          {doc.placement.length === 0 && !order.length ? <p class="muted">This plan places no blocks.</p> : large ? (
+            <ServerGroups plan={doc} scenario={scenario} order={order} numBlocks={L} />
+          ) : (
             <PlacementDiagram plan={doc} numBlocks={L} serverOrder={order} />
           )}
         </div>
@@ -153,7 +169,9 @@ export function PlanPage({ id }: { id: number }) {
                 </tr>
               </thead>
               <tbody>
-                {doc.chains.map((ch, k) => (
+                {chainRows.items.map((ch, i) => {
+                  const k = chainRows.first + i;
+                  return (
                   <tr key={k}>
                     <th scope="row"><span class="swatch" style={{ background: chainColor(k) }} aria-hidden="true" /> {k + 1}</th>
                     <td>
@@ -169,19 +187,23 @@ export function PlanPage({ id }: { id: number }) {
                     <td class="num">{fmtNum(ch.capacity / ch.service_time_s)} /s</td>
                     {sim?.chain_utilisation && <td class="num">{fmtPercent(sim.chain_utilisation[k] ?? null)}</td>}
                   </tr>
-                ))}
+                  );
+                })}
               </tbody>
             </table>
           </div>
         )}
+        <Pager page={chainRows.page} pages={chainRows.pages} total={doc.chains.length} size={CHAIN_PAGE} onPage={setChainPage} label="Pages of chains" />
       </div>
 
       <div class="card">
-        <h2>Memory per server</h2>
+        <h2>Memory per server{large ? ' holding blocks' : ''}</h2>
         {memory.length === 0 ? <p class="muted">No servers.</p> : (
           <>
-            <MemoryChart rows={memory} />
-            <details>
+            {memory.length <= MEMORY_CHART_MAX ? <MemoryChart rows={memory} /> : (
+              <p class="muted">{fmtNum(memory.length)} servers hold blocks: too many bars for one chart; the table below pages through them.</p>
+            )}
+            <details open={memory.length > MEMORY_CHART_MAX}>
               <summary>Memory as a table</summary>
               <div class="table-wrap">
                 <table class="table compact" data-testid="memory-table">
@@ -192,7 +214,7 @@ export function PlanPage({ id }: { id: number }) {
                     </tr>
                   </thead>
                   <tbody>
-                    {memory.map((r) => (
+                    {memoryRows.items.map((r) => (
                       <tr key={r.server} class={r.over ? 'over' : ''}>
                         <th scope="row">{r.server}</th>
                         <td class="num">{fmtGB(r.memory_gb)}</td>
@@ -206,6 +228,7 @@ export function PlanPage({ id }: { id: number }) {
                   </tbody>
                 </table>
               </div>
+              <Pager page={memoryRows.page} pages={memoryRows.pages} total={memory.length} size={MEMORY_PAGE} onPage={setMemoryPage} label="Pages of the memory table" />
             </details>
           </>
         )}
@@ -218,9 +241,9 @@ export function PlanPage({ id }: { id: number }) {
         </div>
         <div class="card">
           <h2>Response time vs arrival rate</h2>
-          {doc.chains.length > 0 && nu ? (
+          {doc.chains.length > 0 && nu && doc.bounds?.applies !== false ? (
             <CurveChart planId={plan.id} nu={nu} plannedRate={planned} simulatedMean={sim?.mean_response_s} />
-          ) : <p class="muted">The closed-form bounds need chains.</p>}
+          ) : <p class="muted" data-testid="curve-why-not">No curve: {doc.chains.length === 0 ? 'the closed-form bounds need chains' : bounds.whyNot}.</p>}
         </div>
       </div>
     </section>
