@@ -79,8 +79,9 @@ def run_st(live, token: str, tmp_path: Path, name: str, ids=None, extra=(), chec
             "--checks", checks, "--max-examples", EXAMPLES, "--workers", "1", "--no-color",
             "--phases", phases, "--seed", "1212",
             "--suppress-health-check", "all", *extra]
+    # cwd: its cache (.schemathesis/) goes to the test's directory, not the repository
     return subprocess.run(args, env={**os.environ, "CHAINPLAN_ST_TOKEN": token}, capture_output=True,
-                          text=True, timeout=420)
+                          text=True, timeout=420, cwd=tmp_path)
 
 
 def without(check: str) -> str:
