@@ -7,6 +7,8 @@ class PlannerAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from .core.fields import install_strict_types
+        install_strict_types()
         from .probe import schema  # noqa: F401  (registers the OpenAPI auth extension)
         # re-planning: schedule <-> periodic task clean-up, re-plans on server edits, and the
         # runner of re-plan jobs registered with planning (planning does not import re-planning)

@@ -285,8 +285,10 @@ def _pool_what_if(scenario: Scenario, placement: Placement, stranded: list[tuple
         if cursor == L:
             break
     if cursor < L:
-        note = (f"the {len(stranded)} server{'s' if len(stranded) != 1 else ''} that cannot join a chain hold "
-                f"{cursor} of {L} blocks together, too few for a chain of their own")
+        one = len(stranded) == 1
+        note = (f"the {len(stranded)} server{'' if one else 's'} that cannot join a chain "
+                f"{'holds' if one else 'hold'} {cursor} of {L} blocks {'' if one else 'together'}".rstrip()
+                + ", too few for a chain of " + ("its" if one else "their") + " own")
         for _, _, row in stranded:
             row["why"] += "; " + note
         return note
@@ -436,9 +438,14 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
     n_used = len(placement.used()) if placement is not None else 0
     if placement is not None:
         if chains:
+            idle_holders = n_used - len(routed & set(placement.used()))
             summary.append(f"Uses {len(routed)} of {len(scenario.servers)} servers in {len(chains)} chain"
                            f"{'s' if len(chains) != 1 else ''} holding {sum(capacities)} jobs at once"
-                           + (f", at load {load:.0%}" if isinstance(load, (int, float)) else "") + ".")
+                           + (f", at load {load:.0%}" if isinstance(load, (int, float)) else "")
+                           # servers may hold blocks that no chain routes through (GCA found no slot for them)
+                           + (f"; {idle_holders} more server{'s' if idle_holders != 1 else ''} "
+                              f"{'hold' if idle_holders != 1 else 'holds'} blocks that no chain passes through"
+                              if idle_holders > 0 else "") + ".")
         else:
             summary.append(f"Places blocks on {n_used} of {len(scenario.servers)} servers and routes each request "
                            f"itself (no fixed chains).")

@@ -540,6 +540,15 @@ def _route_hf_architecture(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return doc, "model.hf_config"
 
 
+def workload_errors(doc: Any) -> list[FieldError]:
+    """The errors of a workload document on its own (a cluster's default workload), paths relative to it."""
+    try:
+        WorkloadDoc.model_validate(doc)
+    except ValidationError as exc:
+        return _pydantic_errors(exc, WorkloadDoc)
+    return []
+
+
 def parse_scenario(doc: Any) -> Scenario:
     """Validate and resolve a scenario document; raise ScenarioError listing every problem."""
     if not isinstance(doc, dict):

@@ -7,9 +7,11 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from solvers.scenario import workload_errors
+
 from ..core.documents import ScenarioDocumentField, WorkloadSerializer
 from ..core.errors import FieldErrors
-from ..core.fields import FiniteFloatField, OwnedPrimaryKeyField
+from ..core.fields import FiniteFloatField, OptionalURLField, OwnedPrimaryKeyField
 from ..core.validation import check_server_count, check_servers, derive_model, nul_errors, parse_scenario_document
 from .models import Cluster, ModelSpec
 from .selectors import SERVER_FIGURES
@@ -192,7 +194,7 @@ class ClusterSerializer(StrictKeysMixin, serializers.ModelSerializer):
                                                     help_text="relative change of a server figure that re-plans")
     replan_load_threshold = FiniteFloatField(required=False, min_value=0,
                                              help_text="relative drift of the observed arrival rate that re-plans")
-    replan_webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
+    replan_webhook_url = OptionalURLField(required=False, allow_blank=True, max_length=500)
 
     class Meta:
         model = Cluster
@@ -206,7 +208,12 @@ class ClusterSerializer(StrictKeysMixin, serializers.ModelSerializer):
         errors = nul_errors(workload.get("trace"), "trace", [])
         if errors:
             raise serializers.ValidationError({e["field"]: [e["message"]] for e in errors})
-        return {k: v for k, v in workload.items() if v is not None}
+        workload = {k: v for k, v in workload.items() if v is not None}
+        # the limits a job would meet later (arrival_rate > 0, 0 < target_load < 1, ...), checked when stored
+        errors = [e.to_dict() for e in workload_errors(workload)]
+        if errors:
+            raise FieldErrors(errors)
+        return workload
 
     def get_server_count(self, cluster) -> int:
         return len(cluster.servers.all())

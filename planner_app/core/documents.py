@@ -9,7 +9,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .fields import FiniteFloatField
+from .fields import FiniteFloatField, StrictBooleanField
 
 
 class ArchitectureDocSerializer(serializers.Serializer):
@@ -19,7 +19,7 @@ class ArchitectureDocSerializer(serializers.Serializer):
     num_heads = serializers.IntegerField(required=False)
     num_kv_heads = serializers.IntegerField(required=False)
     ffn_size = serializers.IntegerField(required=False)
-    gated_ffn = serializers.BooleanField(required=False)
+    gated_ffn = StrictBooleanField(required=False)
     head_dim = serializers.IntegerField(required=False)
     dtype = serializers.ChoiceField(["fp32", "fp16", "bf16", "int8", "nf4"], required=False)
     kv_dtype = serializers.ChoiceField(["fp32", "fp16", "bf16", "int8"], required=False)

@@ -97,3 +97,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         errors = []
     response.data = {"detail": detail, "errors": errors}
     return response
+
+
+def csrf_failure(request, reason: str = ""):
+    """Django's CSRF rejection in the API's error shape (its default page is HTML)."""
+    from django.http import JsonResponse
+    return JsonResponse({"detail": f"CSRF check failed: {reason or 'no CSRF token'}; GET /api/v1/auth/csrf/ first "
+                                   "and send its token in X-CSRFToken", "errors": []}, status=403)

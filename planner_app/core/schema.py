@@ -42,6 +42,7 @@ EXTRA = {
     "plans_adopt_create": ["409"],
     "auth_token_create": ["429"],
     "auth_login_create": ["403", "429"],
+    "plans_diff_retrieve": ["404"],
 }
 
 

@@ -65,7 +65,7 @@ class TokenView(APIView):
         return Response({"token": token})
 
 
-@method_decorator(csrf_protect, name="dispatch")
+@method_decorator(csrf_protect, name="post")   # on post: an unknown method is a 405, not a CSRF 403
 class LoginView(APIView):
     """Session login for the browser; CSRF-protected (GET /auth/csrf/ first)."""
 

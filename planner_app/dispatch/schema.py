@@ -14,7 +14,8 @@ DISPATCH_SECURITY = {"type": "apiKey", "in": "header", "name": "Authorization",
 
 
 def _obj(properties: dict, required: list[str] | None = None, **extra) -> dict:
-    return {"type": "object", "properties": properties, "required": required or list(properties), **extra}
+    required = list(properties) if required is None else required     # [] means none (OpenAPI 3.0: omitted)
+    return {"type": "object", "properties": properties, **({"required": required} if required else {}), **extra}
 
 
 NUM = {"type": "number", "format": "double"}

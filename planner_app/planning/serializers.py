@@ -78,6 +78,8 @@ class JobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     scenario = ScenarioDocumentField(read_only=True)
     plans = PlanSummarySerializer(many=True, read_only=True)
+    # "" for a job a user asked for directly (the schema must allow it)
+    trigger = serializers.ChoiceField([("", "none"), *Job._meta.get_field("trigger").choices], read_only=True)
 
     class Meta:
         model = Job

@@ -22,7 +22,7 @@ from solvers.chains import Chain
 from solvers.export import RUNTIMES, export_plan, export_text
 
 from ..core.errors import FieldErrors, scenario_error_to_validation
-from ..core.filters import IdFilter
+from ..core.filters import IdFilter, UtcDateTimeFilter
 from ..core.views import OwnedQuerysetMixin, username_of
 from . import selectors, serializers as s, services
 from .models import Job, JobStatus, Plan
@@ -42,8 +42,8 @@ class JobFilter(df.FilterSet):
     cluster = IdFilter()
     model = IdFilter()
     algorithm = df.CharFilter(method="filter_algorithm")
-    created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job

@@ -6,9 +6,11 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from solvers.scenario import MAX_RATE, MAX_TIME_S
+
 from ..core.documents import PlanDocumentField
 from ..core.errors import FieldErrors
-from ..core.fields import FiniteFloatField, iso
+from ..core.fields import FiniteFloatField, StrictBooleanField, iso
 from ..planning.serializers import PlanDetailSerializer, PlanSummarySerializer
 from .selectors import schedule_description
 
@@ -68,8 +70,9 @@ class ApplySerializer(serializers.Serializer):
 
 
 class ObservedLoadSerializer(serializers.Serializer):
-    arrival_rate = FiniteFloatField(min_value=0, help_text="observed requests per second")
-    window_s = FiniteFloatField(required=False, allow_null=True, min_value=0,
+    # the planner's own limits: a rate past MAX_RATE could not be planned for anyway
+    arrival_rate = FiniteFloatField(min_value=0, max_value=MAX_RATE, help_text="observed requests per second")
+    window_s = FiniteFloatField(required=False, allow_null=True, min_value=0, max_value=MAX_TIME_S,
                                 help_text="length of the window it was measured over")
 
     def validate_arrival_rate(self, value):
@@ -110,7 +113,7 @@ class ScheduleSerializer(serializers.Serializer):
     period = serializers.ChoiceField(PERIODS, required=False, allow_null=True)
     cron = serializers.CharField(required=False, allow_null=True, max_length=200,
                                  help_text="minute hour day-of-month month day-of-week, e.g. '0 */6 * * *'")
-    enabled = serializers.BooleanField(required=False, default=True)
+    enabled = StrictBooleanField(required=False, default=True)
     description = serializers.CharField(read_only=True)
     last_run_at = serializers.DateTimeField(read_only=True, allow_null=True)
     total_run_count = serializers.IntegerField(read_only=True)

@@ -78,7 +78,9 @@ class ClusterReplanningActions:
     @action(detail=True, methods=["post"])
     def replan(self, request, pk=None):
         cluster = self.get_object()
-        body = s.ReplanRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
+        if not isinstance(request.data, dict):     # a JSON array or scalar is not an (optional) object
+            raise FieldErrors([{"field": "", "message": "the body must be a JSON object (or empty)"}])
+        body = s.ReplanRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         detail = body.validated_data.get("detail") or f"requested by {username_of(request)}"
         try:

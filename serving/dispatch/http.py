@@ -226,6 +226,8 @@ class DispatchApp:
         if path in METRICS_PATHS:
             return await self._metrics(scope, method)
         if path == HEALTH_PATH:
+            if method not in ("GET", "HEAD"):
+                raise HTTPError(405, f"method {method} not allowed on health/; use GET", headers=[(b"allow", b"GET")])
             try:
                 ok = await asyncio.wait_for(self.store.ping(), timeout=2)
             except Exception as exc:  # noqa: BLE001

@@ -171,3 +171,23 @@ def test_per_request_routers_get_no_made_up_what_if():
     assert all(r["change_if_used_s"] is None for r in e["unused"])
     assert all(r["binding"] != "memory-cache" for r in e["servers"])
     assert not math.isnan(len(e["summary"]))
+
+
+def test_summary_counts_servers_that_hold_blocks_no_chain_passes_through():
+    # s2 holds blocks 0-1 but the only chain is s0 -> s1: the summary must not make the 3 holders look like 2
+    s = make_scenario([(10, 0.01, 0.1), (10, 0.01, 0.1), (10, 0.01, 0.1)], num_blocks=4, block_size_gb=1.0,
+                      cache_size_gb=0.1, arrival_rate=0.5)
+    placement = Placement(start=(0, 2, 0), count=(2, 2, 2))
+    _, e = _document(s, placement, [(((0, 2), (1, 2)), 2)])
+    first = e["summary"][0]
+    assert first.startswith("Uses 2 of 3 servers in 1 chain"), first
+    assert "1 more server holds blocks that no chain passes through" in first, first
+
+
+def test_one_stranded_server_is_spoken_of_in_the_singular():
+    # one unused 2-block server cannot join the whole-model server's full chain, and alone covers 2 of 4 blocks
+    s = make_scenario([(4.4, 0.01, 0.1), (2.4, 0.01, 0.1)], num_blocks=4, block_size_gb=1.0,
+                      cache_size_gb=0.1, arrival_rate=2.3)
+    _, e = _document(s, Placement(start=(0, 0), count=(4, 0)), [(((0, 4),), 1)])
+    why = _by_server(e["unused"])["s1"]["why"]
+    assert "the 1 server that cannot join a chain holds 2 of 4 blocks, too few for a chain of its own" in why, why
