@@ -252,6 +252,27 @@ def arrivals_azure(path: Path, n: int, rate: float) -> list[float]:
     return list(a * ((len(a) - 1) / rate) / span)
 
 
+def probe_blocks(model_dir: Path, tokens: tuple[int, int], device: str) -> dict | None:
+    """gpu_probe's figures for the tiny model's blocks on this machine (recorded next to the PETALS
+    calibration; None if the probe fails)."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "gpu_probe", "measure", "--model", str(model_dir / "config.json"),
+                              "--device", device.split(":")[0], "--input-tokens", str(tokens[0]),
+                              "--output-tokens", str(tokens[1]), "--max-tokens", str(4 * sum(tokens)),
+                              "--prefill-lengths", f"{tokens[0]},{4 * tokens[0]}", "--decode-contexts", "8,64",
+                              "--json", "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                             check=True)
+        doc = json.loads(out.stdout)
+        m, dec = doc["measurement"], doc["measurement"]["decode"]
+        return {"decode_block_s": statistics.median(d["median_s"] for d in dec),
+                "prefill_block_s": m["prefill"][0]["median_s"],
+                "block_bytes": m["param_bytes_per_block_total"], "kv_bytes_per_token": m["kv_bytes_per_token"],
+                "device": doc["device"]["name"]}
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as exc:
+        log(f"testbed: gpu_probe failed ({exc}); not recorded")
+        return None
+
+
 def server_env(args) -> dict:
     if args.device.startswith("cuda") and args.gpu_memory_fraction:
         return {"CHAINPLAN_CUDA_MEMORY_FRACTION": str(args.gpu_memory_fraction)}
@@ -458,6 +479,13 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
               if meta.get("delay") == "proxy" else
               f"Network distance: a per-hop delay in the client transport (the relay was not used). Injected round "
               f"trips per server (ms): {meta['rtt_ms']}."), "",
+             (f"gpu_probe on the same blocks ({meta['gpu_probe']['device']}): decode "
+              f"{meta['gpu_probe']['decode_block_s'] * 1e3:.3f} ms and prefill ({meta['input_tokens']} tokens) "
+              f"{meta['gpu_probe']['prefill_block_s'] * 1e3:.3f} ms per block, {meta['gpu_probe']['block_bytes']} "
+              f"bytes of weights per block, {meta['gpu_probe']['kv_bytes_per_token']:g} KV bytes per token. Not used "
+              f"in the scenario: it times the block alone, while PETALS spends "
+              f"{meta['calibration']['block_s'] * 1e3:.3f} ms per block per step (measured above)."
+              if meta.get("gpu_probe") else "gpu_probe: not recorded."), "",
              f"Measured per-step hop time seen by the client (mean over the run, delay and the blocks' compute "
              f"included, ms): {meta['hop_seen_ms']}.", "",
              "| algorithm | done | bounds [lo, hi] s | predicted mean s | measured mean s | error | "
@@ -568,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     cal = calibrate(args.python, str(model_dir), workdir, tokens, args.calibration_reps, args.device,
                     server_env(args), profile if args.delay == "proxy" else None)
     log(f"testbed: calibration {cal.to_dict()}")
+    probe = probe_blocks(model_dir, tokens, args.device)
     rate = args.rate
     if rate is None:   # the proposed plan's service rate sets the load
         probe_doc = build_scenario(profile, cal, tokens, [0.0, 1.0])
@@ -591,11 +620,11 @@ def main(argv: list[str] | None = None) -> int:
     stack.callback(lambda: procs.remove_files(procs.stale_torch_shm(shm_before)))
     with stack:
         return _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir,
-                        dispatcher, uptime_before, argv, results, all_rows, hop_seen)
+                        dispatcher, uptime_before, argv, results, all_rows, hop_seen, probe)
 
 
 def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir, dispatcher,
-             uptime_before, argv, results, all_rows, hop_seen) -> int:
+             uptime_before, argv, results, all_rows, hop_seen, probe=None) -> int:
     from solvers.api import plan
     from serving.testbed.routes import DispatchRoutes
     tokens = (args.input_tokens, args.output_tokens)
@@ -634,7 +663,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
             "requests": args.requests, "device": args.device, "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
             "rate": rate, "workload": args.workload,
             "routes": "live dispatcher (serving.dispatch over HTTP, Redis store)" if dispatcher else LocalJFFC.name, "calibration": cal.to_dict(),
-            "rtt_ms": {s["id"]: s["rtt_ms"] for s in profile}, "delay": args.delay,
+            "rtt_ms": {s["id"]: s["rtt_ms"] for s in profile}, "delay": args.delay, "gpu_probe": probe,
             "rtt_measured_ms": {k: round(1e3 * statistics.median(v), 1) for k, v in sorted(rtt_seen.items())},
             "hop_seen_ms": {k: round(1e3 * statistics.fmean(v), 1) for k, v in sorted(hop_seen.items())}}
     command = "bash scripts/testbed.sh " + " ".join(argv if argv is not None else sys.argv[1:])

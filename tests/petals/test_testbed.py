@@ -63,6 +63,7 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
     for server, measured in meta["rtt_measured_ms"].items():
         assert measured >= 0.95 * meta["rtt_ms"][server], (server, measured, meta["rtt_ms"][server])
     assert recorded["algorithms"]["proposed"]["bound_lower_s"] is not None, "Poisson run without JFFC bounds"
+    assert meta["gpu_probe"] and meta["gpu_probe"]["decode_block_s"] > 0, meta.get("gpu_probe")
     full = recorded["algorithms"]["proposed"]
     assert full["on_granted_chain"] == 30, "a request ran off the chain it was granted"
     assert all(m <= c for m, c in zip(full["max_in_progress"], full["capacity"])), full
