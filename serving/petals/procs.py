@@ -90,3 +90,24 @@ def remove_files(paths: list[str]) -> None:
 
 def p2p_sockets() -> set[str]:
     return set(glob.glob("/tmp/hivemind-p2p*.sock"))
+
+
+def torch_shm_files() -> set[str]:
+    return set(glob.glob("/dev/shm/torch_*"))
+
+
+def stale_torch_shm(before: set[str]) -> list[str]:
+    """torch shared-memory files made since ``before`` whose creating process is gone.
+
+    Some PETALS worker processes start after a tree was recorded (and the client's too), so the
+    per-pid sweep misses their files; a file whose pid no longer exists is garbage.
+    """
+    out = []
+    for path in torch_shm_files() - before:
+        try:
+            pid = int(os.path.basename(path).split("_")[1])
+        except (IndexError, ValueError):
+            continue
+        if not os.path.exists(f"/proc/{pid}"):
+            out.append(path)
+    return out

@@ -41,6 +41,9 @@ class ServerSpec:
     # one-way delay added in each direction by a relay in front of the server (None: no relay);
     # the server announces the relay's address, so every peer pays the round trip
     one_way_delay_ms: float | None = None
+    # the plan's own run_server flags (solvers.export.petals_server_args, model path and swarm flags
+    # removed): block range, KV budget, throughput; None: built here from the fields above
+    plan_args: list[str] | None = None
 
 
 @dataclass
@@ -72,13 +75,20 @@ def free_port() -> int:
 
 def server_args(spec: ServerSpec, model_dir: str, port: int, identity: Path, initial_peers: list[str],
                 dht_prefix: str, throughput: float = 1.0, announce_port: int | None = None) -> list[str]:
-    args = [str(model_dir), "--block_indices", f"{spec.start_block}:{spec.end_block}",
-            "--dht_prefix", dht_prefix, "--host_maddrs", f"/ip4/127.0.0.1/tcp/{port}",
-            "--identity_path", str(identity), "--throughput", str(throughput),
-            "--no_auto_relay", "--skip_reachability_check",
-            "--device", spec.device, "--torch_dtype", "float32", "--quant_type", "none",
-            "--num_handlers", "1", "--attn_cache_tokens", str(spec.cache_tokens),
-            "--inference_max_length", str(max(spec.cache_tokens, 1))]
+    if spec.plan_args is not None:
+        args = [str(model_dir), *spec.plan_args]
+        if "--throughput" not in spec.plan_args:
+            args += ["--throughput", str(throughput)]
+    else:
+        args = [str(model_dir), "--block_indices", f"{spec.start_block}:{spec.end_block}",
+                "--throughput", str(throughput), "--attn_cache_tokens", str(spec.cache_tokens),
+                "--inference_max_length", str(max(spec.cache_tokens, 1))]
+    # what only this loopback swarm decides: addresses, identity, prefix, device, no NAT traversal
+    args += ["--dht_prefix", dht_prefix, "--host_maddrs", f"/ip4/127.0.0.1/tcp/{port}",
+             "--identity_path", str(identity), "--no_auto_relay", "--skip_reachability_check",
+             "--device", spec.device, "--num_handlers", "1"]
+    if "--torch_dtype" not in args:
+        args += ["--torch_dtype", "float32", "--quant_type", "none"]
     if announce_port is not None:
         args += ["--announce_maddrs", f"/ip4/127.0.0.1/tcp/{announce_port}"]
     args += ["--initial_peers", *initial_peers] if initial_peers else ["--new_swarm"]

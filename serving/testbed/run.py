@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -135,15 +135,53 @@ class Calibration:
     hop_overhead_s: float        # one decoding step on one hop, no added delay, beyond its blocks
     block_s: float               # one decoding step through one block
     samples: int
+    # per server: the round trip its distance adds, measured through a relay set to it (seconds;
+    # empty: the configured round trips are used as they are)
+    network_rtt_s: dict[str, float] = field(default_factory=dict)
+    relay_base_rtt_s: float | None = None     # the same measurement through a 0-delay relay
 
     def to_dict(self) -> dict:
-        return {"hop_overhead_s": self.hop_overhead_s, "block_s": self.block_s, "samples": self.samples}
+        return {"hop_overhead_s": self.hop_overhead_s, "block_s": self.block_s, "samples": self.samples,
+                "network_rtt_ms": {k: round(v * 1e3, 2) for k, v in self.network_rtt_s.items()},
+                "relay_base_rtt_ms": None if self.relay_base_rtt_s is None else round(self.relay_base_rtt_s * 1e3, 2)}
+
+
+def measure_network(target_port: int, profile: list[dict], samples: int = 5) -> tuple[dict[str, float], float]:
+    """Each server's round trip as the client sees it: relays at that server's delay in front of one
+    PETALS server's libp2p listener, timed with a request/answer (minus the 0-delay relay's figure)."""
+    from serving.petals.delay_proxy import libp2p_rtt
+    from serving.petals.swarm import free_port
+    ports = {p["id"]: free_port() for p in profile}
+    base_port = free_port()
+    relays = [f"{base_port}:{target_port}:0"] + [f"{ports[p['id']]}:{target_port}:{p['rtt_ms'] / 2:g}"
+                                                 for p in profile]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "serving.petals.delay_proxy", *relays], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the calibration's delay relays did not start")
+        base = libp2p_rtt(base_port, samples)
+        return {p["id"]: max(libp2p_rtt(ports[p["id"]], samples) - base, 0.0) for p in profile}, base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def calibrate(python: str, model_dir: str, workdir: Path, tokens: tuple[int, int], reps: int,
-              device: str = "cpu", env: dict | None = None) -> Calibration:
-    """Per-step time of chains [s 0:8] (1 hop, 8 blocks) and [s 0:1, s 1:8] (2 hops) on one server."""
-    spec = ServerSpec("calib", 0, NUM_BLOCKS, cache_tokens=4 * sum(tokens), device=device, env=dict(env or {}))
+              device: str = "cpu", env: dict | None = None, profile: list[dict] | None = None) -> Calibration:
+    """Per-step time of chains [s 0:8] (1 hop, 8 blocks) and [s 0:1, s 1:8] (2 hops) on one server.
+
+    With ``profile``, the server sits behind a 0-delay relay (so the overhead includes a relay's
+    cost, as every hop of the run pays it) and each profile server's round trip is measured.
+    """
+    spec = ServerSpec("calib", 0, NUM_BLOCKS, cache_tokens=4 * sum(tokens), device=device, env=dict(env or {}),
+                      one_way_delay_ms=0.0 if profile else None)
+    network, base = {}, None
     with Swarm([spec], model_dir, python=python, workdir=workdir / "calibration", log=log) as swarm:
         peer = swarm.servers[0].peer_id
         worker = Worker(python, model_dir, swarm.initial_peers, swarm.dht_prefix)
@@ -159,10 +197,12 @@ def calibrate(python: str, model_dir: str, workdir: Path, tokens: tuple[int, int
                         acc.append((r["t_end"] - r["t_start"]) / tokens[1])
         finally:
             worker.stop()
+        if profile:
+            network, base = measure_network(swarm.servers[0].port, profile)
     t1, t2 = statistics.median(one), statistics.median(two)
     overhead = max(t2 - t1, 1e-4)
     block = max((t1 - overhead) / NUM_BLOCKS, 1e-5)
-    return Calibration(overhead, block, reps)
+    return Calibration(overhead, block, reps, network, base)
 
 
 # --------------------------------------------------------------------------- scenario
@@ -183,8 +223,9 @@ def server_profile(n: int) -> list[dict]:
 
 def build_scenario(profile: list[dict], cal: Calibration, tokens: tuple[int, int], arrivals: list[float]) -> dict:
     l_in, l_out = tokens
+    # the measured round trip where there is one (what the client will see), else the configured one
     servers = [{"id": p["id"], "memory_gb": p["memory_gb"], "rtt_ms": p["rtt_ms"],
-                "comm_time_s": l_out * (p["rtt_ms"] / 1e3 + cal.hop_overhead_s),
+                "comm_time_s": l_out * (cal.network_rtt_s.get(p["id"], p["rtt_ms"] / 1e3) + cal.hop_overhead_s),
                 "block_time_s": l_out * cal.block_s} for p in profile]
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 1.0
     return {"name": "petals-testbed",
@@ -219,33 +260,39 @@ def server_env(args) -> dict:
 
 # --------------------------------------------------------------------------- run one algorithm
 def launch_specs(plan_doc: dict, algorithm: str, max_len: int, device: str = "cpu",
-                 env: dict | None = None, one_way_ms: dict[str, float] | None = None) -> list[ServerSpec]:
-    """One ServerSpec per used server; ``one_way_ms``: a delay relay in front of each (None: none)."""
+                 env: dict | None = None, one_way_ms: dict[str, float] | None = None,
+                 scenario=None) -> list[ServerSpec]:
+    """One ServerSpec per used server, its run_server flags from solvers.export (one source of truth).
+
+    ``one_way_ms``: a delay relay in front of each server (None: none).  The PETALS baseline keeps
+    the KV budget it was planned and simulated with (the plan's ``attn_cache_tokens``): the export
+    gives a chain-less plan every free slot instead, which is not the configuration predicted.
+    """
+    from solvers.export import petals_server_specs
+    exported, _warnings = petals_server_specs(plan_doc, scenario, "MODEL", new_swarm=False)
     specs = []
-    slots = plan_doc.get("server_kv_slots")
-    for idx, p in enumerate(plan_doc["placement"]):
-        n = int(p["num_blocks"])
-        if n <= 0:
-            continue
-        if algorithm == "petals" and slots is not None:
-            jobs = max(1, int(plan_doc["attn_cache_tokens"]) // max_len)
-        else:
-            jobs = max(1, int(p.get("cache_slots_used", 0)) // n)
-        specs.append(ServerSpec(p["server"], int(p["start_block"]), int(p["start_block"]) + n,
-                                cache_tokens=jobs * max_len, device=device, env=dict(env or {}),
-                                one_way_delay_ms=None if one_way_ms is None else one_way_ms[p["server"]]))
+    for e in exported:
+        args = list(e["args"][1:])
+        cache_tokens = e["attn_cache_tokens"] or max_len
+        if algorithm == "petals" and plan_doc.get("attn_cache_tokens"):
+            cache_tokens = int(plan_doc["attn_cache_tokens"])
+            args[args.index("--attn_cache_tokens") + 1] = str(cache_tokens)
+        specs.append(ServerSpec(e["server"], e["start_block"], e["end_block"], cache_tokens=cache_tokens,
+                                device=device, env=dict(env or {}), plan_args=args,
+                                one_way_delay_ms=None if one_way_ms is None else one_way_ms[e["server"]]))
     return specs
 
 
 def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: list[float], args, python: str,
-                  model_dir: str, workdir: Path, routes=None) -> dict:
+                  model_dir: str, workdir: Path, routes=None, scenario=None) -> dict:
     """``routes``: where chains come from (None: PETALS routes by itself)."""
     tokens = (args.input_tokens, args.output_tokens)
     max_len = sum(tokens)
     rtt = {s["id"]: s["rtt_ms"] / 1e3 for s in scenario_doc["servers"]}
     proxy = args.delay == "proxy"
     specs = launch_specs(plan_doc, algorithm, max_len, args.device, server_env(args),
-                         one_way_ms={k: v * 1e3 / 2 for k, v in rtt.items()} if proxy else None)
+                         one_way_ms={k: v * 1e3 / 2 for k, v in rtt.items()} if proxy else None,
+                         scenario=scenario)
     measured_rtt: dict[str, float] = {}
     rows: list[dict] = []
     capacity = [int(c["capacity"]) for c in plan_doc.get("chains", [])]
@@ -398,7 +445,11 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
              f"mean arrival rate {meta['rate']:.3f}/s. Routes for chain plans: {meta['routes']}.", "",
              "Calibration (measured through PETALS on a one-server swarm before planning): "
              f"hop overhead {meta['calibration']['hop_overhead_s'] * 1e3:.2f} ms per decoding step, "
-             f"{meta['calibration']['block_s'] * 1e3:.3f} ms per block per step.", "",
+             f"{meta['calibration']['block_s'] * 1e3:.3f} ms per block per step"
+             + (f"; the round trip each server's distance adds, measured before planning through a relay at that "
+                f"delay (minus a 0-delay relay's {meta['calibration']['relay_base_rtt_ms']} ms), ms: "
+                f"{meta['calibration']['network_rtt_ms']}. The scenario uses these measured figures."
+                if meta['calibration'].get('network_rtt_ms') else "."), "",
              (f"Network distance: a TCP delay relay in front of every server (serving/petals/delay_proxy.py), "
               f"announced as the server's address (`--announce_maddrs`), so the client, PETALS' own routing and "
               f"the servers' DHT all pay it. Relay round trips per server (ms): {meta['rtt_ms']}. Round trip "
@@ -506,16 +557,17 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="chainplan-testbed-"))
     uptime_before = os.popen("uptime").read().strip()
+    shm_before = procs.torch_shm_files()     # torch files of dead processes made after this are ours
     model_dir = workdir / "tiny-llama"
     subprocess.run([args.python, "-m", "serving.petals.tiny_model", str(model_dir), "--layers", str(NUM_BLOCKS)],
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore"))
     tokens = (args.input_tokens, args.output_tokens)
     log("testbed: calibrating on a one-server swarm")
-    cal = calibrate(args.python, str(model_dir), workdir, tokens, args.calibration_reps, args.device,
-                    server_env(args))
-    log(f"testbed: calibration {cal.to_dict()}")
     profile = server_profile(args.servers)
+    cal = calibrate(args.python, str(model_dir), workdir, tokens, args.calibration_reps, args.device,
+                    server_env(args), profile if args.delay == "proxy" else None)
+    log(f"testbed: calibration {cal.to_dict()}")
     rate = args.rate
     if rate is None:   # the proposed plan's service rate sets the load
         probe_doc = build_scenario(profile, cal, tokens, [0.0, 1.0])
@@ -536,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         from serving.testbed.dispatcher import LiveDispatcher
         dispatcher = stack.enter_context(LiveDispatcher(args.redis))
         log(f"testbed: live dispatcher at {dispatcher.base_url} (Redis {args.redis}, prefix {dispatcher.prefix})")
+    stack.callback(lambda: procs.remove_files(procs.stale_torch_shm(shm_before)))
     with stack:
         return _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir,
                         dispatcher, uptime_before, argv, results, all_rows, hop_seen)
@@ -562,7 +615,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                 routes = LocalJFFC(doc)
         log(f"testbed: {algorithm}: running {len(arrivals)} requests")
         run = run_algorithm(algorithm, doc, scenario_doc, arrivals, args, args.python, str(model_dir), workdir,
-                            routes)
+                            routes, scenario)
         pred = predict(algorithm, scenario, doc, len(arrivals), poisson=args.workload == "poisson")
         results[algorithm] = summarise(algorithm, run["rows"], pred, run)
         log(f"testbed: {algorithm}: {json.dumps({k: results[algorithm][k] for k in ('completed', 'predicted_mean_s', 'measured_mean_s')})}")

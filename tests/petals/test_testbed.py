@@ -41,7 +41,8 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
     from serving.petals.procs import p2p_sockets
     from serving.testbed.run import main
 
-    sockets_before = p2p_sockets()
+    from serving.petals.procs import torch_shm_files
+    sockets_before, shm_before = p2p_sockets(), torch_shm_files()
     rc = main(["--servers", "3", "--requests", "30", "--load", "0.5", "--algorithms", "proposed",
                "--calibration-reps", "3", "--python", str(petals_python), "--out", str(tmp_path / "out"),
                "--workdir", str(tmp_path / "work")])
@@ -85,6 +86,9 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
 
     # everything it started is stopped: no new p2pd sockets left behind, no relay process
     assert p2p_sockets() <= sockets_before
+    mine = [f for f in torch_shm_files() - shm_before
+            if not os.path.exists(f"/proc/{f.rsplit('/', 1)[1].split('_')[1]}")]
+    assert not mine, f"torch shared memory left by dead processes of this run: {mine}"
     import subprocess
     relays = subprocess.run(["pgrep", "-f", f"{tmp_path}|serving.petals.delay_proxy"], capture_output=True,
                             text=True).stdout.split()
