@@ -248,3 +248,12 @@ class ScenarioBodySerializer(StrictKeysMixin, serializers.Serializer):
     def validate_scenario(self, doc):
         parse_scenario_document(doc, "")      # paths relative to this field
         return doc
+
+
+class ClusterSummarySerializer(ClusterSerializer):
+    """A cluster in a list: everything but its servers (server_count says how many; GET /clusters/{id}/)."""
+
+    servers = None
+
+    class Meta(ClusterSerializer.Meta):
+        fields = [f for f in ClusterSerializer.Meta.fields if f != "servers"]

@@ -76,6 +76,10 @@ class ClusterViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     def owned_queryset(self):
         return selectors.clusters_for(self.request.user)
 
+    def get_serializer_class(self):
+        # lists stay small with 20,000-server clusters: the servers are on the object endpoint
+        return s.ClusterSummarySerializer if self.action == "list" else super().get_serializer_class()
+
     def _reload(self, cluster):
         return selectors.clusters_for(self.request.user).get(pk=cluster.pk)
 

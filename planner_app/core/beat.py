@@ -101,8 +101,8 @@ def main(argv: list[str]) -> None:
     import django
     django.setup()
     lock = acquire()  # noqa: F841  (held for the life of the process)
-    from planner_app.celery import app
-    app.start(["beat", *argv])
+    from celery import current_app     # planner_app's app: the package binds it when Django starts
+    current_app.start(["beat", *argv])
 
 
 if __name__ == "__main__":

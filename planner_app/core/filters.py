@@ -35,6 +35,8 @@ class StrictFilterBackend(df.DjangoFilterBackend):
         filterset_class = self.get_filterset_class(view, queryset)
         filters = filterset_class.base_filters if filterset_class else {}
         problems = []
+        if "" in request.query_params:      # "?=x" or "?&": a parameter without a name
+            problems.append({"field": "", "message": "a query parameter has no name"})
         for name in [*filters, *self.SINGLE]:
             values = request.query_params.getlist(name)
             if len(values) > 1:

@@ -29,7 +29,7 @@ class ClusterDispatchActions:
                                                404: OpenApiResponse(description="No such cluster of yours.")},
                    description="The cluster's dispatch tokens (newest first, paginated): id, first characters, "
                                "creation, revocation. The tokens themselves are never shown again.")
-    @action(detail=True, methods=["get", "post"], url_path="dispatch/tokens")
+    @action(detail=True, methods=["get", "post"], url_path="dispatch/tokens", filter_backends=[])
     def dispatch_tokens(self, request, pk=None):
         cluster = self.get_object()
         if request.method == "GET":

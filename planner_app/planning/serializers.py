@@ -256,3 +256,28 @@ class AlgorithmSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     default = serializers.BooleanField()
+
+
+class ScenarioSummarySerializer(serializers.Serializer):
+    name = serializers.CharField(allow_null=True)
+    server_count = serializers.IntegerField()
+    num_blocks = serializers.IntegerField(allow_null=True)
+    arrival_rate = serializers.FloatField(allow_null=True)
+
+
+def scenario_summary(doc: dict | None) -> dict[str, Any]:
+    doc = doc or {}
+    model, workload = doc.get("model") or {}, doc.get("workload") or {}
+    return {"name": doc.get("name"), "server_count": len(doc.get("servers") or []),
+            "num_blocks": model.get("num_blocks"), "arrival_rate": workload.get("arrival_rate")}
+
+
+class JobSummarySerializer(JobSerializer):
+    """A job in a list: its scenario as a summary (the whole document is on GET /jobs/{id}/)."""
+
+    scenario = ScenarioSummarySerializer(read_only=True)
+
+    def to_representation(self, job):
+        out = super().to_representation(job)
+        out["scenario"] = scenario_summary(job.scenario)
+        return out

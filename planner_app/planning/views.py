@@ -68,6 +68,10 @@ class JobViewSet(OwnedQuerysetMixin, mixins.CreateModelMixin, mixins.RetrieveMod
     ordering_fields = ["created_at", "started_at", "finished_at", "status"]
     ordering = ["-created_at"]
 
+    def get_serializer_class(self):
+        # a list carries each job's scenario as a summary; the document is on GET /jobs/{id}/
+        return s.JobSummarySerializer if self.action == "list" else super().get_serializer_class()
+
     def owned_queryset(self):
         with_plans = self.action != "retrieve"      # retrieve loads them only for finished jobs
         return selectors.jobs_for(self.request.user, with_plans=with_plans).defer("input_scenario")
