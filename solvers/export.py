@@ -259,7 +259,15 @@ def petals_server_specs(plan_doc: dict[str, Any], scenario: Any | None, model_pa
         # cache_slots_used (block, job) slots of max_tokens tokens each (all its free slots for chain-less plans)
         slots = int(p.get("cache_slots_used", 0)) if has_chains else int(p.get("cache_slots", 0))
         cache_tokens = None
-        if sizes.max_tokens is not None:
+        pool = plan_doc.get("attn_cache_tokens")
+        if not has_chains and isinstance(pool, int) and not isinstance(pool, bool) and pool > 0:
+            # a plan that routes per request (the PETALS baseline) was planned and simulated with this fixed
+            # pool per block: export exactly it, not every free slot
+            cache_tokens = pool
+            args += ["--attn_cache_tokens", str(cache_tokens)]
+            if sizes.max_tokens is not None:
+                args += ["--inference_max_length", str(sizes.max_tokens)]
+        elif sizes.max_tokens is not None:
             cache_tokens = max(sizes.max_tokens, math.ceil(slots * sizes.max_tokens / m))
             args += ["--attn_cache_tokens", str(cache_tokens), "--inference_max_length", str(sizes.max_tokens)]
         if scenario is not None and scenario.model.architecture is not None:

@@ -93,13 +93,17 @@ def test_petals_nf4_and_missing_facts_are_stated():
     assert "--attn_cache_tokens" not in out["commands"][0] and "--block_indices 0:70" in out["commands"][0]
 
 
-def test_petals_baseline_plan_without_chains_gets_the_free_memory_as_cache():
+def test_petals_baseline_plan_without_chains_exports_the_pool_it_was_simulated_with():
     sc = _scenario(DISJOINT + [("e", 16, 0.3, 0.02)], arrival_rate=0.2)
     doc = plan(sc, "petals")
-    assert doc["chains"] == []
+    assert doc["chains"] == [] and doc["attn_cache_tokens"] > 0
     for s in petals_server_specs(doc, sc, "m")[0]:
         row = next(p for p in doc["placement"] if p["server"] == s["server"])
         assert s["cache_slots"] == row["cache_slots"] > 0
+        # the fixed per-block pool PETALS' routing was simulated with, not every free slot of the server
+        assert s["attn_cache_tokens"] == doc["attn_cache_tokens"]
+        assert _flag(s["args"], "--attn_cache_tokens") == str(doc["attn_cache_tokens"])
+        assert _flag(s["args"], "--inference_max_length") == "2048"
     with pytest.raises(ScenarioError, match="has none"):
         export_plan(doc, "vllm", sc, model_path="m")
 
