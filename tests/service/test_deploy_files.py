@@ -29,7 +29,7 @@ def test_compose_has_every_service_with_health_checks_and_volumes():
     assert "/api/v1/dispatch/health/" in " ".join(services["dispatcher"]["healthcheck"]["test"])
     # the dispatcher's state survives a Redis restart only with append-only persistence
     assert "--appendonly" in services["redis"]["command"]
-    assert "worker" in services["worker"]["command"] and "beat" in services["beat"]["command"]
+    assert "worker" in services["worker"]["command"] and "planner_app.core.beat" in services["beat"]["command"]
     # re-planning schedules live in the database: beat must read them there
     assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]["command"]
     declared = set(compose["volumes"])
