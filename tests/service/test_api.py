@@ -393,3 +393,24 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     # --fail-on-warn: an untyped field or unresolved parameter would make generated clients guess
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert "/api/v1/probe/reports/" in (tmp_path / "schema.yaml").read_text()
+
+
+def test_create_api_user_works_on_a_fresh_database(tmp_path):
+    """The README's command on a fresh clone: no tables yet, no serve.sh run before it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env["CHAINPLAN_VAR_DIR"] = str(tmp_path / "var")
+    run = subprocess.run([sys.executable, "manage.py", "create_api_user", "newuser", "--password", "x"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    token = run.stdout.strip()
+    assert len(token) >= 20 and "\n" not in token
+    again = subprocess.run([sys.executable, "manage.py", "create_api_user", "newuser"],
+                           cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.strip() == token, again.stderr
