@@ -108,7 +108,10 @@ def _replan_document(job: Job, scenario, progress, time_limit_s: float | None) -
 
 
 def _predicted_mean(doc: dict[str, Any], scenario) -> tuple[float | None, list[str]]:
-    """Upper bound on the mean response time of a plan's chains, re-timed on ``scenario``'s servers.
+    """Lower bound on the mean response time of a plan's chains, re-timed on ``scenario``'s servers.
+
+    The re-plan chooses ``c`` by this bound (solvers.switching.replan), so it is judged by the same one:
+    judging by the upper bound would reject plans for a figure the search never looked at.
 
     Returns (bound or None when unstable or chainless, the plan's servers missing from the scenario).
     """
@@ -122,7 +125,7 @@ def _predicted_mean(doc: dict[str, Any], scenario) -> tuple[float | None, list[s
     chains = [make_chain(scenario, [(index[sid], int(m)) for sid, m in zip(ch["servers"], ch["blocks"])],
                          int(ch["capacity"])) for ch in doc["chains"]]
     bounds = response_time_bounds(chains, scenario.workload.arrival_rate)
-    return (bounds.upper_s if bounds.stable else None), missing
+    return (bounds.lower_s if bounds.stable else None), missing
 
 
 def replan_gain(current: Plan | None, new_doc: dict[str, Any], scenario) -> dict[str, Any]:
@@ -144,7 +147,7 @@ def replan_gain(current: Plan | None, new_doc: dict[str, Any], scenario) -> dict
     if new_mean is None:
         return {**out, "why": "the new plan is overloaded at the current arrival rate"}
     gain = (old_mean - new_mean) / old_mean
-    return {**out, "gain": gain, "why": f"predicted mean response {old_mean:.4g} s -> {new_mean:.4g} s ({gain:+.1%})"}
+    return {**out, "gain": gain, "why": f"lower bound on mean response {old_mean:.4g} s -> {new_mean:.4g} s ({gain:+.1%})"}
 
 
 def _replan_decide(job: Job, new_plan: Plan | None, scenario) -> dict[str, Any]:

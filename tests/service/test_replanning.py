@@ -321,3 +321,22 @@ def test_webhook_to_a_private_address_is_refused_by_default(api, cluster, hook, 
     assert received == []                             # nothing was sent
     adoption.refresh_from_db()
     assert adoption.webhook_status is None and adoption.webhook_error.startswith("refused:")
+
+
+def test_a_replan_is_judged_by_the_bound_it_was_chosen_by(api, cluster):
+    """c is chosen by the lower bound (solvers.switching.replan), so the gain uses the lower bound too."""
+    from solvers.bounds import response_time_bounds
+    from solvers.topology import make_chain
+
+    job = replan(api, cluster["id"])
+    assert job["status"] == "succeeded", job
+    plan = Plan.objects.get(pk=job["plans"][0]["id"])
+    scenario = services.parse_scenario_document(job["scenario"], "")
+    index = {s.id: j for j, s in enumerate(scenario.servers)}
+    chains = [make_chain(scenario, [(index[sid], int(m)) for sid, m in zip(ch["servers"], ch["blocks"])],
+                         int(ch["capacity"])) for ch in plan.document["chains"]]
+    bounds = response_time_bounds(chains, scenario.workload.arrival_rate)
+    assert bounds.stable and bounds.lower_s < bounds.upper_s
+    judged = services.replan_gain(None, plan.document, scenario)
+    assert judged["predicted_new_s"] == pytest.approx(bounds.lower_s)
+    assert judged["predicted_new_s"] == pytest.approx(plan.document["bounds"]["response_time_lower_s"])

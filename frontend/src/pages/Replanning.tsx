@@ -165,7 +165,7 @@ export function ReplanPanel({ clusterId }: { clusterId: number }) {
 }
 
 const PERCENT_FIELDS: Array<[keyof ReplanSettings, string, string]> = [
-  ['replan_min_gain', 'Minimum gain (%)', 'A re-plan is adopted by itself only if it saves this share of the predicted mean response time.'],
+  ['replan_min_gain', 'Minimum gain (%)', 'A re-plan is adopted by itself only if it saves this share of the lower bound on mean response time (the bound the re-plan minimises; old and new plan judged on the current cluster and load).'],
   ['replan_calibration_threshold', 'Calibration change (%)', 'A new probe calibration re-plans when a figure changes by more.'],
   ['replan_load_threshold', 'Load drift (%)', 'An observed arrival rate re-plans when it drifts by more from the planned one.'],
 ];
