@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -70,9 +71,29 @@ def replan_request(cluster_id: int, trigger: str, detail: str) -> Job:
         raise ReplanRefused("the cluster cannot be planned: " + summary(flatten(exc.detail))) from None
     options = {"calibration": "measured", "simulate_requests": settings.DEFAULT_SIMULATE_REQUESTS, "seed": 1,
                "delta": cluster.replan_delta, "min_gain": cluster.replan_min_gain}
+    if trigger != Trigger.MANUAL:
+        earlier = _same_replan(cluster, scenario.to_dict(), options)
+        if earlier is not None:
+            return earlier
     return job_create(cluster.owner, scenario=scenario.to_dict(), input_scenario=doc, algorithms=["proposed"],
                       options=options, cluster=cluster, model=cluster.model, trigger=trigger,
                       trigger_detail=detail[:500], previous_plan_id=cluster.adopted_plan_id)
+
+
+def _same_replan(cluster: Cluster, scenario: dict[str, Any], options: dict[str, Any]) -> Job | None:
+    """An earlier re-plan that already answered exactly this input, so a schedule tick adds no duplicate candidate.
+
+    Same input: the same resolved scenario (servers, figures, workload and its arrival rate), the same
+    adopted plan to switch from, and the same delta and minimum gain.
+    """
+    resolved = json.loads(json.dumps(scenario))
+    recent = (Job.objects.filter(cluster=cluster, status=JobStatus.SUCCEEDED, previous_plan_id=cluster.adopted_plan_id)
+              .exclude(trigger="").order_by("-id").only("scenario", "options")[:20])
+    for job in recent:
+        if (job.scenario == resolved and job.options.get("delta") == options["delta"]
+                and job.options.get("min_gain") == options["min_gain"]):
+            return job
+    return None
 
 
 def replan_trigger(cluster_id: int, trigger: str, detail: str) -> Job | None:

@@ -340,3 +340,19 @@ def test_a_replan_is_judged_by_the_bound_it_was_chosen_by(api, cluster):
     judged = services.replan_gain(None, plan.document, scenario)
     assert judged["predicted_new_s"] == pytest.approx(bounds.lower_s)
     assert judged["predicted_new_s"] == pytest.approx(plan.document["bounds"]["response_time_lower_s"])
+
+
+def test_a_schedule_tick_with_unchanged_input_adds_no_second_candidate(api, cluster):
+    replan(api, cluster["id"])                                   # nothing adopted yet: adopted whatever the gain
+    sched = api.post(f"{V1}/clusters/{cluster['id']}/schedules/", {"kind": "interval", "every": 1, "period": "hours"},
+                     format="json").json()
+    first = services.replan_scheduled(cluster["id"], sched["id"])
+    run_queued()
+    assert Job.objects.get(pk=first).status == "succeeded"
+    jobs = Job.objects.count()
+    assert services.replan_scheduled(cluster["id"], sched["id"]) == first     # same input: the same answer
+    assert Job.objects.count() == jobs
+    # a different arrival rate is a different input
+    services.observed_load_record(Cluster.objects.get(pk=cluster["id"]), 0.05, None)
+    run_queued()
+    assert services.replan_scheduled(cluster["id"], sched["id"]) != first
