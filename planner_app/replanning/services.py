@@ -71,11 +71,12 @@ def replan_request(cluster_id: int, trigger: str, detail: str) -> Job:
         raise ReplanRefused("the cluster cannot be planned: " + summary(flatten(exc.detail))) from None
     options = {"calibration": "measured", "simulate_requests": settings.DEFAULT_SIMULATE_REQUESTS, "seed": 1,
                "delta": cluster.replan_delta, "min_gain": cluster.replan_min_gain}
+    resolved = scenario.to_dict()
     if trigger != Trigger.MANUAL:
-        earlier = _same_replan(cluster, scenario.to_dict(), options)
+        earlier = _same_replan(cluster, resolved, options)
         if earlier is not None:
             return earlier
-    return job_create(cluster.owner, scenario=scenario.to_dict(), input_scenario=doc, algorithms=["proposed"],
+    return job_create(cluster.owner, scenario=resolved, input_scenario=doc, algorithms=["proposed"],
                       options=options, cluster=cluster, model=cluster.model, trigger=trigger,
                       trigger_detail=detail[:500], previous_plan_id=cluster.adopted_plan_id)
 
@@ -128,7 +129,7 @@ def _replan_document(job: Job, scenario, progress, time_limit_s: float | None) -
     return doc
 
 
-def _predicted_mean(doc: dict[str, Any], scenario) -> tuple[float | None, list[str]]:
+def _mean_lower_bound(doc: dict[str, Any], scenario) -> tuple[float | None, list[str]]:
     """Lower bound on the mean response time of a plan's chains, re-timed on ``scenario``'s servers.
 
     The re-plan chooses ``c`` by this bound (solvers.switching.replan), so it is judged by the same one:
@@ -154,11 +155,11 @@ def replan_gain(current: Plan | None, new_doc: dict[str, Any], scenario) -> dict
 
     ``forced`` is true when the adopted plan cannot stay (none yet, a server gone, overloaded).
     """
-    new_mean, _ = _predicted_mean(new_doc, scenario)
+    new_mean, _ = _mean_lower_bound(new_doc, scenario)
     out: dict[str, Any] = {"predicted_old_s": None, "predicted_new_s": new_mean, "gain": None, "forced": False}
     if current is None:
         return {**out, "forced": True, "why": "no plan was adopted yet"}
-    old_mean, missing = _predicted_mean(current.document, scenario)
+    old_mean, missing = _mean_lower_bound(current.document, scenario)
     out["predicted_old_s"] = old_mean
     if missing:
         return {**out, "forced": True, "why": f"the adopted plan uses servers no longer in the cluster: "
