@@ -116,7 +116,9 @@ def test_health_banner_when_no_worker_is_alive(page, user, ui_stack):
         shot(page, "23-health-banner", full_page=False)
         # the banner is on every page, not only the job's
         page.goto("/clusters")
-        expect(page.get_by_test_id("health-banner")).to_be_visible()
+        # a fresh page asks again; with no worker the ask waits out the whole health timeout (3 s here)
+        # before it answers, on top of the page load, so allow more than Playwright's 5 s default
+        expect(page.get_by_test_id("health-banner")).to_be_visible(timeout=20_000)
         api.post(f"/api/v1/jobs/{job['id']}/cancel/")
     finally:
         ui_stack.start_worker(f"ui-{int(time.time())}", concurrency=2)
