@@ -8,7 +8,7 @@ import { buildQuery, type QueryValue } from './lib/query';
 import type { Health } from './lib/health';
 import type {
   Adoption, Algorithm, ApplyResult, Cluster, CurvePoint, DerivedSizes, Job, Model, ModelPreset, ObservedLoadResult,
-  Page, PlanDetail, PlanDiff, PlanSummary, ReplanSettings, ScenarioDoc, Schedule, Architecture, JobOptions, Workload,
+  Candidate, Page, PlanDetail, PlanDiff, PlanSummary, ReplanSettings, ScenarioDoc, Schedule, Architecture, JobOptions, Workload,
 } from './types';
 
 const BASE = '/api/v1';
@@ -173,7 +173,7 @@ export const api = {
   adoptions: (id: number, params: ListParams = {}) =>
     request<Page<Adoption>>('GET', `/clusters/${id}/adoptions/` + buildQuery(params)),
   candidates: (id: number, params: ListParams = {}) =>
-    request<Page<PlanSummary>>('GET', `/clusters/${id}/candidates/` + buildQuery(params)),
+    request<Page<Candidate>>('GET', `/clusters/${id}/candidates/` + buildQuery(params)),
   adopt: (planId: number) => request<Adoption>('POST', `/plans/${planId}/adopt/`),
   replan: (id: number) => request<Job>('POST', `/clusters/${id}/replan/`, {}),
   observedLoad: (id: number, arrival_rate: number, window_s?: number | null) =>

@@ -231,6 +231,18 @@ export interface PlanSummary {
   created_at: string;
 }
 
+/** The workload a candidate was planned for (GET /clusters/{id}/candidates/). */
+export interface CandidateWorkload {
+  digest: string;                  // the same digest: planned for the same load
+  arrival_rate: number | null;
+  trace_requests: number | null;
+}
+
+export interface Candidate extends PlanSummary {
+  workload: CandidateWorkload | null;
+  same_workload_as_adopted: boolean | null;   // null: no plan is adopted
+}
+
 export interface JobOptions {
   c?: number;
   simulate_requests?: number;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { adoptedByLabel, changeText, cronProblem, diffSummary, rangeText, scheduleBody, spansLabel } from '../src/lib/replan';
+import { adoptedByLabel, changeText, cronProblem, diffSummary, groupCandidates, rangeText, scheduleBody, spansLabel, workloadLabel } from '../src/lib/replan';
 import type { PlanDiff } from '../src/types';
 
 describe('spans and ranges', () => {
@@ -51,5 +51,28 @@ describe('schedules', () => {
     expect(scheduleBody({ kind: 'cron', every: '', period: 'hours', cron: ' 0  6 * * * ', enabled: false }))
       .toEqual({ body: { kind: 'cron', cron: '0 6 * * *', enabled: false } });
     expect('field' in scheduleBody({ kind: 'cron', every: '', period: 'hours', cron: 'x', enabled: true })).toBe(true);
+  });
+});
+
+describe('candidates by workload', () => {
+  const row = (id: number, digest: string, rate: number | null, same: boolean | null, trace: number | null = null) => ({
+    id, job: id, algorithm: 'search', feasible: true, mean_response_s: 1, p95_response_s: 2, total_capacity: 3,
+    solve_time_s: 0.1, created_at: '2026-12-02T00:00:00Z',
+    workload: { digest, arrival_rate: rate, trace_requests: trace }, same_workload_as_adopted: same,
+  });
+  it('groups by digest, the adopted load first, in first-seen order otherwise', () => {
+    const groups = groupCandidates([row(5, 'bbbb', 0.05, false), row(4, 'aaaa', 0.2, true), row(3, 'bbbb', 0.05, false),
+      row(2, 'cccc', null, false, 1200)]);
+    expect(groups.map((g) => g.candidates.map((c) => c.id))).toEqual([[4], [5, 3], [2]]);
+    expect(groups[0].label).toBe("Planned for 0.2 requests/s — the adopted plan's load");
+    expect(groups[1].label).toMatch(/^Planned for 0\.05 requests\/s — not the adopted plan's load/);
+    expect(groups[2].label).toMatch(/^Planned for a trace of 1,200 requests/);
+  });
+  it('tells apart two loads of the same rate, and says nothing about adoption when none is adopted', () => {
+    const groups = groupCandidates([row(2, 'aaaa1111ff', 0.2, null), row(1, 'bbbb2222ff', 0.2, null)]);
+    expect(groups.map((g) => g.label)).toEqual(['Planned for 0.2 requests/s (workload aaaa1111)',
+      'Planned for 0.2 requests/s (workload bbbb2222)']);
+    expect(workloadLabel(null)).toBe('an unknown load');
+    expect(workloadLabel({ digest: 'd', arrival_rate: 1, trace_requests: null })).toBe('1 request/s');
   });
 });

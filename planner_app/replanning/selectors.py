@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+from typing import Any, Iterable
 
 from django.db.models import QuerySet
 
@@ -26,9 +28,36 @@ def adopted_plan_of(cluster: Cluster) -> tuple[Plan | None, PlanAdoption | None]
 
 def candidates_for(user, cluster: Cluster) -> QuerySet[Plan]:
     """Feasible plans of the cluster that are not adopted now, newest first (re-plans and ordinary jobs)."""
-    qs = (Plan.objects.filter(job__owner=user, job__cluster=cluster, feasible=True).select_related("job")
+    qs = (Plan.objects.filter(job__owner=user, job__cluster=cluster, feasible=True)
           .defer("document").order_by("-created_at", "-id"))
     return qs.exclude(pk=cluster.adopted_plan_id) if cluster.adopted_plan_id else qs
+
+
+def adopted_job_id(cluster: Cluster) -> int | None:
+    """The job of the cluster's adopted plan, without loading the plan's document."""
+    if not cluster.adopted_plan_id:
+        return None
+    return Plan.objects.filter(pk=cluster.adopted_plan_id).values_list("job_id", flat=True).first()
+
+
+def workload_key(workload: Any) -> dict[str, Any]:
+    """What a plan was made for, as candidates are grouped: a digest of the whole workload, its rate and trace length.
+
+    Two plans with the same digest were planned for exactly the same load (rate, token
+    counts, trace), so their bounds compare; different digests mean different loads.
+    """
+    w = workload if isinstance(workload, dict) else {}
+    canonical = json.dumps(w, sort_keys=True, separators=(",", ":"), default=str)
+    rate, trace = w.get("arrival_rate"), w.get("trace")
+    return {"digest": hashlib.sha256(canonical.encode()).hexdigest()[:16],
+            "arrival_rate": float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None,
+            "trace_requests": len(trace) if isinstance(trace, list) else None}
+
+
+def workloads_of(job_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """job id -> workload key, reading only each job's workload (not its servers)."""
+    rows = Job.objects.filter(pk__in=set(job_ids)).values_list("pk", "scenario__workload")
+    return {pk: workload_key(workload) for pk, workload in rows}
 
 
 def schedules_for(cluster: Cluster) -> QuerySet[ReplanSchedule]:

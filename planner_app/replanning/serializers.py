@@ -44,6 +44,35 @@ class AdoptionDetailSerializer(AdoptionSerializer):
     diff = DiffField()
 
 
+class CandidateWorkloadSerializer(serializers.Serializer):
+    digest = serializers.CharField(help_text="first 16 hex digits of the SHA-256 of the workload the plan was made "
+                                             "for: candidates with the same digest were planned for the same load")
+    arrival_rate = serializers.FloatField(allow_null=True, help_text="requests/s; null for a trace without a rate")
+    trace_requests = serializers.IntegerField(allow_null=True, help_text="requests in the workload's trace; "
+                                                                         "null without a trace")
+
+
+class CandidateSerializer(PlanSummarySerializer):
+    """A candidate with the workload it was planned for, so candidates for different loads are not compared."""
+
+    workload = serializers.SerializerMethodField()
+    same_workload_as_adopted = serializers.SerializerMethodField(
+        help_text="planned for the same workload as the adopted plan; null when no plan is adopted")
+
+    class Meta(PlanSummarySerializer.Meta):
+        fields = PlanSummarySerializer.Meta.fields + ["workload", "same_workload_as_adopted"]
+        read_only_fields = fields
+
+    @extend_schema_field(CandidateWorkloadSerializer)
+    def get_workload(self, plan):
+        return self.context["workloads"].get(plan.job_id)
+
+    @extend_schema_field(serializers.BooleanField(allow_null=True))
+    def get_same_workload_as_adopted(self, plan):
+        adopted, mine = self.context.get("adopted"), self.context["workloads"].get(plan.job_id)
+        return None if adopted is None or mine is None else adopted["digest"] == mine["digest"]
+
+
 class AdoptedPlanSerializer(serializers.Serializer):
     plan = PlanDetailSerializer(allow_null=True)
     adoption = AdoptionDetailSerializer(allow_null=True)

@@ -37,12 +37,15 @@ class ClusterReplanningActions:
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(s.AdoptionSerializer(page, many=True).data)
 
-    @extend_schema(responses={200: PlanSummarySerializer(many=True)})
+    @extend_schema(responses={200: s.CandidateSerializer(many=True)})
     @action(detail=True, methods=["get"], filter_backends=[])
     def candidates(self, request, pk=None):
-        qs = selectors.candidates_for(request.user, self.get_object())
-        page = self.paginate_queryset(qs)
-        return self.get_paginated_response(PlanSummarySerializer(page, many=True).data)
+        cluster = self.get_object()
+        page = self.paginate_queryset(selectors.candidates_for(request.user, cluster))
+        adopted_job = selectors.adopted_job_id(cluster)
+        workloads = selectors.workloads_of([p.job_id for p in page] + ([adopted_job] if adopted_job else []))
+        context = {"workloads": workloads, "adopted": workloads.get(adopted_job) if adopted_job else None}
+        return self.get_paginated_response(s.CandidateSerializer(page, many=True, context=context).data)
 
     @extend_schema(parameters=[OpenApiParameter("initial_peers", OpenApiTypes.STR,
                                                 description="multiaddr(s) of the swarm's bootstrap peers")],

@@ -356,3 +356,23 @@ def test_a_schedule_tick_with_unchanged_input_adds_no_second_candidate(api, clus
     services.observed_load_record(Cluster.objects.get(pk=cluster["id"]), 0.05, None)
     run_queued()
     assert services.replan_scheduled(cluster["id"], sched["id"]) != first
+
+
+def test_candidates_say_which_workload_they_were_planned_for(api, cluster):
+    """Candidates for different arrival rates are told apart (and from the adopted plan's load)."""
+    url = f"{V1}/clusters/{cluster['id']}/candidates/"
+    replan(api, cluster["id"])                                   # adopted: the first re-plan
+    Cluster.objects.filter(pk=cluster["id"]).update(replan_min_gain=10.0)   # later ones stay candidates
+    same = replan(api, cluster["id"])
+    Cluster.objects.filter(pk=cluster["id"]).update(observed_arrival_rate=0.05)
+    other = replan(api, cluster["id"])
+    rows = {p["job"]: p for p in api.get(url).json()["results"]}
+    assert rows[same["id"]]["workload"]["arrival_rate"] == pytest.approx(cluster["default_workload"]["arrival_rate"])
+    assert rows[other["id"]]["workload"]["arrival_rate"] == pytest.approx(0.05)
+    assert rows[same["id"]]["workload"]["trace_requests"] is None
+    assert rows[same["id"]]["workload"]["digest"] != rows[other["id"]]["workload"]["digest"]
+    assert rows[same["id"]]["same_workload_as_adopted"] is True
+    assert rows[other["id"]]["same_workload_as_adopted"] is False
+    # with nothing adopted, there is nothing to compare with
+    Cluster.objects.filter(pk=cluster["id"]).update(adopted_plan=None)
+    assert {p["same_workload_as_adopted"] for p in api.get(url).json()["results"]} == {None}

@@ -361,6 +361,18 @@ def test_adopt_a_plan_see_the_diff_and_the_apply_commands(page, user, ui_stack, 
     history = panel.locator("[data-testid=adoptions-table] tbody tr")
     expect(history).to_have_count(2)
     expect(history.first).to_contain_text(user)
+    # candidates are grouped by the load they were planned for: a plan for another rate stands apart
+    other = api.post("/api/v1/jobs/", json={"cluster": cluster["id"], "algorithms": ["proposed"],
+                                            "workload": {"arrival_rate": 0.1}, "options": {"simulate_requests": 500}})
+    assert other.status_code == 201, other.text
+    assert api.wait_job(other.json()["id"], timeout=120)["status"] == "succeeded"
+    page.reload()
+    groups = panel.locator("[data-testid=candidate-group]")
+    expect(groups).to_have_count(2)
+    expect(groups.nth(0).locator("h4")).to_have_text("Planned for 0.5 requests/s — the adopted plan's load")
+    expect(groups.nth(0)).to_contain_text(f"#{first}")
+    expect(groups.nth(1).locator("h4")).to_contain_text("Planned for 0.1 requests/s — not the adopted plan's load")
+    expect(groups.nth(1)).not_to_contain_text(f"#{first} ")
     # a schedule, added and shown
     panel.get_by_role("button", name="Add schedule").click()
     panel.get_by_label("Kind").select_option("cron")

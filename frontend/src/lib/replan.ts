@@ -1,6 +1,6 @@
 // Pure helpers of the re-planning views (unit-tested in tests/replan.test.ts).
 
-import type { PlanDiff, Predicted, Schedule, Trigger } from '../types';
+import type { Candidate, PlanDiff, Predicted, Schedule, Trigger } from '../types';
 
 /** Half-open block spans [[4, 6], [9, 10]] as "4–5, 9" (blocks are numbered from 0). */
 export function spansLabel(spans: Array<[number, number]>): string {
@@ -97,4 +97,56 @@ export function scheduleBody(d: ScheduleDraft): { body: Partial<Schedule> } | { 
   const problem = cronProblem(d.cron);
   if (problem) return { field: 'cron', message: problem };
   return { body: { kind: 'cron', cron: d.cron.trim().split(/\s+/).join(' '), enabled: d.enabled } };
+}
+
+export interface CandidateGroup {
+  key: string;
+  label: string;                   // "Planned for 0.2 requests/s (the adopted plan's load)"
+  sameAsAdopted: boolean | null;
+  candidates: Candidate[];
+}
+
+function rateText(r: number): string {
+  return `${+r.toPrecision(3)} request${r === 1 ? '' : 's'}/s`;
+}
+
+/** The load a candidate was planned for, in words. */
+export function workloadLabel(w: Candidate['workload']): string {
+  if (!w) return 'an unknown load';
+  const parts: string[] = [];
+  if (w.arrival_rate !== null) parts.push(rateText(w.arrival_rate));
+  if (w.trace_requests !== null) parts.push(`a trace of ${w.trace_requests.toLocaleString('en-US')} requests`);
+  return parts.length ? parts.join(', ') : `workload ${w.digest}`;
+}
+
+/**
+ * Candidates grouped by the workload they were planned for (bounds only compare within a
+ * group): the adopted plan's load first, then the others in the order they first appear.
+ * Two groups with the same rate but different workloads (token counts, a trace) say so.
+ */
+export function groupCandidates(rows: Candidate[]): CandidateGroup[] {
+  const groups = new Map<string, CandidateGroup>();
+  for (const c of rows) {
+    const key = c.workload?.digest ?? 'unknown';
+    let g = groups.get(key);
+    if (!g) {
+      g = { key, label: '', sameAsAdopted: c.same_workload_as_adopted, candidates: [] };
+      groups.set(key, g);
+    }
+    g.candidates.push(c);
+  }
+  const list = [...groups.values()];
+  const labels = new Map<string, number>();
+  for (const g of list) {
+    const text = workloadLabel(g.candidates[0].workload);
+    labels.set(text, (labels.get(text) ?? 0) + 1);
+  }
+  for (const g of list) {
+    const text = workloadLabel(g.candidates[0].workload);
+    const clash = (labels.get(text) ?? 0) > 1 && g.key !== 'unknown' ? ` (workload ${g.key.slice(0, 8)})` : '';
+    const adopted = g.sameAsAdopted === true ? " — the adopted plan's load"
+      : g.sameAsAdopted === false ? ' — not the adopted plan\'s load: its figures do not compare with it' : '';
+    g.label = `Planned for ${text}${clash}${adopted}`;
+  }
+  return list.sort((a, b) => Number(b.sameAsAdopted === true) - Number(a.sameAsAdopted === true));
 }

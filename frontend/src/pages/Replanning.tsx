@@ -8,7 +8,7 @@ import { ApiError, fieldMap } from '../lib/errors';
 import { downloadText, safeFileName } from '../lib/download';
 import { fmtDate, fmtNum, fmtPercent, fmtSeconds } from '../lib/format';
 import {
-  adoptedByLabel, changeText, CRON_HINT, diffSummary, draftOf, rangeText, scheduleBody, spansLabel,
+  adoptedByLabel, changeText, CRON_HINT, diffSummary, draftOf, groupCandidates, rangeText, scheduleBody, spansLabel,
   type ScheduleDraft,
 } from '../lib/replan';
 import { ErrorBox, Field, Link, Loading, Notice, PageHeader, parseNumberInput, Stat } from '../components/ui';
@@ -94,33 +94,41 @@ export function ReplanPanel({ clusterId }: { clusterId: number }) {
 
       <div class="card">
         <h3>Candidates</h3>
+        {candidates.results.length > 0 && (
+          <p class="muted">Grouped by the load each was planned for: a plan's figures compare only with plans made for the same load.</p>
+        )}
         {candidates.results.length === 0 ? <p class="muted">No other feasible plans of this cluster.</p> : (
-          <div class="table-wrap">
-            <table class="table compact" data-testid="candidates-table">
-              <thead>
-                <tr>
-                  <th scope="col">Plan</th><th scope="col">Job</th><th scope="col">Created</th>
-                  <th scope="col" class="num">Mean</th><th scope="col" class="num">p95</th><th scope="col">Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {candidates.results.map((p) => (
-                  <tr key={p.id}>
-                    <th scope="row"><Link href={`/plans/${p.id}`}>#{p.id} {p.algorithm}</Link></th>
-                    <td><Link href={`/jobs/${p.job}`}>#{p.job}</Link></td>
-                    <td>{fmtDate(p.created_at)}</td>
-                    <td class="num">{fmtSeconds(p.mean_response_s)}</td>
-                    <td class="num">{fmtSeconds(p.p95_response_s)}</td>
-                    <td>
-                      {plan && <Link href={`/plans/${p.id}/diff/${plan.id}`}>Diff</Link>}{plan && ' · '}
-                      <button type="button" class="button-small primary" disabled={busy} onClick={() => adopt(p.id)}
-                        aria-label={`Adopt plan ${p.id}`}>Adopt</button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          groupCandidates(candidates.results).map((g) => (
+            <div key={g.key} class="candidate-group" data-testid="candidate-group">
+              <h4>{g.label}</h4>
+              <div class="table-wrap">
+                <table class="table compact" data-testid="candidates-table">
+                  <thead>
+                    <tr>
+                      <th scope="col">Plan</th><th scope="col">Job</th><th scope="col">Created</th>
+                      <th scope="col" class="num">Mean</th><th scope="col" class="num">p95</th><th scope="col">Actions</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {g.candidates.map((p) => (
+                      <tr key={p.id}>
+                        <th scope="row"><Link href={`/plans/${p.id}`}>#{p.id} {p.algorithm}</Link></th>
+                        <td><Link href={`/jobs/${p.job}`}>#{p.job}</Link></td>
+                        <td>{fmtDate(p.created_at)}</td>
+                        <td class="num">{fmtSeconds(p.mean_response_s)}</td>
+                        <td class="num">{fmtSeconds(p.p95_response_s)}</td>
+                        <td>
+                          {plan && <Link href={`/plans/${p.id}/diff/${plan.id}`}>Diff</Link>}{plan && ' · '}
+                          <button type="button" class="button-small primary" disabled={busy} onClick={() => adopt(p.id)}
+                            aria-label={`Adopt plan ${p.id}`}>Adopt</button>
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            </div>
+          ))
         )}
       </div>
 
