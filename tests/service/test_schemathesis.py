@@ -3,11 +3,14 @@
 A bounded run that fits CI (a few examples per operation, every phase including the stateful
 links), failing on any 5xx, any response that violates the schema, any accepted request that
 violates it, any undocumented status code or content type, and a wrong answer to an undeclared
-method. Two passes: one with the path ids of real objects seeded beforehand (so the object
-endpoints reach their logic instead of answering 404; DELETE left out so the objects stay), one
-with generated ids over every operation (DELETE included).
-
-The long run (>= 10,000 cases) is recorded in bench/results/schemathesis.md.
+method. Passes: one with the path ids of real objects seeded beforehand (so the object endpoints
+reach their logic instead of answering 404; DELETE left out so the objects stay), one with
+generated ids over every other operation (DELETE included), and health and the schedule paths
+on their own (the reasons are below); their JSON reports show that together they test every
+operation. The long run (>= 10,000 cases) is this test with more examples, run by
+bench/bench_schemathesis.py and recorded in bench/results/schemathesis.md. Environment:
+CHAINPLAN_ST_EXAMPLES (examples per operation, 5), CHAINPLAN_ST_TIMEOUT (seconds a pass may
+take, 420) and CHAINPLAN_ST_REPORT_DIR (where each pass writes Schemathesis's JSON report).
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ import pytest
 
 from .conftest import SMALL
 
-pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
+EXAMPLES = os.environ.get("CHAINPLAN_ST_EXAMPLES", "5")
+PASS_TIMEOUT = int(os.environ.get("CHAINPLAN_ST_TIMEOUT", "420"))
+REPORT_DIR = os.environ.get("CHAINPLAN_ST_REPORT_DIR", "")
+
+# four passes, each within PASS_TIMEOUT, plus the seeding and the final job
+pytestmark = [pytest.mark.services, pytest.mark.timeout(max(600, 4 * PASS_TIMEOUT + 180))]
 
 ST = Path(sys.executable).parent / "st"
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
           "negative_data_rejection,unsupported_method,response_headers_conformance,use_after_free,"
           "ensure_resource_availability")
-EXAMPLES = os.environ.get("CHAINPLAN_ST_EXAMPLES", "5")
-
 
 def seed(client) -> dict[str, int]:
     """A model, a cluster using it, a finished job with its plans and a schedule: real path ids."""
@@ -79,9 +85,11 @@ def run_st(live, token: str, tmp_path: Path, name: str, ids=None, extra=(), chec
             "--checks", checks, "--max-examples", EXAMPLES, "--workers", "1", "--no-color",
             "--phases", phases, "--seed", "1212",
             "--suppress-health-check", "all", *extra]
+    # the JSON report says how many operations the pass selected (the passes must cover them all)
+    args += ["--report", "json", "--report-json-path", str(Path(REPORT_DIR or tmp_path) / f"{name}.json")]
     # cwd: its cache (.schemathesis/) goes to the test's directory, not the repository
     return subprocess.run(args, env={**os.environ, "CHAINPLAN_ST_TOKEN": token}, capture_output=True,
-                          text=True, timeout=420, cwd=tmp_path)
+                          text=True, timeout=PASS_TIMEOUT, cwd=tmp_path)
 
 
 def without(check: str) -> str:
@@ -105,6 +113,9 @@ def test_schemathesis_finds_nothing(live, tmp_path):
         "schedules": run_st(live, token, tmp_path, "schedules", ids, ["--include-path-regex", schedules,
                                                                       "--exclude-method", "DELETE"],
                             checks=without("negative_data_rejection")),
+        # then deleting the seeded schedule (and the use-after-free check on it)
+        "schedules-delete": run_st(live, token, tmp_path, "schedules-delete", ids, [
+            "--include-path-regex", schedules, "--exclude-method-regex", "^(GET|POST|PUT|PATCH|HEAD|OPTIONS)$"], checks=without("negative_data_rejection")),
         "health": run_st(live, token, tmp_path, "health", None, ["--include-path-regex", health],
                          checks=without("not_a_server_error")),
         # generated ids, every operation, DELETE included
@@ -114,6 +125,12 @@ def test_schemathesis_finds_nothing(live, tmp_path):
     for name, out in runs.items():
         assert out.returncode == 0, f"{name}:\n" + out.stdout[-12000:] + out.stderr[-3000:]
         assert " passed" in out.stdout and "Errored" not in out.stdout, f"{name}:\n" + out.stdout[-3000:]
+    # every operation is fuzzed: generated + health + the two schedule passes partition the schema
+    reports = {name: json.loads((Path(REPORT_DIR or tmp_path) / f"{name}.json").read_text())["operations"]
+               for name in runs}
+    partition = ("generated", "health", "schedules", "schedules-delete")
+    assert sum(reports[n]["tested"] for n in partition) == reports["generated"]["total"], reports
+    assert all(r["errored"] == 0 and r["skipped"] == 0 for r in reports.values()), reports
     # the service survived: the worker still runs jobs (the seeded cluster has been fuzzed meanwhile)
     job = client.post("/api/v1/jobs/", json={"scenario": SMALL})
     assert job.status_code == 201, job.text
