@@ -1,4 +1,4 @@
-"""Closed-form bounds on the mean response time under JFFC (spec section 2.4).
+"""Closed-form bounds on the mean response time under JFFC.
 
 With chains sorted fastest first (rates mu_1 >= mu_2 >= ...) and capacities c_l,
 the number of jobs in the system is sandwiched between two birth-death chains

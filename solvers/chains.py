@@ -2,7 +2,7 @@
 
 A chain is an ordered list of servers that together run blocks ``0..L-1``; each
 hop runs ``blocks[i]`` consecutive blocks.  Its service time for one job is
-linear in the job's token counts (spec section 5), so a chain carries three
+linear in the job's token counts, so a chain carries three
 coefficients and its mean service time for the scenario's mean job.
 """
 

@@ -1,4 +1,4 @@
-"""Choosing the cache reservation ``c`` (spec section 2.5).
+"""Choosing the cache reservation ``c``.
 
 For every feasible ``c`` in ``1..c_max``: GBP-CR, GCA on its placement, and an
 objective; keep the best.  Objectives:

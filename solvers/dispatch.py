@@ -1,4 +1,4 @@
-"""Online dispatchers over a fixed set of chains (spec sections 2.3 and 3).
+"""Online dispatchers over a fixed set of chains.
 
 A dispatcher is a small state machine with no notion of time, so the very same
 object serves the discrete-event simulator and a live service that dispatches
@@ -16,7 +16,7 @@ and chains of capacity 0 are never used.
 
 Two families, and why:
 
-* JFFC keeps ONE central FIFO queue, as the spec defines it: a job is bound to
+* JFFC keeps ONE central FIFO queue, as the paper defines it: a job is bound to
   a chain only when a slot is free for it, so no job ever waits behind a slow
   chain while another has room.
 * JSQ, JIQ, SED and random are *immediate-dispatch* policies: they commit every
@@ -117,7 +117,7 @@ class Dispatcher:
 
 
 class JFFC(Dispatcher):
-    """Join the fastest free chain, one central FIFO queue (spec 2.3).
+    """Join the fastest free chain, one central FIFO queue.
 
     Arrival: the job starts on the fastest chain with ``Z_k < c_k``; if every
     chain is full it joins the tail of the central queue.  Completion on chain

@@ -1,4 +1,4 @@
-"""Exact references with OR-Tools (spec section 4): how far is the greedy from optimal?
+"""Exact references with OR-Tools: how far is the greedy from optimal?
 
 ``optimal-allocation``
     For a fixed placement (default: the proposed method's, for its tuned ``c``)
@@ -12,7 +12,7 @@
     Placement and allocation together for small instances (J <= 8, L <= 12),
     maximising the total service rate ``nu``.  Why ``nu`` rather than the
     response-time bound: the bound is not linear (nor convex) in the
-    capacities, while ``nu`` is the quantity the spec's exact reference and the
+    capacities, while ``nu`` is the quantity the paper's exact reference and the
     authors' optimality claims are stated in, and it is what decides stability
     and the heavy-load response time.  At light load a max-``nu`` plan may use
     long, slow chains, so its response-time bound can be *worse* than the

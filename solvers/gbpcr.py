@@ -1,4 +1,4 @@
-"""GBP-CR: greedy block placement with cache reservation ``c`` (spec section 2.1).
+"""GBP-CR: greedy block placement with cache reservation ``c``.
 
 Each server is sized to keep KV cache for ``c`` concurrent jobs on every block
 it holds, servers are taken in increasing amortised time per block, and they

@@ -1,4 +1,4 @@
-"""GCA: greedy cache allocation on any placement (spec section 2.2).
+"""GCA: greedy cache allocation on any placement.
 
 Repeatedly take the fastest source-to-sink chain among edges whose target
 still has room for the blocks it would run, give it as many jobs as its

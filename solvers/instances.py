@@ -1,4 +1,4 @@
-"""Scenario generators for the published evaluation settings (spec section 6).
+"""Scenario generators for the published evaluation settings.
 
 ``paper_scenario`` builds the simulation study's cluster: BLOOM-176B
 (L = 70, s_m = 1.32 GB, s_c = 0.11 GB), 2000 input / 20 output tokens, a

@@ -3,7 +3,7 @@
 It starts from the paper's method (``proposed``) and keeps that plan unless
 it finds one with a strictly lower JFFC lower bound on mean response time, so
 it is never worse than ``proposed`` by that bound.  Everything is scored the
-same way: GCA on the placement, then the closed-form lower bound (spec 2.4).
+same way: GCA on the placement, then the closed-form lower bound.
 
 1. **Keep every chain.**  GBP-CR stops adding chains once
    ``nu >= lambda / (rho_bar c)``; at light load that leaves most servers idle

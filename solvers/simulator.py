@@ -399,7 +399,7 @@ def simulate_plan(scenario: Scenario, chains: Sequence[Chain], dispatcher: str =
     With a trace in the scenario: its first ``requests`` requests (all of them
     if it is shorter), service times from their token counts.  Otherwise
     Poisson arrivals at the scenario's rate with exponential job sizes (the
-    setting of the bounds, spec 2.4).
+    setting of the bounds).
     """
     trace = scenario.workload.trace
     if trace is not None:

@@ -1,4 +1,4 @@
-"""Switching-aware re-planning and plan diffs (spec section 2.6).
+"""Switching-aware re-planning and plan diffs.
 
 Moving from one placement to another costs something real: weights must be
 loaded onto servers (and caches rebuilt).  ``switching_cost`` counts it as

@@ -1,4 +1,4 @@
-"""Placements and the routing topology they induce (spec section 1).
+"""Placements and the routing topology they induce.
 
 Server ``j`` holds blocks ``start_j .. start_j + count_j - 1``.  Server ``j`` may
 follow server ``i`` in a chain iff ``start_j <= end_i <= end_j - 1`` (with
