@@ -234,13 +234,14 @@ def _export_options(params) -> dict[str, Any]:
                 errors.append({"field": key, "message": "must be at most 2000 characters, no NUL"})
             else:
                 opts[key] = value
-    if params.get("new_swarm"):
+    # a number or boolean given empty ("?rpc_port=") is a bad value, not an absent one
+    if "new_swarm" in params:
         if params["new_swarm"].lower() not in ("true", "false", "1", "0"):
             errors.append({"field": "new_swarm", "message": "must be true or false"})
         else:
             opts["new_swarm"] = params["new_swarm"].lower() in ("true", "1")
     for key in ("gpu_memory_utilization", "mem_fraction_static"):
-        if params.get(key):
+        if key in params:
             try:
                 value = float(params[key])
                 if not (math.isfinite(value) and 0 < value <= 1):
@@ -249,7 +250,7 @@ def _export_options(params) -> dict[str, Any]:
             except ValueError:
                 errors.append({"field": key, "message": "must be a number in (0, 1]"})
     for key in ("dist_init_port", "rpc_port"):
-        if params.get(key):
+        if key in params:
             try:
                 value = int(params[key])
                 if not 1 <= value <= 65535:

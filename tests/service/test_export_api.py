@@ -73,6 +73,10 @@ def test_export_bad_input_is_400_naming_it(api, plan):
     assert r.status_code == 400 and "did you mean 'initial_peers'" in r.json()["errors"][0]["message"]
     r = api.get(url, {"runtime": "llama.cpp", "rpc_port": "70000"})
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "rpc_port"
+    # given but empty is a bad value, not an absent one (Schemathesis: "dist_init_port=" was accepted)
+    for key in ("dist_init_port", "rpc_port", "gpu_memory_utilization", "mem_fraction_static", "new_swarm"):
+        r = api.get(url, {"runtime": "vllm", key: ""})
+        assert r.status_code == 400 and r.json()["errors"][0]["field"] == key, (key, r.content)
 
 
 def test_export_is_owner_only(other_api, plan):
