@@ -39,7 +39,7 @@ DESCRIPTIONS = {
 # operationId -> codes beyond those derived from the operation's shape
 EXTRA = {
     "jobs_cancel_create": ["409"],
-    "plans_adopt_create": ["409"],
+    "plans_adopt_create": ["400", "409"],     # 400: an infeasible plan, or one of an inline scenario
     "auth_token_create": ["429"],
     "auth_login_create": ["403", "429"],
     "plans_diff_retrieve": ["404"],

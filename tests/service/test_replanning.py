@@ -376,3 +376,15 @@ def test_candidates_say_which_workload_they_were_planned_for(api, cluster):
     # with nothing adopted, there is nothing to compare with
     Cluster.objects.filter(pk=cluster["id"]).update(adopted_plan=None)
     assert {p["same_workload_as_adopted"] for p in api.get(url).json()["results"]} == {None}
+
+
+def test_adopting_a_plan_of_no_cluster_is_a_documented_400(api, small_doc):
+    """Schemathesis found the 400 for a plan of an inline scenario missing from the schema."""
+    job = api.post(f"{V1}/jobs/", {"scenario": small_doc, "algorithms": ["proposed"],
+                                   "options": {"simulate_requests": 200}}, format="json").json()
+    run_queued()
+    plan = api.get(f"{V1}/jobs/{job['id']}/").json()["plans"][0]["id"]
+    r = api.post(f"{V1}/plans/{plan}/adopt/")
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "plan"
+    schema = api.get(f"{V1}/schema/?format=json").json()
+    assert "400" in schema["paths"]["/api/v1/plans/{id}/adopt/"]["post"]["responses"]
