@@ -28,7 +28,7 @@ TEST = "tests/service/test_schemathesis.py"
 PASSES = ("seeded", "schedules", "schedules-delete", "health", "generated")
 
 
-def run(examples: int, pass_timeout: int) -> tuple[int, dict[str, dict], float, str]:
+def run(examples: int, pass_timeout: int, log: str | None = None) -> tuple[int, dict[str, dict], float, str]:
     with tempfile.TemporaryDirectory(prefix="chainplan-st-") as tmp:
         env = {**os.environ, "CHAINPLAN_ST_EXAMPLES": str(examples), "CHAINPLAN_ST_TIMEOUT": str(pass_timeout),
                "CHAINPLAN_ST_REPORT_DIR": tmp}
@@ -36,6 +36,8 @@ def run(examples: int, pass_timeout: int) -> tuple[int, dict[str, dict], float, 
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", TEST],
                              cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.monotonic() - started
+        if log:         # the whole output: each failing pass's report with the requests to reproduce
+            Path(log).write_text(out.stdout + out.stderr)
         reports = {}
         for name in PASSES:
             path = Path(tmp) / f"{name}.json"
@@ -110,12 +112,13 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=60, help="examples per operation and phase (the CI test uses 5)")
     ap.add_argument("--pass-timeout", type=int, default=3600, help="seconds one pass may take")
     ap.add_argument("--no-write", action="store_true", help="print the summary; do not write bench/results")
+    ap.add_argument("--log", help="write pytest's whole output (every failure with its curl command) here")
     args = ap.parse_args()
     if args.examples < 1:
         ap.error("--examples must be at least 1")
     from importlib.metadata import version
     st_version = version("schemathesis")
-    rc, reports, wall, tail = run(args.examples, args.pass_timeout)
+    rc, reports, wall, tail = run(args.examples, args.pass_timeout, args.log)
     summary = summarise(reports)
     text = markdown(summary, args.examples, rc, wall, st_version)
     print(text)

@@ -42,7 +42,10 @@ class StrictFilterBackend(df.DjangoFilterBackend):
             if len(values) > 1:
                 problems.append({"field": name, "message": "given more than once; give it once"})
             elif values and name in filters and values[0] == "":
-                problems.append({"field": name, "message": "must not be empty (leave it out to not filter)"})
+                # not "must not be empty": the parameter is optional, and machine readers of this
+                # envelope (Schemathesis's error feedback) take that wording to mean "required"
+                problems.append({"field": name, "message": "given without a value: give one, or leave the "
+                                                           "parameter out to not filter"})
             elif values and isinstance(filters.get(name), df.BooleanFilter) and values[0] not in ("true", "false"):
                 problems.append({"field": name, "message": "must be true or false"})
         if problems:
