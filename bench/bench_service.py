@@ -5,7 +5,7 @@ Targets (issue 4, on a 2-core machine):
   2. 1000 jobs submitted in a burst are all accepted and all finish, none lost or duplicated;
   3. the paper-sized scenario (J = 20) goes from POST to finished plan in under 2 s on an idle worker.
 
-It starts the production processes (gunicorn, a Celery worker) on a fresh
+It starts the production processes (uvicorn serving planner_app.asgi, a Celery worker) on a fresh
 PostgreSQL database and a Redis queue of its own, and drives them with an
 asyncio HTTP/1.1 client running in a separate process, so client overhead
 stays off the server's interpreter.
@@ -268,6 +268,7 @@ def main() -> None:
     finally:
         stack.stop()
         db.drop()
+    report["machine"]["load_average_at_end"] = os.getloadavg()
     if not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "service.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -286,8 +287,8 @@ def write_markdown(r: dict) -> None:
     text = f"""# Service benchmark (bench/bench_service.py)
 
 Machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, {m['postgres']}, {m['redis']};
-load average when the run started {tuple(round(x, 2) for x in m['load_average_at_start'])} (the machine is shared).
-Processes: gunicorn {r['config']['web_workers']} workers x {r['config']['web_threads']} threads,
+load average when the run started {tuple(round(x, 2) for x in m['load_average_at_start'])}, when it ended {tuple(round(x, 2) for x in m['load_average_at_end'])} (the machine is shared).
+Processes: uvicorn (planner_app.asgi: the dispatcher in front of Django) {r['config']['web_workers']} workers, Django's sync views on {r['config']['web_threads']} threads each,
 one Celery worker (prefork, concurrency {r['config']['worker_concurrency']}), PostgreSQL and Redis on the
 same machine; the load generator (asyncio, keep-alive connections) runs in its own process on it too.
 
