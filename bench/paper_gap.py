@@ -97,8 +97,10 @@ def main() -> None:
         search_mean = [by[(J, eta, sd, "search")]["mean_response_s"] for sd in seeds]
         possible = [1 - p / b for p, b in zip(phys, base_mean)]
         pm, ph = paper_report.mean_ci([100 * x for x in possible])
-        verdict = ("unattainable by any plan" if pm + (ph if math.isfinite(ph) else 0) < TARGET else
-                   "unattainable by any plan (point estimate; the CI reaches 8 %)" if pm < TARGET else
+        # the target's statistic is the mean over these seeds of the paired reduction, and each run's reduction is
+        # at most its largest possible one: a mean below 8 % rules the target out for these runs
+        verdict = ("unattainable by any chain plan" if pm + (ph if math.isfinite(ph) else 0) < TARGET else
+                   "unattainable by any chain plan in these runs (the CI over seeds reaches 8 %)" if pm < TARGET else
                    "not excluded by this bound")
         rows.append({"J": J, "eta": eta, "base": base, "seeds": seeds, "base_mean": float(np.mean(base_mean)),
                      "search_mean": float(np.mean(search_mean)), "search_service": float(np.mean(search_service)),
@@ -149,7 +151,9 @@ def write(args, rows: list[dict], budget_rows: list[dict], load_before: str, loa
         "plan can therefore be more than `1 - bound / baseline mean` below a baseline in that run. *Largest possible "
         "reduction* is that figure, paired by seed (mean ± 95 % CI over the seeds, as the grid's reductions); "
         "*physical limit* shows the bound's mean. Where it is below 8 %, **no chain plan can meet the target** in "
-        "that pair: the baseline already runs within 8 % of what a request alone on the fastest chain would take.",
+        "that pair: the baseline already runs within 8 % of what a request alone on the fastest chain would take. "
+        "The target's own statistic is this same mean over the seeds, so a mean below 8 % rules it out for these "
+        "runs; where the 95 % CI still reaches 8 % the verdict says so (other seeds might allow it).",
         "",
         "| J | eta | baseline | baseline mean (s) | search mean (s) | search reduction (%) | physical limit (s) | "
         "largest possible reduction (%) | search above the limit (%) | verdict |",
