@@ -296,6 +296,8 @@ def summary(agg: dict, grid: list[dict], tb: dict, labels: list[str], k: float, 
             f"met in {len(met)} of {len(t['vs8'])} (cell, baseline) pairs"
             + (f"; missed in {len(missed)}: " + ", ".join(f"J={c[0]}/eta={c[1]:g} vs {b} {m:.1f} %"
                                                           for c, b, m, h, ok in missed) if missed else "")
+            + (" (whether 8 % is attainable there at all, against the physical no-queueing limit: "
+               "bench/results/paper_gap.md, `bench/paper_gap.py`)" if missed else "")
             + ". (2) Below parallax and exo in every cell: "
             + ("met in all " + str(len(t["anchors"])) + " (cell, anchor) pairs" if not an_missed else
                f"missed in {len(an_missed)}: " + ", ".join(f"J={c[0]}/eta={c[1]:g} vs {b} {m:.1f} %"
@@ -356,7 +358,8 @@ def render(agg, grid, testbed, base, k, seeds, requests, workers, wall_s, paper,
                       and r["lower_bound_s"] < by[(r["J"], r["eta"], r["seed"])]["lower_bound_s"] * (1 - 1e-9))
         budget = next((r["search_budget_s"] for r in srows if r.get("search_budget_s") is not None), None)
         w(f"`search` = `plan(scenario, \"search\", simulate_requests={requests}, seed=seed)` with its default "
-          f"budget ({budget:g} s of wall clock after proposed's own plan, so what it finds depends slightly on the "
+          f"budget ({budget:g} s of wall clock for the whole run, proposed's own plan included (runs before 2026-12-03: "
+          f"after it), so what it finds depends slightly on the "
           f"machine's load: {workers} workers on 2 shared cores here). It improved proposed's lower bound in "
           f"{changed} of {len(srows)} runs; its budget cut it short in {cut}; solve time "
           + (f"median {solve[len(solve) // 2]:.2f} s, max {solve[-1]:.2f} s." if solve else "n/a."))

@@ -120,7 +120,8 @@ def _add_plan_options(p: argparse.ArgumentParser, algorithms: dict[str, str], ob
                    help="how c is tuned when --c is not given (default: lower-bound)")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="search budget: stop searching (c-tuning, local search, an exact solver) after this many "
-                        "seconds and keep the best so far; the plan's 'search' object says if it cut the search short")
+                        "seconds and keep the best so far (for search, the default, it bounds the whole run; the paper's method, "
+                        "its floor, always completes); the plan's 'search' object says if it cut the search short")
     if not planning_first:
         p.add_argument("--simulate", type=int, default=0, metavar="REQUESTS",
                        help="also simulate this many requests and add the 'simulation' figures (default: 0, off)")

@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from .bounds import ResponseTimeBounds, bounds_from_rates
-from .gbpcr import GbpcrResult, ServerArrays, chain_sequence, truncate
+from .gbpcr import ChainSequence, GbpcrResult, ServerArrays, chain_sequence, truncate
 from .gca import AllocatedChain, gca
 from .scenario import Scenario
 from .topology import Placement
@@ -104,6 +104,14 @@ def _fastest_chain_time(scenario: Scenario, placement: Placement, cache: dict) -
         first = gca(scenario, placement, max_chains=1)
         cache[key] = first[0].service_time_s if first else math.inf
     return cache[key]
+
+
+def _whole_sequence(sequence: ChainSequence, num_servers: int) -> Placement:
+    """The placement of every server in the sequence (all chains and the tail)."""
+    start, count = [0] * num_servers, [0] * num_servers
+    for j in [j for ch in sequence.chains for j in ch] + list(sequence.tail):
+        start[j], count[j] = int(sequence.starts[j]), int(sequence.counts[j])
+    return Placement(tuple(start), tuple(count))
 
 
 CAP_FROM_C_MAX = 1024          # below this c_max every c is cheap enough to try; above it the cap is computed
@@ -187,34 +195,49 @@ def tune_c(scenario: Scenario, objective: str = "lower-bound", c_values: list[in
         c_values = sorted(set(candidate_reservations(arrays, w.arrival_rate, w.target_load, c_cap=cap,
                                                      deadline=deadline)) | set(probes))
 
-    sequences: dict[bytes, object] = {}
-    results: list[GbpcrResult] = []
+    sequences: dict[bytes, ChainSequence] = {}
+    pending: list[tuple[int, bytes]] = []         # (c, key of its block counts) for every feasible c
     for c in c_values:
         counts = arrays.blocks_for(c)
         key = counts.tobytes()
         if key not in sequences:
             sequences[key] = chain_sequence(arrays, counts)
-        results.append(truncate(sequences[key], c, w.arrival_rate, w.target_load, J, L))
+        if sequences[key].feasible:
+            pending.append((c, key))
 
     out = TuningResult(best=None, c_cap=cap)
-    feasible = [r for r in results if r.feasible]
-    if not feasible:
+    if not pending:
         out.reason = _memory_reason(arrays)
         return out
     cache: dict = {}
+    wholes: dict[bytes, float] = {}              # block counts -> fastest chain over their whole sequence
     # most promising first (fastest GBP-CR chain), so pruning bites early
-    feasible.sort(key=lambda r: (r.chain_times[0], r.c))
-    for done, result in enumerate(feasible):
+    pending.sort(key=lambda item: (sequences[item[1]].chain_times[0], item[0]))
+    for done, (c, key) in enumerate(pending):
         if deadline is not None and time.monotonic() > deadline:
-            out.reason = f"time limit reached after evaluating {done} of {len(feasible)} values of c"
+            out.reason = f"time limit reached after evaluating {done} of {len(pending)} values of c"
             break
         if progress is not None and done % 8 == 0:
-            progress(done / len(feasible), f"c-tuning: {done}/{len(feasible)} values of c")
-        if objective == "lower-bound" and len(out.top) >= keep and math.isfinite(out.top[-1].objective):
+            progress(done / len(pending), f"c-tuning: {done}/{len(pending)} values of c")
+        sequence = sequences[key]
+        prunable = objective == "lower-bound" and len(out.top) >= keep and math.isfinite(out.top[-1].objective)
+        if prunable:
+            # first a bound shared by every c with these block counts: the fastest chain over the whole
+            # sequence (every chain GBP-CR can form, tail included) is at most the fastest chain of any
+            # truncation of it, whose servers are a subset with the same ranges
+            if key not in wholes:
+                wholes[key] = _fastest_chain_time(scenario, _whole_sequence(sequence, J), cache)
+            fastest = wholes[key]
+            if fastest >= out.top[-1].objective:
+                out.skipped += 1
+                out.pruned[c] = fastest
+                continue
+        result = truncate(sequence, c, w.arrival_rate, w.target_load, J, L)
+        if prunable:
             fastest = _fastest_chain_time(scenario, result.placement, cache)
             if fastest >= out.top[-1].objective:
                 out.skipped += 1
-                out.pruned[result.c] = fastest
+                out.pruned[c] = fastest
                 continue
         cand = evaluate(scenario, result, objective, cache)
         if penalty is not None:

@@ -197,3 +197,33 @@ def test_capped_allocation_reports_a_column_generation_bound():
     assert "column generation" in ex["bound_scope"]
     every, _ = placement_chains(s, placement, cache_slots(s, placement), limit=100_000)
     assert abs(ex["best_bound"] - max(ex["objective"], _lp_value(every, cache_slots(s, placement)))) <= 1e-6 * ex["best_bound"]
+
+
+# Limits and slack of the time-limit regression test below.  The issue asks that `optimal` hold its time limit
+# within 10 %.  On top of that the test allows a fixed OVERRUN_SLACK_S that does not scale with the limit: CP-SAT
+# always gets a minimum slice (0.05 s) and stops a few tens of milliseconds after its own limit, and the pieces that
+# cannot be interrupted (building the CP-SAT and LP models, a few thousand rows here) take longer when this shared
+# 2-core machine is loaded.  Without it the test would be flaky; with it, the overruns this guards against (88 % in
+# the issue, 0.25 s at a 0.5 s limit before the LP was moved ahead of CP-SAT) still fail it.
+OVERRUN_SHARE = 0.10
+OVERRUN_SLACK_S = 0.15
+
+
+def test_optimal_holds_its_time_limit_and_says_what_it_optimises():
+    # J = 8, L = 12 with overlapping ranges possible: CP-SAT does not prove optimality in these limits, so every
+    # run is ended by the limit, not by convergence (the test checks that too)
+    servers = [(10.0 + 2 * (j % 3), 0.05 + 0.04 * j, 0.1 + 0.03 * (j % 4)) for j in range(8)]
+    s = make_scenario(servers, num_blocks=12, block_size_gb=1.0, cache_size_gb=0.25, arrival_rate=0.5)
+    for limit in (0.5, 1.0, 2.0):
+        doc = plan(s, "optimal", time_limit_s=limit)
+        assert doc["feasible"]
+        assert doc["search"]["cut_short"] is True and not doc["exact"]["status"].startswith("OPTIMAL")
+        took = doc["solve_time_s"]
+        assert took <= limit * (1 + OVERRUN_SHARE) + OVERRUN_SLACK_S, (limit, took)
+        x = doc["exact"]
+        # the proven gap is reported, on the objective it states: the total service rate, not the response time
+        assert x["objective_name"] == "max-rate" and "total service rate" in x["optimises"]
+        assert "not the response-time bound" in x["optimises"]
+        assert x["gap"] is not None and x["gap"] >= 0 and x["best_bound"] >= x["objective"] - 1e-9
+        assert abs(x["objective"] - doc["total_service_rate"]) <= 1e-9 * doc["total_service_rate"]
+        assert "total service rate nu" in doc["search"]["detail"]

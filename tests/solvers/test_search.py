@@ -221,3 +221,19 @@ def test_huge_c_range_is_capped_by_the_relaxed_fastest_chain():
     # where c_max is small nothing is capped: every c is tried
     small = make_scenario([(8, 0.1, 0.1)] * 3, num_blocks=4)
     assert tune_c(small).c_cap is None
+
+
+def test_budget_bounds_the_whole_run_and_the_floor_always_completes():
+    # the budget covers the paper's method too; when that alone spends it, its plan comes back in full
+    s = paper_scenario(num_servers=200, eta=0.2, arrival_rate=4.0, seed=1)
+    p = plan(s, "proposed")
+    tiny = plan(s, "search", time_limit_s=1e-4)
+    assert tiny["search"]["cut_short"] is True
+    assert "paper's method alone" in tiny["search"]["detail"]
+    assert tiny["search_steps"]["proposed_s"] >= 1e-4
+    assert tiny["search"]["searched_s"] >= tiny["search_steps"]["proposed_s"]
+    assert lower(tiny) == lower(p)                     # never worse than proposed, even with no time left
+    # with room to search, the time reported includes the paper's part and the plan is at least as good
+    doc = plan(s, "search", time_limit_s=0.5)
+    assert 0 < doc["search_steps"]["proposed_s"] <= doc["search"]["searched_s"]
+    assert lower(doc) <= lower(p) * (1 + 1e-12)
