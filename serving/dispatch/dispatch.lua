@@ -33,8 +33,8 @@
 --   q:<g>:<k>      per-chain FIFO queue of waiters committed to chain k (jsq, sed, random)
 --   tk             hash ticket id -> {seq, t0, dl, k}: the waiters (empty: nobody waits)
 --   w:<id>         mailbox: the lease granted to waiter <id> (the waiter BLPOPs it)
---   st             hash of counters (arrivals, grants, releases, expiries, timeouts, wait_ms, nq)
---   wh             hash bucket -> count: waiting-time histogram (grants)
+--   st             hash of counters (arrivals, releases, expiries, timeouts, wait_ms, nq)
+--   wh             hash bucket -> count: waiting-time histogram of the grants (their sum is the grant count)
 --   svc:<g>        hash "<k>:n" / "<k>:s": count and sum of measured service times (ms) of generation g
 --   arr            hash second -> arrivals; first: time of the first arrival (ms)
 
@@ -47,6 +47,16 @@ local ARRIVAL_WINDOW_S = 60
 local M = P .. 'm'
 
 local function num(v) if v then return tonumber(v) end return 0 end
+
+-- counters that nothing reads during a call are added up here and written once at its end (flush):
+-- a batch of operations then costs one HINCRBY per counter, not one per operation
+local acc = {}
+local arrivals = 0
+local function inc(key, field, n)
+  local h = acc[key]
+  if h == nil then h = {}; acc[key] = h end
+  h[field] = (h[field] or 0) + n
+end
 
 -- the current plan's header, read once per call (one HMGET)
 local meta = nil
@@ -164,6 +174,7 @@ end
 local function drop_generation(g)
   redis.call('DEL', P .. 'plan:' .. g, P .. 'planx:' .. g, P .. 'pg:' .. g, P .. 'z:' .. g, P .. 'free:' .. g,
              P .. 'svc:' .. g)
+  acc[P .. 'svc:' .. g] = nil
   plans[g] = nil
 end
 
@@ -206,9 +217,8 @@ local function grant(g, k, id, t0, mailbox)
   redis.call('HSET', P .. 'lease', id,
              lease_record({g = g, k = k, t0 = now, dl = dl, w = waited, r = info[3], c = c, ttl = m.ttl}))
   redis.call('ZADD', P .. 'dl', dl, id)
-  redis.call('HINCRBY', P .. 'st', 'grants', 1)
-  if waited > 0 then redis.call('HINCRBY', P .. 'st', 'wait_ms', waited) end
-  redis.call('HINCRBY', P .. 'wh', bucket_of(waited), 1)
+  if waited > 0 then inc(P .. 'st', 'wait_ms', waited) end
+  inc(P .. 'wh', bucket_of(waited), 1)
   local resp = lease_answer(id, k, info[2], m.ttl, dl, waited, m.plan)
   if mailbox then
     redis.call('RPUSH', P .. 'w:' .. id, resp)
@@ -282,12 +292,11 @@ local function release(id, kind)
     for _, h in ipairs(hops_of(g, k)) do redis.call('HINCRBY', P .. 'srv', h[1], -h[2]) end
   end
   if kind == 'release' then
-    redis.call('HINCRBY', P .. 'st', 'releases', 1)
-    local d = now - l.t0
-    redis.call('HINCRBY', P .. 'svc:' .. g, k .. ':n', 1)
-    redis.call('HINCRBY', P .. 'svc:' .. g, k .. ':s', d)
+    inc(P .. 'st', 'releases', 1)
+    inc(P .. 'svc:' .. g, k .. ':n', 1)
+    inc(P .. 'svc:' .. g, k .. ':s', now - l.t0)
   else
-    redis.call('HINCRBY', P .. 'st', 'expiries', 1)
+    inc(P .. 'st', 'expiries', 1)
   end
   if m.multi and g ~= m.g then
     -- a job of an older plan ended: when that plan has none left, it goes, and so do its limits
@@ -306,7 +315,11 @@ local function release(id, kind)
   return true
 end
 
+local swept = false
 local function sweep()
+  -- once per call: a batch runs at one instant, and a lease granted in it expires later
+  if swept then return 0 end
+  swept = true
   local gone = redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', now, 'LIMIT', 0, 256)
   for _, id in ipairs(gone) do release(id, 'expiry') end
   if #gone > 0 then drain() end
@@ -314,9 +327,22 @@ local function sweep()
 end
 
 local function count_arrival()
+  arrivals = arrivals + 1
+end
+
+local function flush()
+  for key, h in pairs(acc) do
+    for field, n in pairs(h) do
+      redis.call('HINCRBY', key, field, n)
+    end
+  end
+  acc = {}
+  if arrivals == 0 then return end
+  local n = arrivals
+  arrivals = 0
   local sec = math.floor(now / 1000)
-  redis.call('HINCRBY', P .. 'st', 'arrivals', 1)
-  if redis.call('HINCRBY', P .. 'arr', sec, 1) == 1 then
+  redis.call('HINCRBY', P .. 'st', 'arrivals', n)
+  if redis.call('HINCRBY', P .. 'arr', sec, n) == n then
     -- first arrival of this second: note the very first one, drop buckets out of the window
     redis.call('SETNX', P .. 'first', now)
     if redis.call('HLEN', P .. 'arr') > 2 * ARRIVAL_WINDOW_S + 8 then
@@ -404,9 +430,8 @@ local function waiting()
   return redis.call('HLEN', P .. 'tk')
 end
 
-if op == 'acquire' then
-  -- ARGV: id, policy ('' = the plan's), u (uniform for random), wait_ms
-  local id, policy, u, wait_ms = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+-- ARGV of acquire: id, policy ('' = the plan's), u (uniform for random), wait_ms
+local function op_acquire(id, policy, u, wait_ms)
   -- a retried call (the reply was lost to a dropped connection) gets the first call's answer
   local again = redis.call('HGET', P .. 'lease', id)
   if again then
@@ -448,6 +473,62 @@ if op == 'acquire' then
   end
   return '{"queued":true,"position":' .. waiting() .. '}'
 
+end
+
+local function op_release(id)
+  local ok = release(id, 'release')
+  -- expired leases matter only to waiters (every acquire sweeps first, every waiter every 0.25 s)
+  if waiting() > 0 then
+    sweep()
+    drain()
+  end
+  if ok then return 1 end
+  return 0
+end
+
+local function op_renew(id)
+  sweep()
+  local raw = redis.call('HGET', P .. 'lease', id)
+  if not raw then drain(); return '{"gone":true}' end
+  local l = parse_lease(raw)
+  l.dl = now + l.ttl
+  redis.call('HSET', P .. 'lease', id, lease_record(l))
+  redis.call('ZADD', P .. 'dl', l.dl, id)
+  return '{"ttl_ms":' .. l.ttl .. ',"expires_ms":' .. l.dl .. '}'
+end
+
+-- every branch leaves through here: the counters added up during the call are written first
+local function done(result)
+  flush()
+  return result
+end
+
+if op == 'acquire' then
+  return done(op_acquire(ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])))
+
+elseif op == 'batch' then
+  -- several operations of one cluster, in order, in one call (the client's auto-pipelining): ARGV[2..]
+  -- is 'acquire', id, policy, u, wait_ms | 'release', id | 'renew', id, ...; the answer is their answers
+  local out = {}
+  local i = 2
+  while i <= #ARGV do
+    local o = ARGV[i]
+    if o == 'acquire' then
+      out[#out + 1] = op_acquire(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
+      i = i + 5
+    elseif o == 'release' then
+      out[#out + 1] = op_release(ARGV[i + 1])
+      i = i + 2
+    elseif o == 'renew' then
+      out[#out + 1] = op_renew(ARGV[i + 1])
+      i = i + 2
+    else
+      flush()
+      return redis.error_reply('unknown batched operation ' .. tostring(o))
+    end
+  end
+  return done(out)
+
 elseif op == 'cancel' then
   -- the waiter's wait ended: leave the queue, or take the lease granted meanwhile
   local id = ARGV[2]
@@ -472,27 +553,15 @@ elseif op == 'cancel' then
   return '{"queued":false,"position":0}'
 
 elseif op == 'release' then
-  local ok = release(ARGV[2], 'release')
-  sweep()
-  drain()
-  if ok then return 1 end
-  return 0
+  return done(op_release(ARGV[2]))
 
 elseif op == 'renew' then
-  sweep()
-  local id = ARGV[2]
-  local raw = redis.call('HGET', P .. 'lease', id)
-  if not raw then drain(); return '{"gone":true}' end
-  local l = parse_lease(raw)
-  l.dl = now + l.ttl
-  redis.call('HSET', P .. 'lease', id, lease_record(l))
-  redis.call('ZADD', P .. 'dl', l.dl, id)
-  return '{"ttl_ms":' .. l.ttl .. ',"expires_ms":' .. l.dl .. '}'
+  return done(op_renew(ARGV[2]))
 
 elseif op == 'sweep' then
   local n = sweep()
   drain()
-  return n
+  return done(n)
 
 elseif op == 'plan' then
   -- ARGV: compiled snapshot JSON ('' = no adopted plan), fingerprint
@@ -548,12 +617,13 @@ elseif op == 'plan' then
   if m.multi then recompute_limits(g) end
   sweep()
   drain()
-  return tonumber(g)
+  return done(tonumber(g))
 
 elseif op == 'state' then
   -- one consistent snapshot of everything (the tests sample it to check invariants)
   sweep()
   drain()
+  flush()
   local m = cur()
   local g = m.g
   local p = nil
@@ -565,7 +635,12 @@ elseif op == 'state' then
   out.stats = stats
   local wh = redis.call('HGETALL', P .. 'wh')
   local hist = {}
-  for i = 1, #wh, 2 do hist[#hist + 1] = {tonumber(wh[i]), tonumber(wh[i + 1])} end
+  local grants = 0
+  for i = 1, #wh, 2 do
+    hist[#hist + 1] = {tonumber(wh[i]), tonumber(wh[i + 1])}
+    grants = grants + tonumber(wh[i + 1])
+  end
+  stats.grants = grants
   out.wait_histogram = hist
   out.wait_buckets_ms = WAIT_BUCKETS
   out.arrival_rate = arrival_rate()
@@ -621,7 +696,7 @@ elseif op == 'state' then
     for k = 1, #p.c do
       local n = sm[(k - 1) .. ':n'] or 0
       local mean = cjson.null
-      if n > 0 then mean = sm[(k - 1) .. ':s'] / n / 1000 end
+      if n > 0 then mean = (sm[(k - 1) .. ':s'] or 0) / n / 1000 end
       chains[k] = {chain = k - 1, capacity = p.c[k], in_progress = zs[k], service_time_s = p.t[k],
                    measured_service_time_s = mean, completed = n,
                    waiting = redis.call('LLEN', P .. 'q:' .. g .. ':' .. (k - 1))}
