@@ -190,8 +190,10 @@ local function lease_answer(id, k, out, ttl, dl, waited, plan)
       ',"expires_ms":' .. dl .. ',"waited_ms":' .. waited .. ',"plan":' .. plan .. '}'
 end
 
+-- nil for a record this version did not write (a lease of an older dispatcher: it is dropped)
 local function parse_lease(raw)
   local g, k, t0, dl, w, r, c, ttl = string.match(raw, '^([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)$')
+  if ttl == nil then return nil end
   return {g = g, k = tonumber(k), t0 = tonumber(t0), dl = tonumber(dl), w = tonumber(w), r = tonumber(r),
           c = tonumber(c), ttl = tonumber(ttl)}
 end
@@ -281,9 +283,10 @@ local function release(id, kind)
   local raw = redis.call('HGET', P .. 'lease', id)
   if not raw then return false end
   local l = parse_lease(raw)
-  local g, k = l.g, l.k
   redis.call('HDEL', P .. 'lease', id)
   redis.call('ZREM', P .. 'dl', id)
+  if l == nil then return false end
+  local g, k = l.g, l.k
   if redis.call('HINCRBY', P .. 'z:' .. g, k, -1) == l.c - 1 then
     redis.call('ZADD', P .. 'free:' .. g, l.r, k)
   end
@@ -434,8 +437,8 @@ end
 local function op_acquire(id, policy, u, wait_ms)
   -- a retried call (the reply was lost to a dropped connection) gets the first call's answer
   local again = redis.call('HGET', P .. 'lease', id)
-  if again then
-    local l = parse_lease(again)
+  local l = again and parse_lease(again)
+  if l then
     local info = redis.call('HMGET', P .. 'pg:' .. l.g, 'o' .. l.k, 'plan')
     return lease_answer(id, l.k, info[1], l.ttl, l.dl, l.w, info[2])
   end
@@ -489,8 +492,8 @@ end
 local function op_renew(id)
   sweep()
   local raw = redis.call('HGET', P .. 'lease', id)
-  if not raw then drain(); return '{"gone":true}' end
-  local l = parse_lease(raw)
+  local l = raw and parse_lease(raw)
+  if not l then drain(); return '{"gone":true}' end
   l.dl = now + l.ttl
   redis.call('HSET', P .. 'lease', id, lease_record(l))
   redis.call('ZADD', P .. 'dl', l.dl, id)

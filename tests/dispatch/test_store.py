@@ -219,6 +219,14 @@ def test_batch_operation_of_the_script(prefix):
         assert json.loads(a4)["chain"] == 0                 # L1's slot, freed earlier in the batch
         st = s.state(1)["observations"]
         assert (st["arrivals"], st["grants"], st["releases"]) == (4, 3, 1)
+        # a lease record of the previous script version (JSON), already expired: dropped, never an error
+        s.redis.hset(key + "lease", "OLD", '{"g":1,"k":0,"t0":1,"dl":2,"w":0}')
+        s.redis.zadd(key + "dl", {"OLD": 2})
+        assert json.loads(s._script(keys=[key], args=["renew", "OLD"])) == {"gone": True}
+        s.redis.hset(key + "lease", "OLD2", '{"g":1,"k":0,"t0":1,"dl":2,"w":0}')
+        s.redis.zadd(key + "dl", {"OLD2": 2})
+        assert s.release(1, "OLD2") is False
+        assert s.state(1)["observations"]["expiries"] == 0
         try:
             s._script(keys=[key], args=["batch", "acquire", "L5", "", "0.5", 0, "bogus", "x"])
             raise AssertionError("an unknown batched operation must be refused")
