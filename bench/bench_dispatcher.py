@@ -1,6 +1,6 @@
 """Live dispatcher throughput and latency: HTTP, the Redis-direct client, and redis-benchmark as the ceiling.
 
-    nice -n 10 .venv/bin/python bench/bench_dispatcher.py            # writes bench/results/dispatcher.md
+    flock /tmp/chainplan-heavy.lock nice -n 0 .venv/bin/python bench/bench_dispatcher.py   # writes bench/results/dispatcher.md
 
 What it measures, in one run on the same machine (the load average is recorded next to the figures):
 - HTTP, closed loop: 32 keep-alive clients, each looping acquire (wait_s=0) + release, against a real dispatcher
@@ -248,7 +248,7 @@ def main() -> int:
     lines = [
         "# Live dispatcher benchmark",
         "",
-        "Regenerate: `nice -n 10 .venv/bin/python bench/bench_dispatcher.py` (options: `--help`).",
+        "Regenerate: `flock /tmp/chainplan-heavy.lock nice -n 0 .venv/bin/python bench/bench_dispatcher.py` (options: `--help`).",
         "",
         f"Machine: {os.cpu_count()} CPU cores, shared with other work; load average (1, 5, 15 min) "
         f"{load_before[0]:.2f}, {load_before[1]:.2f}, {load_before[2]:.2f} before and "
