@@ -185,14 +185,19 @@ class ScriptChannel:
         self.max_batch = max_batch
         self._pending: dict[str, list[tuple[Sequence[Any], asyncio.Future]]] = {}
         self._scheduled = False
+        self._sched_loop: asyncio.AbstractEventLoop | None = None
 
     def batched(self, key: str, args: Sequence[Any]) -> asyncio.Future:
         """Queue one operation (its script arguments) for ``key``; the future gets its answer."""
         loop = asyncio.get_running_loop()
+        if self._scheduled and self._sched_loop is not loop:
+            # scheduled on an event loop that has gone (closed before its turn ended): start afresh here
+            self._pending, self._scheduled = {}, False
         fut = loop.create_future()
         self._pending.setdefault(key, []).append((args, fut))
         if not self._scheduled:
             self._scheduled = True
+            self._sched_loop = loop
             loop.call_soon(self._send_batches)
         return fut
 
