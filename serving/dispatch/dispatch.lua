@@ -5,25 +5,36 @@
 -- and test prefixes.  ARGV[1] names the operation.  Time is Redis's own clock
 -- (TIME), so any number of dispatcher processes agree on deadlines.
 --
+-- The hot path (acquire with a free slot, release, renew) is a fixed dozen of O(1) or O(log n)
+-- commands: it decodes no JSON and scans no chain, server or lease.  Every redis.call costs about
+-- a microsecond inside Redis, so the layout below is chosen to need few of them.
+--
 -- Keys (P = KEYS[1]):
---   cur            generation of the adopted plan now dispatched to
---   fp             fingerprint of that plan's snapshot (set_plan is idempotent)
+--   m              hash of the plan now dispatched to: cur (its generation), fp (fingerprint of its
+--                  snapshot: set_plan is idempotent), policy, ttl (ms), plan (its id, as JSON), and
+--                  multi = 1 while an older generation still has leases in flight
 --   gen            generation counter
---   plan:<g>, planx:<g>, out:<g>   compiled snapshot of generation g, in three parts (see plan_of)
+--   plan:<g>, planx:<g>   the compiled snapshot of generation g as JSON (read only off the hot path:
+--                  jsq/sed/random, queues, plan switches, state)
+--   pg:<g>         hash of generation g's chains: o<k> the answer's hop list, c<k> capacity,
+--                  r<k> rank in speed order, h<k> hops [[server, blocks], ...] (JSON)
 --   z:<g>          hash chain -> jobs in progress (Z_k) on generation g
---   srv            hash server -> KV block-slots held by jobs in progress (all generations)
---   lim            hash server -> block-slots a server may hold now: its slots under the
---                  current plan, lowered to its slots under every older plan that still
---                  has jobs in flight (so no server exceeds its slots under either plan)
---   gin            hash generation -> leases in flight
---   lease          hash lease id -> {g, k, t0, dl}
+--   free:<g>       zset chain -> rank: the chains of generation g with Z_k < c_k, fastest first
+--   srv, lim       hash server -> KV block-slots held by jobs in progress (all generations), and the
+--                  block-slots a server may hold now (its slots under the current plan, lowered to its
+--                  slots under every older plan still in flight).  Kept only while multi = 1: with a
+--                  single generation in flight, Z_k <= c_k on every chain already keeps every server
+--                  within its slots (a server's slots are the sum of blocks x c_k over its chains), so
+--                  the per-server counts are derived from z:<g> when asked for (state)
+--   gin            hash generation -> leases in flight, for the older generations only
+--   lease          hash lease id -> "g|k|t0|dl|w|rank|c|ttl" (grant time, deadline, wait: ms)
 --   dl             zset lease id -> deadline (ms); swept by every call
 --   q              the central FIFO queue (JFFC waiters, and every waiter after a switch)
 --   q:<g>:<k>      per-chain FIFO queue of waiters committed to chain k (jsq, sed, random)
---   tk             hash ticket id -> {seq, t0, dl, k}: the waiters
+--   tk             hash ticket id -> {seq, t0, dl, k}: the waiters (empty: nobody waits)
 --   w:<id>         mailbox: the lease granted to waiter <id> (the waiter BLPOPs it)
---   st             hash of counters (arrivals, grants, releases, expiries, timeouts, ...)
---   wh             hash bucket -> count: waiting-time histogram (grants)
+--   st             hash of counters (arrivals, releases, expiries, timeouts, wait_ms, nq)
+--   wh             hash bucket -> count: waiting-time histogram of the grants (their sum is the grant count)
 --   svc:<g>        hash "<k>:n" / "<k>:s": count and sum of measured service times (ms) of generation g
 --   arr            hash second -> arrivals; first: time of the first arrival (ms)
 
@@ -33,10 +44,31 @@ local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local WAIT_BUCKETS = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000}
 local ARRIVAL_WINDOW_S = 60
+local M = P .. 'm'
 
--- A plan is kept in three parts so the hot path decodes little: plan:<g> (policy, ttl, capacities,
--- order, hops), planx:<g> (service times, ranks, cumulative rates, slots per server: decoded only
--- by the policies and operations that need them) and out:<g> (hash chain -> the answer's hop list).
+local function num(v) if v then return tonumber(v) end return 0 end
+
+-- counters that nothing reads during a call are added up here and written once at its end (flush):
+-- a batch of operations then costs one HINCRBY per counter, not one per operation
+local acc = {}
+local arrivals = 0
+local function inc(key, field, n)
+  local h = acc[key]
+  if h == nil then h = {}; acc[key] = h end
+  h[field] = (h[field] or 0) + n
+end
+
+-- the current plan's header, read once per call (one HMGET)
+local meta = nil
+local function cur()
+  if meta == nil then
+    local v = redis.call('HMGET', M, 'cur', 'policy', 'ttl', 'plan', 'multi')
+    meta = {g = v[1], policy = v[2], ttl = tonumber(v[3]), plan = v[4], multi = (v[5] == '1')}
+  end
+  return meta
+end
+
+-- the whole snapshot of generation g (slow paths only), in two parts
 local plans = {}
 local function plan_of(g)
   local p = plans[g]
@@ -57,31 +89,6 @@ local function full(p, g)
   return p
 end
 
-local function current()
-  local g = redis.call('GET', P .. 'cur')
-  if not g then return nil, nil end
-  return g, plan_of(g)
-end
-
-local function num(v) if v then return tonumber(v) end return 0 end
-
--- chain k (1-based) of plan p / generation g can take one more job now
-local function is_free(p, g, k, z)
-  local c = p.c[k]
-  if c <= 0 then return false end
-  if z == nil then z = num(redis.call('HGET', P .. 'z:' .. g, k - 1)) end
-  if z >= c then return false end
-  local hops = p.hops[k]
-  local names = {}
-  for i, h in ipairs(hops) do names[i] = h[1] end
-  local used = redis.call('HMGET', P .. 'srv', unpack(names))
-  local lim = redis.call('HMGET', P .. 'lim', unpack(names))
-  for i, h in ipairs(hops) do
-    if num(used[i]) + h[2] > num(lim[i]) then return false end
-  end
-  return true
-end
-
 local function busy(p, g)
   if p.keys == nil then
     p.keys = {}
@@ -93,13 +100,53 @@ local function busy(p, g)
   return out
 end
 
-local function fastest_free(p, g)
-  local zs = busy(p, g)
-  for _, k0 in ipairs(p.order) do
-    local k = k0 + 1
-    if is_free(p, g, k, zs[k]) then return k end
+local function hops_of(g, k)
+  return cjson.decode(redis.call('HGET', P .. 'pg:' .. g, 'h' .. k))
+end
+
+-- room on every server of chain k (0-based) for one more job (only while multi: see srv above)
+local function fits(g, k)
+  local hops = hops_of(g, k)
+  local names = {}
+  for i, h in ipairs(hops) do names[i] = h[1] end
+  local used = redis.call('HMGET', P .. 'srv', unpack(names))
+  local lim = redis.call('HMGET', P .. 'lim', unpack(names))
+  for i, h in ipairs(hops) do
+    if num(used[i]) + h[2] > num(lim[i]) then return false end
+  end
+  return true
+end
+
+-- chain k (0-based) of the current generation g can take one more job now
+local function is_free(g, k)
+  if not redis.call('ZSCORE', P .. 'free:' .. g, k) then return false end
+  if cur().multi then return fits(g, k) end
+  return true
+end
+
+-- JFFC: the fastest chain of the current generation g that can take one more job (0-based), or nil
+local function fastest_free(g)
+  if not cur().multi then
+    local top = redis.call('ZRANGE', P .. 'free:' .. g, 0, 0)
+    if top[1] then return tonumber(top[1]) end
+    return nil
+  end
+  for _, k in ipairs(redis.call('ZRANGE', P .. 'free:' .. g, 0, -1)) do
+    if fits(g, k) then return tonumber(k) end
   end
   return nil
+end
+
+-- server counts of every job in flight, from the chains' counts (entering multi)
+local function count_servers(g, into)
+  local p = plan_of(g)
+  if p == nil then return end
+  local zs = busy(p, g)
+  for k = 1, #p.c do
+    if zs[k] > 0 then
+      for _, h in ipairs(p.hops[k]) do into[h[1]] = (into[h[1]] or 0) + h[2] * zs[k] end
+    end
+  end
 end
 
 -- limits per server: the current plan's, lowered by every older generation in flight
@@ -107,8 +154,7 @@ local function recompute_limits(g)
   local p = full(plan_of(g), g)
   local lim = {}
   for s, v in pairs(p.L) do lim[s] = v end
-  local live = redis.call('HKEYS', P .. 'gin')
-  for _, og in ipairs(live) do
+  for _, og in ipairs(redis.call('HKEYS', P .. 'gin')) do
     if og ~= g then
       local op_ = plan_of(og)
       if op_ then
@@ -126,7 +172,9 @@ local function recompute_limits(g)
 end
 
 local function drop_generation(g)
-  redis.call('DEL', P .. 'plan:' .. g, P .. 'planx:' .. g, P .. 'out:' .. g, P .. 'z:' .. g, P .. 'svc:' .. g)
+  redis.call('DEL', P .. 'plan:' .. g, P .. 'planx:' .. g, P .. 'pg:' .. g, P .. 'z:' .. g, P .. 'free:' .. g,
+             P .. 'svc:' .. g)
+  acc[P .. 'svc:' .. g] = nil
   plans[g] = nil
 end
 
@@ -137,22 +185,43 @@ local function bucket_of(ms)
   return #WAIT_BUCKETS + 1
 end
 
-local function grant(p, g, k, id, t0, mailbox)
-  redis.call('HINCRBY', P .. 'z:' .. g, k - 1, 1)
-  for _, h in ipairs(p.hops[k]) do redis.call('HINCRBY', P .. 'srv', h[1], h[2]) end
-  redis.call('HINCRBY', P .. 'gin', g, 1)
-  local dl = now + p.ttl_ms
+local function lease_answer(id, k, out, ttl, dl, waited, plan)
+  return '{"lease":"' .. id .. '","chain":' .. k .. ',"servers":' .. out .. ',"ttl_ms":' .. ttl ..
+      ',"expires_ms":' .. dl .. ',"waited_ms":' .. waited .. ',"plan":' .. plan .. '}'
+end
+
+-- nil for a record this version did not write (a lease of an older dispatcher: it is dropped)
+local function parse_lease(raw)
+  local g, k, t0, dl, w, r, c, ttl = string.match(raw, '^([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)$')
+  if ttl == nil then return nil end
+  return {g = g, k = tonumber(k), t0 = tonumber(t0), dl = tonumber(dl), w = tonumber(w), r = tonumber(r),
+          c = tonumber(c), ttl = tonumber(ttl)}
+end
+
+local function lease_record(l)
+  return table.concat({l.g, l.k, l.t0, l.dl, l.w, l.r, l.c, l.ttl}, '|')
+end
+
+-- chain k (0-based) of the current generation g to lease id
+local function grant(g, k, id, t0, mailbox)
+  local m = cur()
+  local pgk = P .. 'pg:' .. g
+  local z = redis.call('HINCRBY', P .. 'z:' .. g, k, 1)
+  local info = redis.call('HMGET', pgk, 'c' .. k, 'o' .. k, 'r' .. k)
+  local c = tonumber(info[1])
+  if z >= c then redis.call('ZREM', P .. 'free:' .. g, k) end
+  if m.multi then
+    for _, h in ipairs(hops_of(g, k)) do redis.call('HINCRBY', P .. 'srv', h[1], h[2]) end
+  end
+  local dl = now + m.ttl
   local waited = now - t0
   if waited < 0 then waited = 0 end
-  redis.call('HSET', P .. 'lease', id, cjson.encode({g = g, k = k - 1, t0 = now, dl = dl, w = waited}))
+  redis.call('HSET', P .. 'lease', id,
+             lease_record({g = g, k = k, t0 = now, dl = dl, w = waited, r = info[3], c = c, ttl = m.ttl}))
   redis.call('ZADD', P .. 'dl', dl, id)
-  redis.call('HINCRBY', P .. 'st', 'grants', 1)
-  redis.call('HINCRBY', P .. 'st', 'wait_ms', waited)
-  redis.call('HINCRBY', P .. 'wh', bucket_of(waited), 1)
-  local resp = '{"lease":"' .. id .. '","chain":' .. (k - 1) .. ',"servers":' ..
-      redis.call('HGET', P .. 'out:' .. g, k - 1) ..
-      ',"ttl_ms":' .. p.ttl_ms .. ',"expires_ms":' .. dl .. ',"waited_ms":' .. waited ..
-      ',"plan":' .. cjson.encode(p.plan) .. '}'
+  if waited > 0 then inc(P .. 'st', 'wait_ms', waited) end
+  inc(P .. 'wh', bucket_of(waited), 1)
+  local resp = lease_answer(id, k, info[2], m.ttl, dl, waited, m.plan)
   if mailbox then
     redis.call('RPUSH', P .. 'w:' .. id, resp)
     redis.call('PEXPIRE', P .. 'w:' .. id, 600000)
@@ -179,23 +248,24 @@ end
 
 -- hand every free slot to the earliest waiter that may take it
 local function drain()
-  -- nothing waits (the common case): done, without reading the plan
-  if not redis.call('LINDEX', P .. 'q', 0) and num(redis.call('HGET', P .. 'st', 'nq')) <= 0 then return end
-  local g, p = current()
+  -- nothing waits (the common case): done, with one command
+  if redis.call('HLEN', P .. 'tk') == 0 then return end
+  local g = cur().g
   if not g then return end
   while true do
     local best_id, best_t, best_k, best_q, best_counted = nil, nil, nil, nil, false
     local id, t = head(P .. 'q', false)
     if id then
-      local k = fastest_free(p, g)
+      local k = fastest_free(g)
       if k then best_id, best_t, best_k, best_q = id, t, k, P .. 'q' end
     end
     if num(redis.call('HGET', P .. 'st', 'nq')) > 0 then
-      for k = 1, #p.c do
-        local qk = P .. 'q:' .. g .. ':' .. (k - 1)
+      local p = plan_of(g)
+      for k = 0, #p.c - 1 do
+        local qk = P .. 'q:' .. g .. ':' .. k
         if redis.call('LLEN', qk) > 0 then
           local id2, t2 = head(qk, true)
-          if id2 and (best_id == nil or t2.seq < best_t.seq) and is_free(p, g, k) then
+          if id2 and (best_id == nil or t2.seq < best_t.seq) and is_free(g, k) then
             best_id, best_t, best_k, best_q, best_counted = id2, t2, k, qk, true
           end
         end
@@ -205,43 +275,54 @@ local function drain()
     redis.call('LPOP', best_q)
     redis.call('HDEL', P .. 'tk', best_id)
     if best_counted then redis.call('HINCRBY', P .. 'st', 'nq', -1) end
-    grant(p, g, best_k, best_id, best_t.t0, true)
+    grant(g, best_k, best_id, best_t.t0, true)
   end
 end
 
 local function release(id, kind)
   local raw = redis.call('HGET', P .. 'lease', id)
   if not raw then return false end
-  local l = cjson.decode(raw)
-  local g = tostring(l.g)
-  local p = plan_of(g)
+  local l = parse_lease(raw)
   redis.call('HDEL', P .. 'lease', id)
   redis.call('ZREM', P .. 'dl', id)
-  redis.call('HINCRBY', P .. 'z:' .. g, l.k, -1)
-  if p then
-    for _, h in ipairs(p.hops[l.k + 1]) do redis.call('HINCRBY', P .. 'srv', h[1], -h[2]) end
+  if l == nil then return false end
+  local g, k = l.g, l.k
+  if redis.call('HINCRBY', P .. 'z:' .. g, k, -1) == l.c - 1 then
+    redis.call('ZADD', P .. 'free:' .. g, l.r, k)
+  end
+  local m = cur()
+  if m.multi then
+    for _, h in ipairs(hops_of(g, k)) do redis.call('HINCRBY', P .. 'srv', h[1], -h[2]) end
   end
   if kind == 'release' then
-    redis.call('HINCRBY', P .. 'st', 'releases', 1)
-    local d = now - l.t0
-    redis.call('HINCRBY', P .. 'svc:' .. g, l.k .. ':n', 1)
-    redis.call('HINCRBY', P .. 'svc:' .. g, l.k .. ':s', d)
+    inc(P .. 'st', 'releases', 1)
+    inc(P .. 'svc:' .. g, k .. ':n', 1)
+    inc(P .. 'svc:' .. g, k .. ':s', now - l.t0)
   else
-    redis.call('HINCRBY', P .. 'st', 'expiries', 1)
+    inc(P .. 'st', 'expiries', 1)
   end
-  local left = redis.call('HINCRBY', P .. 'gin', g, -1)
-  if left <= 0 then
-    redis.call('HDEL', P .. 'gin', g)
-    local cur = redis.call('GET', P .. 'cur')
-    if cur ~= g then
+  if m.multi and g ~= m.g then
+    -- a job of an older plan ended: when that plan has none left, it goes, and so do its limits
+    if redis.call('HINCRBY', P .. 'gin', g, -1) <= 0 then
+      redis.call('HDEL', P .. 'gin', g)
       drop_generation(g)
-      if cur then recompute_limits(cur) end
+      if redis.call('HLEN', P .. 'gin') == 0 then
+        redis.call('DEL', P .. 'srv', P .. 'lim')
+        redis.call('HSET', M, 'multi', 0)
+        m.multi = false
+      elseif m.g then
+        recompute_limits(m.g)
+      end
     end
   end
   return true
 end
 
+local swept = false
 local function sweep()
+  -- once per call: a batch runs at one instant, and a lease granted in it expires later
+  if swept then return 0 end
+  swept = true
   local gone = redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', now, 'LIMIT', 0, 256)
   for _, id in ipairs(gone) do release(id, 'expiry') end
   if #gone > 0 then drain() end
@@ -249,9 +330,22 @@ local function sweep()
 end
 
 local function count_arrival()
+  arrivals = arrivals + 1
+end
+
+local function flush()
+  for key, h in pairs(acc) do
+    for field, n in pairs(h) do
+      redis.call('HINCRBY', key, field, n)
+    end
+  end
+  acc = {}
+  if arrivals == 0 then return end
+  local n = arrivals
+  arrivals = 0
   local sec = math.floor(now / 1000)
-  redis.call('HINCRBY', P .. 'st', 'arrivals', 1)
-  if redis.call('HINCRBY', P .. 'arr', sec, 1) == 1 then
+  redis.call('HINCRBY', P .. 'st', 'arrivals', n)
+  if redis.call('HINCRBY', P .. 'arr', sec, n) == n then
     -- first arrival of this second: note the very first one, drop buckets out of the window
     redis.call('SETNX', P .. 'first', now)
     if redis.call('HLEN', P .. 'arr') > 2 * ARRIVAL_WINDOW_S + 8 then
@@ -277,19 +371,19 @@ local function arrival_rate()
   return n / span
 end
 
--- the immediate-dispatch policies of solvers.dispatch: the chain a job is committed to
-local function choose(p, g, policy, u)
-  full(p, g)
+-- the immediate-dispatch policies of solvers.dispatch: the chain (0-based) a job is committed to
+local function choose(g, policy, u)
+  local p = full(plan_of(g), g)
   local K = #p.c
-  local zs = busy(p, g)
   if policy == 'random' then
     local total = p.cum[K]
     local x = u * total
     for k = 1, K do
-      if p.cum[k] > x then return k end     -- bisect_right
+      if p.cum[k] > x then return k - 1 end     -- bisect_right
     end
-    return K
+    return K - 1
   end
+  local zs = busy(p, g)
   local best, best_key, best_rank = nil, nil, nil
   for k = 1, K do
     local c = p.c[k]
@@ -308,7 +402,7 @@ local function choose(p, g, policy, u)
       end
     end
   end
-  return best
+  return best - 1
 end
 
 -- waiters committed to generation g's chains start over in the central queue, in arrival order
@@ -339,37 +433,36 @@ local function waiting()
   return redis.call('HLEN', P .. 'tk')
 end
 
-if op == 'acquire' then
-  -- ARGV: id, policy ('' = the plan's), u (uniform for random), wait_ms
-  local id, policy, u, wait_ms = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+-- ARGV of acquire: id, policy ('' = the plan's), u (uniform for random), wait_ms
+local function op_acquire(id, policy, u, wait_ms)
   -- a retried call (the reply was lost to a dropped connection) gets the first call's answer
   local again = redis.call('HGET', P .. 'lease', id)
-  if again then
-    local l = cjson.decode(again)
-    local lp = plan_of(tostring(l.g))
-    return '{"lease":"' .. id .. '","chain":' .. l.k .. ',"servers":' ..
-        redis.call('HGET', P .. 'out:' .. tostring(l.g), l.k) ..
-        ',"ttl_ms":' .. lp.ttl_ms .. ',"expires_ms":' .. l.dl .. ',"waited_ms":' .. (l.w or 0) ..
-        ',"plan":' .. cjson.encode(lp.plan) .. '}'
+  local l = again and parse_lease(again)
+  if l then
+    local info = redis.call('HMGET', P .. 'pg:' .. l.g, 'o' .. l.k, 'plan')
+    return lease_answer(id, l.k, info[1], l.ttl, l.dl, l.w, info[2])
   end
-  if redis.call('HEXISTS', P .. 'tk', id) == 1 then
-    return '{"queued":true,"position":' .. redis.call('HLEN', P .. 'tk') .. '}'
+  local nw = waiting()
+  if nw > 0 and redis.call('HEXISTS', P .. 'tk', id) == 1 then
+    return '{"queued":true,"position":' .. nw .. '}'
   end
-  sweep()
-  local g, p = current()
+  if sweep() > 0 then nw = waiting() end
+  local m = cur()
+  local g = m.g
   if not g then return '{"error":"no_plan"}' end
-  if policy == '' then policy = p.policy end
+  if policy == '' then policy = m.policy end
   count_arrival()
   local k, committed = nil, -1
   if policy == 'jffc' then
-    if head(P .. 'q', false) == nil then k = fastest_free(p, g) end
+    if nw == 0 or head(P .. 'q', false) == nil then k = fastest_free(g) end
   else
-    local kc = choose(p, g, policy, u)
-    local qk = P .. 'q:' .. g .. ':' .. (kc - 1)
-    if redis.call('LLEN', qk) == 0 and head(P .. 'q', false) == nil and is_free(p, g, kc) then k = kc end
-    committed = kc - 1
+    local kc = choose(g, policy, u)
+    if nw == 0 or (redis.call('LLEN', P .. 'q:' .. g .. ':' .. kc) == 0 and head(P .. 'q', false) == nil) then
+      if is_free(g, kc) then k = kc end
+    end
+    committed = kc
   end
-  if k then return grant(p, g, k, id, now, false) end
+  if k then return grant(g, k, id, now, false) end
   if wait_ms <= 0 then
     return '{"queued":false,"position":' .. (waiting() + 1) .. '}'
   end
@@ -383,6 +476,62 @@ if op == 'acquire' then
   end
   return '{"queued":true,"position":' .. waiting() .. '}'
 
+end
+
+local function op_release(id)
+  local ok = release(id, 'release')
+  -- expired leases matter only to waiters (every acquire sweeps first, every waiter every 0.25 s)
+  if waiting() > 0 then
+    sweep()
+    drain()
+  end
+  if ok then return 1 end
+  return 0
+end
+
+local function op_renew(id)
+  sweep()
+  local raw = redis.call('HGET', P .. 'lease', id)
+  local l = raw and parse_lease(raw)
+  if not l then drain(); return '{"gone":true}' end
+  l.dl = now + l.ttl
+  redis.call('HSET', P .. 'lease', id, lease_record(l))
+  redis.call('ZADD', P .. 'dl', l.dl, id)
+  return '{"ttl_ms":' .. l.ttl .. ',"expires_ms":' .. l.dl .. '}'
+end
+
+-- every branch leaves through here: the counters added up during the call are written first
+local function done(result)
+  flush()
+  return result
+end
+
+if op == 'acquire' then
+  return done(op_acquire(ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])))
+
+elseif op == 'batch' then
+  -- several operations of one cluster, in order, in one call (the client's auto-pipelining): ARGV[2..]
+  -- is 'acquire', id, policy, u, wait_ms | 'release', id | 'renew', id, ...; the answer is their answers
+  local out = {}
+  local i = 2
+  while i <= #ARGV do
+    local o = ARGV[i]
+    if o == 'acquire' then
+      out[#out + 1] = op_acquire(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
+      i = i + 5
+    elseif o == 'release' then
+      out[#out + 1] = op_release(ARGV[i + 1])
+      i = i + 2
+    elseif o == 'renew' then
+      out[#out + 1] = op_renew(ARGV[i + 1])
+      i = i + 2
+    else
+      flush()
+      return redis.error_reply('unknown batched operation ' .. tostring(o))
+    end
+  end
+  return done(out)
+
 elseif op == 'cancel' then
   -- the waiter's wait ended: leave the queue, or take the lease granted meanwhile
   local id = ARGV[2]
@@ -392,7 +541,7 @@ elseif op == 'cancel' then
     redis.call('HDEL', P .. 'tk', id)
     redis.call('HINCRBY', P .. 'st', 'timeouts', 1)
     if t.k >= 0 then
-      local g = redis.call('GET', P .. 'cur')
+      local g = cur().g
       local n = 0
       if g then n = redis.call('LREM', P .. 'q:' .. g .. ':' .. t.k, 1, id) end
       redis.call('HINCRBY', P .. 'st', 'nq', -1)
@@ -407,60 +556,81 @@ elseif op == 'cancel' then
   return '{"queued":false,"position":0}'
 
 elseif op == 'release' then
-  local ok = release(ARGV[2], 'release')
-  sweep()
-  drain()
-  if ok then return 1 end
-  return 0
+  return done(op_release(ARGV[2]))
 
 elseif op == 'renew' then
-  sweep()
-  local id = ARGV[2]
-  local raw = redis.call('HGET', P .. 'lease', id)
-  if not raw then drain(); return '{"gone":true}' end
-  local l = cjson.decode(raw)
-  local p = plan_of(tostring(l.g))
-  l.dl = now + p.ttl_ms
-  redis.call('HSET', P .. 'lease', id, cjson.encode(l))
-  redis.call('ZADD', P .. 'dl', l.dl, id)
-  return '{"ttl_ms":' .. p.ttl_ms .. ',"expires_ms":' .. l.dl .. '}'
+  return done(op_renew(ARGV[2]))
 
 elseif op == 'sweep' then
   local n = sweep()
   drain()
-  return n
+  return done(n)
 
 elseif op == 'plan' then
   -- ARGV: compiled snapshot JSON ('' = no adopted plan), fingerprint
   local snap, fp = ARGV[2], ARGV[3]
-  local old = redis.call('GET', P .. 'cur')
-  if old and snap ~= '' and redis.call('GET', P .. 'fp') == fp then return tonumber(old) end
+  local m = cur()
+  local old = m.g
+  if old and snap ~= '' and redis.call('HGET', M, 'fp') == fp then return tonumber(old) end
   if old then
     requeue_committed(old)
-    if num(redis.call('HGET', P .. 'gin', old)) <= 0 then drop_generation(old) end
+    local n = 0
+    for _, v in ipairs(redis.call('HVALS', P .. 'z:' .. old)) do n = n + tonumber(v) end
+    if n > 0 then
+      -- its jobs finish on it; from now on the servers' counts and limits are kept
+      if not m.multi then
+        local used = {}
+        count_servers(old, used)
+        redis.call('DEL', P .. 'srv')
+        local flat = {}
+        for s, v in pairs(used) do flat[#flat + 1] = s; flat[#flat + 1] = v end
+        if #flat > 0 then redis.call('HSET', P .. 'srv', unpack(flat)) end
+        redis.call('HSET', M, 'multi', 1)
+        m.multi = true
+      end
+      redis.call('HSET', P .. 'gin', old, n)
+    else
+      drop_generation(old)
+    end
   end
   if snap == '' then
-    redis.call('DEL', P .. 'cur', P .. 'fp')
+    redis.call('HDEL', M, 'cur', 'fp', 'policy', 'ttl', 'plan')
+    m.g = nil
     return 0
   end
   local g = tostring(redis.call('INCR', P .. 'gen'))
   local whole = cjson.decode(snap)
+  local planjson = cjson.encode(whole.plan)
   redis.call('SET', P .. 'plan:' .. g, cjson.encode({plan = whole.plan, policy = whole.policy, ttl_ms = whole.ttl_ms,
-                                                     c = whole.c, order = whole.order, hops = whole.hops}))
+                                                     c = whole.c, hops = whole.hops}))
   redis.call('SET', P .. 'planx:' .. g, cjson.encode({t = whole.t, rank = whole.rank, cum = whole.cum, L = whole.L}))
-  for k, o in ipairs(whole.out) do redis.call('HSET', P .. 'out:' .. g, k - 1, o) end
-  redis.call('SET', P .. 'cur', g)
-  redis.call('SET', P .. 'fp', fp)
-  recompute_limits(g)
+  local fields, free = {'plan', planjson}, {}
+  for k = 1, #whole.c do
+    local k0 = k - 1
+    fields[#fields + 1] = 'o' .. k0; fields[#fields + 1] = whole.out[k]
+    fields[#fields + 1] = 'c' .. k0; fields[#fields + 1] = whole.c[k]
+    fields[#fields + 1] = 'r' .. k0; fields[#fields + 1] = whole.rank[k]
+    fields[#fields + 1] = 'h' .. k0; fields[#fields + 1] = cjson.encode(whole.hops[k])
+    if whole.c[k] > 0 then free[#free + 1] = whole.rank[k]; free[#free + 1] = k0 end
+  end
+  redis.call('HSET', P .. 'pg:' .. g, unpack(fields))
+  if #free > 0 then redis.call('ZADD', P .. 'free:' .. g, unpack(free)) end
+  redis.call('HSET', M, 'cur', g, 'fp', fp, 'policy', whole.policy, 'ttl', whole.ttl_ms, 'plan', planjson)
+  m.g, m.policy, m.ttl, m.plan = g, whole.policy, tonumber(whole.ttl_ms), planjson
+  if m.multi then recompute_limits(g) end
   sweep()
   drain()
-  return tonumber(g)
+  return done(tonumber(g))
 
 elseif op == 'state' then
   -- one consistent snapshot of everything (the tests sample it to check invariants)
   sweep()
   drain()
-  local g, p = current()
+  flush()
+  local m = cur()
+  local g = m.g
+  local p = nil
+  if g then p = full(plan_of(g), g) end
   local out = {now_ms = now, waiting = waiting()}
   local st = redis.call('HGETALL', P .. 'st')
   local stats = {}
@@ -468,30 +638,49 @@ elseif op == 'state' then
   out.stats = stats
   local wh = redis.call('HGETALL', P .. 'wh')
   local hist = {}
-  for i = 1, #wh, 2 do hist[#hist + 1] = {tonumber(wh[i]), tonumber(wh[i + 1])} end
+  local grants = 0
+  for i = 1, #wh, 2 do
+    hist[#hist + 1] = {tonumber(wh[i]), tonumber(wh[i + 1])}
+    grants = grants + tonumber(wh[i + 1])
+  end
+  stats.grants = grants
   out.wait_histogram = hist
   out.wait_buckets_ms = WAIT_BUCKETS
   out.arrival_rate = arrival_rate()
   if out.arrival_rate == nil then out.arrival_rate = cjson.null end
-  local srv = redis.call('HGETALL', P .. 'srv')
-  local lim = redis.call('HGETALL', P .. 'lim')
   local servers = {}
-  for i = 1, #srv, 2 do servers[srv[i]] = {used = tonumber(srv[i + 1])} end
-  for i = 1, #lim, 2 do
-    servers[lim[i]] = servers[lim[i]] or {used = 0}
-    servers[lim[i]].limit = tonumber(lim[i + 1])
+  if m.multi then
+    local srv = redis.call('HGETALL', P .. 'srv')
+    local lim = redis.call('HGETALL', P .. 'lim')
+    for i = 1, #srv, 2 do servers[srv[i]] = {used = tonumber(srv[i + 1])} end
+    for i = 1, #lim, 2 do
+      servers[lim[i]] = servers[lim[i]] or {used = 0}
+      servers[lim[i]].limit = tonumber(lim[i + 1])
+    end
+  elseif g then
+    local used = {}
+    count_servers(g, used)
+    for s, v in pairs(p.L) do servers[s] = {used = used[s] or 0, limit = v} end
   end
   out.servers = servers
+  -- generations with leases in flight: the older ones (gin), then the current one
   local gens = {}
+  local inflight = {}
   local gin = redis.call('HGETALL', P .. 'gin')
-  for i = 1, #gin, 2 do
-    local gp = plan_of(gin[i])
-    if gp then gp = full(gp, gin[i]) end
-    local entry = {generation = tonumber(gin[i]), in_flight = tonumber(gin[i + 1])}
+  for i = 1, #gin, 2 do inflight[#inflight + 1] = {gin[i], tonumber(gin[i + 1])} end
+  if g then
+    local n = 0
+    for _, z in ipairs(busy(p, g)) do n = n + z end
+    if n > 0 then inflight[#inflight + 1] = {g, n} end
+  end
+  for _, e in ipairs(inflight) do
+    local gp = plan_of(e[1])
+    if gp then gp = full(gp, e[1]) end
+    local entry = {generation = tonumber(e[1]), in_flight = e[2]}
     if gp then
       entry.plan = gp.plan
       entry.capacity = gp.c
-      entry.in_progress = busy(gp, gin[i])
+      entry.in_progress = busy(gp, e[1])
       entry.hops = gp.hops
       entry.L = gp.L
     end
@@ -499,19 +688,18 @@ elseif op == 'state' then
   end
   out.generations = gens
   if g then
-    full(p, g)
     out.generation = tonumber(g)
     out.plan = p.plan
     out.policy = p.policy
     local zs = busy(p, g)
     local svc = redis.call('HGETALL', P .. 'svc:' .. g)
-    local m = {}
-    for i = 1, #svc, 2 do m[svc[i]] = tonumber(svc[i + 1]) end
+    local sm = {}
+    for i = 1, #svc, 2 do sm[svc[i]] = tonumber(svc[i + 1]) end
     local chains = {}
     for k = 1, #p.c do
-      local n = m[(k - 1) .. ':n'] or 0
+      local n = sm[(k - 1) .. ':n'] or 0
       local mean = cjson.null
-      if n > 0 then mean = m[(k - 1) .. ':s'] / n / 1000 end
+      if n > 0 then mean = (sm[(k - 1) .. ':s'] or 0) / n / 1000 end
       chains[k] = {chain = k - 1, capacity = p.c[k], in_progress = zs[k], service_time_s = p.t[k],
                    measured_service_time_s = mean, completed = n,
                    waiting = redis.call('LLEN', P .. 'q:' .. g .. ':' .. (k - 1))}

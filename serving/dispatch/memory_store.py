@@ -381,8 +381,9 @@ class MemoryStore:
     def _op_release(self, cluster: int, lid: str) -> bool:
         c = self._cl(cluster)
         ok = self._release(c, lid, "release")
-        self._sweep(cluster, c)
-        self._drain(cluster, c)
+        if c.tk:            # as dispatch.lua: expired leases matter only to waiters (acquire sweeps first)
+            self._sweep(cluster, c)
+            self._drain(cluster, c)
         return ok
 
     def _op_renew(self, cluster: int, lid: str) -> dict[str, Any]:

@@ -14,9 +14,10 @@ to by itself).  The scripts are re-loaded when Redis lost them (NOSCRIPT).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import random
-import secrets
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from .pipelined import PipelinedRedis, ScriptChannel
 from .plan import POLICIES, snapshot_json
 
 LUA = (Path(__file__).with_name("dispatch.lua")).read_text()
@@ -116,6 +118,21 @@ def state_from_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
     return state
 
 
+_ID_BYTES = 12                # lease ids: 96 random bits, 16 URL-safe characters, as secrets.token_urlsafe(12)
+_ID_BATCH = 256
+_id_pool: list[str] = []
+os.register_at_fork(after_in_child=_id_pool.clear)     # a forked process never reuses its parent's ids
+
+
+def new_id() -> str:
+    """An unguessable lease id (os.urandom, read in batches: one system call per 256 ids)."""
+    if not _id_pool:
+        raw = os.urandom(_ID_BYTES * _ID_BATCH)
+        _id_pool.extend(base64.urlsafe_b64encode(raw[i:i + _ID_BYTES]).decode()
+                        for i in range(0, len(raw), _ID_BYTES))
+    return _id_pool.pop()
+
+
 def check_args(wait_s: Any, policy: Any) -> tuple[float, str]:
     if isinstance(wait_s, bool) or not isinstance(wait_s, (int, float)) or wait_s != wait_s:
         raise ValueError(f"wait_s must be a number of seconds between 0 and {MAX_WAIT_S:g}, got {wait_s!r}")
@@ -163,16 +180,31 @@ class AsyncRedisStore(_Keys):
             socket_connect_timeout=2, health_check_interval=10, decode_responses=True)
         self._script = self.redis.register_script(LUA)
         self._rng = rng or random.Random()
+        # the scripts and token look-ups go down one auto-pipelined connection (see pipelined.py);
+        # blocking commands (BLPOP) and the rest use redis-py's pool
+        try:
+            self._fast: PipelinedRedis | None = PipelinedRedis(url)
+        except ValueError:
+            self._fast = None
+        self._channel = ScriptChannel(self._fast, LUA) if self._fast is not None else None
 
     async def _run(self, cluster: int, *args: Any) -> Any:
+        if self._channel is not None:
+            return await self._channel([self.cluster(cluster)], args)
+        return await self._script(keys=[self.cluster(cluster)], args=list(args))
+
+    async def _run_batched(self, cluster: int, *args: Any) -> Any:
+        """acquire, release and renew: batched with the process's other calls of the same event-loop turn."""
+        if self._channel is not None:
+            return await self._channel.batched(self.cluster(cluster), args)
         return await self._script(keys=[self.cluster(cluster)], args=list(args))
 
     async def acquire(self, cluster: int, *, wait_s: float = 30.0, policy: str | None = None,
                       uniform: float | None = None) -> dict[str, Any]:
         wait_s, policy = check_args(wait_s, policy)
-        lid = secrets.token_urlsafe(12)
+        lid = new_id()
         u = self._rng.random() if uniform is None else uniform
-        d = json.loads(await self._run(cluster, "acquire", lid, policy, repr(u), int(wait_s * 1000)))
+        d = json.loads(await self._run_batched(cluster, "acquire", lid, policy, repr(u), int(wait_s * 1000)))
         if "lease" in d:
             return lease_from_raw(d)
         if d.get("error") == "no_plan":
@@ -217,7 +249,7 @@ class AsyncRedisStore(_Keys):
                       uniform: float | None = None) -> tuple[str, dict[str, Any]]:
         """Step one of acquire (the script only): (lease id, answer). For replays that order events exactly."""
         wait_s, policy = check_args(wait_s, policy)
-        lid = secrets.token_urlsafe(12)
+        lid = new_id()
         u = self._rng.random() if uniform is None else uniform
         d = json.loads(await self._run(cluster, "acquire", lid, policy, repr(u), int(wait_s * 1000)))
         return lid, d
@@ -228,10 +260,10 @@ class AsyncRedisStore(_Keys):
         return lease_from_raw(json.loads(raw)) if raw else None
 
     async def release(self, cluster: int, lease: str) -> bool:
-        return bool(await self._run(cluster, "release", str(lease)))
+        return bool(await self._run_batched(cluster, "release", str(lease)))
 
     async def renew(self, cluster: int, lease: str) -> dict[str, Any] | None:
-        return renewal_from_raw(json.loads(await self._run(cluster, "renew", str(lease))))
+        return renewal_from_raw(json.loads(await self._run_batched(cluster, "renew", str(lease))))
 
     async def state(self, cluster: int) -> dict[str, Any]:
         return state_from_raw(json.loads(await self._run(cluster, "state")))
@@ -257,7 +289,13 @@ class AsyncRedisStore(_Keys):
         await self.redis.delete(self.token(digest))
 
     async def token_cluster(self, digest: str) -> int | None:
-        v = await self.redis.get(self.token(digest))
+        if self._fast is not None:
+            try:
+                v = await self._fast.execute("GET", self.token(digest))
+            except (RedisConnectionError, OSError):
+                v = await self.redis.get(self.token(digest))     # redis-py's retries and back-off
+        else:
+            v = await self.redis.get(self.token(digest))
         return int(v) if v is not None else None
 
     async def ping(self) -> bool:
@@ -273,6 +311,8 @@ class AsyncRedisStore(_Keys):
             await self.redis.delete(key)
 
     async def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
         await self.redis.aclose()
 
 
@@ -294,7 +334,7 @@ class RedisStore(_Keys):
     def acquire(self, cluster: int, *, wait_s: float = 30.0, policy: str | None = None,
                 uniform: float | None = None) -> dict[str, Any]:
         wait_s, policy = check_args(wait_s, policy)
-        lid = secrets.token_urlsafe(12)
+        lid = new_id()
         u = self._rng.random() if uniform is None else uniform
         d = json.loads(self._run(cluster, "acquire", lid, policy, repr(u), int(wait_s * 1000)))
         if "lease" in d:

@@ -168,3 +168,69 @@ def test_arrival_rate_and_measured_service_time(store_factory):
         assert 0.04 <= measured <= 1.0
         assert st["observations"]["chains"][0]["completed"] == 4
     run(body())
+
+
+def test_calls_issued_together_keep_every_semantic(store_factory):
+    """Many calls in one event-loop turn (on Redis: one batched script call) act as the same calls one by one."""
+    async def body():
+        s = store_factory()
+        await s.set_plan(1, snapshot(TWO))
+        got = await asyncio.gather(*(s.acquire(1, wait_s=0) for _ in range(12)), return_exceptions=True)
+        leases = [g for g in got if isinstance(g, dict)]
+        assert sorted(l["chain"] for l in leases) == [0, 0, 1, 1, 1]
+        assert sum(isinstance(g, NotGranted) for g in got) == 7
+        assert len({l["lease"] for l in leases}) == 5
+        st = await s.state(1)
+        assert [c["in_progress"] for c in st["chains"]] == [2, 3]
+        first = leases[0]["lease"]
+        # a release and its repeat in the same turn: the first frees the slot, the repeat changes nothing
+        released = await asyncio.gather(s.release(1, first), s.release(1, first),
+                                        *(s.release(1, l["lease"]) for l in leases[1:]), s.renew(1, first))
+        assert released[:2] == [True, False] and all(released[2:6]) and released[6] is None
+        st = await s.state(1)
+        assert [c["in_progress"] for c in st["chains"]] == [0, 0]
+        obs = st["observations"]
+        assert (obs["arrivals"], obs["grants"], obs["releases"], obs["expiries"]) == (12, 5, 5, 0)
+        assert sum(obs["wait_histogram_ms"]["counts"].values()) == 5
+    run(body())
+
+
+def test_batch_operation_of_the_script(prefix):
+    """The script's batch operation answers each operation in order, as separate calls would."""
+    from .conftest import REDIS_URL, require_redis
+    from serving.dispatch.redis_store import RedisStore
+    require_redis()
+    s = RedisStore(REDIS_URL, prefix=prefix)
+    try:
+        s.set_plan(1, snapshot([(["a"], [4], 1.0, 1), (["b"], [4], 2.0, 1)]))
+        key = s.cluster(1)
+        out = s._script(keys=[key], args=["batch", "acquire", "L1", "", "0.5", 0, "acquire", "L2", "", "0.5", 0,
+                                          "acquire", "L3", "", "0.5", 0, "acquire", "L1", "", "0.5", 0,
+                                          "renew", "L2", "release", "L1", "release", "L1", "renew", "L1",
+                                          "acquire", "L4", "", "0.5", 0])
+        import json
+        a1, a2, a3, again, renewed, r1, r1b, gone, a4 = out
+        assert json.loads(a1)["chain"] == 0 and json.loads(a2)["chain"] == 1
+        assert json.loads(a3) == {"queued": False, "position": 1}
+        assert json.loads(again) == json.loads(a1)          # a retried acquire gets the first answer
+        assert "ttl_ms" in json.loads(renewed)
+        assert (r1, r1b) == (1, 0)
+        assert json.loads(gone) == {"gone": True}
+        assert json.loads(a4)["chain"] == 0                 # L1's slot, freed earlier in the batch
+        st = s.state(1)["observations"]
+        assert (st["arrivals"], st["grants"], st["releases"]) == (4, 3, 1)
+        # a lease record of the previous script version (JSON), already expired: dropped, never an error
+        s.redis.hset(key + "lease", "OLD", '{"g":1,"k":0,"t0":1,"dl":2,"w":0}')
+        s.redis.zadd(key + "dl", {"OLD": 2})
+        assert json.loads(s._script(keys=[key], args=["renew", "OLD"])) == {"gone": True}
+        s.redis.hset(key + "lease", "OLD2", '{"g":1,"k":0,"t0":1,"dl":2,"w":0}')
+        s.redis.zadd(key + "dl", {"OLD2": 2})
+        assert s.release(1, "OLD2") is False
+        assert s.state(1)["observations"]["expiries"] == 0
+        try:
+            s._script(keys=[key], args=["batch", "acquire", "L5", "", "0.5", 0, "bogus", "x"])
+            raise AssertionError("an unknown batched operation must be refused")
+        except Exception as exc:  # noqa: BLE001
+            assert "unknown batched operation" in str(exc)
+    finally:
+        s.clear()
