@@ -31,6 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import uptime  # noqa: E402
 
 SIZES = [100, 200, 500, 1000, 2000, 5000, 10000]
 LOADS = [("0.2", lambda J: 0.2), ("0.01J", lambda J: 0.01 * J), ("0.05J", lambda J: 0.05 * J)]
@@ -81,13 +84,6 @@ def run_reference(s) -> dict:
             best = (b.lower_s, c)
     return {"ref_seconds": time.perf_counter() - t0, "ref_c": best[1] if best else None,
             "ref_lower_s": best[0] if best else None}
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:

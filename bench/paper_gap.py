@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import paper_report  # noqa: E402
+from machine import uptime  # noqa: E402
 
 from solvers.instances import paper_scenario  # noqa: E402
 from solvers.plan import physical_limit_s  # noqa: E402
@@ -55,13 +55,6 @@ def measured_size_mean(seed: int, requests: int, warmup_fraction: float = 0.1) -
     streams = np.random.SeedSequence(seed).spawn(2)
     jobs = make_jobs(requests, arrival_rate=LAMBDA, job_sizes="exponential", rng=np.random.default_rng(streams[0]))
     return float(jobs.scale[_warmup_count(requests, warmup_fraction):].mean())
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
