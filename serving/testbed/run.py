@@ -714,6 +714,8 @@ def measured_hops(rows: list[dict], l_out: int) -> dict:
 def _deployed_lines(meta: dict, results: dict) -> list[str]:
     """The deployed calibration (before planning) and each chain plan's probe of its launched swarm."""
     cal = meta["calibration"]
+    if cal.get("method") != "deployed":
+        return _probe_lines(meta, results)
     hops = "; ".join(f"{k} {v['setup_s']:.1f} + {v['first_overhead_s']:.1f} + {v['step_overhead_s']:.1f}"
                      for k, v in cal["hops_ms"].items())
     first = next(iter(cal["hops_ms"].values()), {})
@@ -728,6 +730,11 @@ def _deployed_lines(meta: dict, results: dict) -> list[str]:
              f"{meta['output_tokens'] - 1} x token-step overhead, `block_time_s` = prompt-step + "
              f"{meta['output_tokens'] - 1} x token-step per-block time. Round trip each relay adds (libp2p "
              f"request/answer through the relay minus the server's own port, ms): {cal['network_rtt_ms']}.", ""]
+    return lines + _probe_lines(meta, results)
+
+
+def _probe_lines(meta: dict, results: dict) -> list[str]:
+    lines = []
     for a, r in results.items():
         dp = r.get("deployed_probe")
         if not dp:
@@ -764,7 +771,7 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
              f"{meta['servers']} servers ({meta['profile']}) on {meta['device']}, {meta['requests']} requests per algorithm, "
              f"{meta['input_tokens']} prompt + {meta['output_tokens']} generated tokens each, "
              f"mean arrival rate {meta['rate']:.3f}/s. Routes for chain plans: {meta['routes']}.", "",
-             *(_deployed_lines(meta, results) if meta["calibration"].get("method") == "deployed" else []),
+             *_deployed_lines(meta, results),
              *([] if meta["calibration"].get("method") == "deployed" else [
              "Calibration (measured through PETALS on a one-server swarm before planning): "
              f"hop overhead {meta['calibration']['hop_overhead_s'] * 1e3:.2f} ms per decoding step, "
