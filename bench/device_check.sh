@@ -43,5 +43,6 @@ frac=()
 [ "$device" = "cuda" ] && frac=(--gpu-memory-fraction 0.08)
 timeout 200 "$PY" -m serving.testbed.run --device "$device" "${frac[@]}" --servers 3 --requests 30 \
     --algorithms proposed,petals,whole-model --python "$PETALS_PY" --out "$out" --name "testbed-$suffix" \
+    --calibration-reps 2 --deployed-probe-reps 2 \
     --routes "${DEVICE_CHECK_ROUTES:-local}" | tail -n 1
 echo "== device check done in $(( $(date +%s) - t0 )) s: $out/probe-$suffix.md $out/testbed-$suffix.md"

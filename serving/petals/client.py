@@ -15,7 +15,10 @@
 JSON lines on stdin/stdout: ``{"op": "run", "id": .., "chain": [[peer_id, start, end], ..]
 | null, "input_tokens": n, "output_tokens": m}`` -> ``{"id": .., "ok": true, "t_start": ..,
 "t_end": .., "route": [[peer_id, start, end], ..], "hops": {peer_id: seconds}, ...}``.
-Timestamps are ``time.time()`` so the orchestrator can line them up with its own.
+Timestamps are ``time.time()`` so the orchestrator can line them up with its own.  Per hop
+the answer also gives ``setup`` (opening + closing its session) and ``first`` (the prompt
+step).  ``{"op": "probe", ...}`` takes the same fields and runs one session over exactly the
+chain's blocks (a sub-range of the model allowed) on random hidden states: the calibration.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ _orig_close = _ServerSession.close
 
 
 def _close_marking_closed(self) -> None:
+    t0 = time.perf_counter()
     try:
         _orig_close(self)
     except Exception:  # broken pipe while closing: the stream is gone either way
@@ -51,6 +55,7 @@ def _close_marking_closed(self) -> None:
     finally:
         self._outputs_stream = self._inputs_queue = None
         self.closed = True
+        _record("setup", self.span.peer_id.to_base58(), time.perf_counter() - t0)
 
 
 def _never_block_del(self) -> None:
@@ -63,40 +68,69 @@ _ServerSession.close = _close_marking_closed
 _ServerSession.__del__ = _never_block_del
 InferenceSession.__del__ = lambda self: None
 
-# --------------------------------------------------------------------------- per-hop delay
+# --------------------------------------------------------------------------- per-hop timing and delay
 HOP_DELAY_S: dict[str, float] = {}          # peer id (base58) -> injected round trip, seconds
+# per request (thread-local, the request's own thread): per peer, "acc" the summed step times and
+# "steps" their count, "first" the first step (the prompt), "setup" opening + closing the session
 _hop_times = threading.local()
 _orig_step = _ServerSession.step
+_orig_enter = InferenceSession._enter_server_sessions
+
+
+def _record(kind: str, peer: str, dt: float) -> None:
+    acc = getattr(_hop_times, kind, None)
+    if acc is not None:
+        acc[peer] = acc.get(peer, 0.0) + dt
 
 
 def _delayed_step(self, *args, **kwargs):
     peer = self.span.peer_id.to_base58()
     delay = HOP_DELAY_S.get(peer, 0.0)
+    first = not self.stepped
     t0 = time.perf_counter()
     if delay > 0:
         time.sleep(delay)       # request and reply each travel half of it; one sleep is the same wait
     out = _orig_step(self, *args, **kwargs)
-    acc = getattr(_hop_times, "acc", None)
-    if acc is not None:
-        acc[peer] = acc.get(peer, 0.0) + time.perf_counter() - t0
-        _hop_times.steps[peer] = _hop_times.steps.get(peer, 0) + 1
+    dt = time.perf_counter() - t0
+    _record("acc", peer, dt)
+    _record("steps", peer, 1)
+    if first:
+        _record("first", peer, dt)
     return out
 
 
+def _timed_enter(self, chosen_spans):
+    # PETALS opens the chain's server sessions one after the other (a stream and its
+    # rpc_inference call per hop); timed per hop here, opened exactly as PETALS does.
+    sessions = []
+    try:
+        for span in chosen_spans:
+            t0 = time.perf_counter()
+            sessions += _orig_enter(self, [span])
+            _record("setup", span.peer_id.to_base58(), time.perf_counter() - t0)
+        return sessions
+    except BaseException:
+        self._exit_server_sessions(sessions)
+        raise
+
+
 _ServerSession.step = _delayed_step
+InferenceSession._enter_server_sessions = _timed_enter
 
 
 # --------------------------------------------------------------------------- forced chain
 class ChainSequenceManager(RemoteSequenceManager):
     """Routes every session over ``chain`` = [(peer_id, start, end), ...] exactly."""
 
-    def __init__(self, config, block_uids, *, dht=None, state=None, chain=None):
+    def __init__(self, config, block_uids, *, dht=None, state=None, chain=None, offset: int = 0):
         super().__init__(config, block_uids, dht=dht, state=state)
         self.chain = list(chain or [])
+        self.offset = offset        # the model's block number of this manager's block 0 (a sub-range)
 
     def __getitem__(self, ix):
         sub = super().__getitem__(ix)
         sub.chain = self.chain
+        sub.offset = self.offset + (ix.start or 0 if isinstance(ix, slice) else int(ix))
         return sub
 
     def make_sequence(self, start_index: int = 0, end_index: int | None = None, *, mode: str,
@@ -104,6 +138,7 @@ class ChainSequenceManager(RemoteSequenceManager):
         end_index = len(self) if end_index is None else end_index
         spans = []
         for peer, start, end in self.chain:
+            start, end = start - self.offset, end - self.offset
             lo, hi = max(start, start_index), min(end, end_index)
             if lo >= hi:
                 continue
@@ -146,11 +181,47 @@ class Client:
         return ChainSequenceManager(self.base.config, self.base.block_uids, dht=self.base.dht,
                                     state=self.base.state, chain=chain)
 
+    def _start_timing(self) -> None:
+        _hop_times.acc, _hop_times.steps, _hop_times.first, _hop_times.setup = {}, {}, {}, {}
+
+    def _stop_timing(self) -> dict:
+        out = {"hops": dict(_hop_times.acc), "steps": dict(_hop_times.steps), "first": dict(_hop_times.first),
+               "setup": dict(_hop_times.setup)}
+        _hop_times.acc = _hop_times.steps = _hop_times.first = _hop_times.setup = None
+        return out
+
+    def probe(self, chain, input_tokens: int, output_tokens: int, seed: int = 0) -> dict:
+        """One inference session over exactly ``chain``'s blocks (a sub-range of the model is allowed:
+        the chain covers blocks [first start, last end)), fed random hidden states: the prompt, then
+        ``output_tokens - 1`` one-token steps, as a generation does.  Per hop: set-up (open + close),
+        first step, and the summed steps.  Used to calibrate servers on the swarm they run in."""
+        lo, hi = int(chain[0][1]), int(chain[-1][2])
+        # fetched once on the shared state (a sub-range's copy of it would fetch it on every probe)
+        _ = self.base.rpc_info
+        gen = torch.Generator().manual_seed(seed)
+        hidden = torch.randn(1, max(1, input_tokens), self.model.config.hidden_size, generator=gen)
+        manager = ChainSequenceManager(self.base.config, self.base.block_uids[lo:hi], dht=self.base.dht,
+                                       state=self.base.state[lo:hi], chain=chain, offset=lo)
+        self._start_timing()
+        t_start = time.time()
+        try:
+            with torch.inference_mode():
+                session = InferenceSession(manager, max_length=hidden.shape[1] + output_tokens)
+                try:
+                    out = session.step(hidden)
+                    for _ in range(output_tokens - 1):
+                        out = session.step(out[:, -1:])
+                finally:
+                    session.close()
+        finally:
+            timing = self._stop_timing()
+        return {"t_start": t_start, "t_end": time.time(), **timing}
+
     def run(self, chain, input_tokens: int, output_tokens: int, seed: int = 0) -> dict:
         gen = torch.Generator().manual_seed(seed)
         ids = torch.randint(3, self.vocab, (1, max(1, input_tokens)), generator=gen)
         manager = self.manager_for(chain)
-        _hop_times.acc, _hop_times.steps = {}, {}
+        self._start_timing()
         t_start = time.time()
         tokens = []
         with torch.inference_mode():
@@ -167,10 +238,8 @@ class Client:
             finally:
                 session.close()
         t_end = time.time()
-        hops, steps = dict(_hop_times.acc), dict(_hop_times.steps)
-        _hop_times.acc = None
-        return {"t_start": t_start, "t_end": t_end, "route": route, "hops": hops, "steps": steps,
-                "tokens": tokens}
+        timing = self._stop_timing()
+        return {"t_start": t_start, "t_end": t_end, "route": route, **timing, "tokens": tokens}
 
 
 def serve(client: Client, max_workers: int) -> None:
@@ -183,8 +252,9 @@ def serve(client: Client, max_workers: int) -> None:
 
     def handle(msg: dict) -> None:
         try:
-            res = client.run(msg.get("chain"), int(msg["input_tokens"]), int(msg["output_tokens"]),
-                             seed=int(msg.get("seed", 0)))
+            fn = client.probe if msg.get("op") == "probe" else client.run
+            res = fn(msg.get("chain"), int(msg["input_tokens"]), int(msg["output_tokens"]),
+                     seed=int(msg.get("seed", 0)))
             emit({"id": msg["id"], "ok": True, **res})
         except Exception as exc:  # reported per request; the orchestrator decides
             emit({"id": msg["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -205,7 +275,7 @@ def serve(client: Client, max_workers: int) -> None:
                     emit({"op": "peers", "ok": True})
                 except Exception as exc:
                     emit({"op": "peers", "ok": False, "error": str(exc)})
-            elif msg.get("op") == "run":
+            elif msg.get("op") in ("run", "probe"):
                 pool.submit(handle, msg)
             elif msg.get("op") == "quit":
                 break

@@ -1,12 +1,14 @@
 """Run chainplan plans on a real PETALS swarm and compare predicted with measured times.
 
-Steps (all on loopback): make the tiny LLaMA; calibrate on a one-server swarm (per-hop
-overhead and per-block time of one decoding step, measured through PETALS itself);
-build the scenario from those measurements and the injected round-trip times only;
-for each algorithm plan with ``solvers``, launch one PETALS server per used server
-(planned block range, KV budget = the plan's job slots x request length), replay the
-same arrivals (each request: acquire a chain, run it on exactly that chain, release; or
-PETALS' own routing for ``petals``), stop the swarm, and simulate the same arrivals.
+Steps (all on loopback): make the tiny LLaMA; calibrate on the deployment (every server of
+the profile launched behind its delay relay and probed through PETALS itself: session set-up,
+prompt step, token steps at one block and at all its blocks); build the scenario from those
+measurements only; for each algorithm plan with ``solvers``, launch one PETALS server per used
+server (planned block range, KV budget = the plan's job slots x request length), probe the
+plan's hops on that launched swarm (one session, then all slots busy) to get each chain's
+service time at the load it will see, replay the same arrivals (each request: acquire a chain,
+run it on exactly that chain, release; or PETALS' own routing for ``petals``), stop the swarm,
+and simulate the same arrivals.  See docs/petals-testbed.md.
 
 Runs in chainplan's environment (solvers); PETALS runs in .venv-petals subprocesses.
 """
@@ -104,11 +106,13 @@ class Worker:
         self.send(msg)
         return self._wait_control(msg["op"], timeout)
 
-    def run(self, rid, chain, input_tokens: int, output_tokens: int, timeout: float = 300) -> dict:
+    def run(self, rid, chain, input_tokens: int, output_tokens: int, timeout: float = 300, op: str = "run") -> dict:
+        """``op``: "run" generates through the whole model on ``chain`` (None: PETALS routes); "probe"
+        runs one session over exactly the chain's blocks (a sub-range allowed) on random hidden states."""
         ev, box = threading.Event(), []
         with self._lock:
             self._waiters[rid] = (ev, box)
-        self.send({"op": "run", "id": rid, "chain": chain, "input_tokens": input_tokens,
+        self.send({"op": op, "id": rid, "chain": chain, "input_tokens": input_tokens,
                    "output_tokens": output_tokens, "seed": hash(rid) % 1000})
         if not ev.wait(timeout):
             return {"id": rid, "ok": False, "error": f"no answer within {timeout:.0f} s"}
@@ -139,11 +143,17 @@ class Calibration:
     # empty: the configured round trips are used as they are)
     network_rtt_s: dict[str, float] = field(default_factory=dict)
     relay_base_rtt_s: float | None = None     # the same measurement through a 0-delay relay
+    # "deployed": per server, its hop as measured on the whole deployment (HopFit); "one-server": none
+    method: str = "one-server"
+    hops: dict[str, "HopFit"] = field(default_factory=dict)
+    concurrency: int = 1
 
     def to_dict(self) -> dict:
         return {"hop_overhead_s": self.hop_overhead_s, "block_s": self.block_s, "samples": self.samples,
                 "network_rtt_ms": {k: round(v * 1e3, 2) for k, v in self.network_rtt_s.items()},
-                "relay_base_rtt_ms": None if self.relay_base_rtt_s is None else round(self.relay_base_rtt_s * 1e3, 2)}
+                "relay_base_rtt_ms": None if self.relay_base_rtt_s is None else round(self.relay_base_rtt_s * 1e3, 2),
+                "method": self.method, "concurrency": self.concurrency,
+                "hops_ms": {k: v.to_dict() for k, v in self.hops.items()}}
 
 
 def measure_network(target_port: int, profile: list[dict], samples: int = 5) -> tuple[dict[str, float], float]:
@@ -205,6 +215,143 @@ def calibrate(python: str, model_dir: str, workdir: Path, tokens: tuple[int, int
     return Calibration(overhead, block, reps, network, base)
 
 
+@dataclass
+class HopFit:
+    """One server's hop as the client sees it, measured on the deployed swarm (seconds)."""
+    setup_s: float             # opening the hop's inference session and closing it, per request
+    first_overhead_s: float    # the first step (the prompt): a + b * blocks
+    first_block_s: float
+    step_overhead_s: float     # every later step (one token): a + b * blocks, round trip included
+    step_block_s: float
+    samples: int
+
+    def comm_time_s(self, l_out: int) -> float:
+        return self.setup_s + self.first_overhead_s + (l_out - 1) * self.step_overhead_s
+
+    def block_time_s(self, l_out: int) -> float:
+        return max(self.first_block_s + (l_out - 1) * self.step_block_s, 1e-6)
+
+    def to_dict(self) -> dict:
+        return {k: round(v * 1e3, 3) if k.endswith("_s") else v for k, v in self.__dict__.items()}
+
+
+def calibration_specs(profile: list[dict], max_len: int, slots: int, device: str = "cpu",
+                      env: dict | None = None) -> list[ServerSpec]:
+    """The servers a user has, each holding as many blocks as it can (a large one all, a small one 3,
+    staggered), behind its delay relay: the swarm the calibration probes before planning."""
+    specs, k = [], 0
+    for p in profile:
+        if p["id"].startswith("large"):
+            lo, hi = 0, NUM_BLOCKS
+        else:
+            lo = (0, 3, NUM_BLOCKS - BLOCKS_SMALL)[k % 3]
+            hi, k = lo + BLOCKS_SMALL, k + 1
+        specs.append(ServerSpec(p["id"], lo, hi, cache_tokens=slots * max_len, device=device, env=dict(env or {}),
+                                one_way_delay_ms=p["rtt_ms"] / 2))
+    return specs
+
+
+def probe_hops(worker: "Worker", targets: list[tuple[str, str, int, int]], tokens: tuple[int, int], reps: int,
+               concurrency: int, tag: str = "probe", together: int = 1) -> dict[tuple[str, int], list[dict]]:
+    """Probe sessions over each target (server id, peer id, start, end), ``reps`` times each, with
+    ``concurrency`` sessions in flight at once.  Returns {(server, blocks): [timing per probe]}.
+    ``together`` > 1: that many sessions on the same target at once, one target at a time (the hop
+    with all its slots busy)."""
+    if together > 1:
+        out: dict[tuple[str, int], list[dict]] = {}
+        for r in range(reps):
+            for t in targets:
+                got = probe_hops(worker, [t] * together, tokens, 1, together, tag=f"{tag}-x{together}-{r}")
+                for k, v in got.items():
+                    out.setdefault(k, []).extend(v)
+        return out
+    jobs = [(r, t) for r in range(reps) for t in targets]
+    out: dict[tuple[str, int], list[dict]] = {}
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker_loop() -> None:
+        while True:
+            with lock:
+                if not jobs or errors:
+                    return
+                r, (srv, peer, a, b) = jobs.pop(0)
+            res = worker.run(f"{tag}-{srv}-{a}-{b}-{r}-{len(jobs)}", [[peer, a, b]], *tokens, op="probe")
+            with lock:
+                if not res["ok"]:
+                    errors.append(f"{srv} {a}:{b}: {res['error']}")
+                    return
+                steps = res["steps"][peer]
+                out.setdefault((srv, b - a), []).append({
+                    "setup": res["setup"].get(peer, 0.0), "first": res["first"][peer],
+                    "step": (res["hops"][peer] - res["first"][peer]) / max(1, steps - 1)})
+
+    threads = [threading.Thread(target=worker_loop, daemon=True) for _ in range(max(1, concurrency))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise RuntimeError(f"calibration probe failed: {errors[0]}")
+    return out
+
+
+def fit_hops(samples: dict[tuple[str, int], list[dict]]) -> dict[str, HopFit]:
+    """Per server, the median first-step and later-step times at its two probed block counts; the
+    per-block time is one figure for all servers (the same CPU runs every block: a fixed-effects
+    slope over the servers, which the 8-block servers dominate), the overhead is per server (its
+    round trip, relay and handler).  Set-up is the per-server median."""
+    servers = sorted({s for s, _ in samples})
+    med: dict[str, dict[int, dict[str, float]]] = {}
+    for srv in servers:
+        counts = sorted(m for s, m in samples if s == srv)
+        med[srv] = {m: {k: statistics.median(x[k] for x in samples[(srv, m)]) for k in ("setup", "first", "step")}
+                    for m in (counts[0], counts[-1])}
+    slope = {}
+    for k in ("first", "step"):
+        num = den = 0.0
+        for srv in servers:
+            lo, hi = min(med[srv]), max(med[srv])
+            num += (med[srv][hi][k] - med[srv][lo][k]) * (hi - lo)
+            den += (hi - lo) ** 2
+        slope[k] = max(num / den, 0.0) if den else 0.0
+    fits = {}
+    for srv in servers:
+        ms = list(med[srv])
+        over = {k: max(statistics.fmean(med[srv][m][k] - slope[k] * m for m in ms), 0.0) for k in ("first", "step")}
+        setup = statistics.median(x["setup"] for m in ms for x in samples[(srv, m)])
+        fits[srv] = HopFit(setup, over["first"], slope["first"], over["step"], slope["step"],
+                           sum(len(samples[(srv, m)]) for m in ms))
+    return fits
+
+
+def calibrate_deployed(python: str, model_dir: str, workdir: Path, profile: list[dict], tokens: tuple[int, int],
+                       reps: int, concurrency: int, device: str = "cpu", env: dict | None = None) -> Calibration:
+    """Every server of the profile launched behind its relay (the deployment), each probed through
+    PETALS with one block and with all its blocks, ``concurrency`` probe sessions in flight; and the
+    round trip through each relay (minus the same measurement on the server's own port)."""
+    from serving.petals.delay_proxy import libp2p_rtt
+    specs = calibration_specs(profile, sum(tokens), max(2, concurrency), device, env)
+    with Swarm(specs, model_dir, python=python, workdir=workdir / "calibration-swarm", log=log) as swarm:
+        peers = swarm.peer_of()
+        worker = Worker(python, model_dir, swarm.initial_peers, swarm.dht_prefix)
+        try:
+            worker.control({"op": "peers", "peers": list(peers.values())})
+            full = [(sp.id, peers[sp.id], sp.start_block, sp.end_block) for sp in specs]
+            one = [(sp.id, peers[sp.id], sp.start_block, sp.start_block + 1) for sp in specs]
+            probe_hops(worker, full, tokens, 1, concurrency, tag="warm")      # connections open first
+            samples = probe_hops(worker, one + full, tokens, reps, concurrency)
+        finally:
+            worker.stop()
+        base = statistics.median(libp2p_rtt(srv.port) for srv in swarm.servers)
+        network = {srv.spec.id: max(libp2p_rtt(srv.public_port) - base, 0.0) for srv in swarm.servers}
+    fits = fit_hops(samples)
+    over = statistics.median(f.step_overhead_s - network[k] for k, f in fits.items())
+    block = next(iter(fits.values())).step_block_s
+    return Calibration(max(over, 0.0), block, reps, network, base, method="deployed", hops=fits,
+                       concurrency=concurrency)
+
+
 # --------------------------------------------------------------------------- scenario
 def server_profile(n: int) -> list[dict]:
     """n servers: the first third large (whole model + 2 jobs), the rest small (3 blocks + 2 jobs)."""
@@ -224,9 +371,14 @@ def server_profile(n: int) -> list[dict]:
 def build_scenario(profile: list[dict], cal: Calibration, tokens: tuple[int, int], arrivals: list[float]) -> dict:
     l_in, l_out = tokens
     # the measured round trip where there is one (what the client will see), else the configured one
-    servers = [{"id": p["id"], "memory_gb": p["memory_gb"], "rtt_ms": p["rtt_ms"],
-                "comm_time_s": l_out * (cal.network_rtt_s.get(p["id"], p["rtt_ms"] / 1e3) + cal.hop_overhead_s),
-                "block_time_s": l_out * cal.block_s} for p in profile]
+    if cal.hops:   # measured per server on the deployment: set-up, prompt step, l_out - 1 token steps
+        servers = [{"id": p["id"], "memory_gb": p["memory_gb"], "rtt_ms": p["rtt_ms"],
+                    "comm_time_s": cal.hops[p["id"]].comm_time_s(l_out),
+                    "block_time_s": cal.hops[p["id"]].block_time_s(l_out)} for p in profile]
+    else:
+        servers = [{"id": p["id"], "memory_gb": p["memory_gb"], "rtt_ms": p["rtt_ms"],
+                    "comm_time_s": l_out * (cal.network_rtt_s.get(p["id"], p["rtt_ms"] / 1e3) + cal.hop_overhead_s),
+                    "block_time_s": l_out * cal.block_s} for p in profile]
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 1.0
     return {"name": "petals-testbed",
             "model": {"name": "tiny-llama", "num_blocks": NUM_BLOCKS, "block_size_gb": BLOCK_GB,
@@ -304,9 +456,27 @@ def launch_specs(plan_doc: dict, algorithm: str, max_len: int, device: str = "cp
     return specs
 
 
+def deployed_chain_times(plan_doc: dict, samples: dict[tuple[str, int, int], list[dict]], l_out: int,
+                         client_s: float) -> list[float]:
+    """Each chain's service time from its hops as probed on the launched swarm: per hop the median
+    set-up + prompt step + (l_out - 1) token steps, summed over the chain, plus the client's own
+    per-request time."""
+    from serving.testbed.routes import chain_hops
+    out = []
+    for ch in plan_doc["chains"]:
+        t = client_s
+        for h in chain_hops(ch, {}):
+            xs = samples[(h.server, h.start_block, h.start_block + h.num_blocks)]
+            t += statistics.median(x["setup"] + x["first"] + (l_out - 1) * x["step"] for x in xs)
+        out.append(t)
+    return out
+
+
 def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: list[float], args, python: str,
-                  model_dir: str, workdir: Path, routes=None, scenario=None) -> dict:
-    """``routes``: where chains come from (None: PETALS routes by itself)."""
+                  model_dir: str, workdir: Path, routes=None, scenario=None, prepare=None) -> dict:
+    """``routes``: where chains come from (None: PETALS routes by itself).  ``prepare(chain_times)``,
+    for a chain plan, is called once the swarm is up with each chain's service time probed on it
+    (``--deployed-probe-reps`` > 0; None otherwise) and returns the routes to use."""
     tokens = (args.input_tokens, args.output_tokens)
     max_len = sum(tokens)
     rtt = {s["id"]: s["rtt_ms"] / 1e3 for s in scenario_doc["servers"]}
@@ -335,6 +505,40 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
             warm = worker.run("warm", None, *tokens)
             if not warm["ok"]:
                 raise RuntimeError(f"warm-up request failed: {warm['error']}")
+            if prepare is not None:
+                chain_times = None
+                if args.deployed_probe_reps > 0 and plan_doc.get("chains"):
+                    from serving.testbed.routes import chain_hops
+                    targets = sorted({(h.server, peers[h.server], h.start_block, h.start_block + h.num_blocks)
+                                      for ch in plan_doc["chains"] for h in chain_hops(ch, {})})
+                    t_probe = time.monotonic()
+                    got = probe_hops(worker, targets, tokens, args.deployed_probe_reps, 1, tag=f"deployed-{algorithm}")
+                    alone = {(srv, a, b): got[(srv, b - a)] for srv, _p, a, b in targets}
+                    # the same hops with as many sessions on each at once as its slots (capacity) allow
+                    slots = max(int(ch["capacity"]) for ch in plan_doc["chains"])
+                    full = alone
+                    if slots > 1:
+                        got = probe_hops(worker, targets, tokens, max(1, args.deployed_probe_reps - 1), 1,
+                                         tag=f"deployed-{algorithm}", together=slots)
+                        full = {(srv, a, b): got[(srv, b - a)] for srv, _p, a, b in targets}
+                    client_s = client_overhead(worker, plan_doc, peers, tokens)
+                    chain_times = {"alone": deployed_chain_times(plan_doc, alone, tokens[1], client_s),
+                                   "full": deployed_chain_times(plan_doc, full, tokens[1], client_s)}
+                    probed = {"hops_ms": {f"{srv}:{a}-{b}": {k: round(1e3 * statistics.median(x[k] for x in xs), 2)
+                                                             for k in ("setup", "first", "step")}
+                                          for (srv, a, b), xs in alone.items()},
+                              "hops_full_ms": {f"{srv}:{a}-{b}": {k: round(1e3 * statistics.median(x[k] for x in xs), 2)
+                                                                  for k in ("setup", "first", "step")}
+                                               for (srv, a, b), xs in full.items()},
+                              "sessions_per_hop_full": slots, "client_ms": round(1e3 * client_s, 2),
+                              "chain_service_alone_s": [round(t, 4) for t in chain_times["alone"]],
+                              "chain_service_full_s": [round(t, 4) for t in chain_times["full"]],
+                              "took_s": round(time.monotonic() - t_probe, 1)}
+                routes = prepare(chain_times)
+                if chain_times is not None:
+                    probed["chain_service_s"] = [round(ch["service_time_s"], 4) for ch in plan_doc["chains"]]
+                    probed["chain_utilisation"] = chain_times.get("utilisation")
+                    log(f"testbed: {algorithm}: probed on the launched swarm {probed}")
             t0 = time.time() + 0.5
             threads = []
 
@@ -352,11 +556,11 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                         max_active[grant.chain] = max(max_active[grant.chain], active[grant.chain])
                     chain = [[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in grant.hops]
                 res = worker.run(i, chain, *tokens)
+                done = time.time()     # the answer is back; releasing the lease is bookkeeping after it
                 if grant is not None:
                     with count_lock:
                         active[grant.chain] -= 1
                     routes.release(grant)
-                done = time.time()
                 route = res.get("route") or []
                 rows.append({"algorithm": algorithm, "request": i, "arrival_s": arrive - t0,
                              "ok": res["ok"], "error": res.get("error", ""),
@@ -368,7 +572,12 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                              "service_s": (res["t_end"] - res["t_start"]) if res["ok"] else math.nan,
                              "response_s": done - arrive,
                              "hops": json.dumps({server_of.get(p, p): round(t / max(1, res["steps"][p]), 5)
-                                                 for p, t in res.get("hops", {}).items()})})
+                                                 for p, t in res.get("hops", {}).items()}),
+                             # per hop: opening + closing its session, and the first (prompt) step, s
+                             "setup": json.dumps({server_of.get(p, p): round(t, 5)
+                                                  for p, t in res.get("setup", {}).items()}),
+                             "first_step": json.dumps({server_of.get(p, p): round(t, 5)
+                                                       for p, t in res.get("first", {}).items()})})
 
             base = arrivals[0]
             for i, a in enumerate(arrivals):
@@ -381,7 +590,42 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
             worker.stop()
     rows.sort(key=lambda r: r["request"])
     return {"rows": rows, "max_in_progress": max_active if routes else None,
-            "capacity": capacity if routes else None, "servers": len(specs), "measured_rtt_s": measured_rtt}
+            "capacity": capacity if routes else None, "servers": len(specs), "measured_rtt_s": measured_rtt,
+            "deployed_probe": probed if prepare is not None and chain_times is not None else None}
+
+
+def loaded_chain_times(plan_doc: dict, alone: list[float], full: list[float], scenario, rounds: int = 4) -> dict:
+    """Each chain's service time at the load the replay will put on it, from the two probes: alone
+    (one session on each hop) and full (every slot of each hop busy at once).  A job on chain k
+    shares its hops with the chain's other jobs, busy a fraction u_k of the time, so its time is
+    taken as alone_k + (full_k - alone_k) * u_k, u_k being the chain's utilisation that the JFFC
+    simulation of the same arrivals gives with these times (a fixed point, a few rounds)."""
+    from solvers.chains import Chain
+    from solvers.simulator import simulate
+    times, util = list(alone), [0.0] * len(alone)
+    for _ in range(rounds):
+        chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), t, c["capacity"])
+                  for c, t in zip(plan_doc["chains"], times)]
+        res = simulate(chains, dispatcher="jffc", trace=scenario.workload.trace, requests=None,
+                       job_sizes="trace", warmup_fraction=0.0, seed=1)
+        util = [float(u or 0.0) for u in (res.chain_utilisation or util)]
+        times = [a + max(f - a, 0.0) * u for a, f, u in zip(alone, full, util)]
+    return {"service_s": times, "utilisation": util}
+
+
+def client_overhead(worker: "Worker", plan_doc: dict, peers: dict[str, str], tokens: tuple[int, int],
+                    reps: int = 3) -> float:
+    """The client's own time per request (embedding, LM head, sampling, the worker's bookkeeping):
+    a whole generation on the plan's first chain minus what its hops took (median of ``reps``)."""
+    from serving.testbed.routes import chain_hops
+    hops = chain_hops(plan_doc["chains"][0], {})
+    chain = [[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in hops]
+    out = []
+    for r in range(reps):
+        res = worker.run(f"client-{r}", chain, *tokens)
+        if res["ok"]:
+            out.append(res["t_end"] - res["t_start"] - sum(res["hops"].values()) - sum(res["setup"].values()))
+    return max(statistics.median(out), 0.0) if out else 0.0
 
 
 # --------------------------------------------------------------------------- prediction
@@ -444,11 +688,74 @@ def summarise(algorithm: str, rows: list[dict], pred: dict, run: dict) -> dict:
             "bound_lower_s": pred["lower_s"], "bound_upper_s": pred["upper_s"],
             "bounds_why_not": pred["bounds_why_not"],
             "on_granted_chain": on_chain, "servers": run["servers"],
-            "max_in_progress": run["max_in_progress"], "capacity": run["capacity"]}
+            "max_in_progress": run["max_in_progress"], "capacity": run["capacity"],
+            "deployed_probe": run.get("deployed_probe")}
 
 
 def fmt(x, digits=3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def measured_hops(rows: list[dict], l_out: int) -> dict:
+    """Mean over the replay's completed requests, per server: set-up, prompt step, token step (ms)."""
+    acc: dict[str, list[tuple[float, float, float]]] = {}
+    for r in rows:
+        if not r["ok"]:
+            continue
+        per_step, setup, first = json.loads(r["hops"]), json.loads(r["setup"]), json.loads(r["first_step"])
+        for srv, t in per_step.items():
+            if srv in first and l_out > 1:
+                step = (t * l_out - first[srv]) / (l_out - 1)
+                acc.setdefault(srv, []).append((setup.get(srv, 0.0), first[srv], step))
+    return {srv: {k: round(1e3 * statistics.fmean(x[i] for x in xs), 2) for i, k in enumerate(("setup", "first", "step"))}
+            | {"requests": len(xs)} for srv, xs in sorted(acc.items())}
+
+
+def _deployed_lines(meta: dict, results: dict) -> list[str]:
+    """The deployed calibration (before planning) and each chain plan's probe of its launched swarm."""
+    cal = meta["calibration"]
+    if cal.get("method") != "deployed":
+        return _probe_lines(meta, results)
+    hops = "; ".join(f"{k} {v['setup_s']:.1f} + {v['first_overhead_s']:.1f} + {v['step_overhead_s']:.1f}"
+                     for k, v in cal["hops_ms"].items())
+    first = next(iter(cal["hops_ms"].values()), {})
+    lines = ["Calibration before planning (`--calibration deployed`): every server of the profile launched "
+             "behind its relay, each holding all the blocks it can (a large server 8, a small one 3), each "
+             "probed through PETALS with a session over one block and over all its blocks "
+             f"({cal['samples']} times each, {cal['concurrency']} session(s) in flight; a probe = the prompt, then "
+             f"{meta['output_tokens'] - 1} one-token steps). Per server, ms: set-up (open + close the hop's "
+             f"session) + prompt-step overhead + token-step overhead (round trip, relay, handler): {hops}; per "
+             f"block, one figure for all servers: prompt step {first.get('first_block_s', 0):.3f} ms, token step "
+             f"{first.get('step_block_s', 0):.3f} ms. Scenario: `comm_time_s` = set-up + prompt-step overhead + "
+             f"{meta['output_tokens'] - 1} x token-step overhead, `block_time_s` = prompt-step + "
+             f"{meta['output_tokens'] - 1} x token-step per-block time. Round trip each relay adds (libp2p "
+             f"request/answer through the relay minus the server's own port, ms): {cal['network_rtt_ms']}.", ""]
+    return lines + _probe_lines(meta, results)
+
+
+def _probe_lines(meta: dict, results: dict) -> list[str]:
+    lines = []
+    for a, r in results.items():
+        dp = r.get("deployed_probe")
+        if not dp:
+            continue
+        lines += [f"Probe of the launched **{a}** swarm, before its replay ({dp['took_s']} s): per planned hop, "
+                  f"median ms set-up / prompt step / token step, one session at a time: "
+                  + "; ".join(f"{h} {v['setup']:.1f}/{v['first']:.1f}/{v['step']:.1f}" for h, v in dp["hops_ms"].items())
+                  + f"; with {dp['sessions_per_hop_full']} sessions on the hop at once: "
+                  + "; ".join(f"{h} {v['setup']:.1f}/{v['first']:.1f}/{v['step']:.1f}"
+                              for h, v in dp["hops_full_ms"].items())
+                  + f". Client's own time per request {dp['client_ms']} ms. Chain service times, s: alone "
+                  f"{dp['chain_service_alone_s']}, all slots busy {dp['chain_service_full_s']}, at the "
+                  f"simulated utilisation {dp['chain_utilisation']}: **{dp['chain_service_s']}** (used by the "
+                  f"dispatcher and the prediction; planned: {r.get('planned_chain_service_s')}).", ""]
+    for a, r in results.items():
+        if r.get("measured_hops_ms"):
+            lines += [f"Measured during the **{a}** replay, mean per server over its requests (ms set-up / prompt "
+                      "step / token step): " + "; ".join(f"{k} {v['setup']:.1f}/{v['first']:.1f}/{v['step']:.1f} "
+                                                         f"(n={v['requests']})" for k, v in r["measured_hops_ms"].items())
+                      + ".", ""]
+    return lines
 
 
 def write_report(out: Path, name: str, command: str, meta: dict, results: dict, rows: list[dict]) -> None:
@@ -464,13 +771,15 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
              f"{meta['servers']} servers ({meta['profile']}) on {meta['device']}, {meta['requests']} requests per algorithm, "
              f"{meta['input_tokens']} prompt + {meta['output_tokens']} generated tokens each, "
              f"mean arrival rate {meta['rate']:.3f}/s. Routes for chain plans: {meta['routes']}.", "",
+             *_deployed_lines(meta, results),
+             *([] if meta["calibration"].get("method") == "deployed" else [
              "Calibration (measured through PETALS on a one-server swarm before planning): "
              f"hop overhead {meta['calibration']['hop_overhead_s'] * 1e3:.2f} ms per decoding step, "
              f"{meta['calibration']['block_s'] * 1e3:.3f} ms per block per step"
              + (f"; the round trip each server's distance adds, measured before planning through a relay at that "
                 f"delay (minus a 0-delay relay's {meta['calibration']['relay_base_rtt_ms']} ms), ms: "
                 f"{meta['calibration']['network_rtt_ms']}. The scenario uses these measured figures."
-                if meta['calibration'].get('network_rtt_ms') else "."), "",
+                if meta['calibration'].get('network_rtt_ms') else "."), ""]),
              (f"Network distance: a TCP delay relay in front of every server (serving/petals/delay_proxy.py), "
               f"announced as the server's address (`--announce_maddrs`), so the client, PETALS' own routing and "
               f"the servers' DHT all pay it. Relay round trips per server (ms): {meta['rtt_ms']}. Round trip "
@@ -552,6 +861,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-tokens", type=int, default=8)
     p.add_argument("--output-tokens", type=int, default=12)
     p.add_argument("--calibration-reps", type=int, default=4)
+    p.add_argument("--calibration", choices=["deployed", "one-server"], default="deployed",
+                   help="deployed (default): before planning, launch every server of the profile behind its "
+                        "relay and probe each one's hop through PETALS (set-up, prompt step, token steps at one "
+                        "block and at all its blocks); one-server: the older idle one-server calibration plus "
+                        "relay round trips")
+    p.add_argument("--deployed-probe-reps", type=int, default=3,
+                   help="after each chain plan's swarm is launched, probe every hop of its chains this many times "
+                        "on it and predict with those chain times (0: predict with the planned times)")
+    p.add_argument("--calibration-concurrency", type=int, default=1,
+                   help="probe sessions in flight during the deployed calibration (default 1)")
     p.add_argument("--python", default=str(REPO / ".venv-petals" / "bin" / "python"))
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
     p.add_argument("--name", default="testbed")
@@ -591,10 +910,14 @@ def main(argv: list[str] | None = None) -> int:
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore"))
     tokens = (args.input_tokens, args.output_tokens)
-    log("testbed: calibrating on a one-server swarm")
+    log(f"testbed: calibrating ({args.calibration if args.delay == 'proxy' else 'one-server'})")
     profile = server_profile(args.servers)
-    cal = calibrate(args.python, str(model_dir), workdir, tokens, args.calibration_reps, args.device,
-                    server_env(args), profile if args.delay == "proxy" else None)
+    if args.calibration == "deployed" and args.delay == "proxy":
+        cal = calibrate_deployed(args.python, str(model_dir), workdir, profile, tokens, args.calibration_reps,
+                                 args.calibration_concurrency, args.device, server_env(args))
+    else:
+        cal = calibrate(args.python, str(model_dir), workdir, tokens, args.calibration_reps, args.device,
+                        server_env(args), profile if args.delay == "proxy" else None)
     log(f"testbed: calibration {cal.to_dict()}")
     probe = probe_blocks(model_dir, tokens, args.device)
     rate = args.rate
@@ -635,18 +958,30 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
         if not doc["feasible"]:
             log(f"testbed: {algorithm}: no feasible plan ({doc.get('reason')}); skipped")
             continue
-        routes = None
+        prepare = None
         if algorithm != "petals":
-            if dispatcher is not None:
-                dispatcher.load_plan(doc, plan_id)
-                routes = DispatchRoutes(dispatcher.base_url, 1, dispatcher.token)
-            else:
-                routes = LocalJFFC(doc)
+            def prepare(chain_times, doc=doc, plan_id=plan_id):
+                # the chains' service times probed on the launched swarm replace the planned ones (what
+                # the dispatcher orders chains by, and what the prediction simulates)
+                if chain_times is not None:
+                    times = loaded_chain_times(doc, chain_times["alone"], chain_times["full"], scenario)
+                    chain_times["utilisation"] = [round(u, 3) for u in times["utilisation"]]
+                    for ch, t in zip(doc["chains"], times["service_s"]):
+                        ch["planned_service_time_s"] = ch["service_time_s"]
+                        ch["service_time_s"] = t
+                if dispatcher is not None:
+                    dispatcher.load_plan(doc, plan_id)
+                    return DispatchRoutes(dispatcher.base_url, 1, dispatcher.token)
+                return LocalJFFC(doc)
         log(f"testbed: {algorithm}: running {len(arrivals)} requests")
         run = run_algorithm(algorithm, doc, scenario_doc, arrivals, args, args.python, str(model_dir), workdir,
-                            routes, scenario)
+                            None, scenario, prepare=prepare)
         pred = predict(algorithm, scenario, doc, len(arrivals), poisson=args.workload == "poisson")
         results[algorithm] = summarise(algorithm, run["rows"], pred, run)
+        if doc.get("chains"):
+            results[algorithm]["planned_chain_service_s"] = [
+                round(ch.get("planned_service_time_s", ch["service_time_s"]), 4) for ch in doc["chains"]]
+        results[algorithm]["measured_hops_ms"] = measured_hops(run["rows"], tokens[1])
         log(f"testbed: {algorithm}: {json.dumps({k: results[algorithm][k] for k in ('completed', 'predicted_mean_s', 'measured_mean_s')})}")
         all_rows += run["rows"]
         for srv, t in run["measured_rtt_s"].items():

@@ -18,11 +18,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PETALS_PY = REPO / ".venv-petals" / "bin" / "python"
-# Calibration runs on an idle one-server swarm; during the run 3 servers and the client
-# share 2 (loaded) cores, so per-hop overheads grow.  Stated tolerance: measured mean
-# service time within -30 % / +100 % of the prediction (the recorded runs in
-# bench/results/testbed.md give the actual error).
-SERVICE_TOLERANCE = (0.7, 2.0)
+# The prediction now comes from probes of the deployed servers (before planning) and of the
+# launched swarm itself (before the replay, one session and all slots busy per hop, weighted by
+# the simulated utilisation), so it carries the per-hop overhead, the session set-up and the
+# contention the replay meets; it was -30 % / +100 % while calibrated on one idle server.  What
+# is left is this shared VM's noise (CPU steal up to 50 %: the same plan replayed twice measured
+# 0.97 s and 1.14 s), so the stated tolerance is measured mean service time within -25 % / +40 %
+# of the prediction (the recorded runs in bench/results/testbed.md give the actual error).
+SERVICE_TOLERANCE = (0.75, 1.4)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,13 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
         assert measured >= 0.95 * meta["rtt_ms"][server], (server, measured, meta["rtt_ms"][server])
     assert recorded["algorithms"]["proposed"]["bound_lower_s"] is not None, "Poisson run without JFFC bounds"
     assert meta["gpu_probe"] and meta["gpu_probe"]["decode_block_s"] > 0, meta.get("gpu_probe")
+    # calibrated on the deployment: every server probed (set-up, prompt step, token steps), and the
+    # launched swarm's hops probed again before the replay; the plan's chains carry those times
+    assert meta["calibration"]["method"] == "deployed"
+    assert set(meta["calibration"]["hops_ms"]) == set(meta["rtt_ms"]), meta["calibration"]
+    assert all(h["setup_s"] > 0 and h["step_overhead_s"] > 0 for h in meta["calibration"]["hops_ms"].values())
+    probe = recorded["algorithms"]["proposed"]["deployed_probe"]
+    assert probe and len(probe["chain_service_s"]) == len(recorded["algorithms"]["proposed"]["capacity"]), probe
     full = recorded["algorithms"]["proposed"]
     assert full["on_granted_chain"] == 30, "a request ran off the chain it was granted"
     assert all(m <= c for m, c in zip(full["max_in_progress"], full["capacity"])), full
