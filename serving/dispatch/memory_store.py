@@ -15,14 +15,14 @@ import bisect
 import json
 import math
 import random
-import secrets
 import threading
 import time
 from collections import deque
 from typing import Any, Callable, Mapping
 
 from .plan import snapshot_json
-from .redis_store import (SWEEP_SLICE_S, NoPlan, NotGranted, check_args, lease_from_raw, renewal_from_raw, state_from_raw)
+from .redis_store import (SWEEP_SLICE_S, NoPlan, NotGranted, check_args, lease_from_raw, new_id, renewal_from_raw,
+                          state_from_raw)
 
 WAIT_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000]
 ARRIVAL_WINDOW_S = 60
@@ -407,7 +407,7 @@ class MemoryStore:
     def _start(self, cluster: int, wait_s: Any, policy: Any, uniform: float | None,
                loop: asyncio.AbstractEventLoop | None) -> tuple[str, dict[str, Any], _Waiter | None, float]:
         wait_s, policy = check_args(wait_s, policy)
-        lid = secrets.token_urlsafe(12)
+        lid = new_id()
         u = self._rng.random() if uniform is None else uniform
         with self._lock:
             self.now = int(math.floor(self._clock()))
@@ -475,7 +475,7 @@ class MemoryStore:
     async def enqueue(self, cluster: int, *, policy: str | None = None, wait_s: float = 30.0,
                       uniform: float | None = None) -> tuple[str, dict[str, Any]]:
         wait_s, policy = check_args(wait_s, policy)
-        lid = secrets.token_urlsafe(12)
+        lid = new_id()
         u = self._rng.random() if uniform is None else uniform
         with self._lock:
             self.now = int(math.floor(self._clock()))
