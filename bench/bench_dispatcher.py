@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import StealMeter  # noqa: E402
 from serving.dispatch.http import digest  # noqa: E402
 from serving.dispatch.plan import chain_specs, compile_snapshot  # noqa: E402
 from serving.dispatch.redis_store import RedisStore  # noqa: E402
@@ -193,21 +194,6 @@ def pct(sorted_values, q):
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def cpu_steal() -> tuple[int, int]:
-    """(steal, total) jiffies from /proc/stat: time the hypervisor gave this virtual machine's CPUs to others."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        return (fields[7] if len(fields) > 7 else 0), sum(fields)
-    except (OSError, ValueError):
-        return 0, 0
-
-
-def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
-    total = after[1] - before[1]
-    return (after[0] - before[0]) / total if total > 0 else float("nan")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each timed run")
@@ -247,14 +233,13 @@ def main() -> int:
             except httpx.HTTPError:
                 time.sleep(0.1)
         run_http(port, token, args.clients, args.load_procs, 1.0)            # warm-up
-        steal0 = cpu_steal()
-        http_rate, lat = run_http(port, token, args.clients, args.load_procs, args.seconds)
-        closed_steal = steal_share(steal0, cpu_steal())
+        with StealMeter() as closed_steal:
+            http_rate, lat = run_http(port, token, args.clients, args.load_procs, args.seconds)
         open_runs = []      # (pairs/s, latencies, share of CPU time stolen by the host during the run)
         for _ in range(max(1, args.open_repeats)):
-            steal0 = cpu_steal()
-            rate_i, lat_i = run_http(port, token, args.clients, args.load_procs, args.seconds, rate=args.rate)
-            open_runs.append((rate_i, lat_i, steal_share(steal0, cpu_steal())))
+            with StealMeter() as stolen:
+                rate_i, lat_i = run_http(port, token, args.clients, args.load_procs, args.seconds, rate=args.rate)
+            open_runs.append((rate_i, lat_i, stolen.share))
         open_rate = statistics.fmean(r for r, _, _ in open_runs)
         open_lat = [x for _, lat_i, _ in open_runs for x in lat_i]
         one_rate, one_lat = run_http(port, token, 1, 1, min(args.seconds, 4.0))     # one client: latency alone
@@ -264,9 +249,8 @@ def main() -> int:
     import redis
     r = redis.Redis.from_url(REDIS)
     before = r.info("commandstats").get("cmdstat_evalsha", {})
-    steal0 = cpu_steal()
-    direct_rate = run_direct(prefix, args.direct_procs, args.direct_tasks, args.seconds)
-    direct_steal = steal_share(steal0, cpu_steal())
+    with StealMeter() as direct_steal:
+        direct_rate = run_direct(prefix, args.direct_procs, args.direct_tasks, args.seconds)
     after = r.info("commandstats").get("cmdstat_evalsha", {})
     calls = after.get("calls", 0) - before.get("calls", 0)
     usec = after.get("usec", 0) - before.get("usec", 0)
@@ -296,13 +280,13 @@ def main() -> int:
         "| path | acquire+release pairs/s | notes |",
         "|---|---:|---|",
         f"| HTTP, {args.clients} keep-alive clients, closed loop | {http_rate:,.0f} | dispatcher: "
-        f"{args.server_workers} uvicorn processes; load: {args.load_procs} processes; host stole {closed_steal:.1%} "
+        f"{args.server_workers} uvicorn processes; load: {args.load_procs} processes; host stole {closed_steal.share:.1%} "
         f"of the CPU time |",
         f"| HTTP, {args.clients} keep-alive clients, open loop at {args.rate:,.0f} pairs/s offered | "
         f"{open_rate:,.0f} | the same processes; mean of {len(open_runs)} runs (each below) |",
         f"| Redis-direct client library (`AsyncRedisDispatchClient`), {args.direct_procs} processes x "
         f"{args.direct_tasks} concurrent loops | {direct_rate:,.0f} | two operations per pair, batched per "
-        f"event-loop turn; host stole {direct_steal:.1%} of the CPU time |",
+        f"event-loop turn; host stole {direct_steal.share:.1%} of the CPU time |",
         "",
         "HTTP acquire latency with a free slot, measured by the client (it includes the load generator's own "
         "scheduling delay):",

@@ -1,13 +1,10 @@
-"""What the benchmarks record about the machine they ran on (shared by the bench scripts)."""
+"""What the benchmarks record about the machine they ran on (shared by the bench scripts; the testbed uses the
+same functions from ``serving.host``)."""
 
 from __future__ import annotations
 
-import subprocess
+import sys
+from pathlib import Path
 
-
-def uptime() -> str:
-    """`uptime`'s line (load averages): the machine is shared, so every result records it."""
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from serving.host import StealMeter, cpu_steal, uptime  # noqa: E402,F401  (re-exported for the bench scripts)

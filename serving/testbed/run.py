@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.host import StealMeter, uptime
 from serving.petals import procs
 from serving.petals.swarm import ServerSpec, Swarm
 from serving.testbed.routes import Grant, LocalJFFC
@@ -580,17 +581,19 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                                                        for p, t in res.get("first", {}).items()})})
 
             base = arrivals[0]
-            for i, a in enumerate(arrivals):
-                th = threading.Thread(target=one, args=(i, a - base), daemon=True)
-                th.start()
-                threads.append(th)
-            for th in threads:
-                th.join(timeout=600)
+            with StealMeter() as stolen:   # what the hypervisor took from this VM during the replay
+                for i, a in enumerate(arrivals):
+                    th = threading.Thread(target=one, args=(i, a - base), daemon=True)
+                    th.start()
+                    threads.append(th)
+                for th in threads:
+                    th.join(timeout=600)
         finally:
             worker.stop()
     rows.sort(key=lambda r: r["request"])
     return {"rows": rows, "max_in_progress": max_active if routes else None,
             "capacity": capacity if routes else None, "servers": len(specs), "measured_rtt_s": measured_rtt,
+            "cpu_steal": stolen.share,
             "deployed_probe": probed if prepare is not None and chain_times is not None else None}
 
 
@@ -687,9 +690,13 @@ def summarise(algorithm: str, rows: list[dict], pred: dict, run: dict) -> dict:
             "predicted_wait_s": pred["mean_wait_s"], "measured_wait_s": statistics.fmean(wait) if wait else None,
             "bound_lower_s": pred["lower_s"], "bound_upper_s": pred["upper_s"],
             "bounds_why_not": pred["bounds_why_not"],
-            "on_granted_chain": on_chain, "servers": run["servers"],
+            "on_granted_chain": on_chain, "servers": run["servers"], "cpu_steal": run.get("cpu_steal"),
             "max_in_progress": run["max_in_progress"], "capacity": run["capacity"],
             "deployed_probe": run.get("deployed_probe")}
+
+
+def fmt_share(x) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f} %"
 
 
 def fmt(x, digits=3) -> str:
@@ -758,7 +765,92 @@ def _probe_lines(meta: dict, results: dict) -> list[str]:
     return lines
 
 
-def write_report(out: Path, name: str, command: str, meta: dict, results: dict, rows: list[dict]) -> None:
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def config_of(args, rate: float) -> dict:
+    """What makes two runs comparable (the arrivals' seed is recorded but does not enter the comparison)."""
+    return {"servers": args.servers, "requests": args.requests,
+            "load": None if args.rate is not None else args.load,
+            "rate": args.rate, "workload": args.workload, "tokens": [args.input_tokens, args.output_tokens],
+            "device": args.device, "calibration": args.calibration, "routes": args.routes, "delay": args.delay}
+
+
+HISTORY_FIELDS = ("requests", "completed", "predicted_mean_s", "measured_mean_s", "predicted_p95_s", "measured_p95_s",
+                  "cpu_steal")
+
+
+def history_entry(config: dict, command: str, meta: dict, results: dict) -> dict:
+    def finite(x):
+        return None if isinstance(x, float) and not math.isfinite(x) else x
+    return {"date": meta["date"], "commit": meta.get("commit"), "command": command, "config": config,
+            "rate": meta["rate"], "cpu_steal": finite(meta.get("cpu_steal")), "uptime_before": meta["uptime_before"],
+            "algorithms": {a: {k: finite(r.get(k)) for k in HISTORY_FIELDS} for a, r in results.items()}}
+
+
+def record_history(path: Path, entry: dict) -> list[dict]:
+    """Append this run to the configuration's history file and return every recorded run with the same
+    configuration, oldest first: one replay on a shared VM can be off by more than the targets, so the
+    report shows all of them, not a chosen one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    same = []
+    for line in path.read_text().splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if doc.get("config") == entry["config"]:
+            same.append(doc)
+    return same
+
+
+def _history_lines(history: list[dict]) -> list[str]:
+    if not history:
+        return []
+    algos = [a for a in history[-1]["algorithms"]]
+    head = "| run | commit | CPU stolen | " + " | ".join(f"{a} mean / p95 error" for a in algos) + " |"
+    lines = ["## Every recorded run of this configuration", "",
+             f"From `{{name}}-history.jsonl` (each run appends itself; {len(history)} so far). Error = (measured - "
+             "predicted) / predicted; CPU stolen = share of this VM's CPU time the hypervisor took during the run "
+             "(n/a: not recorded).", "", head, "|" + "---|" * (3 + len(algos))]
+    errs: dict[str, list[tuple[float, float]]] = {a: [] for a in algos}
+    for h in history:
+        cells = []
+        for a in algos:
+            r = h["algorithms"].get(a)
+            em = _err(r["predicted_mean_s"], r["measured_mean_s"]) if r else None
+            ep = _err(r["predicted_p95_s"], r["measured_p95_s"]) if r else None
+            if em is not None and ep is not None:
+                errs[a].append((em, ep))
+                cells.append(f"{100 * em:+.1f} % / {100 * ep:+.1f} %")
+            else:
+                cells.append("n/a")
+        steal = h.get("cpu_steal")
+        lines.append(f"| {h['date']} | {h.get('commit') or 'n/a'} | "
+                     f"{'n/a' if steal is None else f'{100 * steal:.1f} %'} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for a in algos:
+        if errs[a]:
+            met = sum(1 for em, ep in errs[a] if abs(em) <= 0.10 and abs(ep) <= 0.15)
+            pooled_m = statistics.fmean(em for em, _ in errs[a])
+            pooled_p = statistics.fmean(ep for _, ep in errs[a])
+            lines.append(f"- {a}: both targets met in {met} of {len(errs[a])} runs; mean over runs of the mean "
+                         f"error {100 * pooled_m:+.1f} %, of the p95 error {100 * pooled_p:+.1f} %")
+    return lines + [""]
+
+
+def write_report(out: Path, name: str, command: str, meta: dict, results: dict, rows: list[dict],
+                 history: list[dict] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
@@ -767,7 +859,10 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
     lines = [f"# PETALS testbed: predicted vs measured ({meta['workload']})", "",
              f"Regenerate: `{command}`", "",
              f"Recorded {meta['date']} on {meta['host']}; machine load before the run: `{meta['uptime_before']}`, "
-             f"after: `{meta['uptime_after']}` (the machine is shared; other work perturbs timings).", "",
+             f"after: `{meta['uptime_after']}` (the machine is shared; other work perturbs timings); the hypervisor "
+             f"took {fmt_share(meta.get('cpu_steal'))} of this VM's CPU time over the run, "
+             + ", ".join(f"{fmt_share(r.get('cpu_steal'))} during the {a} replay" for a, r in results.items())
+             + f". Code: {meta.get('commit') or 'n/a'}.", "",
              f"{meta['servers']} servers ({meta['profile']}) on {meta['device']}, {meta['requests']} requests per algorithm, "
              f"{meta['input_tokens']} prompt + {meta['output_tokens']} generated tokens each, "
              f"mean arrival rate {meta['rate']:.3f}/s. Routes for chain plans: {meta['routes']}.", "",
@@ -824,7 +919,8 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
     lines += ["", "Error = (measured - predicted) / predicted. Predicted = the simulator on the same arrivals; "
               "bounds are the closed-form JFFC bounds at the run's mean rate (Poisson arrivals; exponential job "
               "sizes in the bound's model, fixed token counts here).", *([""] + notes if notes else []),
-              f"Per-request rows: `{name}.csv`; plot: `{name}.png`.", ""]
+              f"Per-request rows: `{name}.csv`; plot: `{name}.png`.", "",
+              *[x.replace("{name}", name) for x in _history_lines(history or [])]]
     (out / f"{name}.md").write_text("\n".join(lines))
     try:
         import matplotlib
@@ -903,7 +999,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown algorithm(s) {unknown}; known: {sorted(REGISTRY)}")
     import tempfile
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="chainplan-testbed-"))
-    uptime_before = os.popen("uptime").read().strip()
+    uptime_before = uptime()
+    run_steal = StealMeter().__enter__()     # read at the end: the share stolen over the whole run
     shm_before = procs.torch_shm_files()     # torch files of dead processes made after this are ours
     model_dir = workdir / "tiny-llama"
     subprocess.run([args.python, "-m", "serving.petals.tiny_model", str(model_dir), "--layers", str(NUM_BLOCKS)],
@@ -943,11 +1040,11 @@ def main(argv: list[str] | None = None) -> int:
     stack.callback(lambda: procs.remove_files(procs.stale_torch_shm(shm_before)))
     with stack:
         return _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir,
-                        dispatcher, uptime_before, argv, results, all_rows, hop_seen, probe)
+                        dispatcher, uptime_before, argv, results, all_rows, hop_seen, probe, run_steal)
 
 
 def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir, dispatcher,
-             uptime_before, argv, results, all_rows, hop_seen, probe=None) -> int:
+             uptime_before, argv, results, all_rows, hop_seen, probe=None, run_steal=None) -> int:
     from solvers.api import plan
     from serving.testbed.routes import DispatchRoutes
     tokens = (args.input_tokens, args.output_tokens)
@@ -993,7 +1090,8 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
         log("testbed: nothing ran")
         return 1
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": os.uname().nodename,
-            "uptime_before": uptime_before, "uptime_after": os.popen("uptime").read().strip(),
+            "uptime_before": uptime_before, "uptime_after": uptime(),
+            "cpu_steal": run_steal.so_far() if run_steal is not None else None, "commit": _commit(),
             "servers": args.servers, "profile": f"{max(1, args.servers // 3)} large, rest small",
             "requests": args.requests, "device": args.device, "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
             "rate": rate, "workload": args.workload,
@@ -1002,7 +1100,9 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
             "rtt_measured_ms": {k: round(1e3 * statistics.median(v), 1) for k, v in sorted(rtt_seen.items())},
             "hop_seen_ms": {k: round(1e3 * statistics.fmean(v), 1) for k, v in sorted(hop_seen.items())}}
     command = "bash scripts/testbed.sh " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_report(Path(args.out), args.name, command.strip(), meta, results, all_rows)
+    history = record_history(Path(args.out) / f"{args.name}-history.jsonl",
+                             history_entry(config_of(args, rate), command.strip(), meta, results))
+    write_report(Path(args.out), args.name, command.strip(), meta, results, all_rows, history)
     (Path(args.out) / f"{args.name}.json").write_text(json.dumps({"meta": meta, "algorithms": results}, indent=1))
     contract = {"algorithms": {a: {k: r[k] for k in ("requests", "completed", "predicted_mean_s", "measured_mean_s",
                                                        "predicted_p95_s", "measured_p95_s")}

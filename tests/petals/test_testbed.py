@@ -58,6 +58,11 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
     assert r["requests"] == 30 and r["completed"] == 30
 
     recorded = json.loads((tmp_path / "out" / "testbed.json").read_text())
+    # the run recorded itself in the configuration's history, with the CPU time the VM lost meanwhile
+    history = [json.loads(x) for x in (tmp_path / "out" / "testbed-history.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and history[0]["algorithms"]["proposed"]["completed"] == 30, history
+    assert 0.0 <= recorded["meta"]["cpu_steal"] <= 1.0, recorded["meta"].get("cpu_steal")
+    assert "Every recorded run of this configuration" in (tmp_path / "out" / "testbed.md").read_text()
     assert recorded["meta"]["routes"].startswith("live dispatcher"), recorded["meta"]["routes"]
     # the round trip is real network delay (a relay the server announces): measured through each relay
     # to the server's libp2p listener, it is at least the relay's configured round trip
