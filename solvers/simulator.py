@@ -314,13 +314,18 @@ def _histogram(response: np.ndarray) -> dict[str, Any]:
 
 
 def summarise(engine: Engine, warmup: int, seed: int | None,
-              capacities: Sequence[int] | None = None) -> SimulationResult:
-    """Statistics over jobs ``warmup..n-1`` (by arrival order)."""
+              capacities: Sequence[int] | None = None, failed: Sequence[int] = ()) -> SimulationResult:
+    """Statistics over jobs ``warmup..n-1`` (by arrival order); jobs in ``failed`` (a policy gave up on
+    them: they have no response time) are left out of every time statistic."""
     jobs = engine.jobs
     n = len(jobs)
-    arrival = jobs.arrival_s[warmup:]
-    start = np.asarray(engine.start_s[warmup:])
-    end = np.asarray(engine.end_s[warmup:])
+    keep = np.ones(n, dtype=bool)
+    if len(failed):
+        keep[np.asarray(list(failed), dtype=int)] = False
+    keep = keep[warmup:]
+    arrival = jobs.arrival_s[warmup:][keep]
+    start = np.asarray(engine.start_s[warmup:])[keep]
+    end = np.asarray(engine.end_s[warmup:])[keep]
     if np.isnan(end).any() or np.isnan(start).any():
         raise RuntimeError("the policy left jobs unfinished")
     response = end - arrival
@@ -367,7 +372,8 @@ def run_policy(policy: Policy, jobs: Jobs, *, warmup_fraction: float = 0.1, seed
     """Run any policy on prepared jobs; ``capacities`` (per resource index) enables utilisation."""
     engine = Engine(jobs, policy)
     engine.run()
-    return summarise(engine, _warmup_count(len(jobs), warmup_fraction), seed, capacities)
+    return summarise(engine, _warmup_count(len(jobs), warmup_fraction), seed, capacities,
+                     failed=sorted(getattr(policy, "failed", ())))
 
 
 def simulate(chains: Sequence[Chain], *, dispatcher: str = "jffc", arrival_rate: float | None = None,

@@ -40,6 +40,11 @@ NUM_BLOCKS = 8
 BLOCK_GB = 1.0          # memory is budgeted in block units (see docs/petals-testbed.md)
 SLOT_GB = 0.25          # one job's KV cache for one block, in the same units
 JOBS_LARGE, BLOCKS_SMALL, JOBS_SMALL = 2, 3, 2
+# The PETALS client's settings that decide how PETALS' own routing meets a full server; the client
+# process gets them and the simulator's model of that client (PetalsClientPolicy) uses the same.
+CLIENT_MAX_RETRIES = 6          # attempts per hop before a request fails (PETALS' default: retry forever)
+SERVER_ANNOUNCE_S = 60.0        # PETALS servers' --update_period (default): how stale the announced free cache is
+CLIENT_BAN_S = 15.0             # PETALS client's ban_timeout (default)
 
 
 def log(msg: str) -> None:
@@ -54,7 +59,8 @@ class Worker:
         env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
         self.proc = subprocess.Popen([python, "-m", "serving.petals.client", model_dir, "--initial-peers",
-                                      *initial_peers, "--dht-prefix", dht_prefix], cwd=REPO, env=env,
+                                      *initial_peers, "--dht-prefix", dht_prefix,
+                                      "--max-retries", str(CLIENT_MAX_RETRIES)], cwd=REPO, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, start_new_session=True)
         self.pids = {self.proc.pid}
@@ -634,11 +640,19 @@ def client_overhead(worker: "Worker", plan_doc: dict, peers: dict[str, str], tok
 # --------------------------------------------------------------------------- prediction
 def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = True) -> dict:
     from solvers.simulator import simulate
+    spec_model = None
     if algorithm == "petals":
         from solvers.baselines.common import run_slot_policy
-        from solvers.baselines.petals import PetalsPolicy, petals_placement
+        from solvers.baselines.petals import PetalsClientPolicy, PetalsPolicy, petals_placement
         pp = petals_placement(scenario, plan_doc.get("attn_cache_tokens"))
-        sim = run_slot_policy(scenario, PetalsPolicy(scenario, pp), n, seed=1, warmup_fraction=0.0)
+        # the prediction models the deployed client (stale announced cache, rejection, ban, back-off,
+        # giving up after CLIENT_MAX_RETRIES); the spec's model (true free cache, waits) is reported beside it
+        client = PetalsClientPolicy(scenario, pp, announce_period_s=SERVER_ANNOUNCE_S, ban_s=CLIENT_BAN_S,
+                                    max_retries=CLIENT_MAX_RETRIES)
+        sim = run_slot_policy(scenario, client, n, seed=1, warmup_fraction=0.0)
+        sim["failed_requests"] = len(client.failed)
+        spec = run_slot_policy(scenario, PetalsPolicy(scenario, pp), n, seed=1, warmup_fraction=0.0)
+        spec_model = {"mean_s": spec.get("mean_response_s"), "p95_s": spec.get("p95_response_s")}
     else:
         from solvers.chains import Chain
         chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), c["service_time_s"], c["capacity"])
@@ -662,7 +676,8 @@ def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = Tr
         why_not = None if b.stable else f"load {b.load:.2f} >= 1 at the run's rate"
     return {"mean_s": sim.get("mean_response_s"), "p95_s": sim.get("p95_response_s"),
             "mean_service_s": sim.get("mean_service_s"), "mean_wait_s": sim.get("mean_wait_s"),
-            "lower_s": lower, "upper_s": upper, "bounds_why_not": why_not}
+            "lower_s": lower, "upper_s": upper, "bounds_why_not": why_not,
+            "failed": sim.get("failed_requests", 0), "spec_model": spec_model}
 
 
 # --------------------------------------------------------------------------- report
@@ -689,7 +704,8 @@ def summarise(algorithm: str, rows: list[dict], pred: dict, run: dict) -> dict:
             "measured_service_s": statistics.fmean(serv) if serv else None,
             "predicted_wait_s": pred["mean_wait_s"], "measured_wait_s": statistics.fmean(wait) if wait else None,
             "bound_lower_s": pred["lower_s"], "bound_upper_s": pred["upper_s"],
-            "bounds_why_not": pred["bounds_why_not"],
+            "bounds_why_not": pred["bounds_why_not"], "predicted_failed": pred.get("failed", 0),
+            "predicted_spec_model": pred.get("spec_model"),
             "on_granted_chain": on_chain, "servers": run["servers"], "cpu_steal": run.get("cpu_steal"),
             "max_in_progress": run["max_in_progress"], "capacity": run["capacity"],
             "deployed_probe": run.get("deployed_probe")}
@@ -910,6 +926,18 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
             lines += ["", f"Measured margin: proposed {p:.3f} s vs PETALS' own routing {q:.3f} s "
                           f"({(q - p) / q * 100:.1f} % lower mean response)."]
     notes = [f"- {a}: no bounds: {r['bounds_why_not']}" for a, r in results.items() if r.get("bounds_why_not")]
+    for a, r in results.items():
+        spec = r.get("predicted_spec_model")
+        if spec:
+            em = _err(spec["mean_s"], r["measured_mean_s"])
+            notes.append(
+                f"- {a}: predicted by the simulator's model of PETALS' client as deployed (routes on the free cache "
+                f"servers last announced, a full server refuses, the client bans it {CLIENT_BAN_S:g} s and backs off "
+                f"0, 1, 2, 4 ... s, a request fails after {CLIENT_MAX_RETRIES} refusals at one hop): "
+                f"{r['predicted_failed']} of {r['requests']} requests fail in it, {r['requests'] - r['completed']} "
+                f"failed in the run. The spec's PETALS model (true free cache, waits without refusals), as the "
+                f"paper grid uses it, predicts mean {fmt(spec['mean_s'])} s, p95 {fmt(spec['p95_s'])} s"
+                + (f" (mean error {100 * em:+.1f} %)." if em is not None else "."))
     for a, r in results.items():
         em, ep = _err(r["predicted_mean_s"], r["measured_mean_s"]), _err(r["predicted_p95_s"], r["measured_p95_s"])
         if em is not None and ep is not None:

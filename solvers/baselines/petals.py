@@ -198,21 +198,25 @@ class PetalsPolicy(SlotPolicy):
         self.version = 0
         self._cached: tuple[int, Route] | None = None
 
-    def route(self) -> Route:
-        """Cheapest route for one request given the servers' current free cache."""
+    def route(self, begin: int = 0, free: list[int] | None = None, banned: frozenset[int] = frozenset()) -> Route | None:
+        """Cheapest route over blocks ``begin..L-1`` given a view of the servers' free cache (default: the
+        true one) and servers the client will not use; None when the banned servers leave a block uncovered."""
         inf = float("inf")
-        L, cover, hop, pb, free, count, first = self.L, self.cover, self.hop, self.per_block, self.free, self.count, self.start_block
+        L, cover, hop, pb, count, first = self.L, self.cover, self.hop, self.per_block, self.count, self.start_block
+        free = self.free if free is None else free
         on_cost = {}
         on_entry = {}
         client = [inf] * (L + 1)
-        client[0] = 0.0
+        client[begin] = 0.0
         back: list[tuple[int, int]] = [(-1, -1)] * (L + 1)
-        for b in range(L):
+        for b in range(begin, L):
             cb = client[b]
             best, arg = inf, (-1, -1)
             for j in cover[b]:
+                if j in banned:
+                    continue
                 enter = cb + hop[j] + (NO_CACHE_PENALTY_S if free[j] < count[j] else 0.0)
-                if first[j] < b and on_cost[j] <= enter:
+                if first[j] < b and on_cost.get(j, inf) <= enter:
                     cost, e = on_cost[j], on_entry[j]
                 else:
                     cost, e = enter, b
@@ -223,9 +227,11 @@ class PetalsPolicy(SlotPolicy):
                     best, arg = cost, (j, e)
             client[b + 1] = best
             back[b + 1] = arg
+            if best == inf:
+                return None
         hops = []
         f = L
-        while f > 0:
+        while f > begin:
             j, e = back[f]
             hops.append((j, f - e))
             f = e
@@ -264,6 +270,96 @@ class PetalsPolicy(SlotPolicy):
         self.retries += 1
         # 1, 2, 4, ... s capped at 60 s (the exponent is capped too: 2.0**k overflows for long waits)
         self.engine.schedule(now + min(2.0 ** min(k, 6), BACKOFF_MAX_S), _RETRY, job)
+
+
+class PetalsClientPolicy(PetalsPolicy):
+    """PETALS 2.2's client as it behaves against a running swarm, where ``PetalsPolicy`` is the spec's model.
+
+    The differences, each read from the client's behaviour (``petals.client``, 2.2.0.post1):
+
+    * **Announced cache, not the true one.** Routing sees each server's free cache as the server last
+      announced it in the DHT (every ``announce_period_s``, 60 s by default; at launch all of it is
+      free), so a request is sent to a full server as long as its last announcement said otherwise.
+    * **Rejection, ban and back-off.** A server without cache for the request refuses it at once (the
+      client asks for no allocation wait).  The client bans that server (``ban_s`` = 15 s, doubling on
+      each further failure of the same server until it serves a request), waits ``0, 1, 2, 4, ...`` s
+      (capped at 60) by the attempt number, and routes again from the block that failed.  The hops it
+      already holds stay open (their cache stays taken) while it retries.
+    * **Giving up.** After ``max_retries`` failed attempts at one hop (None: never) the request fails and
+      releases what it held; failed requests are in ``failed`` and out of the time statistics.
+
+    One client serves every request (the ban list is shared), as in the testbed's replay.
+    """
+
+    def __init__(self, scenario: Scenario, pp: PetalsPlacement, *, announce_period_s: float = 60.0,
+                 ban_s: float = 15.0, min_backoff_s: float = 1.0, max_retries: int | None = None):
+        super().__init__(scenario, pp)
+        self.announce_period = float(announce_period_s)
+        self.announced = list(self.free)
+        self.epoch = 0
+        self.ban_s, self.min_backoff, self.max_retries = float(ban_s), float(min_backoff_s), max_retries
+        self.banned_until = [float("-inf")] * len(self.slots)
+        self.ban_count = [0] * len(self.slots)
+        self.held: dict[int, list[tuple[int, int]]] = {}
+        self.failures: dict[int, int] = {}      # failed attempts at the job's current hop
+        self.failed: set[int] = set()
+        self._retried: set[int] = set()
+        self.rejections = 0
+
+    def _view(self, now: float) -> list[int]:
+        epoch = int(now // self.announce_period) if self.announce_period > 0 else -1
+        if epoch < 0 or epoch != self.epoch:       # a new round of announcements (or none kept: the truth)
+            self.epoch = epoch
+            self.announced = list(self.free)
+        return self.announced
+
+    def attempt(self, job: int, now: float) -> None:
+        held = self.held.setdefault(job, [])
+        begin = sum(m for _, m in held)
+        banned = frozenset(j for j, t in enumerate(self.banned_until) if t > now)
+        route = self.route(begin, self._view(now), banned)
+        if route is None:                            # every server of some block is banned
+            self._failed_attempt(job, now)
+            return
+        for j, m in route:
+            if self.free[j] < m:                     # refused: no cache for this request
+                self.rejections += 1
+                if self.banned_until[j] <= now:
+                    self.banned_until[j] = now + self.ban_s * 2.0 ** self.ban_count[j]
+                    self.ban_count[j] += 1
+                self._failed_attempt(job, now)
+                return
+            self.free[j] -= m
+            used = self.slots[j] - self.free[j]
+            if used > self.peak_used[j]:
+                self.peak_used[j] = used
+            held.append((j, m))
+            self.failures[job] = 0
+        for j, _ in held:                            # served: its bans are lifted
+            self.ban_count[j] = 0
+            self.banned_until[j] = float("-inf")
+        self.failures.pop(job, None)
+        route = tuple(self.held.pop(job))
+        self.routes[job] = route
+        self.engine.start_service(job, now, self.duration(job, route))
+
+    def _failed_attempt(self, job: int, now: float) -> None:
+        k = self.failures.get(job, 0)
+        if job not in self._retried:
+            self._retried.add(job)
+            self.jobs_retried += 1
+        self.retries += 1
+        if self.max_retries is not None and k + 1 >= self.max_retries:
+            for j, m in self.held.pop(job, []):
+                self.free[j] += m
+            self.failures.pop(job, None)
+            self.failed.add(job)
+            self.engine.mark_started(job, now)
+            self.engine.mark_done(job, now)
+            return
+        self.failures[job] = k + 1
+        delay = 0.0 if k == 0 else min(self.min_backoff * 2.0 ** (k - 1), BACKOFF_MAX_S)
+        self.engine.schedule(now + delay, _RETRY, job)
 
 
 @register("petals", "PETALS baseline: fixed KV pool sizing, lexicographic join placement, per-request "

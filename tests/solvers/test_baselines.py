@@ -13,10 +13,12 @@ import pytest
 from solvers.api import ALGORITHMS, plan
 from solvers.baselines.bprr import WsrrPolicy, bprr_placement, place, target_concurrency
 from solvers.baselines.common import run_slot_policy
-from solvers.baselines.petals import PetalsPolicy, attn_cache_tokens_of, petals_placement
+from solvers.baselines.petals import (PetalsClientPolicy, PetalsPlacement, PetalsPolicy, attn_cache_tokens_of,
+                                      petals_placement)
 from solvers.baselines.whole_model import whole_model_chains
 from solvers.scenario import parse_scenario
-from solvers.simulator import Engine, Jobs
+from solvers.simulator import Engine, Jobs, run_policy
+from solvers.topology import Placement
 
 from .helpers import make_scenario
 
@@ -109,6 +111,78 @@ def test_petals_backoff_caps_at_60s():
     engine.run()
     # retries at 1, 3, 7, 15, 31, 63, then every 60 s: 123, 183, 243, 303
     assert engine.start_s[1] == pytest.approx(303.0)
+
+
+def test_petals_client_is_refused_bans_the_server_and_backs_off():
+    # the spec's model starts job 1 at 15.5 (retries at +1, +2, +4, +8); the deployed client gets there by
+    # another road: refused at 0.5, it bans the server 15 s, finds no route at once (+0), then backs off
+    # 1, 2, 4, 8 s while the ban holds, and is served when the ban ends at 15.5
+    s = scenario([(6, 2.0, 4.0)], 2, s_m=1.0, s_c=1.0, max_tokens=4096)
+    pp = petals_placement(s, order="scenario", autograd_reserve=False)
+    pol = PetalsClientPolicy(s, pp)
+    engine = Engine(Jobs(np.array([0.0, 0.5]), np.ones(2)), pol)
+    engine.run()
+    assert engine.start_s == [0.0, 15.5] and engine.end_s == [10.0, 25.5]
+    assert pol.rejections == 1 and pol.retries == 5 and not pol.failed
+    assert pol.free == [2] and pol.ban_count == [0]          # served: the ban is lifted
+
+    # the same with max_retries 5: the fifth failed attempt (at 7.5 s) gives the request up
+    pol = PetalsClientPolicy(s, pp, max_retries=5)
+    result = run_policy(pol, Jobs(np.array([0.0, 0.5]), np.ones(2)), warmup_fraction=0.0)
+    assert pol.failed == {1} and pol.free == [2]
+    assert result.requests == 2 and result.mean_response_s == pytest.approx(10.0)   # failed: not in the times
+
+
+def test_petals_client_routes_on_announced_cache():
+    # two copies of the whole span, s0 the faster.  The spec's model sends job 1 straight to s1 (it sees s0
+    # full); the client still sees s0's launch-time announcement, is refused there, and re-routes to s1 at
+    # once.  Job 2 goes to s1 as well: s0 is banned for 15 s although it is free again from t = 6.
+    s = scenario([(4, 1.0, 1.0), (4, 2.0, 1.0)], 2, s_m=1.0, s_c=1.0, max_tokens=4096)
+    pp = petals_placement(s, order="scenario", autograd_reserve=False)
+    assert pp.placement.start == (0, 0) and pp.slots == (2, 2)
+    jobs = Jobs(np.array([0.0, 1.0, 7.0]), np.ones(3))
+    pol = PetalsClientPolicy(s, pp)
+    engine = Engine(jobs, pol)
+    engine.run()
+    assert engine.start_s == [0.0, 1.0, 7.0]
+    assert pol.rejections == 1 and pol.banned_until[0] == pytest.approx(16.0)
+    assert engine.end_s[2] - engine.start_s[2] == pytest.approx(4.0)     # on s1: 2 + 2 x 1
+    spec = PetalsPolicy(s, pp)
+    Engine(jobs, spec).run()
+    assert spec.retries == 0
+
+
+def test_petals_client_holds_its_first_hop_while_it_backs_off():
+    # s0 holds blocks 0-1 (2 requests), s1 blocks 2-3 (1 request): job 1 gets s0's cache, is refused by s1,
+    # and keeps s0's cache through its back-off, so job 2 (arriving at 2) is refused by s0 too
+    s = scenario([(10, 1.0, 1.0), (10, 1.0, 1.0)], 4, s_m=1.0, s_c=1.0, max_tokens=4096)
+    pp = PetalsPlacement(Placement((0, 2), (2, 2)), (4, 2), 4096, 1.0, (1.0, 1.0), (1.0,) * 4, True)
+    pol = PetalsClientPolicy(s, pp)
+    seen = []
+    engine = Engine(Jobs(np.array([0.0, 0.5, 2.0]), np.ones(3)), pol)
+    orig = pol.attempt
+
+    def spy(job, now):
+        orig(job, now)
+        seen.append((round(now, 3), job, list(pol.free)))
+    pol.attempt = spy
+    engine.run()
+    assert seen[1] == (0.5, 1, [0, 0])          # job 1 holds s0's 2 slots, refused at s1 (held by job 0)
+    first_of_2 = next(x for x in seen if x[1] == 2)
+    assert first_of_2 == (2.0, 2, [0, 0]) and pol.rejections >= 2   # job 2 refused at s0: job 1 still holds it
+    assert max(pol.peak_used[j] - pol.slots[j] for j in range(2)) <= 0
+    assert all(np.isfinite(engine.end_s)) and pol.free == [4, 2]
+
+
+def test_petals_client_keeps_kv_limits_on_a_busy_run():
+    s = parse_scenario(json.loads((ROOT / "examples" / "paper-j20.json").read_text()))
+    pp = petals_placement(s)
+    pol = PetalsClientPolicy(s, pp, max_retries=6)
+    sim = run_slot_policy(s, pol, 1500, seed=3)
+    assert all(u <= c for u, c in zip(pol.peak_used, pol.slots))
+    assert pol.rejections > 0 and pol.failed                    # the load is high enough to refuse and give up
+    assert list(pol.free) == list(pol.slots)                     # everything held was released
+    assert sim["mean_response_s"] > 0
 
 
 # -- BPRR -----------------------------------------------------------------------
