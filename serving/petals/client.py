@@ -155,11 +155,12 @@ class ChainSequenceManager(RemoteSequenceManager):
 
 
 class Client:
-    def __init__(self, model_dir: str, initial_peers: list[str], dht_prefix: str, max_retries: int = 6):
+    def __init__(self, model_dir: str, initial_peers: list[str], dht_prefix: str, max_retries: int = 6,
+                 update_period: float = 5.0):
         self.model = AutoDistributedModelForCausalLM.from_pretrained(
             model_dir, initial_peers=initial_peers, dht_prefix=dht_prefix, max_retries=max_retries,
             use_server_to_server=False, show_route=False, torch_dtype=torch.float32, request_timeout=60,
-            update_period=5)
+            update_period=update_period)
         self.model.eval()
         self.base: RemoteSequenceManager = self.model.model.layers.sequence_manager
         self.base.make_sequence(0, len(self.base), mode="min_latency")   # waits for the DHT
@@ -287,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--initial-peers", nargs="+", required=True)
     p.add_argument("--dht-prefix", required=True)
     p.add_argument("--max-workers", type=int, default=64)
-    p.add_argument("--max-retries", type=int, default=6)
+    p.add_argument("--max-retries", type=int, default=6, help="attempts per hop before a request fails")
+    p.add_argument("--update-period", type=float, default=5.0,
+                   help="seconds between the client's refreshes of the swarm's state from the DHT")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    client = Client(a.model_dir, a.initial_peers, a.dht_prefix, max_retries=a.max_retries)
+    client = Client(a.model_dir, a.initial_peers, a.dht_prefix, max_retries=a.max_retries, update_period=a.update_period)
     serve(client, a.max_workers)
     sys.stdout.flush()
     os._exit(0)   # skip interpreter teardown: hivemind's threads can block it

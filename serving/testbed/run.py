@@ -43,8 +43,9 @@ JOBS_LARGE, BLOCKS_SMALL, JOBS_SMALL = 2, 3, 2
 # The PETALS client's settings that decide how PETALS' own routing meets a full server; the client
 # process gets them and the simulator's model of that client (PetalsClientPolicy) uses the same.
 CLIENT_MAX_RETRIES = 6          # attempts per hop before a request fails (PETALS' default: retry forever)
-SERVER_ANNOUNCE_S = 60.0        # PETALS servers' --update_period (default): how stale the announced free cache is
+SERVER_ANNOUNCE_S = 120.0       # PETALS servers' --update_period (run_server's default): how stale the announced cache is
 CLIENT_BAN_S = 15.0             # PETALS client's ban_timeout (default)
+CLIENT_UPDATE_S = 5.0           # the client's update_period (PETALS' default 60): a refused server is back after it
 
 
 def log(msg: str) -> None:
@@ -60,7 +61,8 @@ class Worker:
                    OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
         self.proc = subprocess.Popen([python, "-m", "serving.petals.client", model_dir, "--initial-peers",
                                       *initial_peers, "--dht-prefix", dht_prefix,
-                                      "--max-retries", str(CLIENT_MAX_RETRIES)], cwd=REPO, env=env,
+                                      "--max-retries", str(CLIENT_MAX_RETRIES),
+                                      "--update-period", str(CLIENT_UPDATE_S)], cwd=REPO, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, start_new_session=True)
         self.pids = {self.proc.pid}
@@ -529,8 +531,12 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                                          tag=f"deployed-{algorithm}", together=slots)
                         full = {(srv, a, b): got[(srv, b - a)] for srv, _p, a, b in targets}
                     client_s = client_overhead(worker, plan_doc, peers, tokens)
+                    # the whole plan busy: every slot of every chain running a request at once (the jobs on
+                    # other chains share this machine's CPU with the job being timed)
+                    system = probe_system(worker, plan_doc, peers, tokens, max(1, args.deployed_probe_reps - 1))
                     chain_times = {"alone": deployed_chain_times(plan_doc, alone, tokens[1], client_s),
-                                   "full": deployed_chain_times(plan_doc, full, tokens[1], client_s)}
+                                   "full": deployed_chain_times(plan_doc, full, tokens[1], client_s),
+                                   "system": system}
                     probed = {"hops_ms": {f"{srv}:{a}-{b}": {k: round(1e3 * statistics.median(x[k] for x in xs), 2)
                                                              for k in ("setup", "first", "step")}
                                           for (srv, a, b), xs in alone.items()},
@@ -540,11 +546,14 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                               "sessions_per_hop_full": slots, "client_ms": round(1e3 * client_s, 2),
                               "chain_service_alone_s": [round(t, 4) for t in chain_times["alone"]],
                               "chain_service_full_s": [round(t, 4) for t in chain_times["full"]],
+                              "chain_service_system_s": [round(t, 4) for t in system],
+                              "sessions_system": sum(int(ch["capacity"]) for ch in plan_doc["chains"]),
                               "took_s": round(time.monotonic() - t_probe, 1)}
                 routes = prepare(chain_times)
                 if chain_times is not None:
                     probed["chain_service_s"] = [round(ch["service_time_s"], 4) for ch in plan_doc["chains"]]
                     probed["chain_utilisation"] = chain_times.get("utilisation")
+                    probed["others_busy_share"] = chain_times.get("others_busy_share")
                     log(f"testbed: {algorithm}: probed on the launched swarm {probed}")
             t0 = time.time() + 0.5
             threads = []
@@ -603,23 +612,64 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
             "deployed_probe": probed if prepare is not None and chain_times is not None else None}
 
 
-def loaded_chain_times(plan_doc: dict, alone: list[float], full: list[float], scenario, rounds: int = 4) -> dict:
-    """Each chain's service time at the load the replay will put on it, from the two probes: alone
-    (one session on each hop) and full (every slot of each hop busy at once).  A job on chain k
-    shares its hops with the chain's other jobs, busy a fraction u_k of the time, so its time is
-    taken as alone_k + (full_k - alone_k) * u_k, u_k being the chain's utilisation that the JFFC
-    simulation of the same arrivals gives with these times (a fixed point, a few rounds)."""
+def loaded_chain_times(plan_doc: dict, alone: list[float], full: list[float], scenario, rounds: int = 4,
+                       system: list[float] | None = None) -> dict:
+    """Each chain's service time at the load the replay will put on it, from the probes: alone (one
+    session on each hop), full (every slot of each hop busy at once) and, when given, system (every slot
+    of every chain busy at once: the servers share one machine's CPU, so jobs on other chains slow a
+    job down too).  With ``system``: the plan's S slots are busy a share b = sum_j u_j c_j / S of the
+    time (u_j the chain's utilisation, c_j its capacity); a job in service finds that share of the other
+    S - 1 slots busy on average (slots taken as independent: for a binomial count the size-biased mean
+    of the others is (S - 1) b), so its time is taken as alone_k + (system_k - alone_k) * b, linear
+    between alone and all slots busy.  With one chain this is the rule without ``system``:
+    alone_k + (full_k - alone_k) * u_k (its own chain only).  The
+    u_j are those the JFFC simulation of the same arrivals gives with these times (a fixed point, a
+    few rounds)."""
     from solvers.chains import Chain
     from solvers.simulator import simulate
     times, util = list(alone), [0.0] * len(alone)
+    caps = [int(c["capacity"]) for c in plan_doc["chains"]]
+    slots = sum(caps)
+    share = 0.0
     for _ in range(rounds):
         chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), t, c["capacity"])
                   for c, t in zip(plan_doc["chains"], times)]
         res = simulate(chains, dispatcher="jffc", trace=scenario.workload.trace, requests=None,
                        job_sizes="trace", warmup_fraction=0.0, seed=1)
         util = [float(u or 0.0) for u in (res.chain_utilisation or util)]
-        times = [a + max(f - a, 0.0) * u for a, f, u in zip(alone, full, util)]
-    return {"service_s": times, "utilisation": util}
+        if system is not None:
+            share = min(1.0, sum(u * c for u, c in zip(util, caps)) / slots)
+            times = [a + max(y - a, 0.0) * share for a, y in zip(alone, system)]
+        else:
+            times = [a + max(f - a, 0.0) * u for a, f, u in zip(alone, full, util)]
+    return {"service_s": times, "utilisation": util, "others_busy_share": round(share, 3) if system else None}
+
+
+def probe_system(worker: "Worker", plan_doc: dict, peers: dict[str, str], tokens: tuple[int, int],
+                 reps: int) -> list[float]:
+    """Per chain, the median service time of a whole generation on it while every slot of every chain
+    runs one at once (``reps`` rounds)."""
+    from serving.testbed.routes import chain_hops
+    chains = [[[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in chain_hops(ch, {})]
+              for ch in plan_doc["chains"]]
+    got: list[list[float]] = [[] for _ in chains]
+    errors: list[str] = []
+    for r in range(reps):
+        def one(k: int, i: int) -> None:
+            res = worker.run(f"system-{r}-{k}-{i}", chains[k], *tokens)
+            if res["ok"]:
+                got[k].append(res["t_end"] - res["t_start"])
+            else:
+                errors.append(res["error"])
+        threads = [threading.Thread(target=one, args=(k, i), daemon=True)
+                   for k, ch in enumerate(plan_doc["chains"]) for i in range(int(ch["capacity"]))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=300)
+    if errors or not all(got):
+        raise RuntimeError(f"probe of the busy plan failed: {errors[0] if errors else 'no answer'}")
+    return [statistics.median(x) for x in got]
 
 
 def client_overhead(worker: "Worker", plan_doc: dict, peers: dict[str, str], tokens: tuple[int, int],
@@ -645,10 +695,10 @@ def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = Tr
         from solvers.baselines.common import run_slot_policy
         from solvers.baselines.petals import PetalsClientPolicy, PetalsPolicy, petals_placement
         pp = petals_placement(scenario, plan_doc.get("attn_cache_tokens"))
-        # the prediction models the deployed client (stale announced cache, rejection, ban, back-off,
-        # giving up after CLIENT_MAX_RETRIES); the spec's model (true free cache, waits) is reported beside it
+        # the prediction models the deployed client (stale announced cache, refusal, ban, back-off, giving
+        # up after CLIENT_MAX_RETRIES); the spec's model (true free cache, waits) is reported beside it
         client = PetalsClientPolicy(scenario, pp, announce_period_s=SERVER_ANNOUNCE_S, ban_s=CLIENT_BAN_S,
-                                    max_retries=CLIENT_MAX_RETRIES)
+                                    client_update_s=CLIENT_UPDATE_S, max_retries=CLIENT_MAX_RETRIES)
         sim = run_slot_policy(scenario, client, n, seed=1, warmup_fraction=0.0)
         sim["failed_requests"] = len(client.failed)
         spec = run_slot_policy(scenario, PetalsPolicy(scenario, pp), n, seed=1, warmup_fraction=0.0)
@@ -769,9 +819,14 @@ def _probe_lines(meta: dict, results: dict) -> list[str]:
                   + "; ".join(f"{h} {v['setup']:.1f}/{v['first']:.1f}/{v['step']:.1f}"
                               for h, v in dp["hops_full_ms"].items())
                   + f". Client's own time per request {dp['client_ms']} ms. Chain service times, s: alone "
-                  f"{dp['chain_service_alone_s']}, all slots busy {dp['chain_service_full_s']}, at the "
-                  f"simulated utilisation {dp['chain_utilisation']}: **{dp['chain_service_s']}** (used by the "
-                  f"dispatcher and the prediction; planned: {r.get('planned_chain_service_s')}).", ""]
+                  f"{dp['chain_service_alone_s']}, each chain's own slots busy {dp['chain_service_full_s']}, "
+                  + (f"every slot of the plan busy ({dp['sessions_system']} generations at once) "
+                     f"{dp['chain_service_system_s']}; at the simulated load (chain utilisation "
+                     f"{dp['chain_utilisation']}: a job finds a share {dp['others_busy_share']} of the plan's other "
+                     f"slots busy on average): " if dp.get("chain_service_system_s") else
+                     f"at the simulated utilisation {dp['chain_utilisation']}: ")
+                  + f"**{dp['chain_service_s']}** (used by the dispatcher and the prediction; planned: "
+                  f"{r.get('planned_chain_service_s')}).", ""]
     for a, r in results.items():
         if r.get("measured_hops_ms"):
             lines += [f"Measured during the **{a}** replay, mean per server over its requests (ms set-up / prompt "
@@ -931,9 +986,10 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
         if spec:
             em = _err(spec["mean_s"], r["measured_mean_s"])
             notes.append(
-                f"- {a}: predicted by the simulator's model of PETALS' client as deployed (routes on the free cache "
-                f"servers last announced, a full server refuses, the client bans it {CLIENT_BAN_S:g} s and backs off "
-                f"0, 1, 2, 4 ... s, a request fails after {CLIENT_MAX_RETRIES} refusals at one hop): "
+                f"- {a}: predicted by the simulator's model of PETALS' client as deployed (`petals_client=deployed`: "
+                f"routes on the free cache servers last announced, a full server refuses, the client drops it from "
+                f"its view until its next refresh ({CLIENT_UPDATE_S:g} s) and backs off 0, 1, 2, 4 ... s, a request "
+                f"fails after {CLIENT_MAX_RETRIES} failed attempts at one hop): "
                 f"{r['predicted_failed']} of {r['requests']} requests fail in it, {r['requests'] - r['completed']} "
                 f"failed in the run. The spec's PETALS model (true free cache, waits without refusals), as the "
                 f"paper grid uses it, predicts mean {fmt(spec['mean_s'])} s, p95 {fmt(spec['p95_s'])} s"
@@ -1089,8 +1145,10 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                 # the chains' service times probed on the launched swarm replace the planned ones (what
                 # the dispatcher orders chains by, and what the prediction simulates)
                 if chain_times is not None:
-                    times = loaded_chain_times(doc, chain_times["alone"], chain_times["full"], scenario)
+                    times = loaded_chain_times(doc, chain_times["alone"], chain_times["full"], scenario,
+                                               system=chain_times.get("system"))
                     chain_times["utilisation"] = [round(u, 3) for u in times["utilisation"]]
+                    chain_times["others_busy_share"] = times["others_busy_share"]
                     for ch, t in zip(doc["chains"], times["service_s"]):
                         ch["planned_service_time_s"] = ch["service_time_s"]
                         ch["service_time_s"] = t

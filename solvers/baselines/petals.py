@@ -120,6 +120,7 @@ def rtt_s(scenario: Scenario) -> list[float]:
 
 GIB_GB = 1024 ** 3 / 1e9
 JOIN_ORDERS = ("random", "scenario")
+CLIENT_MODELS = ("spec", "deployed")
 
 
 def autograd_reserve_gb(scenario: Scenario) -> float:
@@ -278,52 +279,79 @@ class PetalsClientPolicy(PetalsPolicy):
     The differences, each read from the client's behaviour (``petals.client``, 2.2.0.post1):
 
     * **Announced cache, not the true one.** Routing sees each server's free cache as the server last
-      announced it in the DHT (every ``announce_period_s``, 60 s by default; at launch all of it is
-      free), so a request is sent to a full server as long as its last announcement said otherwise.
-    * **Rejection, ban and back-off.** A server without cache for the request refuses it at once (the
-      client asks for no allocation wait).  The client bans that server (``ban_s`` = 15 s, doubling on
-      each further failure of the same server until it serves a request), waits ``0, 1, 2, 4, ...`` s
-      (capped at 60) by the attempt number, and routes again from the block that failed.  The hops it
-      already holds stay open (their cache stays taken) while it retries.
-    * **Giving up.** After ``max_retries`` failed attempts at one hop (None: never) the request fails and
-      releases what it held; failed requests are in ``failed`` and out of the time statistics.
+      announced it in the DHT (every ``announce_period_s``: ``run_server``'s ``--update_period``, 120 s;
+      at launch all of it is free), so a request is sent to a full server as long as its last
+      announcement said otherwise.
+    * **Refusal.** A server without cache for the request refuses it at once (the client asks for no
+      allocation wait).  The client drops that server from its view of the swarm until its next refresh
+      (every ``client_update_s``: the client's ``update_period``, 60 s by default; at once when a block
+      has no server left) and bans it for ``ban_s`` (15 s, doubling on each further refusal).  Any
+      successful step on a server lifts its ban, so a server that refused because requests in service
+      fill it is back at the next refresh; one whose cache is held by requests that are backing off stays
+      banned.
+    * **Back-off.** The client tries again at once, then after 1, 2, 4, ... s (capped at 60), routing
+      from the block that was refused; the hops it already holds stay open (their cache stays taken).
+    * **Giving up.** After ``max_retries`` failed attempts at one hop (None: never, PETALS' default) the
+      request fails and releases what it held; failed requests are in ``failed`` and out of the time
+      statistics.
 
-    One client serves every request (the ban list is shared), as in the testbed's replay.
+    One client serves every request (one view, one ban list), as in the testbed's replay.
     """
 
-    def __init__(self, scenario: Scenario, pp: PetalsPlacement, *, announce_period_s: float = 60.0,
-                 ban_s: float = 15.0, min_backoff_s: float = 1.0, max_retries: int | None = None):
+    def __init__(self, scenario: Scenario, pp: PetalsPlacement, *, announce_period_s: float = 120.0,
+                 client_update_s: float = 60.0, ban_s: float = 15.0, min_backoff_s: float = 1.0,
+                 max_retries: int | None = None):
         super().__init__(scenario, pp)
-        self.announce_period = float(announce_period_s)
+        n = len(self.slots)
+        self.announce_period, self.client_update = float(announce_period_s), float(client_update_s)
         self.announced = list(self.free)
-        self.epoch = 0
+        self.announce_epoch = self.refresh_epoch = 0
         self.ban_s, self.min_backoff, self.max_retries = float(ban_s), float(min_backoff_s), max_retries
-        self.banned_until = [float("-inf")] * len(self.slots)
-        self.ban_count = [0] * len(self.slots)
+        self.banned_until = [float("-inf")] * n
+        self.ban_count = [0] * n
+        self.dropped = [False] * n              # out of the client's view until its next refresh
+        self.in_service = [0] * n               # requests in service per server: their steps lift bans
         self.held: dict[int, list[tuple[int, int]]] = {}
         self.failures: dict[int, int] = {}      # failed attempts at the job's current hop
         self.failed: set[int] = set()
         self._retried: set[int] = set()
         self.rejections = 0
 
-    def _view(self, now: float) -> list[int]:
+    def _announced(self, now: float) -> list[int]:
         epoch = int(now // self.announce_period) if self.announce_period > 0 else -1
-        if epoch < 0 or epoch != self.epoch:       # a new round of announcements (or none kept: the truth)
-            self.epoch = epoch
+        if epoch < 0 or epoch != self.announce_epoch:    # a new round of announcements (period 0: the truth)
+            self.announce_epoch = epoch
             self.announced = list(self.free)
         return self.announced
 
+    def _banned(self, j: int, now: float) -> bool:
+        return self.banned_until[j] > now and not self.in_service[j]
+
+    def _refresh(self, now: float) -> None:
+        self.dropped = [self._banned(j, now) for j in range(len(self.slots))]
+
+    def _route(self, begin: int, now: float) -> Route | None:
+        epoch = int(now // self.client_update) if self.client_update > 0 else -1
+        if epoch < 0 or epoch != self.refresh_epoch:
+            self.refresh_epoch = epoch
+            self._refresh(now)
+        view = self._announced(now)
+        route = self.route(begin, view, frozenset(j for j, d in enumerate(self.dropped) if d))
+        if route is None:                      # a block has no server left: the client re-reads the swarm
+            self._refresh(now)
+            route = self.route(begin, view, frozenset(j for j, d in enumerate(self.dropped) if d))
+        return route
+
     def attempt(self, job: int, now: float) -> None:
         held = self.held.setdefault(job, [])
-        begin = sum(m for _, m in held)
-        banned = frozenset(j for j, t in enumerate(self.banned_until) if t > now)
-        route = self.route(begin, self._view(now), banned)
-        if route is None:                            # every server of some block is banned
+        route = self._route(sum(m for _, m in held), now)
+        if route is None:                      # every server of some block is banned
             self._failed_attempt(job, now)
             return
         for j, m in route:
-            if self.free[j] < m:                     # refused: no cache for this request
+            if self.free[j] < m:               # refused: no cache for this request
                 self.rejections += 1
+                self.dropped[j] = True
                 if self.banned_until[j] <= now:
                     self.banned_until[j] = now + self.ban_s * 2.0 ** self.ban_count[j]
                     self.ban_count[j] += 1
@@ -335,13 +363,24 @@ class PetalsClientPolicy(PetalsPolicy):
                 self.peak_used[j] = used
             held.append((j, m))
             self.failures[job] = 0
-        for j, _ in held:                            # served: its bans are lifted
-            self.ban_count[j] = 0
-            self.banned_until[j] = float("-inf")
+        for j, _ in held:
+            self._served(j)
+            self.in_service[j] += 1
         self.failures.pop(job, None)
         route = tuple(self.held.pop(job))
         self.routes[job] = route
         self.engine.start_service(job, now, self.duration(job, route))
+
+    def _served(self, j: int) -> None:
+        """A step on server j succeeded: the client lifts its ban and resets the ban's doubling."""
+        self.ban_count[j] = 0
+        self.banned_until[j] = float("-inf")
+
+    def on_departure(self, job: int, now: float, resource: int) -> None:
+        for j, _ in self.routes.get(job, ()):
+            self.in_service[j] -= 1
+            self._served(j)
+        super().on_departure(job, now, resource)
 
     def _failed_attempt(self, job: int, now: float) -> None:
         k = self.failures.get(job, 0)
@@ -367,12 +406,17 @@ class PetalsClientPolicy(PetalsPolicy):
 def petals(scenario: Scenario, options: PlanOptions) -> PlanResult:
     order = options.extra.get("petals_join_order", "random")
     reserve = bool(options.extra.get("petals_autograd_reserve", True))
+    client = options.extra.get("petals_client", "spec")
     if order not in JOIN_ORDERS:
         return PlanResult("petals", False, f"options.petals_join_order must be one of {', '.join(JOIN_ORDERS)}, "
                           f"not {order!r}", dispatch=None)
+    if client not in CLIENT_MODELS:
+        return PlanResult("petals", False, f"options.petals_client must be one of {', '.join(CLIENT_MODELS)}, "
+                          f"not {client!r}", dispatch=None)
     pp = petals_placement(scenario, options.extra.get("attn_cache_tokens"), order=order, seed=options.seed,
                           autograd_reserve=reserve)
     extra: dict[str, Any] = {"attn_cache_tokens": pp.attn_cache_tokens, "petals_join_order": order,
+                             "petals_client": client,
                              "petals_autograd_reserve_gb": autograd_reserve_gb(scenario) if reserve else 0.0,
                              "cache_per_block_gb": pp.cache_per_block_gb,
                              "server_kv_slots": list(pp.slots)}
@@ -380,9 +424,12 @@ def petals(scenario: Scenario, options: PlanOptions) -> PlanResult:
         return PlanResult("petals", False, pp.reason, placement=pp.placement, dispatch=None, extra=extra)
     result = PlanResult("petals", True, placement=pp.placement, dispatch=None, extra=extra)
     if options.simulate_requests > 0:
-        policy = PetalsPolicy(scenario, pp)
+        # "deployed": PETALS 2.2's client with its defaults (retries forever, so every request finishes)
+        policy = PetalsClientPolicy(scenario, pp) if client == "deployed" else PetalsPolicy(scenario, pp)
         sim = run_slot_policy(scenario, policy, options.simulate_requests, options.seed)
         sim["retries"] = policy.retries
         sim["requests_retried"] = policy.jobs_retried
+        if client == "deployed":
+            sim["refusals"] = policy.rejections
         result.simulation = sim
     return result

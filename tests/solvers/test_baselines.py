@@ -115,15 +115,16 @@ def test_petals_backoff_caps_at_60s():
 
 def test_petals_client_is_refused_bans_the_server_and_backs_off():
     # the spec's model starts job 1 at 15.5 (retries at +1, +2, +4, +8); the deployed client gets there by
-    # another road: refused at 0.5, it bans the server 15 s, finds no route at once (+0), then backs off
-    # 1, 2, 4, 8 s while the ban holds, and is served when the ban ends at 15.5
+    # another road: refused at 0.5, it drops the server from its view, finds no other, re-reads the swarm
+    # (the server is back: job 0's steps there lift its ban), is refused again at once (+0), then at
+    # +1, +2, +4, and is served at 15.5, after job 0 left at 10
     s = scenario([(6, 2.0, 4.0)], 2, s_m=1.0, s_c=1.0, max_tokens=4096)
     pp = petals_placement(s, order="scenario", autograd_reserve=False)
     pol = PetalsClientPolicy(s, pp)
     engine = Engine(Jobs(np.array([0.0, 0.5]), np.ones(2)), pol)
     engine.run()
     assert engine.start_s == [0.0, 15.5] and engine.end_s == [10.0, 25.5]
-    assert pol.rejections == 1 and pol.retries == 5 and not pol.failed
+    assert pol.rejections == 5 and pol.retries == 5 and not pol.failed
     assert pol.free == [2] and pol.ban_count == [0]          # served: the ban is lifted
 
     # the same with max_retries 5: the fifth failed attempt (at 7.5 s) gives the request up
@@ -136,7 +137,8 @@ def test_petals_client_is_refused_bans_the_server_and_backs_off():
 def test_petals_client_routes_on_announced_cache():
     # two copies of the whole span, s0 the faster.  The spec's model sends job 1 straight to s1 (it sees s0
     # full); the client still sees s0's launch-time announcement, is refused there, and re-routes to s1 at
-    # once.  Job 2 goes to s1 as well: s0 is banned for 15 s although it is free again from t = 6.
+    # once.  Job 2 goes to s1 as well: s0 stays out of the client's view until its next refresh (60 s),
+    # although it is free again from t = 3.
     s = scenario([(4, 1.0, 1.0), (4, 2.0, 1.0)], 2, s_m=1.0, s_c=1.0, max_tokens=4096)
     pp = petals_placement(s, order="scenario", autograd_reserve=False)
     assert pp.placement.start == (0, 0) and pp.slots == (2, 2)
@@ -145,11 +147,16 @@ def test_petals_client_routes_on_announced_cache():
     engine = Engine(jobs, pol)
     engine.run()
     assert engine.start_s == [0.0, 1.0, 7.0]
-    assert pol.rejections == 1 and pol.banned_until[0] == pytest.approx(16.0)
+    assert pol.rejections == 1 and pol.dropped == [True, False]
     assert engine.end_s[2] - engine.start_s[2] == pytest.approx(4.0)     # on s1: 2 + 2 x 1
     spec = PetalsPolicy(s, pp)
     Engine(jobs, spec).run()
     assert spec.retries == 0
+    # a client refreshing every 5 s has s0 back by t = 7 (its ban was lifted when job 0's steps succeeded)
+    pol = PetalsClientPolicy(s, pp, client_update_s=5.0)
+    engine = Engine(jobs, pol)
+    engine.run()
+    assert engine.end_s[2] - engine.start_s[2] == pytest.approx(3.0)     # on s0: 1 + 2 x 1
 
 
 def test_petals_client_holds_its_first_hop_while_it_backs_off():
@@ -340,3 +347,15 @@ def test_petals_faithful_defaults_random_join_and_autograd_reserve():
     assert doc["petals_join_order"] == "random" and doc["petals_autograd_reserve_gb"] > 0
     doc = plan(s, "petals", petals_join_order="alphabetical")
     assert doc["feasible"] is False and "petals_join_order" in doc["reason"]
+
+
+def test_petals_client_option():
+    from solvers.instances import paper_scenario
+    s = paper_scenario(num_servers=20, eta=0.2, seed=1)
+    spec = plan(s, "petals", seed=1, simulate_requests=1500)
+    deployed = plan(s, "petals", seed=1, simulate_requests=1500, petals_client="deployed")
+    assert spec["petals_client"] == "spec" and deployed["petals_client"] == "deployed"
+    assert deployed["placement"] == spec["placement"]                  # the same swarm, another client
+    assert deployed["simulation"]["refusals"] > 0 and "refusals" not in spec["simulation"]
+    doc = plan(s, "petals", petals_client="psychic")
+    assert doc["feasible"] is False and "petals_client" in doc["reason"] and "deployed" in doc["reason"]
