@@ -533,10 +533,11 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                     client_s = client_overhead(worker, plan_doc, peers, tokens)
                     # the whole plan busy: every slot of every chain running a request at once (the jobs on
                     # other chains share this machine's CPU with the job being timed)
-                    system = probe_system(worker, plan_doc, peers, tokens, max(1, args.deployed_probe_reps - 1))
+                    system_samples = probe_system(worker, plan_doc, peers, tokens, max(1, args.deployed_probe_reps))
+                    system = [statistics.median(x) for x in system_samples]
                     chain_times = {"alone": deployed_chain_times(plan_doc, alone, tokens[1], client_s),
                                    "full": deployed_chain_times(plan_doc, full, tokens[1], client_s),
-                                   "system": system}
+                                   "system": system, "jitter_sigma": jitter_sigma(system_samples)}
                     probed = {"hops_ms": {f"{srv}:{a}-{b}": {k: round(1e3 * statistics.median(x[k] for x in xs), 2)
                                                              for k in ("setup", "first", "step")}
                                           for (srv, a, b), xs in alone.items()},
@@ -548,6 +549,7 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                               "chain_service_full_s": [round(t, 4) for t in chain_times["full"]],
                               "chain_service_system_s": [round(t, 4) for t in system],
                               "sessions_system": sum(int(ch["capacity"]) for ch in plan_doc["chains"]),
+                              "jitter_sigma": round(chain_times["jitter_sigma"], 4),
                               "took_s": round(time.monotonic() - t_probe, 1)}
                 routes = prepare(chain_times)
                 if chain_times is not None:
@@ -617,38 +619,50 @@ def loaded_chain_times(plan_doc: dict, alone: list[float], full: list[float], sc
     """Each chain's service time at the load the replay will put on it, from the probes: alone (one
     session on each hop), full (every slot of each hop busy at once) and, when given, system (every slot
     of every chain busy at once: the servers share one machine's CPU, so jobs on other chains slow a
-    job down too).  With ``system``: the plan's S slots are busy a share b = sum_j u_j c_j / S of the
-    time (u_j the chain's utilisation, c_j its capacity); a job in service finds that share of the other
-    S - 1 slots busy on average (slots taken as independent: for a binomial count the size-biased mean
-    of the others is (S - 1) b), so its time is taken as alone_k + (system_k - alone_k) * b, linear
-    between alone and all slots busy.  With one chain this is the rule without ``system``:
-    alone_k + (full_k - alone_k) * u_k (its own chain only).  The
-    u_j are those the JFFC simulation of the same arrivals gives with these times (a fixed point, a
-    few rounds)."""
+    job down too).  With ``system``: in the JFFC simulation of the same arrivals, a job on chain k has
+    on average a share b_k of the plan's other S - 1 slots busy beside it (the time-average over its
+    service, averaged over chain k's jobs: JFFC fills the fast chain first, so the share differs by
+    chain), and its time is taken as alone_k + (system_k - alone_k) * b_k, linear between alone and
+    all slots busy.  Without: alone_k + (full_k - alone_k) * u_k, u_k the chain's utilisation (its own
+    slots only).  The simulation runs with the times it yields (a fixed point, a few rounds)."""
     from solvers.chains import Chain
-    from solvers.simulator import simulate
-    times, util = list(alone), [0.0] * len(alone)
+    from solvers.dispatch import make_dispatcher
+    from solvers.simulator import ChainPolicy, Engine, make_jobs
+    times = list(alone)
     caps = [int(c["capacity"]) for c in plan_doc["chains"]]
     slots = sum(caps)
-    share = 0.0
+    jobs = make_jobs(None, trace=scenario.workload.trace, job_sizes="trace", rng=np.random.default_rng(1))
+    arrivals = jobs.arrival_s
+    span = float(arrivals[-1] - arrivals[0]) or 1.0
+    util, share = [0.0] * len(alone), [0.0] * len(alone)
     for _ in range(rounds):
         chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), t, c["capacity"])
                   for c, t in zip(plan_doc["chains"], times)]
-        res = simulate(chains, dispatcher="jffc", trace=scenario.workload.trace, requests=None,
-                       job_sizes="trace", warmup_fraction=0.0, seed=1)
-        util = [float(u or 0.0) for u in (res.chain_utilisation or util)]
+        engine = Engine(jobs, ChainPolicy(chains, make_dispatcher("jffc", chains)))
+        engine.run()
+        start, end, res = np.asarray(engine.start_s), np.asarray(engine.end_s), np.asarray(engine.resource)
+        t0, t1 = float(arrivals[0]), float(arrivals[-1])
+        busy = np.clip(end, t0, t1) - np.clip(start, t0, t1)
+        util = [float(busy[res == k].sum()) / (c * span) for k, c in enumerate(caps)]
+        # per job: the time-average number of other jobs in service beside it
+        dur = np.maximum(end - start, 1e-12)
+        overlap = np.clip(np.minimum(end[:, None], end[None, :]) - np.maximum(start[:, None], start[None, :]), 0, None)
+        others = (overlap.sum(axis=1) - dur) / dur
+        mean_share = float(others.mean()) / (slots - 1) if slots > 1 else 0.0
+        share = [min(1.0, float(others[res == k].mean()) / (slots - 1)) if slots > 1 and (res == k).any()
+                 else min(1.0, mean_share) for k in range(len(caps))]
         if system is not None:
-            share = min(1.0, sum(u * c for u, c in zip(util, caps)) / slots)
-            times = [a + max(y - a, 0.0) * share for a, y in zip(alone, system)]
+            times = [a + max(y - a, 0.0) * b for a, y, b in zip(alone, system, share)]
         else:
             times = [a + max(f - a, 0.0) * u for a, f, u in zip(alone, full, util)]
-    return {"service_s": times, "utilisation": util, "others_busy_share": round(share, 3) if system else None}
+    return {"service_s": times, "utilisation": util,
+            "others_busy_share": [round(b, 3) for b in share] if system is not None else None}
 
 
 def probe_system(worker: "Worker", plan_doc: dict, peers: dict[str, str], tokens: tuple[int, int],
-                 reps: int) -> list[float]:
-    """Per chain, the median service time of a whole generation on it while every slot of every chain
-    runs one at once (``reps`` rounds)."""
+                 reps: int) -> list[list[float]]:
+    """Per chain, the service times of whole generations on it while every slot of every chain runs
+    one at once (``reps`` rounds)."""
     from serving.testbed.routes import chain_hops
     chains = [[[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in chain_hops(ch, {})]
               for ch in plan_doc["chains"]]
@@ -669,7 +683,15 @@ def probe_system(worker: "Worker", plan_doc: dict, peers: dict[str, str], tokens
             th.join(timeout=300)
     if errors or not all(got):
         raise RuntimeError(f"probe of the busy plan failed: {errors[0] if errors else 'no answer'}")
-    return [statistics.median(x) for x in got]
+    return got
+
+
+def jitter_sigma(samples: list[list[float]]) -> float:
+    """The spread of one generation's service time around its chain's median, as the standard deviation
+    of log(time / chain median) over every sample (ddof 1): the prediction draws each job's service time
+    with this lognormal spread, since a chain's time is not the same from one request to the next."""
+    logs = [math.log(x / statistics.median(xs)) for xs in samples if xs for x in xs if x > 0]
+    return statistics.stdev(logs) if len(logs) > 2 else 0.0
 
 
 def client_overhead(worker: "Worker", plan_doc: dict, peers: dict[str, str], tokens: tuple[int, int],
@@ -688,6 +710,29 @@ def client_overhead(worker: "Worker", plan_doc: dict, peers: dict[str, str], tok
 
 
 # --------------------------------------------------------------------------- prediction
+def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20) -> dict:
+    """JFFC on the replay's arrivals, each job's service time its chain's time times a lognormal factor of
+    mean 1 and log-spread ``sigma``; ``draws`` independent draws pooled, so the mean and p95 are those
+    expected of one replay rather than of one draw."""
+    from solvers.dispatch import make_dispatcher
+    from solvers.simulator import ChainPolicy, Engine, Jobs
+    arrivals = np.asarray(trace.arrival_s[:n], dtype=float)
+    arrivals = arrivals - arrivals[0]
+    rng = np.random.default_rng(1)
+    resp, wait, serv = [], [], []
+    for _ in range(draws):
+        jobs = Jobs(arrivals, rng.lognormal(-sigma * sigma / 2, sigma, len(arrivals)))
+        engine = Engine(jobs, ChainPolicy(chains, make_dispatcher("jffc", chains)))
+        engine.run()
+        start, end = np.asarray(engine.start_s), np.asarray(engine.end_s)
+        resp += list(end - arrivals)
+        wait += list(start - arrivals)
+        serv += list(end - start)
+    return {"mean_response_s": float(np.mean(resp)), "p95_response_s": float(np.percentile(resp, 95)),
+            "mean_wait_s": float(np.mean(wait)), "mean_service_s": float(np.mean(serv)),
+            "jitter_sigma": sigma, "draws": draws}
+
+
 def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = True) -> dict:
     from solvers.simulator import simulate
     spec_model = None
@@ -707,9 +752,13 @@ def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = Tr
         from solvers.chains import Chain
         chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), c["service_time_s"], c["capacity"])
                   for c in plan_doc["chains"]]
-        res = simulate(chains, dispatcher="jffc", trace=scenario.workload.trace, requests=n,
-                       job_sizes="trace", warmup_fraction=0.0, seed=1)
-        sim = res.to_dict()
+        sigma = float(plan_doc.get("service_jitter_sigma") or 0.0)
+        if sigma > 0:
+            sim = simulate_jittered(chains, scenario.workload.trace, n, sigma)
+        else:
+            res = simulate(chains, dispatcher="jffc", trace=scenario.workload.trace, requests=n,
+                           job_sizes="trace", warmup_fraction=0.0, seed=1)
+            sim = res.to_dict()
     lower = upper = None
     if algorithm == "petals":
         why_not = "per-request routing, not JFFC: the bounds are JFFC's"
@@ -822,11 +871,14 @@ def _probe_lines(meta: dict, results: dict) -> list[str]:
                   f"{dp['chain_service_alone_s']}, each chain's own slots busy {dp['chain_service_full_s']}, "
                   + (f"every slot of the plan busy ({dp['sessions_system']} generations at once) "
                      f"{dp['chain_service_system_s']}; at the simulated load (chain utilisation "
-                     f"{dp['chain_utilisation']}: a job finds a share {dp['others_busy_share']} of the plan's other "
-                     f"slots busy on average): " if dp.get("chain_service_system_s") else
+                     f"{dp['chain_utilisation']}; a job on each chain has a share {dp['others_busy_share']} of the "
+                     f"plan's other slots busy beside it on average): " if dp.get("chain_service_system_s") else
                      f"at the simulated utilisation {dp['chain_utilisation']}: ")
                   + f"**{dp['chain_service_s']}** (used by the dispatcher and the prediction; planned: "
-                  f"{r.get('planned_chain_service_s')}).", ""]
+                  f"{r.get('planned_chain_service_s')})"
+                  + (f"; spread of one generation around its chain's median in the busy-plan probe: log-sd "
+                     f"{dp['jitter_sigma']} (the prediction draws each job's time with it)." if dp.get("jitter_sigma")
+                     else "."), ""]
     for a, r in results.items():
         if r.get("measured_hops_ms"):
             lines += [f"Measured during the **{a}** replay, mean per server over its requests (ms set-up / prompt "
@@ -1000,7 +1052,9 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
             notes.append(f"- {a}: mean error {100 * em:+.1f} % (target within 10 %: "
                          f"{'met' if abs(em) <= 0.10 else 'missed'}), p95 error {100 * ep:+.1f} % "
                          f"(target within 15 %: {'met' if abs(ep) <= 0.15 else 'missed'})")
-    lines += ["", "Error = (measured - predicted) / predicted. Predicted = the simulator on the same arrivals; "
+    lines += ["", "Error = (measured - predicted) / predicted. Predicted = the simulator on the same arrivals (chain "
+              "plans: each job's service time drawn around its chain's probed time, lognormal with the spread the "
+              "busy-plan probe showed, 20 draws pooled); "
               "bounds are the closed-form JFFC bounds at the run's mean rate (Poisson arrivals; exponential job "
               "sizes in the bound's model, fixed token counts here).", *([""] + notes if notes else []),
               f"Per-request rows: `{name}.csv`; plot: `{name}.png`.", "",
@@ -1149,6 +1203,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                                                system=chain_times.get("system"))
                     chain_times["utilisation"] = [round(u, 3) for u in times["utilisation"]]
                     chain_times["others_busy_share"] = times["others_busy_share"]
+                    doc["service_jitter_sigma"] = chain_times.get("jitter_sigma", 0.0)
                     for ch, t in zip(doc["chains"], times["service_s"]):
                         ch["planned_service_time_s"] = ch["service_time_s"]
                         ch["service_time_s"] = t
