@@ -107,6 +107,7 @@ class Swarm:
         self.workdir = Path(workdir)
         self.dht_prefix, self.ready_timeout_s, self.log = dht_prefix, ready_timeout_s, log
         self.servers: list[RunningServer] = []
+        self.ready_at: float | None = None     # time.monotonic() when every server was up
         self._sockets_before = procs.p2p_sockets()
         self._lock = threading.Lock()
         self.proxy: subprocess.Popen | None = None
@@ -180,7 +181,8 @@ class Swarm:
             self._wait_ready(server)
         for server in self.servers:   # the tree is complete once every server is up
             server.pids |= set(procs.process_tree(server.proc.pid))
-        self.log(f"swarm: {len(self.servers)} PETALS servers ready in {time.monotonic() - t0:.1f} s")
+        self.ready_at = time.monotonic()
+        self.log(f"swarm: {len(self.servers)} PETALS servers ready in {self.ready_at - t0:.1f} s")
         return self
 
     @property

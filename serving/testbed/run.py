@@ -46,6 +46,8 @@ CLIENT_MAX_RETRIES = 6          # attempts per hop before a request fails (PETAL
 SERVER_ANNOUNCE_S = 120.0       # PETALS servers' --update_period (run_server's default): how stale the announced cache is
 CLIENT_BAN_S = 15.0             # PETALS client's ban_timeout (default)
 CLIENT_UPDATE_S = 5.0           # the client's update_period (PETALS' default 60): a refused server is back after it
+PETALS_BLOCK_COST_S = 1 / 300   # routing cost per block: servers given a fixed --throughput announce no
+                                # inference_rps, and PETALS' client then assumes 300 steps/s
 
 
 def log(msg: str) -> None:
@@ -557,6 +559,15 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                     probed["chain_utilisation"] = chain_times.get("utilisation")
                     probed["others_busy_share"] = chain_times.get("others_busy_share")
                     log(f"testbed: {algorithm}: probed on the launched swarm {probed}")
+            if routes is None and args.petals_settle > 0:
+                # PETALS routes on what servers announce (every --update_period): their round trips to
+                # the servers of the next blocks are measured at announcement time, and a server that
+                # announced before its neighbours joined has none (PETALS then assumes 150 ms).  A swarm
+                # that has been running knows them all, so wait until every server announced once more.
+                wait = args.petals_settle - (time.monotonic() - swarm.ready_at)
+                if wait > 0:
+                    log(f"testbed: {algorithm}: waiting {wait:.0f} s for every server's next announcement")
+                    time.sleep(wait)
             t0 = time.time() + 0.5
             threads = []
 
@@ -743,7 +754,8 @@ def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = Tr
         # the prediction models the deployed client (stale announced cache, refusal, ban, back-off, giving
         # up after CLIENT_MAX_RETRIES); the spec's model (true free cache, waits) is reported beside it
         client = PetalsClientPolicy(scenario, pp, announce_period_s=SERVER_ANNOUNCE_S, ban_s=CLIENT_BAN_S,
-                                    client_update_s=CLIENT_UPDATE_S, max_retries=CLIENT_MAX_RETRIES)
+                                    client_update_s=CLIENT_UPDATE_S, max_retries=CLIENT_MAX_RETRIES,
+                                    block_cost_s=PETALS_BLOCK_COST_S)
         sim = run_slot_policy(scenario, client, n, seed=1, warmup_fraction=0.0)
         sim["failed_requests"] = len(client.failed)
         spec = run_slot_policy(scenario, PetalsPolicy(scenario, pp), n, seed=1, warmup_fraction=0.0)
@@ -1117,6 +1129,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay", choices=["proxy", "client"], default="proxy",
                    help="how each server's round trip is made: a TCP delay relay in front of the server, announced "
                         "as its address (every peer pays it; default), or a per-hop sleep in the client transport")
+    p.add_argument("--petals-settle", type=float, default=SERVER_ANNOUNCE_S + 5,
+                   help="before replaying PETALS' own routing, let this many seconds pass since the swarm was "
+                        "up, so every server has announced again with its neighbours' round trips, as in a "
+                        "swarm that has been running (default: PETALS' --update_period + 5 s; 0: replay at once)")
     p.add_argument("--device", default="cpu", help="where the PETALS servers run: cpu or cuda (default cpu)")
     p.add_argument("--gpu-memory-fraction", type=float, default=None,
                    help="with --device cuda: cap each server process at this fraction of the GPU's memory")

@@ -190,6 +190,10 @@ class PetalsPolicy(SlotPolicy):
         for j in p.used():
             for b in range(p.start[j], p.end(j)):
                 self.cover[b].append(j)
+        self.end_block = [p.end(j) for j in range(len(p.count))]
+        # the spec's routing: a route may leave a server anywhere, no cost for the answer's way back
+        self.leave_at_span_end = False
+        self.exit = [0.0] * len(p.count)
         self.attempts: dict[int, int] = {}
         self.retries = 0
         self.jobs_retried = 0
@@ -204,6 +208,7 @@ class PetalsPolicy(SlotPolicy):
         true one) and servers the client will not use; None when the banned servers leave a block uncovered."""
         inf = float("inf")
         L, cover, hop, pb, count, first = self.L, self.cover, self.hop, self.per_block, self.count, self.start_block
+        last, at_end, exit_cost = self.end_block, self.leave_at_span_end, self.exit
         free = self.free if free is None else free
         on_cost = {}
         on_entry = {}
@@ -224,12 +229,18 @@ class PetalsPolicy(SlotPolicy):
                 cost += pb[j]
                 on_cost[j] = cost
                 on_entry[j] = e
+                if b + 1 == L:
+                    cost += exit_cost[j]
+                elif at_end and last[j] != b + 1:
+                    continue                   # it cannot hand over before the end of its span
                 if cost < best:
                     best, arg = cost, (j, e)
             client[b + 1] = best
             back[b + 1] = arg
-            if best == inf:
+            if best == inf and not at_end:    # (with hand-overs at span ends only, a server may run on)
                 return None
+        if client[L] == inf:
+            return None
         hops = []
         f = L
         while f > begin:
@@ -291,6 +302,12 @@ class PetalsClientPolicy(PetalsPolicy):
       banned.
     * **Back-off.** The client tries again at once, then after 1, 2, 4, ... s (capped at 60), routing
       from the block that was refused; the hops it already holds stay open (their cache stays taken).
+    * **Routing graph.** A route hands over from one server to the next only at the end of the first
+      one's span (PETALS builds its graph that way), and the answer's way back from the last server
+      (half its round trip) counts.  Each block costs ``1 / inference_rps``: ``block_cost_s`` when
+      given (a server started with a fixed ``--throughput`` announces no ``inference_rps`` and the
+      client assumes 300/s), else the server's per-token block time (what a server measuring itself
+      announces).
     * **Giving up.** After ``max_retries`` failed attempts at one hop (None: never, PETALS' default) the
       request fails and releases what it held; failed requests are in ``failed`` and out of the time
       statistics.
@@ -300,9 +317,13 @@ class PetalsClientPolicy(PetalsPolicy):
 
     def __init__(self, scenario: Scenario, pp: PetalsPlacement, *, announce_period_s: float = 120.0,
                  client_update_s: float = 60.0, ban_s: float = 15.0, min_backoff_s: float = 1.0,
-                 max_retries: int | None = None):
+                 max_retries: int | None = None, block_cost_s: float | None = None):
         super().__init__(scenario, pp)
         n = len(self.slots)
+        self.leave_at_span_end = True
+        self.exit = [r / 2.0 for r in rtt_s(scenario)]
+        if block_cost_s is not None:
+            self.per_block = [float(block_cost_s)] * n
         self.announce_period, self.client_update = float(announce_period_s), float(client_update_s)
         self.announced = list(self.free)
         self.announce_epoch = self.refresh_epoch = 0

@@ -181,6 +181,21 @@ def test_petals_client_holds_its_first_hop_while_it_backs_off():
     assert all(np.isfinite(engine.end_s)) and pol.free == [4, 2]
 
 
+def test_petals_client_hands_over_only_at_span_ends():
+    # s1 holds blocks 1-3 but runs them slowly, s2 holds block 1 behind a long round trip, s3 blocks 2-3.
+    # The spec's routing leaves s1 after block 1 for s3; PETALS' graph only hands over where a span ends,
+    # so the client must either stay on s1 to the end or go through s2.
+    s = scenario([(10, 0.1, 0.01), (10, 0.1, 1.0), (10, 3.0, 0.01), (10, 0.1, 0.01)], 4, s_m=1.0, s_c=1.0,
+                 max_tokens=4096)
+    pp = PetalsPlacement(Placement((0, 1, 1, 2), (1, 3, 1, 2)), (4, 4, 4, 4), 4096, 1.0, (1.0,) * 4, (1.0,) * 4, True)
+    assert PetalsPolicy(s, pp).route() == ((0, 1), (1, 1), (3, 2))
+    client = PetalsClientPolicy(s, pp)
+    assert client.route() == ((0, 1), (2, 1), (3, 2))
+    # a re-route from block 2 (after a refusal there) may enter a span in its middle, then runs it to its end
+    assert client.route(2) == ((3, 2),)
+    assert client.route(2, banned=frozenset({3})) == ((1, 2),)
+
+
 def test_petals_client_keeps_kv_limits_on_a_busy_run():
     s = parse_scenario(json.loads((ROOT / "examples" / "paper-j20.json").read_text()))
     pp = petals_placement(s)
