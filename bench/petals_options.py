@@ -4,7 +4,8 @@
 
 Prints one markdown row per (J, eta) cell of the paper grid (lambda = 0.2): the mean over seeds of PETALS'
 simulated mean response (s) for the faithful default (random join order from the seed, autograd reserve), the
-join order of the scenario (fast servers first in paper_scenario), no autograd reserve, and both kind choices.
+join order of the scenario (fast servers first in paper_scenario), no autograd reserve, both kind choices, and
+the faithful placement with PETALS 2.2's client as it meets a live swarm (petals_client="deployed").
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from solvers.instances import paper_scenario  # noqa: E402
 
 VARIANTS = {"faithful (random order, reserve)": {}, "scenario order": {"petals_join_order": "scenario"},
             "no autograd reserve": {"petals_autograd_reserve": False},
-            "scenario order, no reserve": {"petals_join_order": "scenario", "petals_autograd_reserve": False}}
+            "scenario order, no reserve": {"petals_join_order": "scenario", "petals_autograd_reserve": False},
+            "deployed client": {"petals_client": "deployed"}}
 CELLS = ((20, 0.2), (20, 0.4), (40, 0.2), (40, 0.4))
 
 

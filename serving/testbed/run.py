@@ -928,6 +928,7 @@ def history_entry(config: dict, command: str, meta: dict, results: dict) -> dict
         return None if isinstance(x, float) and not math.isfinite(x) else x
     return {"date": meta["date"], "commit": meta.get("commit"), "command": command, "config": config,
             "rate": meta["rate"], "cpu_steal": finite(meta.get("cpu_steal")), "uptime_before": meta["uptime_before"],
+            "petals_settle_s": meta.get("petals_settle_s"),
             "algorithms": {a: {k: finite(r.get(k)) for k in HISTORY_FIELDS} for a, r in results.items()}}
 
 
@@ -1249,6 +1250,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": os.uname().nodename,
             "uptime_before": uptime_before, "uptime_after": uptime(),
             "cpu_steal": run_steal.so_far() if run_steal is not None else None, "commit": _commit(),
+            "petals_settle_s": args.petals_settle if "petals" in results else None,
             "servers": args.servers, "profile": f"{max(1, args.servers // 3)} large, rest small",
             "requests": args.requests, "device": args.device, "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
             "rate": rate, "workload": args.workload,

@@ -294,12 +294,13 @@ class PetalsClientPolicy(PetalsPolicy):
       at launch all of it is free), so a request is sent to a full server as long as its last
       announcement said otherwise.
     * **Refusal.** A server without cache for the request refuses it at once (the client asks for no
-      allocation wait).  The client drops that server from its view of the swarm until its next refresh
-      (every ``client_update_s``: the client's ``update_period``, 60 s by default; at once when a block
-      has no server left) and bans it for ``ban_s`` (15 s, doubling on each further refusal).  Any
-      successful step on a server lifts its ban, so a server that refused because requests in service
-      fill it is back at the next refresh; one whose cache is held by requests that are backing off stays
-      banned.
+      allocation wait).  The client bans it for ``ban_s`` (15 s, doubling on each further refusal; any
+      successful step there lifts the ban, so a server full of requests in service is free of it one
+      decoding step later).  Routing keeps using the swarm as the client last read it (every
+      ``client_update_s``: the client's ``update_period``, 60 s by default), which still holds the
+      refused server; the client re-reads it at once only when every server it knows for some block
+      has refused, and a re-read leaves banned servers out unless that would leave a block without any.
+      So a request usually meets the same full server again at each retry.
     * **Back-off.** The client tries again at once, then after 1, 2, 4, ... s (capped at 60), routing
       from the block that was refused; the hops it already holds stay open (their cache stays taken).
     * **Routing graph.** A route hands over from one server to the next only at the end of the first
@@ -330,7 +331,12 @@ class PetalsClientPolicy(PetalsPolicy):
         self.ban_s, self.min_backoff, self.max_retries = float(ban_s), float(min_backoff_s), max_retries
         self.banned_until = [float("-inf")] * n
         self.ban_count = [0] * n
-        self.dropped = [False] * n              # out of the client's view until its next refresh
+        self.lift_at = [float("inf")] * n       # when a step of a request in service there lifts its ban
+        steps = _steps(scenario)                # one decoding step of a request on each server
+        self.step_s = [(c + b * m) / steps for c, b, m in zip(self.comm, self.blk, self.count)]
+        self.in_view = [True] * n               # in the swarm as the client last read it
+        self.refused = [False] * n              # refused since that read (the client then re-reads when a
+        self.reread = False                     # block has no server left that has not refused)
         self.in_service = [0] * n               # requests in service per server: their steps lift bans
         self.held: dict[int, list[tuple[int, int]]] = {}
         self.failures: dict[int, int] = {}      # failed attempts at the job's current hop
@@ -346,22 +352,24 @@ class PetalsClientPolicy(PetalsPolicy):
         return self.announced
 
     def _banned(self, j: int, now: float) -> bool:
-        return self.banned_until[j] > now and not self.in_service[j]
+        return self.banned_until[j] > now and now < self.lift_at[j]
 
     def _refresh(self, now: float) -> None:
-        self.dropped = [self._banned(j, now) for j in range(len(self.slots))]
+        keep = [not self._banned(j, now) for j in range(len(self.slots))]
+        for servers in self.cover:         # a block whose servers are all banned keeps them all
+            if servers and not any(keep[j] for j in servers):
+                for j in servers:
+                    keep[j] = True
+        self.in_view = keep
+        self.refused = [False] * len(self.slots)
+        self.reread = False
 
     def _route(self, begin: int, now: float) -> Route | None:
         epoch = int(now // self.client_update) if self.client_update > 0 else -1
-        if epoch < 0 or epoch != self.refresh_epoch:
+        if epoch < 0 or epoch != self.refresh_epoch or self.reread:
             self.refresh_epoch = epoch
             self._refresh(now)
-        view = self._announced(now)
-        route = self.route(begin, view, frozenset(j for j, d in enumerate(self.dropped) if d))
-        if route is None:                      # a block has no server left: the client re-reads the swarm
-            self._refresh(now)
-            route = self.route(begin, view, frozenset(j for j, d in enumerate(self.dropped) if d))
-        return route
+        return self.route(begin, self._announced(now), frozenset(j for j, v in enumerate(self.in_view) if not v))
 
     def attempt(self, job: int, now: float) -> None:
         held = self.held.setdefault(job, [])
@@ -372,10 +380,15 @@ class PetalsClientPolicy(PetalsPolicy):
         for j, m in route:
             if self.free[j] < m:               # refused: no cache for this request
                 self.rejections += 1
-                self.dropped[j] = True
+                self.refused[j] = True
+                if any(not any(self.in_view[i] and not self.refused[i] for i in self.cover[b])
+                       for b in range(self.start_block[j], self.end_block[j])):
+                    self.reread = True
                 if self.banned_until[j] <= now:
                     self.banned_until[j] = now + self.ban_s * 2.0 ** self.ban_count[j]
                     self.ban_count[j] += 1
+                # the requests in service there step again within a step's time, and that success lifts it
+                self.lift_at[j] = now + self.step_s[j] if self.in_service[j] else float("inf")
                 self._failed_attempt(job, now)
                 return
             self.free[j] -= m
@@ -396,6 +409,7 @@ class PetalsClientPolicy(PetalsPolicy):
         """A step on server j succeeded: the client lifts its ban and resets the ban's doubling."""
         self.ban_count[j] = 0
         self.banned_until[j] = float("-inf")
+        self.lift_at[j] = float("inf")
 
     def on_departure(self, job: int, now: float, resource: int) -> None:
         for j, _ in self.routes.get(job, ()):

@@ -114,10 +114,9 @@ def test_petals_backoff_caps_at_60s():
 
 
 def test_petals_client_is_refused_bans_the_server_and_backs_off():
-    # the spec's model starts job 1 at 15.5 (retries at +1, +2, +4, +8); the deployed client gets there by
-    # another road: refused at 0.5, it drops the server from its view, finds no other, re-reads the swarm
-    # (the server is back: job 0's steps there lift its ban), is refused again at once (+0), then at
-    # +1, +2, +4, and is served at 15.5, after job 0 left at 10
+    # the spec's model starts job 1 at 15.5 (retries at +1, +2, +4, +8).  The deployed client is refused at
+    # 0.5 and bans the server, but it is the only server of its blocks, so re-reading the swarm keeps it;
+    # refused again at once (+0), then at +1, +2, +4, the request is served at 15.5, after job 0 left at 10
     s = scenario([(6, 2.0, 4.0)], 2, s_m=1.0, s_c=1.0, max_tokens=4096)
     pp = petals_placement(s, order="scenario", autograd_reserve=False)
     pol = PetalsClientPolicy(s, pp)
@@ -134,11 +133,11 @@ def test_petals_client_is_refused_bans_the_server_and_backs_off():
     assert result.requests == 2 and result.mean_response_s == pytest.approx(10.0)   # failed: not in the times
 
 
-def test_petals_client_routes_on_announced_cache():
+def test_petals_client_routes_on_announced_cache_and_its_last_read_of_the_swarm():
     # two copies of the whole span, s0 the faster.  The spec's model sends job 1 straight to s1 (it sees s0
-    # full); the client still sees s0's launch-time announcement, is refused there, and re-routes to s1 at
-    # once.  Job 2 goes to s1 as well: s0 stays out of the client's view until its next refresh (60 s),
-    # although it is free again from t = 3.
+    # full).  The client still sees s0's launch-time announcement and routes on the swarm as it last read
+    # it, which holds s0 even after s0 refused: refused at 1.0, again at once and at 2.0, it gets s0 at 4.0
+    # (job 0 left at 3).  Job 2 (at 7) finds s0 free.
     s = scenario([(4, 1.0, 1.0), (4, 2.0, 1.0)], 2, s_m=1.0, s_c=1.0, max_tokens=4096)
     pp = petals_placement(s, order="scenario", autograd_reserve=False)
     assert pp.placement.start == (0, 0) and pp.slots == (2, 2)
@@ -146,17 +145,19 @@ def test_petals_client_routes_on_announced_cache():
     pol = PetalsClientPolicy(s, pp)
     engine = Engine(jobs, pol)
     engine.run()
-    assert engine.start_s == [0.0, 1.0, 7.0]
-    assert pol.rejections == 1 and pol.dropped == [True, False]
-    assert engine.end_s[2] - engine.start_s[2] == pytest.approx(4.0)     # on s1: 2 + 2 x 1
+    assert engine.start_s == [0.0, 4.0, 7.0] and pol.rejections == 3
+    assert [e - b for b, e in zip(engine.start_s, engine.end_s)] == pytest.approx([3.0, 3.0, 3.0])   # all on s0
     spec = PetalsPolicy(s, pp)
-    Engine(jobs, spec).run()
-    assert spec.retries == 0
-    # a client refreshing every 5 s has s0 back by t = 7 (its ban was lifted when job 0's steps succeeded)
-    pol = PetalsClientPolicy(s, pp, client_update_s=5.0)
+    spec_engine = Engine(jobs, spec)
+    spec_engine.run()
+    assert spec.retries == 0 and spec_engine.start_s == [0.0, 1.0, 7.0]
+    # a client re-reading the swarm every 0.5 s: refused at 1.0 and again at once, it re-reads before its
+    # retry at 2.0, leaves s0 out (banned: job 0's next step there, one step = its whole 3 s service here,
+    # would come at 4.0) and takes s1
+    pol = PetalsClientPolicy(s, pp, client_update_s=0.5)
     engine = Engine(jobs, pol)
     engine.run()
-    assert engine.end_s[2] - engine.start_s[2] == pytest.approx(3.0)     # on s0: 1 + 2 x 1
+    assert engine.start_s[1] == pytest.approx(2.0) and engine.end_s[1] - engine.start_s[1] == pytest.approx(4.0)
 
 
 def test_petals_client_holds_its_first_hop_while_it_backs_off():
