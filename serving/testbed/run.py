@@ -1052,9 +1052,10 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
             em = _err(spec["mean_s"], r["measured_mean_s"])
             notes.append(
                 f"- {a}: predicted by the simulator's model of PETALS' client as deployed (`petals_client=deployed`: "
-                f"routes on the free cache servers last announced, a full server refuses, the client drops it from "
-                f"its view until its next refresh ({CLIENT_UPDATE_S:g} s) and backs off 0, 1, 2, 4 ... s, a request "
-                f"fails after {CLIENT_MAX_RETRIES} failed attempts at one hop): "
+                f"routes on the free cache servers last announced and on the swarm as it last read it, every "
+                f"{CLIENT_UPDATE_S:g} s; a full server refuses, the client bans it until a step there succeeds and "
+                f"backs off 0, 1, 2, 4 ... s; a request fails after {CLIENT_MAX_RETRIES} failed attempts at one "
+                f"hop): "
                 f"{r['predicted_failed']} of {r['requests']} requests fail in it, {r['requests'] - r['completed']} "
                 f"failed in the run. The spec's PETALS model (true free cache, waits without refusals), as the "
                 f"paper grid uses it, predicts mean {fmt(spec['mean_s'])} s, p95 {fmt(spec['p95_s'])} s"
