@@ -39,10 +39,12 @@ PYEOF
 echo "   probe: $(( $(date +%s) - t0 )) s -> $out/probe-$suffix.md"
 
 echo "== testbed with the servers on $device"
+# --petals-settle 0: this checks the CUDA path within the 5 minutes, not PETALS' route choice (the 9-server
+# CPU record waits for the swarm's second announcements; see docs/petals-testbed.md)
 frac=()
 [ "$device" = "cuda" ] && frac=(--gpu-memory-fraction 0.08)
 timeout 200 "$PY" -m serving.testbed.run --device "$device" "${frac[@]}" --servers 3 --requests 30 \
     --algorithms proposed,petals,whole-model --python "$PETALS_PY" --out "$out" --name "testbed-$suffix" \
-    --calibration-reps 2 --deployed-probe-reps 2 \
+    --calibration-reps 2 --deployed-probe-reps 2 --petals-settle 0 \
     --routes "${DEVICE_CHECK_ROUTES:-local}" | tail -n 1
 echo "== device check done in $(( $(date +%s) - t0 )) s: $out/probe-$suffix.md $out/testbed-$suffix.md"
