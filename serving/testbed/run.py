@@ -45,7 +45,7 @@ JOBS_LARGE, BLOCKS_SMALL, JOBS_SMALL = 2, 3, 2
 CLIENT_MAX_RETRIES = 6          # attempts per hop before a request fails (PETALS' default: retry forever)
 SERVER_ANNOUNCE_S = 120.0       # PETALS servers' --update_period (run_server's default): how stale the announced cache is
 CLIENT_BAN_S = 15.0             # PETALS client's ban_timeout (default)
-CLIENT_UPDATE_S = 5.0           # the client's update_period (PETALS' default 60): a refused server is back after it
+CLIENT_UPDATE_S = 5.0           # the client's update_period (PETALS' default 60): how often it re-reads the swarm
 PETALS_BLOCK_COST_S = 1 / 300   # routing cost per block: servers given a fixed --throughput announce no
                                 # inference_rps, and PETALS' client then assumes 300 steps/s
 
