@@ -53,6 +53,12 @@ Simplifications (documented, deliberate):
 * PETALS' periodic rebalancing (servers moving blocks while running), its
   client-side request timeouts and server failures are not modelled: the
   placement is the one reached after all servers joined.
+
+The routing above is the spec's description (``petals_client="spec"``, the
+default).  ``petals_client="deployed"`` simulates what PETALS 2.2's client does
+against a live swarm instead (``PetalsClientPolicy``: announced rather than true
+free cache, refusals, bans, routing on its last read of the swarm, hand-overs at
+span ends only); the PETALS testbed checks it against a real swarm.
 """
 
 from __future__ import annotations
