@@ -122,6 +122,10 @@ def _add_plan_options(p: argparse.ArgumentParser, algorithms: dict[str, str], ob
                    help="search budget: stop searching (c-tuning, local search, an exact solver) after this many "
                         "seconds and keep the best so far (for search, the default, it bounds the whole run; the paper's method, "
                         "its floor, always completes); the plan's 'search' object says if it cut the search short")
+    p.add_argument("--petals-client", default="spec", choices=("spec", "deployed"),
+                   help="petals only: spec (default) simulates PETALS' routing as published (true free cache, "
+                        "waits); deployed simulates PETALS 2.2's client against a live swarm (announced cache, "
+                        "refusals, bans, back-off; docs/algorithms.md)")
     if not planning_first:
         p.add_argument("--simulate", type=int, default=0, metavar="REQUESTS",
                        help="also simulate this many requests and add the 'simulation' figures (default: 0, off)")
@@ -188,8 +192,9 @@ def _load_scenario(path: str, hf_config: str | None):
 
 def _plan(scenario, args, simulate: int = 0, seed: int = 1) -> dict[str, Any]:
     from .api import plan
+    extra = {"petals_client": args.petals_client} if args.algorithm == "petals" else {}
     return plan(scenario, args.algorithm, c=args.c, simulate_requests=simulate, seed=seed,
-                time_limit_s=args.time_limit, c_objective=args.objective)
+                time_limit_s=args.time_limit, c_objective=args.objective, **extra)
 
 
 # ---------------------------------------------------------------------------

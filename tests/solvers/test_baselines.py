@@ -375,3 +375,16 @@ def test_petals_client_option():
     assert deployed["simulation"]["refusals"] > 0 and "refusals" not in spec["simulation"]
     doc = plan(s, "petals", petals_client="psychic")
     assert doc["feasible"] is False and "petals_client" in doc["reason"] and "deployed" in doc["reason"]
+
+
+def test_petals_client_on_the_command_line():
+    out = subprocess.run([sys.executable, "-m", "solvers", "plan", str(ROOT / "examples" / "paper-j20.json"),
+                          "--algorithm", "petals", "--simulate", "300", "--petals-client", "deployed"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["petals_client"] == "deployed" and doc["simulation"]["refusals"] > 0
+    bad = subprocess.run([sys.executable, "-m", "solvers", "plan", str(ROOT / "examples" / "paper-j20.json"),
+                          "--algorithm", "petals", "--petals-client", "psychic"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "--petals-client" in bad.stderr and "Traceback" not in bad.stderr
