@@ -87,14 +87,18 @@ class SlotPolicy:
     def fits(self, route: Route) -> bool:
         return all(self.free[j] >= m for j, m in self.demand(route).items())
 
+    def take(self, j: int, m: int) -> None:
+        """Reserve ``m`` slots on server ``j`` (never below zero free) and record the peak."""
+        self.free[j] -= m
+        if self.free[j] < 0:
+            raise AssertionError(f"server {j} over its KV slots")
+        used = self.slots[j] - self.free[j]
+        if used > self.peak_used[j]:
+            self.peak_used[j] = used
+
     def start(self, job: int, route: Route, now: float) -> None:
         for j, m in self.demand(route).items():
-            self.free[j] -= m
-            if self.free[j] < 0:
-                raise AssertionError(f"server {j} over its KV slots")
-            used = self.slots[j] - self.free[j]
-            if used > self.peak_used[j]:
-                self.peak_used[j] = used
+            self.take(j, m)
         self.routes[job] = route
         self.engine.start_service(job, now, self.duration(job, route))
 

@@ -397,10 +397,7 @@ class PetalsClientPolicy(PetalsPolicy):
                 self.lift_at[j] = now + self.step_s[j] if self.in_service[j] else float("inf")
                 self._failed_attempt(job, now)
                 return
-            self.free[j] -= m
-            used = self.slots[j] - self.free[j]
-            if used > self.peak_used[j]:
-                self.peak_used[j] = used
+            self.take(j, m)
             held.append((j, m))
             self.failures[job] = 0
         for j, _ in held:
