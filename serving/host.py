@@ -30,7 +30,7 @@ class StealMeter:
 
     def __init__(self) -> None:
         self.share = float("nan")
-        self._before = (0, 0)
+        self._before = cpu_steal()      # so_far() works from here; entering the block restarts it
 
     def __enter__(self) -> "StealMeter":
         self._before = cpu_steal()

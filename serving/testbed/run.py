@@ -625,17 +625,15 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
             "deployed_probe": probed if prepare is not None and chain_times is not None else None}
 
 
-def loaded_chain_times(plan_doc: dict, alone: list[float], full: list[float], scenario, rounds: int = 4,
-                       system: list[float] | None = None) -> dict:
-    """Each chain's service time at the load the replay will put on it, from the probes: alone (one
-    session on each hop), full (every slot of each hop busy at once) and, when given, system (every slot
-    of every chain busy at once: the servers share one machine's CPU, so jobs on other chains slow a
-    job down too).  With ``system``: in the JFFC simulation of the same arrivals, a job on chain k has
-    on average a share b_k of the plan's other S - 1 slots busy beside it (the time-average over its
-    service, averaged over chain k's jobs: JFFC fills the fast chain first, so the share differs by
-    chain), and its time is taken as alone_k + (system_k - alone_k) * b_k, linear between alone and
-    all slots busy.  Without: alone_k + (full_k - alone_k) * u_k, u_k the chain's utilisation (its own
-    slots only).  The simulation runs with the times it yields (a fixed point, a few rounds)."""
+def loaded_chain_times(plan_doc: dict, alone: list[float], system: list[float], scenario, rounds: int = 4) -> dict:
+    """Each chain's service time at the load the replay will put on it, from two probes: alone (one
+    session on each hop) and system (every slot of every chain busy at once: the servers share one
+    machine's CPU, so jobs on other chains slow a job down too).  In the JFFC simulation of the same
+    arrivals, a job on chain k has on average a share b_k of the plan's other S - 1 slots busy beside
+    it (the time-average over its service, averaged over chain k's jobs: JFFC fills the fast chain
+    first, so the share differs by chain), and its time is taken as alone_k + (system_k - alone_k) * b_k,
+    linear between alone and all slots busy.  The simulation runs with the times it yields (a fixed
+    point, a few rounds); the chains' utilisation in it is returned for the report."""
     from solvers.chains import Chain
     from solvers.dispatch import make_dispatcher
     from solvers.simulator import ChainPolicy, Engine, make_jobs
@@ -643,8 +641,8 @@ def loaded_chain_times(plan_doc: dict, alone: list[float], full: list[float], sc
     caps = [int(c["capacity"]) for c in plan_doc["chains"]]
     slots = sum(caps)
     jobs = make_jobs(None, trace=scenario.workload.trace, job_sizes="trace", rng=np.random.default_rng(1))
-    arrivals = jobs.arrival_s
-    span = float(arrivals[-1] - arrivals[0]) or 1.0
+    t0, t1 = float(jobs.arrival_s[0]), float(jobs.arrival_s[-1])
+    span = (t1 - t0) or 1.0
     util, share = [0.0] * len(alone), [0.0] * len(alone)
     for _ in range(rounds):
         chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), t, c["capacity"])
@@ -652,7 +650,6 @@ def loaded_chain_times(plan_doc: dict, alone: list[float], full: list[float], sc
         engine = Engine(jobs, ChainPolicy(chains, make_dispatcher("jffc", chains)))
         engine.run()
         start, end, res = np.asarray(engine.start_s), np.asarray(engine.end_s), np.asarray(engine.resource)
-        t0, t1 = float(arrivals[0]), float(arrivals[-1])
         busy = np.clip(end, t0, t1) - np.clip(start, t0, t1)
         util = [float(busy[res == k].sum()) / (c * span) for k, c in enumerate(caps)]
         # per job: the time-average number of other jobs in service beside it
@@ -662,12 +659,8 @@ def loaded_chain_times(plan_doc: dict, alone: list[float], full: list[float], sc
         mean_share = float(others.mean()) / (slots - 1) if slots > 1 else 0.0
         share = [min(1.0, float(others[res == k].mean()) / (slots - 1)) if slots > 1 and (res == k).any()
                  else min(1.0, mean_share) for k in range(len(caps))]
-        if system is not None:
-            times = [a + max(y - a, 0.0) * b for a, y, b in zip(alone, system, share)]
-        else:
-            times = [a + max(f - a, 0.0) * u for a, f, u in zip(alone, full, util)]
-    return {"service_s": times, "utilisation": util,
-            "others_busy_share": [round(b, 3) for b in share] if system is not None else None}
+        times = [a + max(y - a, 0.0) * b for a, y, b in zip(alone, system, share)]
+    return {"service_s": times, "utilisation": util, "others_busy_share": [round(b, 3) for b in share]}
 
 
 def probe_system(worker: "Worker", plan_doc: dict, peers: dict[str, str], tokens: tuple[int, int],
@@ -881,11 +874,10 @@ def _probe_lines(meta: dict, results: dict) -> list[str]:
                               for h, v in dp["hops_full_ms"].items())
                   + f". Client's own time per request {dp['client_ms']} ms. Chain service times, s: alone "
                   f"{dp['chain_service_alone_s']}, each chain's own slots busy {dp['chain_service_full_s']}, "
-                  + (f"every slot of the plan busy ({dp['sessions_system']} generations at once) "
-                     f"{dp['chain_service_system_s']}; at the simulated load (chain utilisation "
-                     f"{dp['chain_utilisation']}; a job on each chain has a share {dp['others_busy_share']} of the "
-                     f"plan's other slots busy beside it on average): " if dp.get("chain_service_system_s") else
-                     f"at the simulated utilisation {dp['chain_utilisation']}: ")
+                  + f"every slot of the plan busy ({dp['sessions_system']} generations at once) "
+                  f"{dp['chain_service_system_s']}; at the simulated load (chain utilisation "
+                  f"{dp['chain_utilisation']}; a job on each chain has a share {dp['others_busy_share']} of the "
+                  f"plan's other slots busy beside it on average): "
                   + f"**{dp['chain_service_s']}** (used by the dispatcher and the prediction; planned: "
                   f"{r.get('planned_chain_service_s')})"
                   + (f"; spread of one generation around its chain's median in the busy-plan probe: log-sd "
@@ -950,13 +942,13 @@ def record_history(path: Path, entry: dict) -> list[dict]:
     return same
 
 
-def _history_lines(history: list[dict]) -> list[str]:
+def _history_lines(history: list[dict], name: str) -> list[str]:
     if not history:
         return []
     algos = [a for a in history[-1]["algorithms"]]
     head = "| run | commit | CPU stolen | " + " | ".join(f"{a} mean / p95 error" for a in algos) + " |"
     lines = ["## Every recorded run of this configuration", "",
-             f"From `{{name}}-history.jsonl` (each run appends itself; {len(history)} so far). Error = (measured - "
+             f"From `{name}-history.jsonl` (each run appends itself; {len(history)} so far). Error = (measured - "
              "predicted) / predicted; CPU stolen = share of this VM's CPU time the hypervisor took during the run "
              "(n/a: not recorded).", "", head, "|" + "---|" * (3 + len(algos))]
     errs: dict[str, list[tuple[float, float]]] = {a: [] for a in algos}
@@ -1072,7 +1064,7 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
               "bounds are the closed-form JFFC bounds at the run's mean rate (Poisson arrivals; exponential job "
               "sizes in the bound's model, fixed token counts here).", *([""] + notes if notes else []),
               f"Per-request rows: `{name}.csv`; plot: `{name}.png`.", "",
-              *[x.replace("{name}", name) for x in _history_lines(history or [])]]
+              *_history_lines(history or [], name)]
     (out / f"{name}.md").write_text("\n".join(lines))
     try:
         import matplotlib
@@ -1156,7 +1148,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="chainplan-testbed-"))
     uptime_before = uptime()
-    run_steal = StealMeter().__enter__()     # read at the end: the share stolen over the whole run
+    run_steal = StealMeter()     # read at the end: the share stolen over the whole run
     shm_before = procs.torch_shm_files()     # torch files of dead processes made after this are ours
     model_dir = workdir / "tiny-llama"
     subprocess.run([args.python, "-m", "serving.petals.tiny_model", str(model_dir), "--layers", str(NUM_BLOCKS)],
@@ -1217,8 +1209,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                 # the chains' service times probed on the launched swarm replace the planned ones (what
                 # the dispatcher orders chains by, and what the prediction simulates)
                 if chain_times is not None:
-                    times = loaded_chain_times(doc, chain_times["alone"], chain_times["full"], scenario,
-                                               system=chain_times.get("system"))
+                    times = loaded_chain_times(doc, chain_times["alone"], chain_times["system"], scenario)
                     chain_times["utilisation"] = [round(u, 3) for u in times["utilisation"]]
                     chain_times["others_busy_share"] = times["others_busy_share"]
                     doc["service_jitter_sigma"] = chain_times.get("jitter_sigma", 0.0)

@@ -26,7 +26,7 @@ def test_history_keeps_every_run_and_compares_like_with_like(tmp_path):
     # NaN (a meter that could not read /proc/stat) is stored as null, so the file stays strict JSON
     for line in path.read_text().splitlines():
         json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
-    text = "\n".join(_history_lines(same))
+    text = "\n".join(_history_lines(same, "testbed"))
     assert "| +5.0 % / +5.0 % |" in text and "| +30.0 % / +30.0 % |" in text, text
     assert "2.0 %" in text and "n/a" in text                     # stolen share, and its absence, shown
     assert "both targets met in 1 of 2 runs" in text, text
