@@ -1137,6 +1137,8 @@ def main(argv: list[str] | None = None) -> int:
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     if args.servers < 1 or args.requests < 2:
         p.error("--servers must be >= 1 and --requests >= 2")
+    if not (0 <= args.petals_settle <= 3600):
+        p.error(f"--petals-settle must be between 0 and 3600 seconds, not {args.petals_settle:g}")
     if not Path(args.python).exists():
         p.error(f"no PETALS environment at {args.python}: run bash scripts/install_petals.sh")
     from solvers.api import plan

@@ -30,3 +30,14 @@ def test_history_keeps_every_run_and_compares_like_with_like(tmp_path):
     assert "| +5.0 % / +5.0 % |" in text and "| +30.0 % / +30.0 % |" in text, text
     assert "2.0 %" in text and "n/a" in text                     # stolen share, and its absence, shown
     assert "both targets met in 1 of 2 runs" in text, text
+
+
+def test_bad_settle_is_named(capsys):
+    import pytest
+
+    from serving.testbed.run import main
+    for bad in ("-5", "nan"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--petals-settle", bad])
+        assert exc.value.code == 2
+        assert "--petals-settle must be between 0 and 3600" in capsys.readouterr().err
