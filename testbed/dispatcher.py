@@ -15,12 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from serving.petals import procs
 from serving.petals.swarm import free_port
+from testbed import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CLUSTER = 1
 
 
