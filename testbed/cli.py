@@ -31,7 +31,7 @@ from testbed.host import StealMeter, uptime
 from testbed.predict import loaded_chain_times, predict
 from testbed.replay import run_algorithm, server_env
 from testbed.report import config_of, git_commit, history_entry, measured_hops, record_history, summarise, write_report
-from testbed.routes import DispatchRoutes, LocalJFFC
+from testbed.routes import DispatchRoutes, MemoryRoutes
 from testbed.scenario import JOBS_SMALL, NUM_BLOCKS, arrivals_azure, arrivals_poisson, build_scenario, server_profile
 from testbed.worker import SERVER_ANNOUNCE_S
 
@@ -169,7 +169,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                 if dispatcher is not None:
                     dispatcher.load_plan(doc, plan_id)
                     return DispatchRoutes(dispatcher.base_url, 1, dispatcher.token)
-                return LocalJFFC(doc)
+                return MemoryRoutes(doc, plan_id)
         log(f"testbed: {algorithm}: running {len(arrivals)} requests")
         run = run_algorithm(algorithm, doc, scenario_doc, arrivals, args, args.python, str(model_dir), workdir,
                             None, scenario, prepare=prepare)
@@ -196,7 +196,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
             "servers": args.servers, "profile": f"{max(1, args.servers // 3)} large, rest small",
             "requests": args.requests, "device": args.device, "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
             "rate": rate, "workload": args.workload,
-            "routes": "live dispatcher (serving.dispatch over HTTP, Redis store)" if dispatcher else LocalJFFC.name, "calibration": cal.to_dict(),
+            "routes": "live dispatcher (serving.dispatch over HTTP, Redis store)" if dispatcher else MemoryRoutes.name, "calibration": cal.to_dict(),
             "rtt_ms": {s["id"]: s["rtt_ms"] for s in profile}, "delay": args.delay, "gpu_probe": probe,
             "rtt_measured_ms": {k: round(1e3 * statistics.median(v), 1) for k, v in sorted(rtt_seen.items())},
             "hop_seen_ms": {k: round(1e3 * statistics.fmean(v), 1) for k, v in sorted(hop_seen.items())}}

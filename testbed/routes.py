@@ -1,17 +1,19 @@
 """Where a request's chain comes from (pluggable).
 
-``LocalJFFC`` is an in-process join-the-fastest-free-chain dispatcher with one FIFO queue
-and per-chain capacities, the same rule as the live dispatcher of ``serving.dispatch``.
-``DispatchRoutes`` wraps ``serving.dispatch.client.DispatchClient`` (the live service)
-when it is installed.  Both hand out ``Grant(chain, hops)`` and take it back.
+``MemoryRoutes`` is the dispatcher of ``serving.dispatch`` run in this process on its in-memory
+store (no Redis); ``DispatchRoutes`` is the live dispatcher service through
+``serving.dispatch.client.DispatchClient``.  Both hand out ``Grant(chain, hops)`` and take it back.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
-from collections import deque
 from dataclasses import dataclass
+
+from serving.dispatch.memory_store import MemoryStore
+from serving.dispatch.plan import snapshot_from_document
+from serving.dispatch.redis_store import NotGranted
 
 
 @dataclass(frozen=True)
@@ -38,52 +40,34 @@ def chain_hops(plan_chain: dict, placement: dict[str, dict]) -> list[Hop]:
     return hops
 
 
-class LocalJFFC:
-    """JFFC over the plan's chains: grant the fastest chain with Z_k < c_k, else wait in FIFO order."""
+# A lease of the in-process store is never renewed, so it must outlive any replayed request (the
+# worker gives up on a request after 300 s); an hour is the most the dispatcher's plan accepts.
+MEMORY_LEASE_TTL_S = 3600.0
+MEMORY_CLUSTER = 1
+
+
+class MemoryRoutes:
+    """The real dispatcher in this process: serving.dispatch's in-memory store holding the plan
+    (join the fastest free chain, one FIFO queue, per-chain capacity), for machines without Redis."""
 
     name = "in-process JFFC"
 
-    def __init__(self, plan_doc: dict):
-        self.chains = plan_doc["chains"]
-        placement = {p["server"]: p for p in plan_doc["placement"]}
-        self.hops = [chain_hops(ch, placement) for ch in self.chains]
-        self.order = sorted(range(len(self.chains)), key=lambda k: self.chains[k]["service_time_s"])
-        self.capacity = [int(ch["capacity"]) for ch in self.chains]
-        self.in_progress = [0] * len(self.chains)
-        self.max_seen = [0] * len(self.chains)
-        self._cv = threading.Condition()
-        self._queue: deque[object] = deque()
-
-    def _free(self) -> int | None:
-        for k in self.order:
-            if self.in_progress[k] < self.capacity[k]:
-                return k
-        return None
+    def __init__(self, plan_doc: dict, plan_id: int = 1):
+        self.store = MemoryStore()
+        snapshot = snapshot_from_document(plan_id, plan_doc, policy="jffc", ttl_s=MEMORY_LEASE_TTL_S)
+        asyncio.run(self.store.set_plan(MEMORY_CLUSTER, snapshot))
 
     def acquire(self, timeout_s: float = 300) -> Grant:
-        t0 = time.monotonic()
-        me = object()
-        with self._cv:
-            self._queue.append(me)
-            while True:
-                k = self._free() if self._queue[0] is me else None
-                if k is not None:
-                    self._queue.popleft()
-                    self.in_progress[k] += 1
-                    self.max_seen[k] = max(self.max_seen[k], self.in_progress[k])
-                    self._cv.notify_all()
-                    return Grant(k, self.hops[k], time.monotonic() - t0)
-                left = timeout_s - (time.monotonic() - t0)
-                if left <= 0:
-                    self._queue.remove(me)
-                    self._cv.notify_all()
-                    raise TimeoutError(f"no chain free within {timeout_s} s")
-                self._cv.wait(left)
+        try:
+            lease = self.store.acquire_blocking(MEMORY_CLUSTER, wait_s=timeout_s, policy="jffc")
+        except NotGranted:
+            raise TimeoutError(f"no chain free within {timeout_s} s") from None
+        hops = [Hop(h["server"], int(h["start_block"]), int(h["num_blocks"])) for h in lease["servers"]]
+        return Grant(lease["chain"], hops, lease["waited_s"], lease=lease["lease"])
 
     def release(self, grant: Grant) -> None:
-        with self._cv:
-            self.in_progress[grant.chain] -= 1
-            self._cv.notify_all()
+        # the store's release is a coroutine for the HTTP app; it never awaits, so a private loop is enough
+        asyncio.run(self.store.release(MEMORY_CLUSTER, grant.lease))
 
 
 class DispatchRoutes:

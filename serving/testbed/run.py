@@ -12,7 +12,7 @@ warnings.warn(MOVED, DeprecationWarning, stacklevel=2)
 
 _MODULES = ("testbed.cli", "testbed.report", "testbed.predict", "testbed.replay", "testbed.calibrate",
             "testbed.scenario", "testbed.worker", "testbed.routes", "testbed")
-_RENAMED = {"_history_lines": "history_lines", "_commit": "git_commit"}
+_RENAMED = {"_history_lines": "history_lines", "_commit": "git_commit", "LocalJFFC": "MemoryRoutes"}
 
 
 def __getattr__(name: str):
