@@ -11,16 +11,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from serving.dispatch import Hop   # the dispatcher's hop (server, start_block, num_blocks)
 from serving.dispatch.memory_store import MemoryStore
 from serving.dispatch.plan import snapshot_from_document
 from serving.dispatch.redis_store import NotGranted
-
-
-@dataclass(frozen=True)
-class Hop:
-    server: str
-    start_block: int
-    num_blocks: int
 
 
 @dataclass
@@ -90,8 +84,7 @@ class DispatchRoutes:
             except NoFreeChain:
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"no chain free within {timeout_s} s") from None
-        hops = [Hop(h.server, h.start_block, h.num_blocks) for h in lz.servers]
-        return Grant(lz.chain, hops, lz.waited_s, lease=lease)
+        return Grant(lz.chain, list(lz.servers), lz.waited_s, lease=lease)
 
     def release(self, grant: Grant) -> None:
         grant.lease.__exit__(None, None, None)
