@@ -13,6 +13,7 @@ COPY solvers/ solvers/
 COPY planner_app/ planner_app/
 COPY gpu_probe/ gpu_probe/
 COPY serving/ serving/
+COPY testbed/ testbed/
 COPY examples/ examples/
 COPY manage.py ./
 RUN pip install . && useradd --system --create-home chainplan \

@@ -43,7 +43,7 @@ echo "== testbed with the servers on $device"
 # CPU record waits for the swarm's second announcements; see docs/petals-testbed.md)
 frac=()
 [ "$device" = "cuda" ] && frac=(--gpu-memory-fraction 0.08)
-timeout 200 "$PY" -m serving.testbed.run --device "$device" "${frac[@]}" --servers 3 --requests 30 \
+timeout 200 "$PY" -m testbed --device "$device" "${frac[@]}" --servers 3 --requests 30 \
     --algorithms proposed,petals,whole-model --python "$PETALS_PY" --out "$out" --name "testbed-$suffix" \
     --calibration-reps 2 --deployed-probe-reps 2 --petals-settle 0 \
     --routes "${DEVICE_CHECK_ROUTES:-local}" | tail -n 1

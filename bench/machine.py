@@ -1,5 +1,5 @@
 """What the benchmarks record about the machine they ran on (shared by the bench scripts; the testbed uses the
-same functions from ``serving.host``)."""
+same functions from ``testbed.host``)."""
 
 from __future__ import annotations
 
@@ -7,4 +7,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from serving.host import StealMeter, cpu_steal, uptime  # noqa: E402,F401  (re-exported for the bench scripts)
+from testbed.host import StealMeter, cpu_steal, uptime  # noqa: E402  (re-exported for the bench scripts)
+
+__all__ = ["StealMeter", "cpu_steal", "uptime"]

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_bootstrap.sh dev,probe >&2
 bash scripts/install_petals.sh >&2
-exec python -m serving.testbed.run "$@"
+exec python -m testbed "$@"

@@ -42,7 +42,7 @@ def petals_python() -> Path:
 @pytest.mark.timeout(300)
 def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
     from serving.petals.procs import p2p_sockets
-    from serving.testbed.run import main
+    from testbed.cli import main
 
     from serving.petals.procs import torch_shm_files
     sockets_before, shm_before = p2p_sockets(), torch_shm_files()

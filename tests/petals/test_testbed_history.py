@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from serving.testbed.run import _history_lines, history_entry, record_history
+from testbed.report import history_entry, history_lines, record_history
 
 
 def _entry(servers: int, measured: float, steal: float | None = 0.02) -> dict:
@@ -26,7 +26,7 @@ def test_history_keeps_every_run_and_compares_like_with_like(tmp_path):
     # NaN (a meter that could not read /proc/stat) is stored as null, so the file stays strict JSON
     for line in path.read_text().splitlines():
         json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
-    text = "\n".join(_history_lines(same, "testbed"))
+    text = "\n".join(history_lines(same, "testbed"))
     assert "| +5.0 % / +5.0 % |" in text and "| +30.0 % / +30.0 % |" in text, text
     assert "2.0 %" in text and "n/a" in text                     # stolen share, and its absence, shown
     assert "both targets met in 1 of 2 runs" in text, text
@@ -35,7 +35,7 @@ def test_history_keeps_every_run_and_compares_like_with_like(tmp_path):
 def test_bad_settle_is_named(capsys):
     import pytest
 
-    from serving.testbed.run import main
+    from testbed.cli import main
     for bad in ("-5", "nan"):
         with pytest.raises(SystemExit) as exc:
             main(["--petals-settle", bad])

@@ -1,0 +1,161 @@
+"""One plan on a real swarm: launch one PETALS server per used server (its planned block range and
+KV budget, behind its delay relay), probe the launched hops for a chain plan, then replay the
+arrivals (each request: acquire a chain, run it on exactly that chain, release; or PETALS' own
+routing for ``petals``) and stop the swarm."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from pathlib import Path
+
+from serving.petals.swarm import ServerSpec, Swarm
+from testbed import log
+from testbed.calibrate import probe_launched
+from testbed.host import StealMeter
+from testbed.routes import Grant
+from testbed.worker import Worker
+
+
+def server_env(args) -> dict:
+    if args.device.startswith("cuda") and args.gpu_memory_fraction:
+        return {"CHAINPLAN_CUDA_MEMORY_FRACTION": str(args.gpu_memory_fraction)}
+    return {}
+
+
+# --------------------------------------------------------------------------- run one algorithm
+def launch_specs(plan_doc: dict, algorithm: str, max_len: int, device: str = "cpu",
+                 env: dict | None = None, one_way_ms: dict[str, float] | None = None,
+                 scenario=None) -> list[ServerSpec]:
+    """One ServerSpec per used server, its run_server flags from solvers.export (one source of truth).
+
+    ``one_way_ms``: a delay relay in front of each server (None: none).  The PETALS baseline keeps
+    the KV budget it was planned and simulated with (the plan's ``attn_cache_tokens``): the export
+    gives a chain-less plan every free slot instead, which is not the configuration predicted.
+    """
+    from solvers.export import petals_server_specs
+    exported, _warnings = petals_server_specs(plan_doc, scenario, "MODEL", new_swarm=False)
+    specs = []
+    for e in exported:
+        args = list(e["args"][1:])
+        cache_tokens = e["attn_cache_tokens"] or max_len
+        if algorithm == "petals" and plan_doc.get("attn_cache_tokens"):
+            cache_tokens = int(plan_doc["attn_cache_tokens"])
+            args[args.index("--attn_cache_tokens") + 1] = str(cache_tokens)
+        specs.append(ServerSpec(e["server"], e["start_block"], e["end_block"], cache_tokens=cache_tokens,
+                                device=device, env=dict(env or {}), plan_args=args,
+                                one_way_delay_ms=None if one_way_ms is None else one_way_ms[e["server"]]))
+    return specs
+
+
+def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: list[float], args, python: str,
+                  model_dir: str, workdir: Path, routes=None, scenario=None, prepare=None) -> dict:
+    """``routes``: where chains come from (None: PETALS routes by itself).  ``prepare(chain_times)``,
+    for a chain plan, is called once the swarm is up with each chain's service time probed on it
+    (``--deployed-probe-reps`` > 0; None otherwise) and returns the routes to use."""
+    tokens = (args.input_tokens, args.output_tokens)
+    max_len = sum(tokens)
+    rtt = {s["id"]: s["rtt_ms"] / 1e3 for s in scenario_doc["servers"]}
+    proxy = args.delay == "proxy"
+    specs = launch_specs(plan_doc, algorithm, max_len, args.device, server_env(args),
+                         one_way_ms={k: v * 1e3 / 2 for k, v in rtt.items()} if proxy else None,
+                         scenario=scenario)
+    measured_rtt: dict[str, float] = {}
+    chain_times: dict | None = None
+    probed: dict | None = None
+    rows: list[dict] = []
+    capacity = [int(c["capacity"]) for c in plan_doc.get("chains", [])]
+    active, max_active = [0] * len(capacity), [0] * len(capacity)
+    count_lock = threading.Lock()
+    with Swarm(specs, model_dir, python=python, workdir=workdir / algorithm, log=log) as swarm:
+        peers = swarm.peer_of()
+        server_of = {v: k for k, v in peers.items()}
+        worker = Worker(python, model_dir, swarm.initial_peers, swarm.dht_prefix)
+        try:
+            worker.control({"op": "peers", "peers": list(peers.values())})
+            if proxy:   # the delay is in the network path (relays); the client adds none
+                from serving.petals.delay_proxy import libp2p_rtt
+                for srv in swarm.servers:
+                    measured_rtt[srv.spec.id] = libp2p_rtt(srv.public_port)
+            else:
+                worker.control({"op": "delays", "delays": {peers[s]: rtt[s] for s in peers}})
+            # one request per server range first, so connections are open before timing starts
+            warm = worker.run("warm", None, *tokens)
+            if not warm["ok"]:
+                raise RuntimeError(f"warm-up request failed: {warm['error']}")
+            if prepare is not None:
+                if args.deployed_probe_reps > 0 and plan_doc.get("chains"):
+                    chain_times, probed = probe_launched(worker, plan_doc, peers, tokens, args.deployed_probe_reps,
+                                                         tag=f"deployed-{algorithm}")
+                routes = prepare(chain_times)
+                if chain_times is not None:
+                    probed["chain_service_s"] = [round(ch["service_time_s"], 4) for ch in plan_doc["chains"]]
+                    probed["chain_utilisation"] = chain_times.get("utilisation")
+                    probed["others_busy_share"] = chain_times.get("others_busy_share")
+                    log(f"testbed: {algorithm}: probed on the launched swarm {probed}")
+            if routes is None and args.petals_settle > 0:
+                # PETALS routes on what servers announce (every --update_period): their round trips to
+                # the servers of the next blocks are measured at announcement time, and a server that
+                # announced before its neighbours joined has none (PETALS then assumes 150 ms).  A swarm
+                # that has been running knows them all, so wait until every server announced once more.
+                wait = args.petals_settle - (time.monotonic() - swarm.ready_at)
+                if wait > 0:
+                    log(f"testbed: {algorithm}: waiting {wait:.0f} s for every server's next announcement")
+                    time.sleep(wait)
+            t0 = time.time() + 0.5
+            threads = []
+
+            def one(i: int, at: float) -> None:
+                delay = t0 + at - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                arrive = time.time()
+                grant: Grant | None = None
+                chain = None
+                if routes is not None:
+                    grant = routes.acquire()
+                    with count_lock:   # jobs in progress per chain, as granted by the route source
+                        active[grant.chain] += 1
+                        max_active[grant.chain] = max(max_active[grant.chain], active[grant.chain])
+                    chain = [[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in grant.hops]
+                res = worker.run(i, chain, *tokens)
+                done = time.time()     # the answer is back; releasing the lease is bookkeeping after it
+                if grant is not None:
+                    with count_lock:
+                        active[grant.chain] -= 1
+                    routes.release(grant)
+                route = res.get("route") or []
+                rows.append({"algorithm": algorithm, "request": i, "arrival_s": arrive - t0,
+                             "ok": res["ok"], "error": res.get("error", ""),
+                             "chain": grant.chain if grant is not None else "",
+                             "granted": "|".join(f"{h.server}:{h.start_block}-{h.start_block + h.num_blocks}"
+                                                 for h in grant.hops) if grant else "",
+                             "route": "|".join(f"{server_of.get(p, p)}:{a}-{b}" for p, a, b in route),
+                             "wait_s": (res["t_start"] - arrive) if res["ok"] else math.nan,
+                             "service_s": (res["t_end"] - res["t_start"]) if res["ok"] else math.nan,
+                             "response_s": done - arrive,
+                             "hops": json.dumps({server_of.get(p, p): round(t / max(1, res["steps"][p]), 5)
+                                                 for p, t in res.get("hops", {}).items()}),
+                             # per hop: opening + closing its session, and the first (prompt) step, s
+                             "setup": json.dumps({server_of.get(p, p): round(t, 5)
+                                                  for p, t in res.get("setup", {}).items()}),
+                             "first_step": json.dumps({server_of.get(p, p): round(t, 5)
+                                                       for p, t in res.get("first", {}).items()})})
+
+            base = arrivals[0]
+            with StealMeter() as stolen:   # what the hypervisor took from this VM during the replay
+                for i, a in enumerate(arrivals):
+                    th = threading.Thread(target=one, args=(i, a - base), daemon=True)
+                    th.start()
+                    threads.append(th)
+                for th in threads:
+                    th.join(timeout=600)
+        finally:
+            worker.stop()
+    rows.sort(key=lambda r: r["request"])
+    return {"rows": rows, "max_in_progress": max_active if routes else None,
+            "capacity": capacity if routes else None, "servers": len(specs), "measured_rtt_s": measured_rtt,
+            "cpu_steal": stolen.share,
+            "deployed_probe": probed}
