@@ -1,4 +1,4 @@
-"""What the dispatcher holds of an adopted plan: its chains, compiled for the store.
+"""The store's snapshot of an adopted plan: its chains, compiled for the dispatcher's stores.
 
 A plan document (chainplan's plan JSON) lists chains as ``servers`` with the
 number of ``blocks`` each hop runs, a mean ``service_time_s`` and a
@@ -8,6 +8,9 @@ chain runs blocks 0..L-1 in order), and per server the KV block-slots the plan
 reserves for it: a job on a chain holds ``num_blocks`` block-slots on every
 hop, and a server's slots are the sum over its chains of ``num_blocks * c_k``
 (the plan document's ``cache_slots_used``).
+
+The speed order, ranks and cumulative rates come from ``solvers.dispatch_policy``, the core the
+simulator's dispatchers use too.  (Formerly ``serving.dispatch.plan``; that path still works.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-POLICIES = ("jffc", "jsq", "sed", "random")
+from solvers.dispatch_policy import LIVE_POLICIES, live_policy, ranking
+
+POLICIES = LIVE_POLICIES         # the policies a snapshot may name (the live dispatcher's)
 DEFAULT_TTL_S = 30.0
 
 
@@ -57,8 +62,10 @@ def chains_from_document(doc: Mapping[str, Any]) -> list[ChainSpec]:
 def compile_snapshot(plan_id: int | str | None, chains: Sequence[ChainSpec], *, policy: str = "jffc",
                      ttl_s: float = DEFAULT_TTL_S) -> dict[str, Any]:
     """The store's form of a plan (see dispatch.lua): everything the hot path needs precomputed."""
-    if policy not in POLICIES:
-        raise PlanError(f"unknown dispatch policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    try:
+        live_policy(policy, what="dispatch policy")
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
     if not (isinstance(ttl_s, (int, float)) and 0.05 <= ttl_s <= 3600):
         raise PlanError(f"lease ttl_s must be between 0.05 and 3600 s, got {ttl_s!r}")
     if not chains:
@@ -85,15 +92,8 @@ def compile_snapshot(plan_id: int | str | None, chains: Sequence[ChainSpec], *, 
         out.append(json.dumps(ok, separators=(",", ":")))
     if sum(caps) == 0:
         raise PlanError("total capacity is 0: no chain can take a job")
-    # the same order as solvers.dispatch: fastest first, ties by index
-    order = sorted(range(len(times)), key=lambda k: (times[k], k))
-    rank = [0] * len(times)
-    for r, k in enumerate(order):
-        rank[k] = r
-    cum, acc = [], 0.0
-    for c, t in zip(caps, times):       # itertools.accumulate order, as RandomDispatch
-        acc = acc + c / t
-        cum.append(acc)
+    ranked = ranking(times, caps)
+    order, rank, cum = list(ranked.order), list(ranked.rank), list(ranked.cum_rates)
     return {
         "plan": plan_id, "policy": policy, "ttl_ms": int(round(ttl_s * 1000)),
         "t": times, "c": caps, "hops": hops, "out": out, "L": L,
