@@ -139,6 +139,7 @@ class JFFC(Dispatcher):
     def __init__(self, service_times: Sequence[float], capacities: Sequence[int]):
         super().__init__(service_times, capacities)
         self._free = FreeChains(self._order, self._rank, self.capacities)
+        self._fastest_free = self._free.fastest      # bound once: arrive is the simulator's hot path
         self._queue: deque[int] = deque()
 
     @property
@@ -150,7 +151,7 @@ class JFFC(Dispatcher):
         return tuple(self._queue)
 
     def arrive(self, job_id: int) -> int | None:
-        k = self._free.fastest()
+        k = self._fastest_free()
         if k is None:
             self._queue.append(job_id)
             return None

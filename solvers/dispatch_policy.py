@@ -84,15 +84,14 @@ class FreeChains:
     def fastest(self, fits: Callable[[int], bool] | None = None) -> int | None:
         """The fastest chain with a free slot (that ``fits``), or None."""
         heap = self._heap
-        if not heap:
-            return None
-        k = self._order[heap[0]]
-        if fits is None or fits(k):
-            return k
-        for r in sorted(heap)[1:]:
-            k = self._order[r]
-            if fits(k):
+        if heap:
+            k = self._order[heap[0]]
+            if fits is None or fits(k):
                 return k
+            for r in sorted(heap)[1:]:
+                k = self._order[r]
+                if fits(k):
+                    return k
         return None
 
     def filled(self, k: int) -> None:
