@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from machine import StealMeter  # noqa: E402
 from serving.dispatch.http import digest  # noqa: E402
-from serving.dispatch.plan import chain_specs, compile_snapshot  # noqa: E402
+from serving.dispatch.snapshot import chain_specs, compile_snapshot  # noqa: E402
 from serving.dispatch.redis_store import RedisStore  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/14"

@@ -1,12 +1,18 @@
-"""Online dispatchers over a fixed set of chains.
+"""Online dispatchers over a fixed set of chains, for the discrete-event simulator.
 
-A dispatcher is a small state machine with no notion of time, so the very same
-object serves the discrete-event simulator and a live service that dispatches
-real requests:
+A dispatcher is a small state machine with no notion of time:
 
     k = d.arrive(job_id)      # chain index the job starts on now, or None (it waits)
     j = d.complete(k)         # a job finished on chain k: the job that takes the
                               # freed slot now (it starts on chain k), or None
+
+The live dispatcher (``serving.dispatch``) does not run these objects: its stores
+(``dispatch.lua`` on Redis, ``MemoryStore`` in process) keep the same state with
+leases, deadlines and plan switches, and make the same choices from the same core,
+``solvers.dispatch_policy`` (policy names, speed order, JFFC's choice, the policies'
+keys).  ``tests/dispatch/test_replay.py`` replays one event sequence through both.
+``POLICIES`` there says which policies the live dispatcher runs; the others here
+(JIQ, round-robin, least-in-flight) are simulator-only baselines.
 
 Chain ``k`` behaves like ``c_k`` parallel servers of rate ``mu_k = 1/T_k``
 (the memory-bound regime), so the state is ``Z_k`` (jobs in service on chain
@@ -28,7 +34,7 @@ Two families, and why:
   on its chosen chain starts at once, and a queue is only ever non-empty on a
   full chain, so on a completion the head of that chain's queue takes the slot.
 
-None of the classes are thread-safe; a live service must serialise calls.
+None of the classes are thread-safe.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .chains import Chain
+from .dispatch_policy import FreeChains, jsq_key, rate_proportional_pick, ranking, sed_key
 
 __all__ = ["Dispatcher", "JFFC", "JSQ", "JIQ", "SED", "RandomDispatch",
            "DISPATCHERS", "make_dispatcher"]
@@ -68,11 +75,9 @@ class Dispatcher:
             raise ValueError("total capacity is 0: no chain can take a job")
         self.service_times: tuple[float, ...] = tuple(times)
         self.capacities: tuple[int, ...] = tuple(caps)
-        # rank order: fastest first, ties by index (deterministic)
-        self._order: list[int] = sorted(range(len(times)), key=lambda k: (times[k], k))
-        self._rank: list[int] = [0] * len(times)
-        for r, k in enumerate(self._order):
-            self._rank[k] = r
+        self._ranking = ranking(times, caps)
+        self._order = self._ranking.order
+        self._rank = self._ranking.rank
         self._busy: list[int] = [0] * len(times)
 
     @classmethod
@@ -124,16 +129,17 @@ class JFFC(Dispatcher):
     ``k``: the head of the queue (if any) takes the freed slot on ``k`` -- a
     non-empty queue implies every chain is full, so ``k`` is the only free slot.
 
-    A min-heap holds the speed ranks of the chains with a free slot, so both
-    events cost O(log K) (O(1) when the fastest free chain stays free).
+    The choice is ``FreeChains`` (solvers.dispatch_policy), which the live
+    dispatcher's in-memory store uses too: both events cost O(log K) (O(1) when
+    the fastest free chain stays free).
     """
 
     name = "jffc"
 
     def __init__(self, service_times: Sequence[float], capacities: Sequence[int]):
         super().__init__(service_times, capacities)
-        self._free: list[int] = [self._rank[k] for k in range(self.num_chains) if self.capacities[k] > 0]
-        heapq.heapify(self._free)
+        self._free = FreeChains(self._order, self._rank, self.capacities)
+        self._fastest_free = self._free.fastest      # bound once: arrive is the simulator's hot path
         self._queue: deque[int] = deque()
 
     @property
@@ -145,15 +151,14 @@ class JFFC(Dispatcher):
         return tuple(self._queue)
 
     def arrive(self, job_id: int) -> int | None:
-        free = self._free
-        if not free:
+        k = self._fastest_free()
+        if k is None:
             self._queue.append(job_id)
             return None
-        k = self._order[free[0]]
         z = self._busy[k] + 1
         self._busy[k] = z
         if z == self.capacities[k]:
-            heapq.heappop(free)
+            self._free.filled(k)
         return k
 
     def complete(self, k: int) -> int | None:
@@ -164,7 +169,7 @@ class JFFC(Dispatcher):
             return self._queue.popleft()     # slot handed over, Z_k unchanged
         self._busy[k] = z - 1
         if z == self.capacities[k]:          # chain was full: it becomes free
-            heapq.heappush(self._free, self._rank[k])
+            self._free.freed(k)
         return None
 
 
@@ -269,7 +274,7 @@ class JSQ(_LazyMinChain):
     name = "jsq"
 
     def _key(self, k: int, n: int) -> float:
-        return n / self.capacities[k]
+        return jsq_key(n, self.capacities[k])
 
 
 class SED(_LazyMinChain):
@@ -287,9 +292,7 @@ class SED(_LazyMinChain):
     name = "sed"
 
     def _key(self, k: int, n: int) -> float:
-        c = self.capacities[k]
-        t = self.service_times[k]
-        return t if n < c else t * (1.0 + (n - c + 1) / c)
+        return sed_key(n, self.capacities[k], self.service_times[k])
 
 
 class _Uniforms:
@@ -364,12 +367,10 @@ class RandomDispatch(_PerChainQueues):
                  rng: np.random.Generator | None = None):
         super().__init__(service_times, capacities)
         self._uniform = _Uniforms(rng)
-        self._cum = list(accumulate(c / t for c, t in zip(self.capacities, self.service_times)))
+        self._cum = self._ranking.cum_rates
 
     def _choose(self) -> int:
-        total = self._cum[-1]
-        k = bisect_right(self._cum, self._uniform() * total)
-        return min(k, self.num_chains - 1)
+        return rate_proportional_pick(self._cum, self._uniform())
 
 
 class RoundRobin(_PerChainQueues):
@@ -399,9 +400,7 @@ class LeastInFlight(_PerChainQueues):
 
 
 DISPATCHERS: dict[str, type[Dispatcher]] = {
-    "jffc": JFFC, "jsq": JSQ, "jiq": JIQ, "sed": SED, "random": RandomDispatch,
-    "round-robin": RoundRobin, "least-in-flight": LeastInFlight,
-}
+    cls.name: cls for cls in (JFFC, JSQ, JIQ, SED, RandomDispatch, RoundRobin, LeastInFlight)}
 _RANDOMISED = (JIQ, RandomDispatch)
 
 

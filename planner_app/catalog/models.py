@@ -8,6 +8,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from solvers.dispatch_policy import LIVE_POLICIES
+
 
 class TimeStamped(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -58,7 +60,7 @@ class Cluster(TimeStamped):
     observed_at = models.DateTimeField(null=True, blank=True)
     # Live dispatch (docs/dispatcher.md): the policy acquire/ uses when the request names none.
     dispatch_policy = models.CharField(max_length=8, default="jffc",
-                                       choices=[(p, p) for p in ("jffc", "jsq", "sed", "random")])
+                                       choices=[(p, p) for p in LIVE_POLICIES])
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -7,7 +7,7 @@ what the dispatcher serves.
 
 from __future__ import annotations
 
-from serving.dispatch.plan import POLICIES
+from solvers.dispatch_policy import LIVE_POLICIES
 
 DISPATCH_SECURITY = {"type": "apiKey", "in": "header", "name": "Authorization",
                      "description": "`Dispatch <token>` from POST /api/v1/clusters/{id}/dispatch/tokens/"}
@@ -23,7 +23,7 @@ COMPONENTS = {
     "DispatchAcquireRequest": _obj({
         "wait_s": {**NUM, "minimum": 0, "maximum": 300, "default": 30,
                    "description": "How long to wait for a free chain (long poll); 0 answers at once."},
-        "policy": {"type": "string", "enum": list(POLICIES),
+        "policy": {"type": "string", "enum": list(LIVE_POLICIES),
                    "description": "Dispatch policy for this request (default: the cluster's dispatch_policy)."},
     }, required=[], additionalProperties=False),
     "DispatchHop": _obj({"server": {"type": "string"}, "start_block": {"type": "integer", "minimum": 0},

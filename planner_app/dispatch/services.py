@@ -13,7 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from serving.dispatch.plan import PlanError, snapshot_from_document
+from serving.dispatch.protocol import SyncDispatchStore
+from serving.dispatch.snapshot import PlanError, snapshot_from_document
 
 from ..catalog.models import Cluster
 from ..planning.models import Job, Trigger
@@ -95,7 +96,7 @@ _full_sync_at = [0.0]
 FULL_SYNC_S = 60.0
 
 
-def sync_store_with_database(store=None) -> dict[str, int]:
+def sync_store_with_database(store: SyncDispatchStore | None = None) -> dict[str, int]:
     """Make the store dispatch every cluster's adopted plan and know every dispatch token.
 
     Run every few seconds by the dispatcher (it is how an adoption made in another process, such as
@@ -126,7 +127,7 @@ def sync_store_with_database(store=None) -> dict[str, int]:
             del _pushed[pk]
             withdrawn += 1
     if full:
-        for cluster_id in store_clusters(store):
+        for cluster_id in store.clusters():
             if cluster_id not in adopted:
                 store.set_plan(cluster_id, None)
                 withdrawn += 1
@@ -136,13 +137,6 @@ def sync_store_with_database(store=None) -> dict[str, int]:
             else:
                 store.drop_token(digest)
     return {"pushed": pushed, "withdrawn": withdrawn}
-
-
-def store_clusters(store) -> list[int]:
-    fn = getattr(store, "clusters", None)
-    if fn is not None:
-        return list(fn())
-    return sorted(int(c) for c in store.redis.smembers(store.clusters_key))
 
 
 def _recent_trigger(cluster_id: int, trigger: str) -> bool:

@@ -14,10 +14,11 @@ from typing import Any
 from django.conf import settings
 
 from serving.dispatch.memory_store import MemoryStore
+from serving.dispatch.protocol import DispatchStore, SyncDispatchStore
 
 _lock = threading.Lock()
 _memory: MemoryStore | None = None
-_sync = None
+_sync: SyncDispatchStore | None = None
 
 
 def uses_redis() -> bool:
@@ -32,7 +33,7 @@ def memory_store() -> MemoryStore:
         return _memory
 
 
-def async_store():
+def async_store() -> DispatchStore:
     """A store for the ASGI app (one per event loop: redis.asyncio connections belong to a loop)."""
     if uses_redis():
         from serving.dispatch.redis_store import AsyncRedisStore
@@ -40,7 +41,7 @@ def async_store():
     return memory_store()
 
 
-def sync_store():
+def sync_store() -> SyncDispatchStore:
     """Blocking access for Django code (services, management commands, tasks)."""
     global _sync
     if not uses_redis():

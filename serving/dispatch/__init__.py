@@ -1,13 +1,18 @@
 """Live dispatch for an adopted plan: join the fastest free chain, with leases.
 
-``client`` is what serving code uses (HTTP or Redis-direct); ``redis_store`` and
-``memory_store`` hold the state (Redis for any number of processes, memory for
-the single-process embedded default); ``http`` is the ASGI service; ``plan``
-compiles a plan document for the stores.  See docs/dispatcher.md.
+- ``protocol``: what a store is (``DispatchStore``), its refusals (one ``DispatchError`` family),
+  the lease, argument checks and ids;
+- the stores: ``redis_store`` (dispatch.lua on Redis, any number of processes; ``lua_keys`` names
+  the script's keys) and ``memory_store`` (one process, the embedded default);
+- ``snapshot``: compiles an adopted plan for the stores (the order and choices come from the
+  core in ``solvers.dispatch_policy``, which the simulator shares);
+- ``http``: the ASGI service; ``client``: what serving code uses (HTTP or Redis-direct).
+
+See docs/dispatcher.md.
 """
 
-from .client import (AsyncDispatchClient, AsyncRedisDispatchClient, DispatchClient, DispatchError, Hop, Lease,
-                     LeaseGone, NoAdoptedPlan, NoFreeChain, RedisDispatchClient)
+from .client import (AsyncDispatchClient, AsyncRedisDispatchClient, DispatchClient, DispatchError, Hop,
+                     InvalidRequest, Lease, LeaseGone, NoAdoptedPlan, NoFreeChain, RedisDispatchClient)
 
-__all__ = ["AsyncDispatchClient", "AsyncRedisDispatchClient", "DispatchClient", "DispatchError", "Hop", "Lease",
-           "LeaseGone", "NoAdoptedPlan", "NoFreeChain", "RedisDispatchClient"]
+__all__ = ["AsyncDispatchClient", "AsyncRedisDispatchClient", "DispatchClient", "DispatchError", "Hop",
+           "InvalidRequest", "Lease", "LeaseGone", "NoAdoptedPlan", "NoFreeChain", "RedisDispatchClient"]

@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 
-from .plan import PlanError, snapshot_from_document
+from solvers.dispatch_policy import LIVE_POLICIES
+
+from .snapshot import PlanError, snapshot_from_document
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("cluster", type=int)
     p.add_argument("file", help="plan document; 'none' withdraws the plan")
     p.add_argument("--plan-id", type=int, default=None)
-    p.add_argument("--policy", default="jffc", choices=["jffc", "jsq", "sed", "random"])
+    p.add_argument("--policy", default="jffc", choices=LIVE_POLICIES)
     p.add_argument("--ttl", type=float, default=30.0, help="lease time to live in seconds")
     t = sub.add_parser("token", help="allow TOKEN to dispatch for CLUSTER")
     t.add_argument("cluster", type=int)

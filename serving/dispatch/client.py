@@ -10,11 +10,12 @@ and ``AsyncRedisDispatchClient`` talk to the dispatcher's Redis directly (the
 same Lua scripts the HTTP service runs), for a gateway on the same network
 as Redis that wants to skip the HTTP hop.
 
-Errors: ``NoAdoptedPlan`` (the cluster has no adopted plan), ``NoFreeChain``
-(no slot freed within ``wait_s``; ``retry_after_s`` says when to try again),
-``LeaseGone`` (renewing a lease that expired or was released), and
-``DispatchError`` for anything else the service refused (its ``detail`` names
-the problem).
+Errors (protocol.py; the same classes over HTTP and Redis-direct): ``NoAdoptedPlan``
+(the cluster has no adopted plan), ``NoFreeChain`` (no slot freed within ``wait_s``;
+``retry_after_s`` says when to try again), ``LeaseGone`` (renewing a lease that
+expired or was released), ``InvalidRequest`` (a bad argument), all of them
+``DispatchError``s, which is also what anything else the service refused raises
+(its ``status`` and ``detail`` name the problem).
 """
 
 from __future__ import annotations
@@ -22,59 +23,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
-__all__ = ["Hop", "Lease", "DispatchError", "NoAdoptedPlan", "NoFreeChain", "LeaseGone",
+from .protocol import DispatchError, Hop, InvalidRequest, Lease, LeaseGone, NoAdoptedPlan, NoFreeChain, error_from_http
+
+__all__ = ["Hop", "Lease", "DispatchError", "InvalidRequest", "NoAdoptedPlan", "NoFreeChain", "LeaseGone",
            "DispatchClient", "AsyncDispatchClient", "RedisDispatchClient", "AsyncRedisDispatchClient"]
-
-
-@dataclass(frozen=True)
-class Hop:
-    server: str
-    start_block: int
-    num_blocks: int
-
-
-@dataclass
-class Lease:
-    lease: str
-    chain: int
-    servers: list[Hop]
-    ttl_s: float
-    expires_at: str
-    waited_s: float
-    plan: int | None = field(default=None, compare=False)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Lease":
-        return cls(lease=d["lease"], chain=int(d["chain"]), servers=[Hop(**h) for h in d["servers"]],
-                   ttl_s=float(d["ttl_s"]), expires_at=d["expires_at"], waited_s=float(d["waited_s"]),
-                   plan=d.get("plan"))
-
-
-class DispatchError(Exception):
-    def __init__(self, status: int, detail: str, body: Any = None):
-        super().__init__(f"dispatcher answered {status}: {detail}")
-        self.status = status
-        self.detail = detail
-        self.body = body
-
-
-class NoAdoptedPlan(DispatchError):
-    pass
-
-
-class NoFreeChain(DispatchError):
-    def __init__(self, status: int, detail: str, body: Any = None, retry_after_s: float | None = None):
-        super().__init__(status, detail, body)
-        self.retry_after_s = retry_after_s
-
-
-class LeaseGone(DispatchError):
-    pass
 
 
 def _raise_for(resp: httpx.Response) -> Any:
@@ -84,15 +40,7 @@ def _raise_for(resp: httpx.Response) -> Any:
         body = None
     if resp.status_code < 400:
         return body
-    detail = body.get("detail", resp.text) if isinstance(body, dict) else resp.text
-    if resp.status_code == 409:
-        raise NoAdoptedPlan(409, detail, body)
-    if resp.status_code == 503 and isinstance(body, dict) and "queued" in body:
-        ra = resp.headers.get("Retry-After")
-        raise NoFreeChain(503, detail, body, float(ra) if ra else None)
-    if resp.status_code == 410:
-        raise LeaseGone(410, detail, body)
-    raise DispatchError(resp.status_code, detail, body)
+    raise error_from_http(resp.status_code, body, resp.text, resp.headers.get("Retry-After"))
 
 
 def _renew_every(ttl_s: float) -> float:
@@ -317,30 +265,6 @@ class AsyncDispatchClient(_AsyncBase):
         await self.aclose()
 
 
-def _translate(call: Callable[[], Any]) -> Any:
-    from .redis_store import NoPlan, NotGranted
-    try:
-        return call()
-    except NoPlan as exc:
-        raise NoAdoptedPlan(409, str(exc)) from None
-    except NotGranted as exc:
-        raise NoFreeChain(503, str(exc), {"queued": False, "detail": str(exc)}, retry_after_s=1.0) from None
-    except ValueError as exc:
-        raise DispatchError(400, str(exc)) from None
-
-
-async def _atranslate(call: Callable[[], Awaitable[Any]]) -> Any:
-    from .redis_store import NoPlan, NotGranted
-    try:
-        return await call()
-    except NoPlan as exc:
-        raise NoAdoptedPlan(409, str(exc)) from None
-    except NotGranted as exc:
-        raise NoFreeChain(503, str(exc), {"queued": False, "detail": str(exc)}, retry_after_s=1.0) from None
-    except ValueError as exc:
-        raise DispatchError(400, str(exc)) from None
-
-
 class RedisDispatchClient(_SyncBase):
     """Redis-direct client: the same scripts as the HTTP dispatcher, no HTTP hop (needs ``redis``).
 
@@ -354,7 +278,7 @@ class RedisDispatchClient(_SyncBase):
         self.store = RedisStore(redis_url, prefix=prefix)
 
     def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
-        return Lease.from_json(_translate(lambda: self.store.acquire(self.cluster, wait_s=wait_s, policy=policy)))
+        return Lease.from_json(self.store.acquire(self.cluster, wait_s=wait_s, policy=policy))
 
     def release(self, lease: "Lease | str") -> bool:
         return self.store.release(self.cluster, _lease_id(lease))
@@ -362,7 +286,7 @@ class RedisDispatchClient(_SyncBase):
     def renew(self, lease: "Lease | str") -> dict[str, Any]:
         got = self.store.renew(self.cluster, _lease_id(lease))
         if got is None:
-            raise LeaseGone(410, f"lease {_lease_id(lease)} expired or was released")
+            raise LeaseGone.for_lease(_lease_id(lease))
         return got
 
     def state(self) -> dict[str, Any]:
@@ -381,8 +305,7 @@ class AsyncRedisDispatchClient(_AsyncBase):
         self.store = AsyncRedisStore(redis_url, prefix=prefix)
 
     async def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
-        return Lease.from_json(await _atranslate(
-            lambda: self.store.acquire(self.cluster, wait_s=wait_s, policy=policy)))
+        return Lease.from_json(await self.store.acquire(self.cluster, wait_s=wait_s, policy=policy))
 
     async def release(self, lease: "Lease | str") -> bool:
         return await self.store.release(self.cluster, _lease_id(lease))
@@ -390,7 +313,7 @@ class AsyncRedisDispatchClient(_AsyncBase):
     async def renew(self, lease: "Lease | str") -> dict[str, Any]:
         got = await self.store.renew(self.cluster, _lease_id(lease))
         if got is None:
-            raise LeaseGone(410, f"lease {_lease_id(lease)} expired or was released")
+            raise LeaseGone.for_lease(_lease_id(lease))
         return got
 
     async def state(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@
 -- commands: it decodes no JSON and scans no chain, server or lease.  Every redis.call costs about
 -- a microsecond inside Redis, so the layout below is chosen to need few of them.
 --
--- Keys (P = KEYS[1]):
+-- Keys (P = KEYS[1]; serving/dispatch/lua_keys.py gives each the long name MemoryStore uses for it):
 --   m              hash of the plan now dispatched to: cur (its generation), fp (fingerprint of its
 --                  snapshot: set_plan is idempotent), policy, ttl (ms), plan (its id, as JSON), and
 --                  multi = 1 while an older generation still has leases in flight
@@ -125,6 +125,7 @@ local function is_free(g, k)
 end
 
 -- JFFC: the fastest chain of the current generation g that can take one more job (0-based), or nil
+-- (the rule of solvers.dispatch_policy.FreeChains.fastest, with free:<g> as its heap)
 local function fastest_free(g)
   if not cur().multi then
     local top = redis.call('ZRANGE', P .. 'free:' .. g, 0, 0)

@@ -31,7 +31,7 @@ import time
 from typing import Any, Awaitable, Callable, Iterable
 
 from .metrics import render_metrics
-from .redis_store import NoPlan, NotGranted, check_args
+from .protocol import DispatchError, DispatchStore, LeaseGone, check_args
 
 log = logging.getLogger("serving.dispatch")
 
@@ -49,13 +49,12 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class HTTPError(Exception):
+class HTTPError(DispatchError):
+    """A refusal of the HTTP layer itself (bad JSON, credentials, route, method)."""
+
     def __init__(self, status: int, detail: str, body: dict[str, Any] | None = None,
                  headers: Iterable[tuple[bytes, bytes]] = ()):
-        super().__init__(detail)
-        self.status = status
-        self.body = body or {"detail": detail}
-        self.headers = list(headers)
+        super().__init__(detail, status=status, body=body, headers=headers)
 
 
 def _json_headers(extra: Iterable[tuple[bytes, bytes]] = ()) -> list[tuple[bytes, bytes]]:
@@ -112,7 +111,7 @@ def _lease_arg(data: dict[str, Any]) -> str:
 class DispatchApp:
     """ASGI app over a store (AsyncRedisStore or MemoryStore)."""
 
-    def __init__(self, store, *, owner_auth: OwnerAuth | None = None,
+    def __init__(self, store: DispatchStore, *, owner_auth: OwnerAuth | None = None,
                  background: Iterable[tuple[float, Callable[[], Awaitable[Any]]]] = (),
                  metrics_token: str | None = None, sweep_interval_s: float = 0.5):
         self.store = store
@@ -203,8 +202,9 @@ class DispatchApp:
             return
         try:
             status, body, headers = await self._handle(scope, receive)
-        except HTTPError as exc:
-            status, body, headers = exc.status, json.dumps(exc.body).encode(), _json_headers(exc.headers)
+        except DispatchError as exc:     # every refusal, the store's and this app's: one translation
+            status, answer, extra = exc.http_answer()
+            body, headers = json.dumps(answer).encode(), _json_headers(extra)
         except Exception:  # noqa: BLE001 - never a traceback to the client
             log.exception("dispatcher request failed")
             status, body, headers = 503, json.dumps(
@@ -256,7 +256,7 @@ class DispatchApp:
             lease = _lease_arg(data)
             got = await self.store.renew(cluster, lease)
             if got is None:
-                raise HTTPError(410, f"lease {lease} expired or was released; acquire a new one")
+                raise LeaseGone.for_lease(lease)
             return 200, json.dumps(got).encode(), _json_headers()
         st = await self.store.state(cluster)
         st.pop("_raw", None)
@@ -280,18 +280,8 @@ class DispatchApp:
         raise HTTPError(499, "client went away")
 
     async def _acquire(self, cluster: int, data: dict[str, Any], receive) -> tuple[int, bytes, list]:
-        wait_s = data.get("wait_s", 30)
-        try:
-            wait_s, policy = check_args(wait_s, data.get("policy"))
-        except ValueError as exc:
-            raise HTTPError(400, str(exc)) from None
-        try:
-            lease = await self._acquire_unless_gone(cluster, wait_s, policy or None, receive)
-        except NoPlan as exc:
-            raise HTTPError(409, str(exc)) from None
-        except NotGranted as exc:
-            raise HTTPError(503, str(exc), {"queued": False, "detail": str(exc)},
-                            headers=[(b"retry-after", b"1")]) from None
+        wait_s, policy = check_args(data.get("wait_s", 30), data.get("policy"))
+        lease = await self._acquire_unless_gone(cluster, wait_s, policy or None, receive)
         lease.pop("plan", None)
         return 200, json.dumps(lease).encode(), _json_headers()
 

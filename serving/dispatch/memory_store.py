@@ -1,8 +1,13 @@
 """The dispatcher's state in this process: the embedded default (single node, no Redis).
 
-A line-by-line port of dispatch.lua onto plain Python structures, so that both
-stores have one meaning; tests/dispatch runs the same checks against both.  All
-operations run under one lock (they are short and never block); waiters wait
+A port of dispatch.lua onto plain Python structures, so that both stores have one
+meaning; tests/dispatch runs the same checks against both, and test_replay.py checks
+both against the simulator.  The Lua script's short keys are spelled out here
+(``ClusterState``'s fields; lua_keys.py maps one to the other), and JFFC's choice is
+``solvers.dispatch_policy.FreeChains``, the simulator's own.  A generation's plan is the
+snapshot ``snapshot.compile_snapshot`` made (its short keys are the snapshot format Lua reads).
+
+All operations run under one lock (they are short and never block); waiters wait
 on an asyncio future (or a threading event for the blocking API) that the
 operation freeing a slot resolves.  Only one process may use a MemoryStore:
 several web processes need Redis.
@@ -11,43 +16,66 @@ several web processes need Redis.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import math
 import random
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .plan import snapshot_json
-from .redis_store import (SWEEP_SLICE_S, NoPlan, NotGranted, check_args, lease_from_raw, new_id, renewal_from_raw,
-                          state_from_raw)
+from solvers.dispatch_policy import FreeChains, jsq_key, rate_proportional_pick, sed_key
+
+from .protocol import (SWEEP_SLICE_S, LeaseJSON, NoAdoptedPlan, NoFreeChain, RenewalJSON, check_args,
+                       lease_from_raw, new_id, renewal_from_raw, state_from_raw)
+from .snapshot import snapshot_json
 
 WAIT_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000]
 ARRIVAL_WINDOW_S = 60
 
 
-class _Cluster:
-    def __init__(self) -> None:
-        self.cur: int | None = None
-        self.fp: str | None = None
-        self.gen = 0
-        self.plans: dict[int, dict[str, Any]] = {}
-        self.z: dict[int, list[int]] = {}
-        self.srv: dict[str, int] = {}
-        self.lim: dict[str, int] = {}
-        self.gin: dict[int, int] = {}
-        self.leases: dict[str, dict[str, Any]] = {}
-        self.q: deque[str] = deque()
-        self.cq: dict[tuple[int, int], deque[str]] = {}
-        self.tk: dict[str, dict[str, Any]] = {}
-        self.seq = 0
-        self.st: dict[str, float] = {}
-        self.wh: dict[int, int] = {}
-        self.svc: dict[int, dict[str, float]] = {}
-        self.arr: dict[int, int] = {}
-        self.first: int | None = None
+@dataclass(slots=True)
+class _Lease:
+    generation: int
+    chain: int
+    granted_ms: float
+    deadline_ms: float
+
+
+@dataclass(slots=True)
+class _Ticket:
+    """A waiter: ``chain`` is the chain it is committed to (jsq, sed, random), -1 in the central queue."""
+
+    seq: int
+    queued_ms: float
+    deadline_ms: float
+    chain: int
+
+
+@dataclass
+class ClusterState:
+    """One cluster's state; each field holds what the Lua key ``lua_keys.LUA_KEYS[field]`` holds."""
+
+    current_generation: int | None = None
+    fingerprint: str | None = None
+    generation_counter: int = 0
+    plans: dict[int, dict[str, Any]] = field(default_factory=dict)
+    in_progress: dict[int, list[int]] = field(default_factory=dict)
+    free_chains: dict[int, FreeChains] = field(default_factory=dict)
+    server_used: dict[str, int] = field(default_factory=dict)
+    server_limit: dict[str, int] = field(default_factory=dict)
+    leases_in_flight: dict[int, int] = field(default_factory=dict)
+    leases: dict[str, _Lease] = field(default_factory=dict)
+    queue: deque[str] = field(default_factory=deque)
+    committed_queues: dict[tuple[int, int], deque[str]] = field(default_factory=dict)
+    tickets: dict[str, _Ticket] = field(default_factory=dict)
+    ticket_seq: int = 0
+    counters: dict[str, float] = field(default_factory=dict)
+    wait_histogram: dict[int, int] = field(default_factory=dict)
+    service_times: dict[int, dict[str, float]] = field(default_factory=dict)
+    arrivals_per_second: dict[int, int] = field(default_factory=dict)
+    first_arrival: int | None = None
 
 
 class _Waiter:
@@ -69,69 +97,77 @@ class _Waiter:
 
 
 class MemoryStore:
+    """One process's dispatcher state (a ``protocol.DispatchStore``; ``acquire_blocking`` for threads)."""
+
     def __init__(self, clock_ms: Callable[[], float] | None = None, rng: random.Random | None = None):
         self._clock = clock_ms or (lambda: time.time() * 1000.0)
         self._rng = rng or random.Random()
         self._lock = threading.RLock()
-        self._c: dict[int, _Cluster] = {}
+        self._c: dict[int, ClusterState] = {}
         self._tokens: dict[str, int] = {}
         self._waiters: dict[tuple[int, str], _Waiter] = {}
         self._claims: dict[str, float] = {}
         self.now = 0
 
     # -- the port of dispatch.lua (called under the lock, self.now set) ------
-    def _cl(self, cluster: int) -> _Cluster:
+    def _cl(self, cluster: int) -> ClusterState:
         c = self._c.get(cluster)
         if c is None:
-            c = self._c[cluster] = _Cluster()
+            c = self._c[cluster] = ClusterState()
         return c
 
-    def _inc(self, c: _Cluster, key: str, by: float = 1) -> None:
-        c.st[key] = c.st.get(key, 0) + by
+    def _inc(self, c: ClusterState, key: str, by: float = 1) -> None:
+        c.counters[key] = c.counters.get(key, 0) + by
 
-    def _is_free(self, c: _Cluster, p: dict, g: int, k: int) -> bool:
+    @staticmethod
+    def _fits(c: ClusterState, p: dict, k: int) -> bool:
+        """Room on every server of chain k for one more job (binds only while an older plan is in flight)."""
+        return all(c.server_used.get(s, 0) + m <= c.server_limit.get(s, 0) for s, m in p["hops"][k])
+
+    def _is_free(self, c: ClusterState, p: dict, g: int, k: int) -> bool:
         cap = p["c"][k]
-        if cap <= 0 or c.z[g][k] >= cap:
+        if cap <= 0 or c.in_progress[g][k] >= cap:
             return False
-        return all(c.srv.get(s, 0) + m <= c.lim.get(s, 0) for s, m in p["hops"][k])
+        return self._fits(c, p, k)
 
-    def _fastest_free(self, c: _Cluster, p: dict, g: int) -> int | None:
-        for k in p["order"]:
-            if self._is_free(c, p, g, k):
-                return k
-        return None
+    def _fastest_free(self, c: ClusterState, p: dict, g: int) -> int | None:
+        """JFFC: the fastest chain of generation g that can take one more job."""
+        return c.free_chains[g].fastest(lambda k: self._fits(c, p, k))
 
-    def _recompute_limits(self, c: _Cluster, g: int) -> None:
+    def _recompute_limits(self, c: ClusterState, g: int) -> None:
         lim = dict(c.plans[g]["L"])
-        for og in c.gin:
+        for og in c.leases_in_flight:
             if og != g and og in c.plans:
                 for s, v in c.plans[og]["L"].items():
                     if s in lim and v < lim[s]:
                         lim[s] = v
-        c.lim = lim
+        c.server_limit = lim
 
-    def _drop_generation(self, c: _Cluster, g: int) -> None:
+    def _drop_generation(self, c: ClusterState, g: int) -> None:
         p = c.plans.pop(g, None)
-        c.z.pop(g, None)
-        c.svc.pop(g, None)
+        c.in_progress.pop(g, None)
+        c.free_chains.pop(g, None)
+        c.service_times.pop(g, None)
         if p is not None:
             for k in range(len(p["c"])):
-                c.cq.pop((g, k), None)
+                c.committed_queues.pop((g, k), None)
 
-    def _grant(self, cluster: int, c: _Cluster, p: dict, g: int, k: int, lid: str, t0: float,
+    def _grant(self, cluster: int, c: ClusterState, p: dict, g: int, k: int, lid: str, t0: float,
                mailbox: bool) -> dict[str, Any]:
         now = self.now
-        c.z[g][k] += 1
+        c.in_progress[g][k] += 1
+        if c.in_progress[g][k] == p["c"][k]:
+            c.free_chains[g].filled(k)
         for s, m in p["hops"][k]:
-            c.srv[s] = c.srv.get(s, 0) + m
-        c.gin[g] = c.gin.get(g, 0) + 1
+            c.server_used[s] = c.server_used.get(s, 0) + m
+        c.leases_in_flight[g] = c.leases_in_flight.get(g, 0) + 1
         dl = now + p["ttl_ms"]
-        c.leases[lid] = {"g": g, "k": k, "t0": now, "dl": dl}
+        c.leases[lid] = _Lease(g, k, now, dl)
         waited = max(0, now - t0)
         self._inc(c, "grants")
         self._inc(c, "wait_ms", waited)
         b = next((i + 1 for i, edge in enumerate(WAIT_BUCKETS) if waited <= edge), len(WAIT_BUCKETS) + 1)
-        c.wh[b] = c.wh.get(b, 0) + 1
+        c.wait_histogram[b] = c.wait_histogram.get(b, 0) + 1
         resp = {"lease": lid, "chain": k, "servers": p["servers"][k], "ttl_ms": p["ttl_ms"],
                 "expires_ms": dl, "waited_ms": waited, "plan": p["plan"]}
         if mailbox:
@@ -142,140 +178,138 @@ class MemoryStore:
                 w.give(resp)
         return resp
 
-    def _head(self, c: _Cluster, q: deque, counted: bool) -> tuple[str | None, dict | None]:
+    def _head(self, c: ClusterState, q: deque, counted: bool) -> tuple[str | None, dict | None]:
         while q:
             lid = q[0]
-            t = c.tk.get(lid)
+            t = c.tickets.get(lid)
             if t is not None:
-                if t["dl"] >= self.now:
+                if t.deadline_ms >= self.now:
                     return lid, t
-                del c.tk[lid]
+                del c.tickets[lid]
                 self._inc(c, "timeouts")
                 if counted:
                     self._inc(c, "nq", -1)
             q.popleft()
         return None, None
 
-    def _drain(self, cluster: int, c: _Cluster) -> None:
-        g = c.cur
+    def _drain(self, cluster: int, c: ClusterState) -> None:
+        g = c.current_generation
         if g is None:
             return
         p = c.plans[g]
         while True:
             best = None       # (id, ticket, k, queue, counted)
-            lid, t = self._head(c, c.q, False)
+            lid, t = self._head(c, c.queue, False)
             if lid is not None:
                 k = self._fastest_free(c, p, g)
                 if k is not None:
-                    best = (lid, t, k, c.q, False)
-            if c.st.get("nq", 0) > 0:
+                    best = (lid, t, k, c.queue, False)
+            if c.counters.get("nq", 0) > 0:
                 for k in range(len(p["c"])):
-                    qk = c.cq.get((g, k))
+                    qk = c.committed_queues.get((g, k))
                     if qk:
                         lid2, t2 = self._head(c, qk, True)
-                        if lid2 is not None and (best is None or t2["seq"] < best[1]["seq"]) \
+                        if lid2 is not None and (best is None or t2.seq < best[1].seq) \
                                 and self._is_free(c, p, g, k):
                             best = (lid2, t2, k, qk, True)
             if best is None:
                 return
             lid, t, k, q, counted = best
             q.popleft()
-            del c.tk[lid]
+            del c.tickets[lid]
             if counted:
                 self._inc(c, "nq", -1)
-            self._grant(cluster, c, p, g, k, lid, t["t0"], True)
+            self._grant(cluster, c, p, g, k, lid, t.queued_ms, True)
 
-    def _release(self, c: _Cluster, lid: str, kind: str) -> bool:
+    def _release(self, c: ClusterState, lid: str, kind: str) -> bool:
         lease = c.leases.pop(lid, None)
         if lease is None:
             return False
-        g, k = lease["g"], lease["k"]
+        g, k = lease.generation, lease.chain
         p = c.plans.get(g)
-        c.z[g][k] -= 1
+        c.in_progress[g][k] -= 1
         if p is not None:
+            if c.in_progress[g][k] == p["c"][k] - 1:
+                c.free_chains[g].freed(k)
             for s, m in p["hops"][k]:
-                c.srv[s] = c.srv.get(s, 0) - m
+                c.server_used[s] = c.server_used.get(s, 0) - m
         if kind == "release":
             self._inc(c, "releases")
-            d = self.now - lease["t0"]
-            svc = c.svc.setdefault(g, {})
+            d = self.now - lease.granted_ms
+            svc = c.service_times.setdefault(g, {})
             svc[f"{k}:n"] = svc.get(f"{k}:n", 0) + 1
             svc[f"{k}:s"] = svc.get(f"{k}:s", 0) + d
         else:
             self._inc(c, "expiries")
-        c.gin[g] -= 1
-        if c.gin[g] <= 0:
-            del c.gin[g]
-            if c.cur != g:
+        c.leases_in_flight[g] -= 1
+        if c.leases_in_flight[g] <= 0:
+            del c.leases_in_flight[g]
+            if c.current_generation != g:
                 self._drop_generation(c, g)
-                if c.cur is not None:
-                    self._recompute_limits(c, c.cur)
+                if c.current_generation is not None:
+                    self._recompute_limits(c, c.current_generation)
         return True
 
-    def _sweep(self, cluster: int, c: _Cluster) -> int:
-        gone = sorted((lease["dl"], lid) for lid, lease in c.leases.items() if lease["dl"] <= self.now)[:256]
+    def _sweep(self, cluster: int, c: ClusterState) -> int:
+        gone = sorted((lease.deadline_ms, lid) for lid, lease in c.leases.items() if lease.deadline_ms <= self.now)[:256]
         for _, lid in gone:
             self._release(c, lid, "expiry")
         if gone:
             self._drain(cluster, c)
         return len(gone)
 
-    def _count_arrival(self, c: _Cluster) -> None:
+    def _count_arrival(self, c: ClusterState) -> None:
         sec = int(self.now // 1000)
         self._inc(c, "arrivals")
-        c.arr[sec] = c.arr.get(sec, 0) + 1
-        if c.first is None:
-            c.first = self.now
-        if len(c.arr) > 2 * ARRIVAL_WINDOW_S + 8:
-            for s in [s for s in c.arr if s <= sec - ARRIVAL_WINDOW_S]:
-                del c.arr[s]
+        c.arrivals_per_second[sec] = c.arrivals_per_second.get(sec, 0) + 1
+        if c.first_arrival is None:
+            c.first_arrival = self.now
+        if len(c.arrivals_per_second) > 2 * ARRIVAL_WINDOW_S + 8:
+            for s in [s for s in c.arrivals_per_second if s <= sec - ARRIVAL_WINDOW_S]:
+                del c.arrivals_per_second[s]
 
-    def _arrival_rate(self, c: _Cluster) -> float | None:
-        if c.first is None:
+    def _arrival_rate(self, c: ClusterState) -> float | None:
+        if c.first_arrival is None:
             return None
         sec = int(self.now // 1000)
-        n = sum(v for s, v in c.arr.items() if s > sec - ARRIVAL_WINDOW_S)
-        span = min(ARRIVAL_WINDOW_S, max(1.0, (self.now - c.first) / 1000))
+        n = sum(v for s, v in c.arrivals_per_second.items() if s > sec - ARRIVAL_WINDOW_S)
+        span = min(ARRIVAL_WINDOW_S, max(1.0, (self.now - c.first_arrival) / 1000))
         return n / span
 
-    def _choose(self, c: _Cluster, p: dict, g: int, policy: str, u: float) -> int:
-        K = len(p["c"])
+    def _choose(self, c: ClusterState, p: dict, g: int, policy: str, u: float) -> int:
+        """The immediate-dispatch policies: the chain a job is committed to (keys of solvers.dispatch_policy)."""
         if policy == "random":
-            return min(bisect.bisect_right(p["cum"], u * p["cum"][-1]), K - 1)
+            return rate_proportional_pick(p["cum"], u)
         best = None
-        for k in range(K):
+        for k in range(len(p["c"])):
             cap = p["c"][k]
             if cap <= 0:
                 continue
-            n = c.z[g][k] + len(c.cq.get((g, k), ()))
-            if policy == "jsq":
-                key = n / cap
-            else:
-                t = p["t"][k]
-                key = t if n < cap else t * (1.0 + (n - cap + 1) / cap)
+            n = c.in_progress[g][k] + len(c.committed_queues.get((g, k), ()))
+            key = jsq_key(n, cap) if policy == "jsq" else sed_key(n, cap, p["t"][k])
             cand = (key, p["rank"][k], k)
             if best is None or cand < best:
                 best = cand
         return best[2]
 
-    def _requeue_committed(self, c: _Cluster, g: int) -> None:
+    def _requeue_committed(self, c: ClusterState, g: int) -> None:
         p = c.plans.get(g)
-        if p is None or c.st.get("nq", 0) <= 0:
+        if p is None or c.counters.get("nq", 0) <= 0:
             return
         live = []
-        for q in [c.q] + [c.cq.pop((g, k), deque()) for k in range(len(p["c"]))]:
+        for q in [c.queue] + [c.committed_queues.pop((g, k), deque()) for k in range(len(p["c"]))]:
             for lid in q:
-                t = c.tk.get(lid)
+                t = c.tickets.get(lid)
                 if t is not None:
-                    t["k"] = -1
-                    live.append((t["seq"], lid))
-        c.st["nq"] = 0
-        c.q = deque(lid for _, lid in sorted(live))
+                    t.chain = -1
+                    live.append((t.seq, lid))
+        c.counters["nq"] = 0
+        c.queue = deque(lid for _, lid in sorted(live))
 
     def _op_acquire(self, cluster: int, lid: str, policy: str, u: float, wait_ms: int) -> dict[str, Any]:
         c = self._cl(cluster)
         self._sweep(cluster, c)
-        g = c.cur
+        g = c.current_generation
         if g is None:
             return {"error": "no_plan"}
         p = c.plans[g]
@@ -283,62 +317,63 @@ class MemoryStore:
         self._count_arrival(c)
         k, committed = None, -1
         if policy == "jffc":
-            if self._head(c, c.q, False)[0] is None:
+            if self._head(c, c.queue, False)[0] is None:
                 k = self._fastest_free(c, p, g)
         else:
             kc = self._choose(c, p, g, policy, u)
-            if not c.cq.get((g, kc)) and self._head(c, c.q, False)[0] is None and self._is_free(c, p, g, kc):
+            if not c.committed_queues.get((g, kc)) and self._head(c, c.queue, False)[0] is None and self._is_free(c, p, g, kc):
                 k = kc
             committed = kc
         if k is not None:
             return self._grant(cluster, c, p, g, k, lid, self.now, False)
         if wait_ms <= 0:
-            return {"queued": False, "position": len(c.tk) + 1}
-        c.seq += 1
-        c.tk[lid] = {"seq": c.seq, "t0": self.now, "dl": self.now + wait_ms, "k": committed}
+            return {"queued": False, "position": len(c.tickets) + 1}
+        c.ticket_seq += 1
+        c.tickets[lid] = _Ticket(c.ticket_seq, self.now, self.now + wait_ms, committed)
         if committed >= 0:
-            c.cq.setdefault((g, committed), deque()).append(lid)
+            c.committed_queues.setdefault((g, committed), deque()).append(lid)
             self._inc(c, "nq")
         else:
-            c.q.append(lid)
-        return {"queued": True, "position": len(c.tk)}
+            c.queue.append(lid)
+        return {"queued": True, "position": len(c.tickets)}
 
     def _op_cancel(self, cluster: int, lid: str) -> dict[str, Any]:
         c = self._cl(cluster)
-        t = c.tk.pop(lid, None)
+        t = c.tickets.pop(lid, None)
         if t is None:
             return {"queued": False, "position": 0}   # granted meanwhile: the waiter has it already
         self._inc(c, "timeouts")
-        if t["k"] >= 0:
+        if t.chain >= 0:
             self._inc(c, "nq", -1)
-            q = c.cq.get((c.cur, t["k"]))
+            q = c.committed_queues.get((c.current_generation, t.chain))
             if q is not None and lid in q:
                 q.remove(lid)
-            elif lid in c.q:
-                c.q.remove(lid)
-        elif lid in c.q:
-            c.q.remove(lid)
+            elif lid in c.queue:
+                c.queue.remove(lid)
+        elif lid in c.queue:
+            c.queue.remove(lid)
         return {"queued": False, "position": 0}
 
     def _op_plan(self, cluster: int, snap: Mapping[str, Any] | None, fp: str) -> int:
         c = self._cl(cluster)
-        old = c.cur
-        if old is not None and snap is not None and c.fp == fp:
+        old = c.current_generation
+        if old is not None and snap is not None and c.fingerprint == fp:
             return old
         if old is not None:
             self._requeue_committed(c, old)
-            if c.gin.get(old, 0) <= 0:
+            if c.leases_in_flight.get(old, 0) <= 0:
                 self._drop_generation(c, old)
         if snap is None:
-            c.cur = c.fp = None
+            c.current_generation = c.fingerprint = None
             return 0
-        c.gen += 1
-        g = c.gen
+        c.generation_counter += 1
+        g = c.generation_counter
         p = dict(snap)
         p["servers"] = [json.loads(o) for o in p["out"]]
         c.plans[g] = p
-        c.z[g] = [0] * len(p["c"])
-        c.cur, c.fp = g, fp
+        c.in_progress[g] = [0] * len(p["c"])
+        c.free_chains[g] = FreeChains(p["order"], p["rank"], p["c"])
+        c.current_generation, c.fingerprint = g, fp
         self._recompute_limits(c, g)
         self._sweep(cluster, c)
         self._drain(cluster, c)
@@ -348,28 +383,28 @@ class MemoryStore:
         c = self._cl(cluster)
         self._sweep(cluster, c)
         self._drain(cluster, c)
-        servers = {s: {"used": v} for s, v in c.srv.items()}
-        for s, v in c.lim.items():
+        servers = {s: {"used": v} for s, v in c.server_used.items()}
+        for s, v in c.server_limit.items():
             servers.setdefault(s, {"used": 0})["limit"] = v
         out: dict[str, Any] = {
-            "now_ms": self.now, "waiting": len(c.tk), "stats": dict(c.st),
-            "wait_histogram": sorted([b, n] for b, n in c.wh.items()), "wait_buckets_ms": WAIT_BUCKETS,
+            "now_ms": self.now, "waiting": len(c.tickets), "stats": dict(c.counters),
+            "wait_histogram": sorted([b, n] for b, n in c.wait_histogram.items()), "wait_buckets_ms": WAIT_BUCKETS,
             "arrival_rate": self._arrival_rate(c), "servers": servers,
             "generations": [{"generation": g, "in_flight": n, "plan": c.plans[g]["plan"],
-                             "capacity": c.plans[g]["c"], "in_progress": list(c.z[g]),
+                             "capacity": c.plans[g]["c"], "in_progress": list(c.in_progress[g]),
                              "hops": c.plans[g]["hops"], "L": c.plans[g]["L"]}
-                            for g, n in c.gin.items() if g in c.plans],
+                            for g, n in c.leases_in_flight.items() if g in c.plans],
         }
-        if c.cur is None:
+        if c.current_generation is None:
             out["plan"] = None
             return out
-        g = c.cur
+        g = c.current_generation
         p = c.plans[g]
-        svc = c.svc.get(g, {})
+        svc = c.service_times.get(g, {})
         out.update(generation=g, plan=p["plan"], policy=p["policy"], chains=[
-            {"chain": k, "capacity": p["c"][k], "in_progress": c.z[g][k], "service_time_s": p["t"][k],
+            {"chain": k, "capacity": p["c"][k], "in_progress": c.in_progress[g][k], "service_time_s": p["t"][k],
              "measured_service_time_s": (svc[f"{k}:s"] / svc[f"{k}:n"] / 1000) if svc.get(f"{k}:n") else None,
-             "completed": int(svc.get(f"{k}:n", 0)), "waiting": len(c.cq.get((g, k), ()))}
+             "completed": int(svc.get(f"{k}:n", 0)), "waiting": len(c.committed_queues.get((g, k), ()))}
             for k in range(len(p["c"]))])
         return out
 
@@ -381,7 +416,7 @@ class MemoryStore:
     def _op_release(self, cluster: int, lid: str) -> bool:
         c = self._cl(cluster)
         ok = self._release(c, lid, "release")
-        if c.tk:            # as dispatch.lua: expired leases matter only to waiters (acquire sweeps first)
+        if c.tickets:            # as dispatch.lua: expired leases matter only to waiters (acquire sweeps first)
             self._sweep(cluster, c)
             self._drain(cluster, c)
         return ok
@@ -393,9 +428,9 @@ class MemoryStore:
         if lease is None:
             self._drain(cluster, c)
             return {"gone": True}
-        ttl = c.plans[lease["g"]]["ttl_ms"]
-        lease["dl"] = self.now + ttl
-        return {"ttl_ms": ttl, "expires_ms": lease["dl"]}
+        ttl = c.plans[lease.generation]["ttl_ms"]
+        lease.deadline_ms = self.now + ttl
+        return {"ttl_ms": ttl, "expires_ms": lease.deadline_ms}
 
     def _op_sweep(self, cluster: int) -> int:
         c = self._cl(cluster)
@@ -403,7 +438,7 @@ class MemoryStore:
         self._drain(cluster, c)
         return n
 
-    # -- public API (the same as AsyncRedisStore's) --------------------------
+    # -- protocol.DispatchStore (as AsyncRedisStore) ---------------------------
     def _start(self, cluster: int, wait_s: Any, policy: Any, uniform: float | None,
                loop: asyncio.AbstractEventLoop | None) -> tuple[str, dict[str, Any], _Waiter | None, float]:
         wait_s, policy = check_args(wait_s, policy)
@@ -416,22 +451,22 @@ class MemoryStore:
             if d.get("queued"):
                 w = self._waiters[(int(cluster), lid)] = _Waiter(loop)
         if d.get("error") == "no_plan":
-            raise NoPlan(cluster)
+            raise NoAdoptedPlan.for_cluster(cluster)
         if "lease" not in d and not d.get("queued"):
-            raise NotGranted(d.get("position", 1), 0)
+            raise NoFreeChain.after_wait(d.get("position", 1), 0)
         return lid, d, w, wait_s
 
-    def _give_up(self, cluster: int, lid: str, w: _Waiter, d: dict, wait_s: float) -> dict[str, Any]:
+    def _give_up(self, cluster: int, lid: str, w: _Waiter, d: dict, wait_s: float) -> LeaseJSON:
         with self._lock:
             self._waiters.pop((int(cluster), lid), None)
             if w.value is not None:
                 return lease_from_raw(w.value)
             self.now = int(math.floor(self._clock()))
             self._op_cancel(int(cluster), lid)
-        raise NotGranted(d.get("position", 1), wait_s)
+        raise NoFreeChain.after_wait(d.get("position", 1), wait_s)
 
     async def acquire(self, cluster: int, *, wait_s: float = 30.0, policy: str | None = None,
-                      uniform: float | None = None) -> dict[str, Any]:
+                      uniform: float | None = None) -> LeaseJSON:
         lid, d, w, wait_s = self._start(cluster, wait_s, policy, uniform, asyncio.get_running_loop())
         if w is None:
             return lease_from_raw(d)
@@ -461,7 +496,7 @@ class MemoryStore:
                 self._op_cancel(int(cluster), lid)
 
     def acquire_blocking(self, cluster: int, *, wait_s: float = 30.0, policy: str | None = None,
-                         uniform: float | None = None) -> dict[str, Any]:
+                         uniform: float | None = None) -> LeaseJSON:
         lid, d, w, wait_s = self._start(cluster, wait_s, policy, uniform, None)
         if w is None:
             return lease_from_raw(d)
@@ -485,7 +520,7 @@ class MemoryStore:
                 w.keep = True
         return lid, d
 
-    async def granted(self, cluster: int, lid: str) -> dict[str, Any] | None:
+    async def granted(self, cluster: int, lid: str) -> LeaseJSON | None:
         with self._lock:
             w = self._waiters.get((int(cluster), lid))
             if w is None or w.value is None:
@@ -496,7 +531,7 @@ class MemoryStore:
     async def release(self, cluster: int, lease: str) -> bool:
         return self._call("release", int(cluster), str(lease))
 
-    async def renew(self, cluster: int, lease: str) -> dict[str, Any] | None:
+    async def renew(self, cluster: int, lease: str) -> RenewalJSON | None:
         return renewal_from_raw(self._call("renew", int(cluster), str(lease)))
 
     async def state(self, cluster: int) -> dict[str, Any]:
@@ -513,7 +548,7 @@ class MemoryStore:
 
     async def clusters(self) -> list[int]:
         with self._lock:
-            return sorted(k for k, c in self._c.items() if c.cur is not None)
+            return sorted(k for k, c in self._c.items() if c.current_generation is not None)
 
     async def put_token(self, digest: str, cluster: int) -> None:
         self._tokens[digest] = int(cluster)

@@ -17,7 +17,7 @@ import pytest
 
 from serving.dispatch.http import digest
 from serving.dispatch.memory_store import MemoryStore
-from serving.dispatch.plan import chain_specs, compile_snapshot
+from serving.dispatch.snapshot import chain_specs, compile_snapshot
 from serving.dispatch.redis_store import AsyncRedisStore, RedisStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from serving.dispatch.redis_store import NoPlan, NotGranted
+from serving.dispatch.protocol import NoAdoptedPlan, NoFreeChain
 
 from .conftest import TWO, run, snapshot
 
@@ -19,7 +19,7 @@ def test_grants_fastest_free_chain_then_queues_fifo(store_factory):
         assert [l["chain"] for l in leases] == [0, 0, 1, 1, 1]
         assert leases[0]["servers"] == [{"server": "a", "start_block": 0, "num_blocks": 2},
                                         {"server": "b", "start_block": 2, "num_blocks": 3}]
-        with pytest.raises(NotGranted):
+        with pytest.raises(NoFreeChain):
             await s.acquire(1, wait_s=0)
         # three waiters, queued in order; each release hands the freed slot to the oldest
         waiters = []
@@ -78,12 +78,12 @@ def test_unrenewed_lease_expires_and_its_slot_goes_to_the_queue_head(store_facto
 def test_no_plan_and_withdrawn_plan(store_factory):
     async def body():
         s = store_factory()
-        with pytest.raises(NoPlan, match="no adopted plan"):
+        with pytest.raises(NoAdoptedPlan, match="no adopted plan"):
             await s.acquire(5, wait_s=0)
         await s.set_plan(5, snapshot(TWO))
         lease = await s.acquire(5, wait_s=0)
         await s.set_plan(5, None)
-        with pytest.raises(NoPlan):
+        with pytest.raises(NoAdoptedPlan):
             await s.acquire(5, wait_s=0)
         assert await s.release(5, lease["lease"]) is True     # in-flight work still ends cleanly
     run(body())
@@ -104,7 +104,7 @@ def test_waiter_times_out_and_leaves_the_queue(store_factory):
         s = store_factory()
         await s.set_plan(1, snapshot([(["a"], [4], 1.0, 1)]))
         held = await s.acquire(1, wait_s=0)
-        with pytest.raises(NotGranted, match="within 0.2 s"):
+        with pytest.raises(NoFreeChain, match="within 0.2 s"):
             await s.acquire(1, wait_s=0.2)
         st = await s.state(1)
         assert st["queue_length"] == 0 and st["observations"]["timeouts"] == 1
@@ -127,10 +127,10 @@ def test_plan_switch_never_overcommits_a_server(store_factory):
         # b: 6 used of min(6, 10) -> chain 0 of the new plan must wait; c is free
         first = await s.acquire(1, wait_s=0)
         assert first["chain"] == 1
-        with pytest.raises(NotGranted):
+        with pytest.raises(NoFreeChain):
             await s.acquire(1, wait_s=0)
         await s.release(1, old[0]["lease"])       # b: 3 used, limit still 6 (old plan in flight): 3 + 5 > 6
-        with pytest.raises(NotGranted):
+        with pytest.raises(NoFreeChain):
             await s.acquire(1, wait_s=0)
         await s.release(1, old[1]["lease"])       # old plan drained: b's limit is 10
         a, b = await s.acquire(1, wait_s=0), await s.acquire(1, wait_s=0)
@@ -178,7 +178,7 @@ def test_calls_issued_together_keep_every_semantic(store_factory):
         got = await asyncio.gather(*(s.acquire(1, wait_s=0) for _ in range(12)), return_exceptions=True)
         leases = [g for g in got if isinstance(g, dict)]
         assert sorted(l["chain"] for l in leases) == [0, 0, 1, 1, 1]
-        assert sum(isinstance(g, NotGranted) for g in got) == 7
+        assert sum(isinstance(g, NoFreeChain) for g in got) == 7
         assert len({l["lease"] for l in leases}) == 5
         st = await s.state(1)
         assert [c["in_progress"] for c in st["chains"]] == [2, 3]
