@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from serving.dispatch import Hop   # the dispatcher's hop (server, start_block, num_blocks)
 from serving.dispatch.memory_store import MemoryStore
-from serving.dispatch.plan import snapshot_from_document
-from serving.dispatch.redis_store import NotGranted
+from serving.dispatch.protocol import NoFreeChain
+from serving.dispatch.snapshot import snapshot_from_document
 
 
 @dataclass
@@ -54,7 +54,7 @@ class MemoryRoutes:
     def acquire(self, timeout_s: float = 300) -> Grant:
         try:
             lease = self.store.acquire_blocking(MEMORY_CLUSTER, wait_s=timeout_s, policy="jffc")
-        except NotGranted:
+        except NoFreeChain:
             raise TimeoutError(f"no chain free within {timeout_s} s") from None
         hops = [Hop(h["server"], int(h["start_block"]), int(h["num_blocks"])) for h in lease["servers"]]
         return Grant(lease["chain"], hops, lease["waited_s"], lease=lease["lease"])
@@ -74,7 +74,6 @@ class DispatchRoutes:
         self.client = DispatchClient(base_url, cluster, token, auth_scheme=auth_scheme)
 
     def acquire(self, timeout_s: float = 300) -> Grant:
-        from serving.dispatch.client import NoFreeChain
         deadline = time.monotonic() + timeout_s
         while True:   # 503 after wait_s: ask again (rare with a 60 s wait; the retry rejoins the queue's tail)
             lease = self.client.acquire(wait_s=max(1.0, min(60.0, deadline - time.monotonic())))

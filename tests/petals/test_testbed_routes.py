@@ -63,6 +63,6 @@ def test_a_lease_outlives_a_replayed_request():
 
 
 def test_a_malformed_plan_is_named():
-    from serving.dispatch.plan import PlanError
+    from serving.dispatch.snapshot import PlanError
     with pytest.raises(PlanError, match="chain 0"):
         MemoryRoutes({"chains": [{"servers": ["a"], "blocks": [8]}]})
