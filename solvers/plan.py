@@ -1,12 +1,13 @@
 """The plan document (docs/plan-format.md).
 
 A ``PlanResult`` is what an algorithm produces; ``plan_document`` turns it into
-the public JSON shape, adding per-server memory use so a reader can check that
-no server is over its memory.
+the public JSON shape (the typed ``plan_format.PlanDocument``), adding per-server
+memory use so a reader can check that no server is over its memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 
 from .bounds import response_time_bounds
 from .chains import Chain
+from .plan_format import (ABSENT, Absent, Bounds, ChainDoc, Explanation, PlacementRow, PlanDocument,
+                          Simulation)
 from .scenario import Scenario
 from .topology import Placement
 
@@ -33,7 +36,7 @@ class PlanResult:
     tuning: Any = None                     # the c-tuning run (ctuning.TuningResult), for the explanation only
 
 
-def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) -> list[dict[str, Any]]:
+def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) -> list[PlacementRow]:
     """Per used server: memory for blocks, KV slots reserved by the chains, and what is left."""
     model = scenario.model
     index = {s.id: j for j, s in enumerate(scenario.servers)}
@@ -47,63 +50,71 @@ def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) ->
         m = placement.count[j]
         block_mem = model.block_size_gb * m
         cache_mem = model.cache_size_gb * slots_used[j]
-        rows.append({
-            "server": s.id, "start_block": placement.start[j], "num_blocks": m,
-            "memory_gb": s.memory_gb, "block_memory_gb": round(block_mem, 9),
-            "cache_slots": s.cache_slots(m, model), "cache_slots_used": slots_used[j],
-            "cache_memory_gb": round(cache_mem, 9),
-            "free_memory_gb": round(s.memory_gb - block_mem - cache_mem, 9),
-        })
+        rows.append(PlacementRow(
+            server=s.id, start_block=placement.start[j], num_blocks=m,
+            memory_gb=s.memory_gb, block_memory_gb=round(block_mem, 9),
+            cache_slots=s.cache_slots(m, model), cache_slots_used=slots_used[j],
+            cache_memory_gb=round(cache_mem, 9),
+            free_memory_gb=round(s.memory_gb - block_mem - cache_mem, 9)))
     return rows
 
 
 def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -> dict[str, Any]:
-    doc: dict[str, Any] = {"algorithm": result.algorithm, "feasible": result.feasible}
-    if not result.feasible:
-        doc["reason"] = result.reason or "no feasible plan"
-    doc["c"] = result.c
-    placement = result.placement
-    doc["placement"] = memory_use(scenario, placement, result.chains) if placement is not None else []
-    doc["chains"] = [ch.to_dict() for ch in result.chains]
-    total_rate = sum(ch.capacity / ch.service_time_s for ch in result.chains)
-    doc["total_service_rate"] = total_rate
-    doc["total_capacity"] = sum(ch.capacity for ch in result.chains)
+    """The plan document (docs/plan-format.md) of ``result``, built as a ``PlanDocument``."""
     lam = scenario.workload.arrival_rate
+    placement = result.placement
+    total_rate = sum(ch.capacity / ch.service_time_s for ch in result.chains)
+    load: float | None | Absent = ABSENT
     bounds = None
     why_not = bounds_why_not(scenario, result)
     if result.chains:
         bounds = response_time_bounds(result.chains, lam)
-        doc["load"] = bounds.load if math.isfinite(bounds.load) else None
+        load = bounds.load if math.isfinite(bounds.load) else None
     if bounds is not None and why_not is None and bounds.stable:
-        doc["bounds"] = {**bounds.to_dict(), "applies": True, "why_not": None}
+        doc_bounds = Bounds(**bounds.to_dict(), applies=True, why_not=None)
     else:
         if why_not is None:
             why_not = (f"the arrival rate {lam:g} req/s is not below the chains' total service rate "
                        f"{total_rate:.4g} req/s: the queue grows without limit")
-        doc["bounds"] = {"response_time_lower_s": None, "response_time_upper_s": None, "applies": False,
-                         "why_not": why_not}
-    doc["overloaded"], doc["overload_reason"] = overload(scenario, result, total_rate)
+        doc_bounds = Bounds(response_time_lower_s=None, response_time_upper_s=None, applies=False,
+                            why_not=why_not)
+    overloaded, overload_reason = overload(scenario, result, total_rate)
+    unused = None
     if placement is not None:
         used = set(placement.used())
-        doc["unused_servers"] = [s.id for j, s in enumerate(scenario.servers) if j not in used]
-    doc["arrival_rate"] = scenario.workload.arrival_rate
-    if result.dispatch:
-        doc["dispatch"] = result.dispatch
-    if result.simulation is not None:
-        doc["simulation"] = result.simulation
-    doc.update(result.extra)
+        unused = tuple(s.id for j, s in enumerate(scenario.servers) if j not in used)
     limit = physical_limit_s(scenario)
-    doc["physical_limit_s"] = limit
     predicted = None
     if result.simulation is not None:
         predicted = result.simulation.get("mean_response_s")
-    elif doc["bounds"]["applies"]:
-        predicted = doc["bounds"]["response_time_upper_s"]
-    doc["limit_ratio"] = predicted / limit if predicted is not None and limit else None
+    elif doc_bounds.applies:
+        predicted = doc_bounds.response_time_upper_s
+    doc = PlanDocument(
+        algorithm=result.algorithm, feasible=result.feasible,
+        reason=None if result.feasible else result.reason or "no feasible plan",
+        c=result.c,
+        placement=tuple(memory_use(scenario, placement, result.chains)) if placement is not None else (),
+        chains=tuple(chain_doc(ch) for ch in result.chains),
+        total_service_rate=total_rate, total_capacity=sum(ch.capacity for ch in result.chains), load=load,
+        bounds=doc_bounds, overloaded=overloaded, overload_reason=overload_reason, unused_servers=unused,
+        arrival_rate=lam, dispatch=result.dispatch or None,
+        simulation=Simulation.from_dict(result.simulation) if result.simulation is not None else None,
+        extras=dict(result.extra), physical_limit_s=limit,
+        limit_ratio=predicted / limit if predicted is not None and limit else None,
+        explanation=NO_EXPLANATION, solve_time_s=solve_time_s)
     from .explain import explain     # late: explain re-runs GBP-CR/GCA, which import this module's callers
-    doc["explanation"] = explain(scenario, result, doc)
-    doc["solve_time_s"] = solve_time_s
-    return doc
+    explanation = Explanation.from_dict(explain(scenario, result, doc.to_dict()))
+    return dataclasses.replace(doc, explanation=explanation).to_dict()
+
+
+# explain() reads the rest of the document, so the document is first built without its explanation
+NO_EXPLANATION = Explanation(summary=(), servers=(), unused=(), c_choice=None, warnings=())
+
+
+def chain_doc(chain: Chain) -> ChainDoc:
+    """A chain as the document lists it (its mean service time; the per-token terms stay in the solver)."""
+    return ChainDoc(servers=tuple(chain.servers), blocks=tuple(chain.blocks),
+                    service_time_s=chain.service_time_s, capacity=chain.capacity)
 
 
 def bounds_why_not(scenario: Scenario, result: PlanResult) -> str | None:

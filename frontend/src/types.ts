@@ -310,11 +310,17 @@ export interface ScenarioDoc {
   workload: Workload;
 }
 
+// The plan document: solvers/plan_format.py, docs/plan-format.md. tests/solvers/test_plan_format.py checks
+// these interfaces' field names against PlanDocument.json_schema(), and that every field a document may lack
+// is optional here. Some fields the schema requires are optional here too (listed in that test): plans
+// stored by older versions, and hand-made ones, lack them. Index signatures stand for fields a newer writer
+// adds.
+
 export interface PlacementEntry {
   server: string;
   start_block: number;
   num_blocks: number;
-  // memory figures the service may add (all optional)
+  // memory figures (plans stored by older versions lack them)
   memory_gb?: number;
   block_memory_gb?: number;
   cache_memory_gb?: number;
@@ -341,11 +347,29 @@ export interface Simulation {
   mean_service_s: number;
   p50_wait_s?: number | null;
   p95_wait_s?: number | null;
+  p99_wait_s?: number | null;
+  p50_service_s?: number | null;
+  p95_service_s?: number | null;
+  p99_service_s?: number | null;
   response_ci95_s?: number | null;
+  duration_s?: number | null;
+  mean_wait_first_half_s?: number | null;
+  mean_wait_second_half_s?: number | null;
+  warmup_requests?: number;
   chain_utilisation?: Array<number | null>;
   chain_jobs?: number[];
-  response_histogram?: { bin_edges_s: number[]; counts: number[]; overflow: number } | null;
+  response_histogram?: Histogram | null;
+  requests_delayed?: number;         // bprr
+  retries?: number;                  // petals, petals-observed
+  requests_retried?: number;
+  refusals?: number;                 // petals with the deployed client
   [key: string]: unknown;
+}
+
+export interface Histogram {
+  bin_edges_s: number[];
+  counts: number[];
+  overflow: number;
 }
 
 export interface PlanDocument {
@@ -353,7 +377,6 @@ export interface PlanDocument {
   feasible: boolean;
   reason?: string;
   c?: number | null;
-  num_blocks?: number;
   placement: PlacementEntry[];
   chains: PlanChain[];
   total_service_rate?: number | null;
@@ -397,9 +420,14 @@ export interface UnusedExplanation {
   [key: string]: unknown;
 }
 
+export interface CNeighbour {
+  c: number;
+  objective_s: number | null;
+}
+
 export interface CChoice {
   c: number;
-  neighbours: Array<{ c: number; objective_s: number | null }> | Record<string, number | null>;
+  neighbours: CNeighbour[] | Record<string, number | null>;     // a Record in plans stored by older versions
   detail?: string;
 }
 

@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 from solvers import ScenarioError, parse_scenario
 from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
 from solvers.bounds import response_time_curve
-from solvers.chains import Chain
 from solvers.export import RUNTIMES, export_plan, export_text
+from solvers.plan_format import PlanFormatError, read_chains
 
 from ..core.errors import FieldErrors, scenario_error_to_validation
 from ..core.filters import IdFilter, UtcDateTimeFilter
@@ -139,10 +139,11 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
         responses={200: s.CurveSerializer})
     @action(detail=True, methods=["get"])
     def curve(self, request, pk=None):
-        doc = self.get_object().document
-        chains = [Chain(servers=tuple(ch["servers"]), blocks=tuple(ch["blocks"]),
-                        service_time_s=float(ch["service_time_s"]), capacity=int(ch["capacity"]))
-                  for ch in doc.get("chains") or []]
+        # only the chains: a plan stored by an older version, without fields added since, keeps its curve
+        try:
+            chains = [ch.to_chain() for ch in read_chains(self.get_object().document)]
+        except PlanFormatError as exc:
+            raise scenario_error_to_validation(exc, "document") from None
         capacity_rate = sum(ch.capacity / ch.service_time_s for ch in chains)
         rates = _curve_rates(request.query_params, capacity_rate)
         return Response({"points": response_time_curve(chains, rates)})

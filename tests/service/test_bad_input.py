@@ -200,3 +200,18 @@ def test_unsupported_media_type_and_method(api):
     assert r.status_code == 415
     assert api.delete(f"{V1}/jobs/1/").status_code in (404, 405)
     assert api.put(f"{V1}/algorithms/", {}, format="json").status_code == 405
+
+
+def test_curve_reads_a_stored_plans_chains_and_names_a_malformed_one(api, user):
+    """The curve needs only the chains: a plan stored without later fields keeps its curve; a bad chain is a
+    400 naming the field (it was a KeyError, a 500)."""
+    job = Job.objects.create(owner=user, scenario={}, input_scenario={}, algorithms=["proposed"])
+    chain = {"servers": ["a", "b"], "blocks": [6, 4], "service_time_s": 2.0, "capacity": 3}
+    old = Plan.objects.create(job=job, algorithm="proposed", feasible=True,
+                              document={"algorithm": "proposed", "chains": [chain]})
+    r = api.get(f"{V1}/plans/{old.pk}/curve/?rates=0.5,2")
+    assert r.status_code == 200 and [p["stable"] for p in r.json()["points"]] == [True, False]
+    bad = Plan.objects.create(job=job, algorithm="search", feasible=True, document={
+        "algorithm": "search", "chains": [chain, {k: v for k, v in chain.items() if k != "capacity"}]})
+    r = api.get(f"{V1}/plans/{bad.pk}/curve/")
+    assert r.status_code == 400 and fields(r) == {"document.chains[1].capacity"}
