@@ -205,9 +205,11 @@ def _dump(value: Any) -> Any:
 
 # --------------------------------------------------------------------------- the document
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class HopDoc:
-    """One hop of a chain: ``num_blocks`` blocks from ``start_block`` on ``server`` (derived, not in the JSON)."""
+    """One hop of a chain: ``num_blocks`` blocks from ``start_block`` on ``server`` (derived, not in the JSON).
+
+    Also the hop of a dispatcher lease (``serving.dispatch.Hop`` is this class)."""
 
     server: str
     start_block: int

@@ -274,7 +274,7 @@ def deployed_chain_times(plan_doc: dict, samples: dict[tuple[str, int, int], lis
     out = []
     for ch in plan_doc["chains"]:
         t = client_s
-        for h in chain_hops(ch, {}):
+        for h in chain_hops(ch):
             xs = samples[(h.server, h.start_block, h.start_block + h.num_blocks)]
             t += statistics.median(x["setup"] + x["first"] + (l_out - 1) * x["step"] for x in xs)
         out.append(t)
@@ -285,7 +285,7 @@ def probe_system(worker: Worker, plan_doc: dict, peers: dict[str, str], tokens: 
                  reps: int) -> list[list[float]]:
     """Per chain, the service times of whole generations on it while every slot of every chain runs
     one at once (``reps`` rounds)."""
-    chains = [[[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in chain_hops(ch, {})]
+    chains = [[[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in chain_hops(ch)]
               for ch in plan_doc["chains"]]
     got: list[list[float]] = [[] for _ in chains]
     errors: list[str] = []
@@ -319,7 +319,7 @@ def client_overhead(worker: Worker, plan_doc: dict, peers: dict[str, str], token
                     reps: int = 3) -> float:
     """The client's own time per request (embedding, LM head, sampling, the worker's bookkeeping):
     a whole generation on the plan's first chain minus what its hops took (median of ``reps``)."""
-    hops = chain_hops(plan_doc["chains"][0], {})
+    hops = chain_hops(plan_doc["chains"][0])
     chain = [[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in hops]
     out = []
     for r in range(reps):
@@ -343,7 +343,7 @@ def probe_launched(worker: Worker, plan_doc: dict, peers: dict[str, str], tokens
     with its own slots busy and with the whole plan busy, plus the busy plan's spread; the figures
     the report shows)."""
     targets = sorted({(h.server, peers[h.server], h.start_block, h.start_block + h.num_blocks)
-                      for ch in plan_doc["chains"] for h in chain_hops(ch, {})})
+                      for ch in plan_doc["chains"] for h in chain_hops(ch)})
     t_probe = time.monotonic()
     got = probe_hops(worker, targets, tokens, reps, 1, tag=tag)
     alone = {(srv, a, b): got[(srv, b - a)] for srv, _p, a, b in targets}

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from serving.dispatch import Hop   # the dispatcher's hop (server, start_block, num_blocks)
 from serving.dispatch.memory_store import MemoryStore
 from serving.dispatch.protocol import NoFreeChain
 from serving.dispatch.snapshot import snapshot_from_document
+from solvers.plan_format import ChainDoc
 
 
 @dataclass
@@ -25,13 +27,9 @@ class Grant:
     lease: object = None
 
 
-def chain_hops(plan_chain: dict, placement: dict[str, dict]) -> list[Hop]:
-    """A plan chain's servers with the block range each runs (consecutive, from block 0)."""
-    hops, start = [], 0
-    for server, n in zip(plan_chain["servers"], plan_chain["blocks"]):
-        hops.append(Hop(server, start, int(n)))
-        start += int(n)
-    return hops
+def chain_hops(plan_chain: Mapping[str, Any]) -> list[Hop]:
+    """A plan document's chain as its hops (server, start_block, num_blocks), read by the typed plan format."""
+    return list(ChainDoc.from_dict(plan_chain).hops())
 
 
 # A lease of the in-process store is never renewed, so it must outlive any replayed request (the

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Protocol, TypedDict, runtime_checkable
 
 from solvers.dispatch_policy import live_policy
+from solvers.plan_format import HopDoc as Hop   # a lease hop is a plan chain's hop
 
 __all__ = ["DispatchStore", "SyncDispatchStore", "DispatchError", "InvalidRequest", "NoAdoptedPlan",
            "NoFreeChain", "LeaseGone", "error_from_http", "Hop", "Lease", "LeaseJSON", "RenewalJSON",
@@ -146,13 +147,6 @@ class LeaseJSON(TypedDict):
 class RenewalJSON(TypedDict):
     ttl_s: float
     expires_at: str
-
-
-@dataclass(frozen=True)
-class Hop:
-    server: str
-    start_block: int
-    num_blocks: int
 
 
 @dataclass

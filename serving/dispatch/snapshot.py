@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from solvers.dispatch_policy import LIVE_POLICIES, live_policy, ranking
+from solvers.plan_format import ChainDoc, PlanFormatError, read_chains
 
 POLICIES = LIVE_POLICIES         # the policies a snapshot may name (the live dispatcher's)
 DEFAULT_TTL_S = 30.0
@@ -31,35 +31,23 @@ class PlanError(ValueError):
     """The plan cannot be dispatched to (names the problem)."""
 
 
-@dataclass(frozen=True)
-class ChainSpec:
-    servers: tuple[str, ...]
-    blocks: tuple[int, ...]
-    service_time_s: float
-    capacity: int
+# A chain as the stores need it is the plan document's chain (servers, blocks, service time, capacity).
+ChainSpec = ChainDoc
 
 
-def chains_from_document(doc: Mapping[str, Any]) -> list[ChainSpec]:
-    chains = doc.get("chains")
-    if not isinstance(chains, list) or not chains:
+def chains_from_document(doc: Mapping[str, Any]) -> list[ChainDoc]:
+    """The chains of a plan document, read by the typed plan format (solvers.plan_format)."""
+    try:
+        chains = read_chains(doc)
+    except PlanFormatError as exc:
+        raise PlanError(f"the plan is malformed: {exc}") from None
+    if not chains:
         raise PlanError("the plan has no chains to dispatch to (an algorithm that routes per request "
                         "cannot be dispatched by chainplan)")
-    out = []
-    for k, ch in enumerate(chains):
-        try:
-            servers = tuple(str(s) for s in ch["servers"])
-            blocks = tuple(int(b) for b in ch["blocks"])
-            t = float(ch["service_time_s"])
-            c = int(ch["capacity"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PlanError(f"chain {k} of the plan is malformed: {exc}") from None
-        if len(servers) != len(blocks) or not servers:
-            raise PlanError(f"chain {k}: servers and blocks differ in length")
-        out.append(ChainSpec(servers, blocks, t, c))
-    return out
+    return list(chains)
 
 
-def compile_snapshot(plan_id: int | str | None, chains: Sequence[ChainSpec], *, policy: str = "jffc",
+def compile_snapshot(plan_id: int | str | None, chains: Sequence[ChainDoc], *, policy: str = "jffc",
                      ttl_s: float = DEFAULT_TTL_S) -> dict[str, Any]:
     """The store's form of a plan (see dispatch.lua): everything the hot path needs precomputed."""
     try:
@@ -79,15 +67,14 @@ def compile_snapshot(plan_id: int | str | None, chains: Sequence[ChainSpec], *, 
             raise PlanError(f"chain {k}: capacity must be >= 0, got {ch.capacity}")
         times.append(t)
         caps.append(int(ch.capacity))
-        start = 0
         hk, ok = [], []
-        for server, m in zip(ch.servers, ch.blocks):
+        for hop in ch.hops():
+            m = int(hop.num_blocks)
             if m <= 0:
-                raise PlanError(f"chain {k}: hop {server!r} runs {m} blocks")
-            hk.append([server, int(m)])
-            ok.append({"server": server, "start_block": start, "num_blocks": int(m)})
-            L[server] = L.get(server, 0) + int(m) * int(ch.capacity)
-            start += m
+                raise PlanError(f"chain {k}: hop {hop.server!r} runs {m} blocks")
+            hk.append([hop.server, m])
+            ok.append({"server": hop.server, "start_block": int(hop.start_block), "num_blocks": m})
+            L[hop.server] = L.get(hop.server, 0) + m * int(ch.capacity)
         hops.append(hk)
         out.append(json.dumps(ok, separators=(",", ":")))
     if sum(caps) == 0:
@@ -112,6 +99,7 @@ def snapshot_from_document(plan_id: int | str | None, doc: Mapping[str, Any], *,
     return compile_snapshot(plan_id, chains_from_document(doc), policy=policy, ttl_s=ttl_s)
 
 
-def chain_specs(items: Iterable[tuple[Sequence[str], Sequence[int], float, int]]) -> list[ChainSpec]:
+def chain_specs(items: Iterable[tuple[Sequence[str], Sequence[int], float, int]]) -> list[ChainDoc]:
     """Shorthand for tests and tools: (servers, blocks, service_time_s, capacity) tuples."""
-    return [ChainSpec(tuple(s), tuple(b), float(t), int(c)) for s, b, t, c in items]
+    return [ChainDoc(servers=tuple(str(x) for x in s), blocks=tuple(int(x) for x in b), service_time_s=float(t),
+                     capacity=int(c)) for s, b, t, c in items]
