@@ -5,7 +5,6 @@ A database of these tests' own and a key per test, so no other test's keys are t
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
@@ -13,17 +12,12 @@ import pytest
 
 from planner_app.core.beat import RedisBeatLock
 
-redis = pytest.importorskip("redis")
-URL = os.environ.get("CHAINPLAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+from .live import OWN_REDIS_URL as URL, own_redis
 
 
 @pytest.fixture
 def key():
-    client = redis.Redis.from_url(URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {URL}: {exc}")
+    client = own_redis()
     name = f"chainplan-test-{uuid.uuid4().hex[:8]}:beat-lock"
     yield name
     client.delete(name)

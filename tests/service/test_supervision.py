@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .live import free_port
+from .live import OWN_REDIS_URL, free_port, own_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -139,22 +139,13 @@ def test_killed_worker_is_noticed_and_beat_is_single(tmp_path):
         stop_serve(serve, var)
 
 
-# Redis: a database of these tests' own, and a beat-lock prefix per test, so no other test's keys are touched.
-REDIS_TEST_URL = os.environ.get("CHAINPLAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
-
-
 @pytest.fixture
 def redis_serve(tmp_path):
-    """(env, Redis client, lock key) for serve.sh on Redis; the key is deleted afterwards."""
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {REDIS_TEST_URL}: {exc}")
+    """(env, Redis client, lock key) for serve.sh on a Redis database and beat-lock prefix of its own."""
+    client = own_redis()
     prefix = f"chainplan-test-{uuid.uuid4().hex[:8]}"
     var, port = tmp_path / "var", free_port()
-    env = {**env_for(var, port), "REDIS_URL": REDIS_TEST_URL, "CHAINPLAN_BEAT_LOCK_PREFIX": prefix,
+    env = {**env_for(var, port), "REDIS_URL": OWN_REDIS_URL, "CHAINPLAN_BEAT_LOCK_PREFIX": prefix,
            "CHAINPLAN_WEB_PROCESSES": "1"}
     yield env, client, f"{prefix}:beat-lock"
     client.delete(f"{prefix}:beat-lock")
