@@ -10,8 +10,12 @@ class PlannerAppConfig(AppConfig):
         from .core.fields import install_strict_types
         install_strict_types()
         from .probe import schema  # noqa: F401  (registers the OpenAPI auth extension)
-        # re-planning: schedule <-> periodic task clean-up, re-plans on server edits, and the
-        # runner of re-plan jobs registered with planning (planning does not import re-planning)
+        # re-planning computes and judges re-plan jobs; planning runs them through this runner
+        # (planning does not import re-planning)
+        from .planning.services import register_replan_runner
+        from .replanning.services import REPLAN_RUNNER
+        register_replan_runner(REPLAN_RUNNER)
+        # re-planning: schedule <-> periodic task clean-up, and re-plans on server edits
         from .replanning import signals  # noqa: F401
         # dispatch: an adoption (by a user or by re-planning) is pushed to the live dispatcher
         from .dispatch import signals as dispatch_signals  # noqa: F401,F811

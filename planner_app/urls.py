@@ -15,10 +15,10 @@ from .core import views as core
 from .dispatch import views as dispatch
 from .planning import views as planning
 from .probe import views as probe
-from .replanning import imports as replanning_imports, views as replanning
+from .replanning import ingest as replanning_ingest, views as replanning
 
 
-class ClusterViewSet(replanning_imports.ClusterImportActions, replanning.ClusterReplanningActions, probe.ClusterProbeActions,
+class ClusterViewSet(replanning_ingest.ClusterImportActions, replanning.ClusterReplanningActions, probe.ClusterProbeActions,
                      dispatch.ClusterDispatchActions, catalog.ClusterViewSet):
     # /clusters/: catalog (CRUD, import, export); re-planning (adopted-plan, adoptions, candidates, apply,
     # observed-load, replan, schedules); probe (servers/{server_id}/probe-token); dispatch (dispatch/tokens,

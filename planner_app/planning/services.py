@@ -16,8 +16,8 @@ Job execution is built so that a job is never lost and never half-written:
   died) and re-sends queued jobs whose message may have been lost.
 
 A re-plan job (one with a ``trigger``) is computed and judged by the re-planning
-domain, which registers itself here (``register_replan_runner``): planning does not
-import it.
+domain, whose runner ``PlannerAppConfig.ready`` registers here
+(``register_replan_runner``): planning does not import it.
 """
 
 from __future__ import annotations
@@ -102,6 +102,21 @@ def job_create(owner, *, scenario: dict[str, Any], input_scenario: dict[str, Any
                              enqueued_at=timezone.now(), progress_message="waiting for a worker", **replan_fields)
     transaction.on_commit(lambda: enqueue_job(job))
     return job
+
+
+def job_create_imported(owner, *, scenario: dict[str, Any], input_scenario: dict[str, Any], document: dict[str, Any],
+                        options: dict[str, Any], reason: str, cluster: Cluster | None = None,
+                        model: ModelSpec | None = None) -> tuple[Job, Plan]:
+    """Store a plan that was not computed here (a runtime's observed placement) as a finished job with that one
+    plan, so that it reads, is listed and can be adopted like any other; no worker is involved."""
+    now = timezone.now()
+    job = Job.objects.create(
+        owner=owner, cluster=cluster, model=model, scenario=scenario, input_scenario=input_scenario,
+        algorithms=[document["algorithm"]], options=options, status=JobStatus.SUCCEEDED, progress_fraction=1.0,
+        progress_message="imported", reason=reason, enqueued_at=now, started_at=now, finished_at=now)
+    plan_row = _plan_row(job, document)
+    plan_row.save()
+    return job, plan_row
 
 
 def job_cancel(job: Job, by: str) -> Job:

@@ -68,6 +68,21 @@ class PgDatabase:
             return conn.execute(sql, params).fetchall()
 
 
+# Redis for tests that need keys of their own (the beat lock): a database no other test uses.
+OWN_REDIS_URL = os.environ.get("CHAINPLAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+def own_redis():
+    """A client of OWN_REDIS_URL, or the test is skipped when Redis is not there."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(OWN_REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"no Redis at {OWN_REDIS_URL}: {exc}")
+    return client
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

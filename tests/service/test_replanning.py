@@ -7,6 +7,7 @@ import json
 import pytest
 from django_celery_beat.models import PeriodicTask
 
+from planner_app.core.validation import parse_scenario_document
 from planner_app.probe import services as probe_services
 from planner_app.replanning import services
 from planner_app.models import Cluster, Job, Plan, PlanAdoption, ReplanSchedule, Server
@@ -331,7 +332,7 @@ def test_a_replan_is_judged_by_the_bound_it_was_chosen_by(api, cluster):
     job = replan(api, cluster["id"])
     assert job["status"] == "succeeded", job
     plan = Plan.objects.get(pk=job["plans"][0]["id"])
-    scenario = services.parse_scenario_document(job["scenario"], "")
+    scenario = parse_scenario_document(job["scenario"], "")
     index = {s.id: j for j, s in enumerate(scenario.servers)}
     chains = [make_chain(scenario, [(index[sid], int(m)) for sid, m in zip(ch["servers"], ch["blocks"])],
                          int(ch["capacity"])) for ch in plan.document["chains"]]
