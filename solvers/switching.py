@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .algorithms import PlanOptions
+from .bounds import response_time_bounds
 from .ctuning import memory_shortfall, tune_c
 from .plan import PlanResult, plan_document
+from .plan_format import read_chains
 from .proposed import chains_of
 from .scenario import Scenario
-from .topology import Placement
+from .topology import Placement, make_chain
 
 
 def ranges_of(plan_doc: dict[str, Any] | None) -> dict[str, tuple[int, int]]:
@@ -92,6 +94,26 @@ def replan(scenario: Scenario, adopted_plan: dict[str, Any] | None, delta: float
         options.report(0.95, f"proposed: simulating {options.simulate_requests} requests")
         result.simulation = simulate_result(scenario, result, options.simulate_requests, options.seed)
     return plan_document(scenario, result, solve_time)
+
+
+def retimed_lower_bound(scenario: Scenario, plan_doc: dict[str, Any]) -> tuple[float | None, list[str]]:
+    """Lower bound on the mean response of a plan document's chains, re-timed on ``scenario``'s servers.
+
+    Re-planning chooses ``c`` by this bound (``replan``), so a candidate is judged against the adopted plan by the
+    same one: judging by the upper bound would reject plans for a figure the search never looked at.
+
+    Returns (the bound, or None when the chains are unstable at the scenario's load or there are none; the plan's
+    servers missing from the scenario, in which case the bound is None too).
+    """
+    chains = read_chains(plan_doc)
+    index = {s.id: j for j, s in enumerate(scenario.servers)}
+    missing = sorted({sid for ch in chains for sid in ch.servers if sid not in index})
+    if missing or not chains:
+        return None, missing
+    retimed = [make_chain(scenario, [(index[sid], m) for sid, m in zip(ch.servers, ch.blocks)], ch.capacity)
+               for ch in chains]
+    bounds = response_time_bounds(retimed, scenario.workload.arrival_rate)
+    return (bounds.lower_s if bounds.stable else None), missing
 
 
 def _chain_key(ch: dict[str, Any]) -> tuple:
