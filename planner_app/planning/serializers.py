@@ -228,7 +228,7 @@ class DisjointSerializer(serializers.Serializer):
 
 
 class ExportSerializer(serializers.Serializer):
-    """One plan exported to one runtime (solvers/export.py; docs/runtimes.md)."""
+    """One plan exported to one runtime (solvers/export/; docs/runtimes.md)."""
 
     runtime = serializers.ChoiceField(["petals", "vllm", "sglang", "llama.cpp", "parallax", "exo"])
     model_path = serializers.CharField(help_text="what the runtime loads (Hugging Face id, local path, GGUF file)")
