@@ -218,6 +218,8 @@ class CurveSerializer(serializers.Serializer):
 
 class CommandsSerializer(serializers.Serializer):
     commands = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(child=serializers.CharField(),
+                                     help_text="flags left out and why (e.g. no scenario to size the cache from)")
 
 
 class DisjointSerializer(serializers.Serializer):

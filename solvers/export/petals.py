@@ -1,9 +1,9 @@
 """PETALS: one ``run_server`` per server holding blocks; a server serves every chain through it, so any plan
 runs as planned.
 
-Every PETALS command chainplan prints comes from here: the export (CLI and ``GET /plans/{id}/export/``), the
-plan page's and the re-planning view's launch commands (``petals_commands``), the testbed's swarm
-(``petals_server_specs``) and its hand-made servers (``run_server_flags``).
+Every PETALS command chainplan prints for a plan comes from here: the export (CLI and
+``GET /plans/{id}/export/``), the plan page's and the re-planning view's launch commands (``petals_launch``,
+``petals_commands``) and the testbed's swarm (``petals_server_specs``).
 """
 
 from __future__ import annotations
