@@ -26,7 +26,7 @@ class _Infeasible(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .api import ALGORITHMS
+    from .runner import ALGORITHMS
     from .ctuning import C_OBJECTIVES
     from .export import RUNTIMES
 
@@ -191,7 +191,7 @@ def _load_scenario(path: str, hf_config: str | None):
 
 
 def _plan(scenario, args, simulate: int = 0, seed: int = 1) -> dict[str, Any]:
-    from .api import plan
+    from .runner import plan
     extra = {"petals_client": args.petals_client} if args.algorithm == "petals" else {}
     return plan(scenario, args.algorithm, c=args.c, simulate_requests=simulate, seed=seed,
                 time_limit_s=args.time_limit, c_objective=args.objective, **extra)
@@ -364,7 +364,7 @@ def _export(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .api import ALGORITHMS
+    from .runner import ALGORITHMS
 
     if args.command == "algorithms":
         for name, description in sorted(ALGORITHMS.items()):

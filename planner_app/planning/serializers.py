@@ -8,7 +8,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
+from solvers.runner import ALGORITHMS, DEFAULT_ALGORITHMS
 
 from ..catalog.models import Cluster, ModelSpec
 from ..catalog.selectors import cluster_scenario_document

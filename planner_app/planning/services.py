@@ -37,7 +37,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from solvers import Scenario, ScenarioError, parse_scenario
-from solvers.api import feasibility_error, plan
+from solvers.runner import feasibility_error, plan
 from solvers.export import petals_launch
 
 from ..catalog.models import Cluster, ModelSpec

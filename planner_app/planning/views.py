@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from solvers import ScenarioError, parse_scenario
-from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
+from solvers.runner import ALGORITHMS, DEFAULT_ALGORITHMS
 from solvers.bounds import response_time_curve
 from solvers.chains import Chain
 from solvers.export import RUNTIMES, export_plan, export_text
