@@ -362,6 +362,13 @@ def _export(args) -> int:
     return EXIT_OK
 
 
+def _cache_sizing(model) -> str:
+    """``; KV cache sized for N tokens (source)`` when the cache size was derived from the architecture."""
+    if model.cache_tokens is None:
+        return ""
+    return f"; KV cache sized for {model.cache_tokens} tokens per job, from {model.cache_tokens_source}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .runner import ALGORITHMS
@@ -377,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             print(json.dumps(scenario.to_dict(), indent=2))
             print(f"{args.scenario}: valid ({len(scenario.servers)} servers, "
-                  f"{scenario.model.num_blocks} blocks)", file=sys.stderr)
+                  f"{scenario.model.num_blocks} blocks{_cache_sizing(scenario.model)})", file=sys.stderr)
             return EXIT_OK
         doc = _plan(scenario, args, args.simulate, args.seed)
     except ScenarioError as exc:

@@ -49,7 +49,9 @@ def plan_sizes(plan_doc: dict[str, Any], scenario: Any | None) -> Sizes:
     if scenario is not None:
         model = scenario.model
         arch = model.architecture
-        max_tokens = scenario.workload.max_tokens or (arch.max_seq_len if arch else None)
+        # the tokens the plan sized each KV slot for (model.cache_tokens), or the architecture's length when the
+        # cache size was given outright
+        max_tokens = scenario.workload.max_tokens or model.cache_tokens or (arch.max_seq_len if arch else None)
         return Sizes(model.block_size_gb, model.cache_size_gb, model.num_blocks, max_tokens,
                      arch.dtype if arch else None, arch.kv_dtype if arch else None, model.name)
     # the plan document's memory table still gives s_m and s_c
