@@ -41,7 +41,7 @@ REFERENCE_SIZES = [50, 100, 200]
 
 
 def run_point(J: int, load: str, reference: bool, objective: str = "lower-bound") -> dict:
-    from solvers.api import plan
+    from solvers.runner import plan
     from solvers.instances import paper_scenario
 
     rate = dict(LOADS)[load](J)
@@ -128,7 +128,7 @@ def write_report(rows: list[dict], out: Path, load_before: str, load_after: str)
         "",
         "Instances: BLOOM-176B (L = 70), 20 % 40 GB / 80 % 20 GB servers, RIPE Atlas RTTs, seed 1. "
         "Time covers c-tuning over every feasible c with GBP-CR, GCA and the lower bound "
-        "(`solvers.api.plan`, scenario already parsed). Peak RSS is the whole process's.",
+        "(`solvers.runner.plan`, scenario already parsed). Peak RSS is the whole process's.",
         "",
         "The c objective is the default lower bound, whose pruning is exact (a c is skipped only when its fastest "
         "chain is already slower than the best bound found); the last rows use the upper bound, which cannot prune, "
@@ -143,7 +143,7 @@ def write_report(rows: list[dict], out: Path, load_before: str, load_after: str)
     lines += ["", "## The default algorithm `search` (same instances, default budget 1 s for the whole run)", "",
               "Targets: J = 1,000 under 2 s, J = 10,000 under 60 s. *algorithm* is the plan's `solve_time_s` (the "
               "search itself, bounded by its budget except for the paper's method, which always runs in full); "
-              "*its proposed part* is `search_steps.proposed_s`; *whole call* is `solvers.api.plan` end to end, "
+              "*its proposed part* is `search_steps.proposed_s`; *whole call* is `solvers.runner.plan` end to end, "
               "which also builds the plan document and its explanation (what-ifs for unused servers, 0.5 s budget).", "",
               "| J | lambda (req/s) | algorithm (s) | its proposed part (s) | whole call (s) | cut short by budget | c | lower bound (s) | proposed's lower bound (s) | gain |",
               "|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|"]

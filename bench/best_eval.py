@@ -26,7 +26,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from solvers.api import plan  # noqa: E402
+from solvers.runner import plan  # noqa: E402
 from solvers.ctuning import tune_c  # noqa: E402
 from solvers.instances import paper_scenario  # noqa: E402
 

@@ -40,7 +40,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from solvers.api import plan  # noqa: E402
+from solvers.runner import plan  # noqa: E402
 from solvers.bounds import bounds_from_rates  # noqa: E402
 from solvers.ctuning import tune_c  # noqa: E402
 from solvers.scenario import Scenario, parse_scenario  # noqa: E402

@@ -16,7 +16,7 @@ a. Simulation study: BLOOM-176B on solvers.instances.paper_scenario (two server
    Poisson arrivals, exponential job sizes; proposed (the paper's method),
    `search` (the default algorithm, solvers/search.py, with its default budget),
    PETALS (faithful: random join order from the seed, autograd reserve), BPRR,
-   whole-model, and the anchors `parallax` and `exo` (solvers/baselines/anchors.py),
+   whole-model, and the anchors `parallax` and `exo` (solvers/baselines/parallax.py, exo.py),
    each simulated under its own dispatch.
 b. Testbed: 3 x 40 GB A100 + 6 x 20 GB MIG slices, LLaMA-2-7B, the first 1000
    requests of the Azure code trace replayed with their token counts.
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 import paper_report  # noqa: E402  (bench/paper_report.py: tables, plots, the markdown file)
 
 from solvers.algorithms import REGISTRY, PlanOptions  # noqa: E402
-from solvers.api import plan  # noqa: E402  (also registers the baselines)
+from solvers.runner import plan  # noqa: E402  (also registers the baselines)
 from solvers.baselines.bprr import WsrrPolicy, bprr_placement  # noqa: E402
 from solvers.baselines.common import run_slot_policy  # noqa: E402
 from solvers.baselines.petals import PetalsPolicy, petals_placement  # noqa: E402

@@ -103,7 +103,7 @@ def main() -> None:
 
     budget_rows = []
     if args.long_budget is not None:
-        from solvers.api import plan
+        from solvers.runner import plan
         open_cells = sorted({(r["J"], r["eta"]) for r in rows if r["verdict"] == "not excluded by this bound"})
         for J, eta in open_cells:
             for sd in range(args.seeds):

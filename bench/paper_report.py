@@ -282,7 +282,7 @@ def summary(agg: dict, grid: list[dict], tb: dict, labels: list[str], k: float, 
            "implementations: the paper's method `proposed` (GBP-CR + GCA + JFFC, c tuned by the lower bound), the "
            "default algorithm `search` (solvers/search.py), the baselines PETALS (faithful: random join order, "
            "autograd reserve), CG-BPRR and whole-model, and the anchors `parallax` and `exo` "
-           "(solvers/baselines/anchors.py), each under its own dispatch in the event simulator. In the BLOOM-176B "
+           "(solvers/baselines/parallax.py, exo.py), each under its own dispatch in the event simulator. In the BLOOM-176B "
            f"simulation study (J 10-40 x eta 0.1-0.4, lambda = 0.2 req/s, {seeds} seeds x {requests} requests per "
            f"cell, {n} cells) `search` changed the mean response time by {_range(agg, 'search_red_petals')} against "
            f"PETALS ({_wtl(agg, 'search_red_petals')} of {n} cells by the paired 95 % CI), "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from solvers.api import plan  # noqa: E402
+from solvers.runner import plan  # noqa: E402
 from solvers.instances import paper_scenario  # noqa: E402
 
 VARIANTS = {"faithful (random order, reserve)": {}, "scenario order": {"petals_join_order": "scenario"},

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from solvers.api import plan  # noqa: E402
+from solvers.runner import plan  # noqa: E402
 from solvers.instances import tiny_instance  # noqa: E402
 from solvers.oracle import exhaustive_optimum  # noqa: E402
 

@@ -3,7 +3,7 @@
 Framework-free (no Django).  Entry points:
 
 - ``parse_scenario`` / ``load_scenario``: validated scenario model
-- ``solvers.api.plan``: run one algorithm on a scenario, returning the plan document
+- ``solvers.runner.plan``: run one algorithm on a scenario, returning the plan document
 - ``solvers.plan_format``: the plan document, typed (standard library only)
 - ``python -m solvers``: command line
 

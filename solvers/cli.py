@@ -26,7 +26,7 @@ class _Infeasible(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .api import ALGORITHMS
+    from .runner import ALGORITHMS
     from .ctuning import C_OBJECTIVES
     from .export import RUNTIMES
 
@@ -191,7 +191,7 @@ def _load_scenario(path: str, hf_config: str | None):
 
 
 def _plan(scenario, args, simulate: int = 0, seed: int = 1) -> dict[str, Any]:
-    from .api import plan
+    from .runner import plan
     extra = {"petals_client": args.petals_client} if args.algorithm == "petals" else {}
     return plan(scenario, args.algorithm, c=args.c, simulate_requests=simulate, seed=seed,
                 time_limit_s=args.time_limit, c_objective=args.objective, **extra)
@@ -362,9 +362,16 @@ def _export(args) -> int:
     return EXIT_OK
 
 
+def _cache_sizing(model) -> str:
+    """``; KV cache sized for N tokens (source)`` when the cache size was derived from the architecture."""
+    if model.cache_tokens is None:
+        return ""
+    return f"; KV cache sized for {model.cache_tokens} tokens per job, from {model.cache_tokens_source}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .api import ALGORITHMS
+    from .runner import ALGORITHMS
 
     if args.command == "algorithms":
         for name, description in sorted(ALGORITHMS.items()):
@@ -377,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             print(json.dumps(scenario.to_dict(), indent=2))
             print(f"{args.scenario}: valid ({len(scenario.servers)} servers, "
-                  f"{scenario.model.num_blocks} blocks)", file=sys.stderr)
+                  f"{scenario.model.num_blocks} blocks{_cache_sizing(scenario.model)})", file=sys.stderr)
             return EXIT_OK
         doc = _plan(scenario, args, args.simulate, args.seed)
     except ScenarioError as exc:

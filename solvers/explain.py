@@ -390,6 +390,16 @@ def _c_sentence(c_choice: dict[str, Any], tuned: bool, plan_lower: float | None)
 # the explanation
 # ---------------------------------------------------------------------------
 
+def _cache_sizing_sentence(scenario: Scenario) -> str | None:
+    """Says what the KV cache per job was sized for when neither the workload nor the model stated a length."""
+    model = scenario.model
+    if model.cache_tokens_source not in ("workload.input_tokens + output_tokens",
+                                         "the family's documented context length"):
+        return None
+    return (f"KV cache sized for {model.cache_tokens} tokens per job, from {model.cache_tokens_source} "
+            "(neither workload.max_tokens nor the model's config gives a longest sequence).")
+
+
 def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = WHATIF_BUDGET_S) -> dict[str, Any]:
     """The ``explanation`` of a plan document ``doc`` built from ``result`` (see the module docstring)."""
     placement = result.placement
@@ -466,5 +476,8 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
         summary.append(text + (": " + "; ".join(unused_notes) if unused_notes else "") + ".")
     if c_choice is not None:
         summary.append(_c_sentence(c_choice, tuned, lower))
+    sizing = _cache_sizing_sentence(scenario)
+    if sizing:
+        summary.append(sizing)
     summary.extend(w[0].upper() + w[1:] + "." for w in warnings[:3])
     return {"summary": summary, "servers": servers, "unused": unused, "c_choice": c_choice, "warnings": warnings}

@@ -38,9 +38,20 @@ MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_exp
 
 _DTYPES = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "float": "fp32"}
 
+# The context length each family documents, for a config that states none (BLOOM's own config.json has no
+# max_position_embeddings: ALiBi sets no hard limit).  BLOOM and the first Falcons were trained at 2048 tokens
+# (their model cards); otherwise the default of the family's transformers config class.  Used only when the
+# workload gives neither max_tokens nor token lengths (scenario.cache_tokens).
+CONTEXT_LENGTHS: dict[str, int] = {"llama": 2048, "mistral": 4096 * 32, "qwen2": 32768, "bloom": 2048,
+                                   "falcon": 2048, "gpt_neox": 2048}
+
 # tie_word_embeddings defaults of each family's config class (the LM head is then no extra weight)
 _TIED_DEFAULT = {"llama": False, "mistral": False, "qwen2": False, "bloom": True, "falcon": True,
                  "gpt_neox": False}
+
+
+_NO_LENGTH = ("; the KV cache is sized for workload.max_tokens, else the workload's input + output tokens, else "
+              "the family's documented context length")
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,11 @@ class HFDerivation:
     embedding_params: int           # input embeddings (held by the client / first stage, not by blocks)
     lm_head_params: int             # 0 when tied to the embeddings
     notes: tuple[str, ...]
+
+    @property
+    def context_length(self) -> int:
+        """The longest sequence: the config's own length key, else the family's documented one."""
+        return self.architecture.max_seq_len or CONTEXT_LENGTHS[self.family]
 
     @property
     def params_per_block(self) -> int:
@@ -68,7 +84,8 @@ class HFDerivation:
                 "params_per_block": self.params_per_block, "embedding_params": self.embedding_params,
                 "lm_head_params": self.lm_head_params, "total_params": self.total_params,
                 "block_size_gb": self.architecture.block_size_gb,
-                "kv_bytes_per_token_per_block": self.architecture.kv_bytes_per_token(), "notes": list(self.notes)}
+                "kv_bytes_per_token_per_block": self.architecture.kv_bytes_per_token(),
+                "context_length": self.context_length, "notes": list(self.notes)}
 
 
 def looks_like_hf_config(doc: dict[str, Any]) -> bool:
@@ -223,7 +240,7 @@ def derive_hf_config(cfg: Any, where: str = "hf_config") -> HFDerivation:
         extra += 2 * 2 * d                                    # two LayerNorms (weight + bias)
         max_seq = r.int("seq_length", default=None)
         notes.append("ALiBi positions: no hard length limit" + (f"; trained with seq_length={max_seq}"
-                                                                 if max_seq else "; give workload.max_tokens"))
+                                                                 if max_seq else _NO_LENGTH))
     elif family == "falcon":
         new_arch = r.bool("new_decoder_architecture", model_type.lower() == "refinedweb")
         multi_query = r.bool("multi_query", True)
@@ -263,7 +280,7 @@ def derive_hf_config(cfg: Any, where: str = "hf_config") -> HFDerivation:
     if family not in ("llama", "mistral", "qwen2") and d % heads:
         raise ScenarioError(FieldError(f"{where}.hidden_size", f"{d} is not a multiple of {heads} heads"))
     if max_seq is None and family != "bloom":
-        notes.append("no max_position_embeddings: give workload.max_tokens to size the KV cache")
+        notes.append("no max_position_embeddings" + _NO_LENGTH)
     act = cfg.get("hidden_act", cfg.get("activation_function"))
     if family in ("llama", "mistral", "qwen2") and act not in (None, "silu", "swish"):
         notes.append(f"hidden_act={act!r}: the FFN is still gated (three projections) as {family} builds it")

@@ -149,6 +149,10 @@ class Model:
     cache_size_gb: float
     flops_per_token_gflops: float | None = None
     architecture: Architecture | None = None
+    # when cache_size_gb was derived from the architecture: the tokens one KV slot holds, and where that came
+    # from (one of CACHE_TOKEN_SOURCES); not part of the model's identity
+    cache_tokens: int | None = field(default=None, compare=False)
+    cache_tokens_source: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -398,26 +402,46 @@ def _kv_default(dtype: str | None) -> str:
     return dtype if dtype in ("fp16", "bf16", "fp32") else "fp16"
 
 
+CACHE_TOKEN_SOURCES = ("workload.max_tokens", "model.architecture.max_seq_len",
+                       "workload.input_tokens + output_tokens", "the family's documented context length")
+
+
+def cache_tokens(max_tokens: int | None, max_seq_len: int | None, mean_tokens: float | None,
+                 context_length: int | None) -> tuple[int, str] | None:
+    """The tokens one KV slot is sized for, and which source gave them (``CACHE_TOKEN_SOURCES``, in order).
+
+    The workload's own cap first; then the length the architecture states (max_position_embeddings, a preset's
+    max_seq_len), which every job fits; then a mean job's length, when the model states none (BLOOM: ALiBi has
+    no limit); last the context length the model's family documents.  None when nothing gives one.
+    """
+    for tokens, source in zip((max_tokens, max_seq_len, mean_tokens, context_length), CACHE_TOKEN_SOURCES):
+        if tokens is not None and tokens > 0:
+            return math.ceil(tokens), source
+    return None
+
+
 def _resolve_model(doc: ModelDoc, workload: WorkloadDoc, errors: list[FieldError],
-                   hf_where: str = "model.hf_config") -> Model | None:
+                   hf_where: str = "model.hf_config", mean_tokens: float | None = None) -> Model | None:
     hf = None
     if doc.hf_config is not None:
         try:
-            hf = derive_hf_config(doc.hf_config, where=hf_where).architecture
+            hf = derive_hf_config(doc.hf_config, where=hf_where)
         except ScenarioError as exc:
             errors.extend(exc.errors)
             return None
-    arch = _resolve_architecture(doc.architecture, errors, hf) if (doc.architecture or hf) else None
+    hf_arch = hf.architecture if hf else None
+    arch = _resolve_architecture(doc.architecture, errors, hf_arch) if (doc.architecture or hf) else None
     num_blocks = doc.num_blocks if doc.num_blocks is not None else (arch.num_layers if arch else None)
     block_size = doc.block_size_gb if doc.block_size_gb is not None else (arch.block_size_gb if arch else None)
-    cache_size = doc.cache_size_gb
+    cache_size, sized = doc.cache_size_gb, None
     if cache_size is None and arch is not None:
-        max_tokens = workload.max_tokens or arch.max_seq_len
-        if max_tokens is None:
+        sized = cache_tokens(workload.max_tokens, arch.max_seq_len, mean_tokens, hf.context_length if hf else None)
+        if sized is None:
             errors.append(FieldError("model.architecture.max_seq_len",
-                                     "is required to derive cache_size_gb (or give workload.max_tokens)"))
+                                     "is required to derive cache_size_gb (or give workload.max_tokens, or "
+                                     "workload.input_tokens and output_tokens)"))
         else:
-            cache_size = arch.cache_size_gb(max_tokens)
+            cache_size = arch.cache_size_gb(sized[0])
     flops = doc.flops_per_token_gflops if doc.flops_per_token_gflops is not None else (
         arch.flops_per_token_gflops if arch else None)
     for name, value in (("num_blocks", num_blocks), ("block_size_gb", block_size), ("cache_size_gb", cache_size)):
@@ -429,7 +453,8 @@ def _resolve_model(doc: ModelDoc, workload: WorkloadDoc, errors: list[FieldError
     if None in (num_blocks, block_size, cache_size):
         return None
     return Model(name=doc.name, num_blocks=num_blocks, block_size_gb=block_size,
-                 cache_size_gb=cache_size, flops_per_token_gflops=flops, architecture=arch)
+                 cache_size_gb=cache_size, flops_per_token_gflops=flops, architecture=arch,
+                 cache_tokens=sized[0] if sized else None, cache_tokens_source=sized[1] if sized else None)
 
 
 def _resolve_server(i: int, doc: ServerDoc, model: Model | None, mean_in: float | None,
@@ -589,7 +614,8 @@ def parse_scenario(doc: Any) -> Scenario:
     mean_in = w.input_tokens if w.input_tokens is not None else (trace.mean_input_tokens if trace else None)
     mean_out = w.output_tokens if w.output_tokens is not None else (trace.mean_output_tokens if trace else None)
 
-    model = _resolve_model(sdoc.model, w, errors, hf_where)
+    mean_tokens = mean_in + mean_out if mean_in is not None and mean_out is not None else None
+    model = _resolve_model(sdoc.model, w, errors, hf_where, mean_tokens)
     servers = [_resolve_server(i, s, model, mean_in, mean_out, errors) for i, s in enumerate(sdoc.servers)]
     if model is not None:
         big = max((s for s in servers if s is not None), key=lambda s: s.memory_gb, default=None)

@@ -90,7 +90,7 @@ def replan(scenario: Scenario, adopted_plan: dict[str, Any] | None, delta: float
     solve_time = time.perf_counter() - started
     if options.simulate_requests > 0:
         # the service compares plans by simulated mean/p95 too (plan_diff), as plan() does
-        from .api import simulate_result
+        from .runner import simulate_result
         options.report(0.95, f"proposed: simulating {options.simulate_requests} requests")
         result.simulation = simulate_result(scenario, result, options.simulate_requests, options.seed)
     return plan_document(scenario, result, solve_time)

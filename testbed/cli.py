@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--petals-settle must be between 0 and 3600 seconds, not {args.petals_settle:g}")
     if not Path(args.python).exists():
         p.error(f"no PETALS environment at {args.python}: run bash scripts/install_petals.sh")
-    from solvers.api import plan
+    from solvers.runner import plan
     from solvers.algorithms import REGISTRY
     from solvers.scenario import parse_scenario
     unknown = [a for a in algorithms if a not in REGISTRY]
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir, dispatcher,
              uptime_before, argv, results, all_rows, hop_seen, probe=None, run_steal=None) -> int:
-    from solvers.api import plan
+    from solvers.runner import plan
     tokens = (args.input_tokens, args.output_tokens)
     rtt_seen: dict[str, list[float]] = {}
     for plan_id, algorithm in enumerate(algorithms, start=1):

@@ -160,7 +160,7 @@ export const api = {
   plan: (id: number) => request<PlanDetail>('GET', `/plans/${id}/`),
   curve: (id: number, rates: number[]) =>
     request<{ points: CurvePoint[] }>('GET', `/plans/${id}/curve/` + buildQuery({ rates: rates.map((r) => +r.toPrecision(6)).join(',') })),
-  petalsCommands: (id: number) => request<{ commands: string[] }>('GET', `/plans/${id}/petals-commands/`),
+  petalsCommands: (id: number) => request<{ commands: string[]; warnings: string[] }>('GET', `/plans/${id}/petals-commands/`),
 
   // live dispatcher (docs/dispatcher.md)
   dispatcher: (id: number) => request<DispatcherPanelData>('GET', `/clusters/${id}/dispatcher/`),

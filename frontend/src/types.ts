@@ -192,6 +192,9 @@ export interface DerivedSizes {
   block_size_gb: number;
   cache_size_gb: number;
   flops_per_token_gflops: number;
+  // the tokens one KV slot holds when cache_size_gb was derived, and where they came from
+  cache_tokens: number | null;
+  cache_tokens_source: string | null;
   // present when a Hugging Face config.json was read (POST /models/derive/ with hf_config)
   hf_config?: HfReading;
   [key: string]: unknown;

@@ -106,7 +106,7 @@ class ModelSpecSerializer(StrictKeysMixin, serializers.ModelSerializer):
         if arch is not None:
             doc["architecture"] = arch
         resolved = derive_model(doc, max_tokens)
-        attrs.update(resolved)
+        attrs.update({key: resolved[key] for key in numbers})     # the stored numbers, not how they were derived
         attrs["architecture"] = arch
         return attrs
 
@@ -140,6 +140,11 @@ class DerivedSizesSerializer(serializers.Serializer):
     block_size_gb = serializers.FloatField()
     cache_size_gb = serializers.FloatField()
     flops_per_token_gflops = serializers.FloatField(allow_null=True)
+    cache_tokens = serializers.IntegerField(allow_null=True, help_text="tokens one KV slot (cache_size_gb) holds, "
+                                            "when derived from the architecture")
+    cache_tokens_source = serializers.CharField(allow_null=True, help_text="where cache_tokens came from: "
+                                                "max_tokens, the architecture's max_seq_len, or the family's "
+                                                "documented context length")
     hf_config = HFDerivationSerializer(required=False, help_text="present when a Hugging Face config was read")
 
 

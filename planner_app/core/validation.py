@@ -110,4 +110,5 @@ def derive_model(doc: dict[str, Any], max_tokens: int | None = None) -> dict[str
                 mapped.append({"field": e.path, "message": e.message})
         raise FieldErrors(mapped) from None
     return {"num_blocks": model.num_blocks, "block_size_gb": model.block_size_gb,
-            "cache_size_gb": model.cache_size_gb, "flops_per_token_gflops": model.flops_per_token_gflops}
+            "cache_size_gb": model.cache_size_gb, "flops_per_token_gflops": model.flops_per_token_gflops,
+            "cache_tokens": model.cache_tokens, "cache_tokens_source": model.cache_tokens_source}

@@ -8,7 +8,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
+from solvers.runner import ALGORITHMS, DEFAULT_ALGORITHMS
 
 from ..catalog.models import Cluster, ModelSpec
 from ..catalog.selectors import cluster_scenario_document
@@ -218,6 +218,8 @@ class CurveSerializer(serializers.Serializer):
 
 class CommandsSerializer(serializers.Serializer):
     commands = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(child=serializers.CharField(),
+                                     help_text="flags left out and why (e.g. no scenario to size the cache from)")
 
 
 class DisjointSerializer(serializers.Serializer):
@@ -228,7 +230,7 @@ class DisjointSerializer(serializers.Serializer):
 
 
 class ExportSerializer(serializers.Serializer):
-    """One plan exported to one runtime (solvers/export.py; docs/runtimes.md)."""
+    """One plan exported to one runtime (solvers/export/; docs/runtimes.md)."""
 
     runtime = serializers.ChoiceField(["petals", "vllm", "sglang", "llama.cpp", "parallax", "exo"])
     model_path = serializers.CharField(help_text="what the runtime loads (Hugging Face id, local path, GGUF file)")

@@ -36,8 +36,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from solvers import ScenarioError, parse_scenario
-from solvers.api import feasibility_error, plan
+from solvers import Scenario, ScenarioError, parse_scenario
+from solvers.runner import feasibility_error, plan
+from solvers.export import petals_launch
 
 from ..catalog.models import Cluster, ModelSpec
 from ..core.errors import Conflict
@@ -414,3 +415,19 @@ def sweep_jobs(batch: int = 500) -> dict[str, int]:
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
+
+
+def planned_scenario(plan: Plan) -> Scenario | None:
+    """The scenario a plan was made for, or None for a plan stored under older rules (its document still
+    fixes the layer split; the flags that need the scenario are then left out and said so)."""
+    try:
+        return parse_scenario(plan.job.input_scenario)
+    except ScenarioError:
+        return None
+
+
+def petals_launch_commands(plan: Plan, initial_peers: str | None = None) -> tuple[list[str], list[str]]:
+    """(commands, warnings): the plan's PETALS ``run_server`` commands, from ``solvers.export`` like every other
+    PETALS command, with the plan's cache size, dtype and throughput.  ``ScenarioError`` for an infeasible plan."""
+    model_name = (plan.job.scenario.get("model") or {}).get("name") or "model"
+    return petals_launch(plan.document, model_name, initial_peers, planned_scenario(plan))

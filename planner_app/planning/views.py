@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shlex
 from typing import Any
 
 from django.core.cache import cache
@@ -16,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from solvers import ScenarioError, parse_scenario
-from solvers.api import ALGORITHMS, DEFAULT_ALGORITHMS
+from solvers.runner import ALGORITHMS, DEFAULT_ALGORITHMS
 from solvers.bounds import response_time_curve
 from solvers.export import RUNTIMES, export_plan, export_text
 from solvers.plan_format import PlanFormatError, read_chains
@@ -191,19 +190,19 @@ class PlanViewSet(OwnedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             raise scenario_error_to_validation(exc) from None
         return Response({**doc, "text": export_text(doc)})
 
-    @extend_schema(responses={200: s.CommandsSerializer})
+    @extend_schema(responses={200: s.CommandsSerializer,
+                              400: OpenApiResponse(description="{detail, errors: [{field, message}]}: the plan is "
+                                                               "infeasible, nothing to launch")},
+                   description="The plan's PETALS run_server commands, one per server holding blocks: the same "
+                               "commands as export/?runtime=petals (cache size, dtype, throughput), without the "
+                               "swarm flags.")
     @action(detail=True, methods=["get"], url_path="petals-commands")
     def petals_commands(self, request, pk=None):
-        plan = self.get_object()
-        model_name = (plan.job.scenario.get("model") or {}).get("name", "model")
-        commands = []
-        for row in plan.document.get("placement") or []:
-            start, count = int(row["start_block"]), int(row["num_blocks"])
-            if count <= 0:
-                continue
-            commands.append(f"# on {row['server']}\npython -m petals.cli.run_server {shlex.quote(model_name)} "
-                            f"--block_indices {start}:{start + count}")
-        return Response({"commands": commands})
+        try:
+            commands, warnings = services.petals_launch_commands(self.get_object())
+        except ScenarioError as exc:
+            raise scenario_error_to_validation(exc) from None
+        return Response({"commands": commands, "warnings": warnings})
 
 
 EXPORT_PARAMS = ("runtime", "model_path", "initial_peers", "new_swarm", "gpu_memory_utilization",

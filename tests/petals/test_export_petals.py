@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from solvers import parse_scenario
-from solvers.api import plan
+from solvers.runner import plan
 from solvers.export import petals_server_specs
 
 REPO = Path(__file__).resolve().parents[2]

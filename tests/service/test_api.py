@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from planner_app.planning import services
 from planner_app.models import Job, Plan, Server, ServerCalibration
-from solvers.api import DEFAULT_ALGORITHMS
+from solvers.runner import DEFAULT_ALGORITHMS
 
 from .conftest import run_queued
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from solvers.api import DEFAULT_ALGORITHMS
+from solvers.runner import DEFAULT_ALGORITHMS
 from solvers.instances import paper_scenario_doc
 
 from .conftest import SMALL

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from solvers import parse_scenario
-from solvers.export import export_plan
+from solvers.export import export_plan, petals_commands
 
 from .conftest import run_queued
 
@@ -50,6 +50,23 @@ def test_every_runtime_exports_the_stored_plan(api, plan, small_doc, runtime):
             assert "--attn_cache_tokens" in server["args"]
     if runtime in ("vllm", "sglang", "llama.cpp", "exo"):
         assert "disjoint" in doc
+
+
+def test_plan_page_petals_commands_are_the_exports(api, plan, small_doc):
+    """The plan page's "PETALS launch commands" carry the plan's cache size like the export (issue 20: they
+    used to give --block_indices only, so a copied command started servers with PETALS' default cache)."""
+    r = api.get(f"{V1}/plans/{plan['id']}/petals-commands/")
+    assert r.status_code == 200, r.json()
+    small_doc["workload"]["max_tokens"] = 2048
+    expected = petals_commands(plan["document"], small_doc["model"]["name"], scenario=parse_scenario(small_doc))
+    assert r.json()["commands"] == expected
+    export = api.get(f"{V1}/plans/{plan['id']}/export/", {"runtime": "petals", "model_path": small_doc["model"]["name"],
+                                                          "new_swarm": "false"}).json()
+    for command, server in zip(r.json()["commands"], export["servers"], strict=True):
+        assert command.startswith(f"# on {server['server']}\n")
+        assert command.split("\n", 1)[1].split()[3:] == server["args"]   # python -m petals.cli.run_server <args>
+        assert "--attn_cache_tokens" in command and "--inference_max_length" in command
+    assert isinstance(r.json()["warnings"], list)
 
 
 def test_export_options_reach_the_commands(api, plan):

@@ -150,7 +150,7 @@ def test_keep_returns_the_exhaustive_top_candidates_despite_pruning():
 
 
 def test_c_by_simulation_picks_among_the_best_by_bound():
-    from solvers.api import plan
+    from solvers.runner import plan
 
     s = paper_scenario(num_servers=20, eta=0.2, arrival_rate=0.4, seed=1)
     doc = plan(s, c_objective="simulation", simulate_requests=3000, seed=2)

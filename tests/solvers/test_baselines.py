@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solvers.api import ALGORITHMS, plan
+from solvers.runner import ALGORITHMS, plan
 from solvers.baselines.bprr import WsrrPolicy, bprr_placement, place, target_concurrency
 from solvers.baselines.common import run_slot_policy
 from solvers.baselines.petals import (PetalsClientPolicy, PetalsPlacement, PetalsPolicy, attn_cache_tokens_of,
@@ -348,7 +348,7 @@ def test_cli_selects_petals(tmp_path):
 
 
 def test_petals_faithful_defaults_random_join_and_autograd_reserve():
-    from solvers.api import plan
+    from solvers.runner import plan
     from solvers.baselines.petals import autograd_reserve_gb
     from solvers.instances import paper_scenario
     s = paper_scenario(num_servers=20, eta=0.2, seed=1)

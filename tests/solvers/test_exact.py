@@ -5,7 +5,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from solvers.api import plan
+from solvers.runner import plan
 from solvers.exact import allocate, placement_chains
 from solvers.gca import gca
 from solvers.instances import paper_scenario

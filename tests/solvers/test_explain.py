@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from solvers.api import plan
+from solvers.runner import plan
 from solvers.bounds import bounds_from_rates
 from solvers.explain import explain
 from solvers.gca import gca

@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from solvers.api import plan
+from solvers.runner import plan
 from solvers.errors import ScenarioError
 from solvers.export import closest_disjoint, export_plan, export_text, petals_server_args, petals_server_specs
 from solvers.scenario import parse_scenario

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from solvers.api import ALGORITHMS, plan
+from solvers.runner import ALGORITHMS, plan
 from solvers.plan_format import (ABSENT, ALGORITHM_EXTRAS, Bounds, CChoice, ChainDoc, Explanation, Histogram,
                                  HopDoc, Neighbour, PlacementRow, PlanDocument, PlanFormatError, SearchDoc,
                                  ServerNote, Simulation, UnusedNote, declared_fields, read_chains,

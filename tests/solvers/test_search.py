@@ -7,7 +7,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from solvers.api import DEFAULT_ALGORITHMS, plan
+from solvers.runner import DEFAULT_ALGORITHMS, plan
 from solvers.cli import main as cli_main
 from solvers.ctuning import DENSE_C_LIMIT, candidate_reservations, relaxed_fastest_time, tune_c
 from solvers.gbpcr import ServerArrays, chain_sequence

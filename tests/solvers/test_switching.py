@@ -1,6 +1,6 @@
 import pytest
 
-from solvers.api import plan
+from solvers.runner import plan
 from solvers.export import petals_commands
 from solvers.instances import paper_scenario
 from solvers.switching import plan_diff, replan, switching_cost

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from solvers import ScenarioError, parse_scenario
-from solvers.imports import import_parallax_nodes, import_petals_state, observed_plan
+from solvers.ingest import import_parallax_nodes, import_petals_state, observed_plan
 
 from ...catalog import selectors as catalog_selectors, services as catalog_services
 from ...catalog.models import ModelSpec

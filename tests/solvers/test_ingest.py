@@ -1,4 +1,4 @@
-"""solvers.imports: PETALS health-monitor state and Parallax node payloads to scenarios and observed plans."""
+"""solvers.ingest: PETALS health-monitor state and Parallax node payloads to scenarios and observed plans."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from solvers import ScenarioError, parse_scenario
 from solvers.calibration import PER_HOP_OVERHEAD_S, hardware_timing
-from solvers.imports import GIB_GB, import_parallax_nodes, import_petals_state, observed_plan
+from solvers.ingest import GIB_GB, import_parallax_nodes, import_petals_state, observed_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = json.loads((ROOT / "examples/imports/petals-state-swarm.json").read_text())

@@ -1,9 +1,10 @@
-"""The anchors people run today: parallax and exo (solvers/baselines/anchors.py)."""
+"""The runtimes people run today as baselines: parallax and exo (solvers/baselines/parallax.py, exo.py)."""
 
 import itertools
 
-from solvers.api import plan
-from solvers.baselines.anchors import dp_pipelines, exo_layers, greedy_pipelines, water_fill
+from solvers.runner import plan
+from solvers.baselines.exo import exo_layers
+from solvers.baselines.parallax import dp_pipelines, greedy_pipelines, water_fill
 from solvers.dispatch import make_dispatcher
 from solvers.chains import Chain
 from solvers.instances import paper_scenario
