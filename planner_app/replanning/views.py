@@ -15,6 +15,7 @@ from ..core.views import username_of
 from ..planning import selectors as planning_selectors
 from ..planning.models import Trigger
 from ..planning.serializers import JobSerializer, PlanDetailSerializer, PlanSummarySerializer
+from ..planning.services import petals_launch_commands
 from . import selectors, serializers as s, services
 
 SCHEDULE_ID = OpenApiParameter("schedule_id", OpenApiTypes.INT, OpenApiParameter.PATH)
@@ -52,7 +53,6 @@ class ClusterReplanningActions:
                    responses={200: s.ApplySerializer})
     @action(detail=True, methods=["get"])
     def apply(self, request, pk=None):
-        from solvers.export import petals_commands
         cluster = self.get_object()
         plan, _ = selectors.adopted_plan_of(cluster)
         if plan is None:
@@ -64,7 +64,7 @@ class ClusterReplanningActions:
         present = {srv.server_id for srv in cluster.servers.all()}
         used = {p["server"] for p in plan.document.get("placement") or [] if int(p["num_blocks"]) > 0}
         return Response({"plan": PlanSummarySerializer(plan).data, "model_name": model_name,
-                         "petals_commands": petals_commands(plan.document, model_name, peers),
+                         "petals_commands": petals_launch_commands(plan, peers)[0],
                          "plan_json": plan.document, "missing_servers": sorted(used - present)})
 
     @extend_schema(request=s.ObservedLoadSerializer, responses={200: s.ObservedLoadResultSerializer})

@@ -248,6 +248,10 @@ def test_apply_gives_petals_commands_and_the_plan_json(api, cluster):
         assert cmd.startswith(f"# on {p['server']}\n")
         assert f"--block_indices {p['start_block']}:{p['start_block'] + p['num_blocks']}" in cmd
         assert "--initial_peers /ip4/10.0.0.1/tcp/31337/p2p/Qm" in cmd
+    # one code path for every PETALS command (issue 20): the re-planning page's are the plan page's
+    plan_page = api.get(f"{V1}/plans/{first['plans'][0]['id']}/petals-commands/")
+    without_peers = api.get(f"{V1}/clusters/{cluster['id']}/apply/").json()["petals_commands"]
+    assert plan_page.status_code == 200 and plan_page.json()["commands"] == without_peers
 
 
 def test_schedules_map_onto_periodic_tasks_and_clean_up(api, cluster, settings):
