@@ -1,0 +1,1 @@
+"""The OpenAI-compatible front door: requests through the plan (see docs/gateway.md)."""

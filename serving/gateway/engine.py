@@ -1,0 +1,78 @@
+"""What the gateway asks of an engine: run one request on exactly the granted chain, streaming text.
+
+The gateway (``serving.gateway``) owns the OpenAI API, keys, the dispatcher lease and the
+response shape; an engine owns only the runtime: given the lease's chain (its hops, in order) and a
+normalised request, it yields the answer as it is produced.  Two kinds to start with:
+
+- ``petals``: the chain's spans run with PETALS' client (KV sessions over exactly the granted
+  servers and block ranges), tokenizer and chat template from the model's local directory;
+- ``openai``: one OpenAI-compatible engine per chain (vLLM, SGLang, llama.cpp's server, exo,
+  Parallax), keyed by the chain's servers in the engines file that ``python -m solvers export`` writes.
+
+Cancellation is the contract for a client that goes away: the gateway cancels the task iterating
+``stream()``, and the engine must close its runtime session (PETALS inference session, HTTP stream)
+in its ``finally``/``aclose`` within a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Literal, Protocol, Sequence, runtime_checkable
+
+from solvers.plan_format import HopDoc
+
+__all__ = ["ChatMessage", "GenerationRequest", "Delta", "EngineError", "Engine"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One OpenAI request, checked and normalised by the gateway (n = 1 always)."""
+
+    kind: Literal["chat", "completion"]
+    model: str
+    messages: tuple[ChatMessage, ...] = ()     # kind == "chat"
+    prompt: str = ""                           # kind == "completion"
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the answer.  The last one an engine yields carries ``finish_reason``
+    ("stop": end of sequence or a stop string; "length": max_tokens reached) and the token counts."""
+
+    text: str = ""
+    finish_reason: Literal["stop", "length"] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens: tuple[int, ...] = field(default=(), compare=False)   # the ids behind ``text``, where the engine knows them
+
+
+class EngineError(RuntimeError):
+    """The runtime failed on this request; ``server`` names the hop that failed where it is known."""
+
+    def __init__(self, message: str, *, server: str | None = None):
+        super().__init__(message)
+        self.server = server
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def stream(self, request: GenerationRequest, hops: Sequence[HopDoc]) -> AsyncIterator[Delta]:
+        """Run ``request`` on the chain ``hops`` (in order, block ranges as granted); yield the answer."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the engine holds (connections, PETALS sessions)."""
+        ...
