@@ -1,0 +1,138 @@
+"""Batch slowdown: a server's speed depends on how many jobs share it.
+
+A GPU batches: with ``b`` jobs holding KV slots on a server (all chains through it together),
+each decode step over that server's blocks takes ``factor(b)`` times its one-job time.
+``factor(1) = 1`` and it never decreases; ``factor(b) = b`` is pure time-sharing (one job at a
+time, as on a CPU), a GPU's continuous batching gives a factor far below ``b`` until it turns
+compute-bound.
+
+A curve is given as ``[concurrency, factor]`` points (scenario field ``servers[].batch_slowdown``,
+docs/scenario-format.md): concurrencies integers ascending from 1, factors >= 1 and
+non-decreasing, ``[1, 1]`` first; linear between points and, past the last point, extended along
+the last segment (flat when there is one point).  A server without a curve is today's batch-1
+model (``NO_SLOWDOWN``).
+
+Only a hop's compute is slowed, not its network time: with per-hop occupancy ``b_j``,
+
+    T_k(b) = sum over hops (j, m) of  comm_j + block_time_j * m * factor_j(b_j)
+
+and ``b_j = sum of Z_k over the chains k through server j`` (``Z_k`` jobs in service on chain k).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .errors import FieldError, ScenarioError
+
+__all__ = ["BatchSlowdown", "NO_SLOWDOWN", "TIME_SHARING", "server_occupancy", "hop_time", "slowdowns_by_server",
+           "MAX_POINTS", "MAX_CONCURRENCY", "MAX_FACTOR"]
+
+MAX_POINTS = 256
+MAX_CONCURRENCY = 1_000_000
+MAX_FACTOR = 1e6
+
+
+@dataclass(frozen=True)
+class BatchSlowdown:
+    """A piecewise-linear slowdown curve; build with ``from_pairs`` (checked) or the constants below."""
+
+    concurrency: tuple[int, ...] = (1,)
+    factors: tuple[float, ...] = (1.0,)
+
+    @classmethod
+    def from_pairs(cls, pairs: Any, path: str = "batch_slowdown") -> "BatchSlowdown":
+        """Checked construction; a ``ScenarioError`` names every bad entry (``path[i]``)."""
+        errors: list[FieldError] = []
+        if not isinstance(pairs, (list, tuple)) or not pairs:
+            raise ScenarioError([FieldError(path, "must be a non-empty list of [concurrency, factor] pairs, "
+                                                  "starting with [1, 1]")])
+        if len(pairs) > MAX_POINTS:
+            raise ScenarioError([FieldError(path, f"has {len(pairs)} points; at most {MAX_POINTS}")])
+        xs: list[int] = []
+        ys: list[float] = []
+        for i, pair in enumerate(pairs):
+            where = f"{path}[{i}]"
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                errors.append(FieldError(where, f"must be a [concurrency, factor] pair, got {pair!r}"))
+                continue
+            b, f = pair
+            if isinstance(b, bool) or not isinstance(b, int) and not (isinstance(b, float) and b.is_integer()):
+                errors.append(FieldError(where, f"concurrency must be an integer, got {b!r}"))
+                continue
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f):
+                errors.append(FieldError(where, f"factor must be a finite number, got {f!r}"))
+                continue
+            b, f = int(b), float(f)
+            if not 1 <= b <= MAX_CONCURRENCY:
+                errors.append(FieldError(where, f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {b}"))
+            elif xs and b <= xs[-1]:
+                errors.append(FieldError(where, f"concurrency {b} must be above the previous point's {xs[-1]} "
+                                                "(ascending from 1)"))
+            elif not xs and b != 1:
+                errors.append(FieldError(where, f"the first point must be at concurrency 1, got {b}"))
+            elif not 1.0 <= f <= MAX_FACTOR:
+                errors.append(FieldError(where, f"factor must be between 1 and {MAX_FACTOR:g}, got {f:g}"))
+            elif not xs and f != 1.0:
+                errors.append(FieldError(where, f"factor(1) must be 1 (the one-job time is block_time_s), got {f:g}"))
+            elif ys and f < ys[-1]:
+                errors.append(FieldError(where, f"factor {f:g} is below the previous point's {ys[-1]:g}: "
+                                                "a slowdown never decreases with more jobs"))
+            else:
+                xs.append(b)
+                ys.append(f)
+        if errors:
+            raise ScenarioError(errors)
+        return cls(tuple(xs), tuple(ys))
+
+    def to_pairs(self) -> list[list[float]]:
+        return [[b, f] for b, f in zip(self.concurrency, self.factors)]
+
+    @property
+    def is_identity(self) -> bool:
+        """True when every concurrency runs at the one-job speed (today's model)."""
+        return all(f == 1.0 for f in self.factors)
+
+    def factor(self, b: float) -> float:
+        """``factor(b)`` for ``b`` jobs (``b <= 1`` gives 1): linear between points, last segment beyond."""
+        xs, ys = self.concurrency, self.factors
+        if b <= 1 or len(xs) == 1:
+            return 1.0           # a one-point curve is [1, 1]: flat
+        i = bisect.bisect_right(xs, b) - 1
+        if i >= len(xs) - 1:
+            i = len(xs) - 2        # past the last point: the last segment, extended
+        x0, x1, y0, y1 = xs[i], xs[i + 1], ys[i], ys[i + 1]
+        return y0 + (y1 - y0) * (b - x0) / (x1 - x0)
+
+    def table(self, up_to: int) -> list[float]:
+        """``[factor(0), factor(1), ..., factor(up_to)]`` for integer occupancies (fast lookups)."""
+        return [self.factor(b) for b in range(up_to + 1)]
+
+
+NO_SLOWDOWN = BatchSlowdown()
+TIME_SHARING = BatchSlowdown((1, 2), (1.0, 2.0))      # factor(b) = b: one job at a time
+
+
+def server_occupancy(chains: Sequence[Any], in_service: Sequence[int]) -> dict[str, int]:
+    """``b_j`` per server id: jobs holding KV slots there, all chains through it together.
+
+    ``chains[k].servers`` lists chain k's servers; a server that a chain visits twice holds the job's
+    slots on both hops but counts the job once (one sequence in its batch)."""
+    out: dict[str, int] = {}
+    for ch, z in zip(chains, in_service):
+        for sid in set(ch.servers):
+            out[sid] = out.get(sid, 0) + int(z)
+    return out
+
+
+def hop_time(comm_s: float, block_time_s: float, num_blocks: int, slowdown: BatchSlowdown, occupancy: float) -> float:
+    """One hop's time for one job with ``occupancy`` jobs on that server: network unslowed, compute slowed."""
+    return comm_s + block_time_s * num_blocks * slowdown.factor(occupancy)
+
+
+def slowdowns_by_server(servers: Sequence[Any]) -> Mapping[str, BatchSlowdown]:
+    """``server id -> curve`` for a scenario's servers (``NO_SLOWDOWN`` where none is given)."""
+    return {s.id: getattr(s, "batch_slowdown", None) or NO_SLOWDOWN for s in servers}
