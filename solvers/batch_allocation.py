@@ -11,16 +11,29 @@ chain's capacity set to the value in ``0..cap_k`` (its GCA capacity, what memory
 the others fixed, ties to fewer jobs (a job that adds nothing only lengthens the time everyone else shares).
 It is a local optimum, not a proof; ``optimal-allocation`` bounds the global one (solvers/exact/batched.py).
 
+A plan's saturation rate is what it carries at heavy load; at the scenario's arrival rate what counts is the
+mean response, and a fast GPU whose curve stays below ``factor(b) = b`` (more jobs always add throughput)
+can still be over-filled: JFFC packs jobs onto the fastest chain, and past some occupancy its next job adds
+less rate than a free slot on a slower chain would.  ``packed_response`` predicts the mean response of a
+plan as the JFFC lower bound does (a birth-death chain whose rate with n jobs in service packs them on the
+fastest chains) but with each state's rate at the occupancy that packing gives; ``best_capacities`` also
+tries the capacities where each chain, fastest first, stops taking jobs once its next job would add less rate
+than the best free slot elsewhere, and keeps whichever of the two predicts the lower mean response.
+
 With no curve anywhere S is linear and increasing in every capacity, so nothing here runs and plans are
 exactly today's.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .batching import BatchModel
+import numpy as np
+
+from .batching import BatchModel, BatchSlowdown
+from .bounds import _mean_jobs
 
 MAX_SWEEPS = 20
 DENSE_UP_TO = 64           # capacities up to this are tried value by value; above, a grid plus the curve's kinks
@@ -85,12 +98,26 @@ def _values(plan: _Plan, k: int, cap: int) -> list[int]:
     return sorted(vals)
 
 
-def best_capacities(model: BatchModel, chains: Sequence[Any], caps: Sequence[int] | None = None) -> list[int]:
-    """Capacities ``0 <= c_k <= caps[k]`` (default: the chains' own) with a locally maximal saturation rate."""
+def best_capacities(model: BatchModel, chains: Sequence[Any], caps: Sequence[int] | None = None,
+                    arrival_rate: float | None = None) -> list[int]:
+    """Capacities ``0 <= c_k <= caps[k]`` (default: the chains' own): a locally maximal saturation rate, or, with
+    ``arrival_rate``, the marginal-rate capacities when they predict a lower mean response (``packed_response``)."""
     caps = [ch.capacity for ch in chains] if caps is None else list(caps)
-    plan = _Plan(model, chains, caps)
     if not model.active:
-        return plan.c
+        return list(caps)
+    by_rate = _max_saturation(model, chains, caps)
+    if arrival_rate is None:
+        return by_rate
+    by_margin = _marginal_fill(model, chains, caps)
+    if by_margin == by_rate:
+        return by_rate
+    first = packed_response(model, chains, by_rate, arrival_rate)
+    second = packed_response(model, chains, by_margin, arrival_rate)
+    return by_margin if second < first * (1 - TIE) else by_rate
+
+
+def _max_saturation(model: BatchModel, chains: Sequence[Any], caps: list[int]) -> list[int]:
+    plan = _Plan(model, chains, caps)
     for _ in range(MAX_SWEEPS):
         changed = False
         for k in range(len(chains)):
@@ -106,6 +133,86 @@ def best_capacities(model: BatchModel, chains: Sequence[Any], caps: Sequence[int
         if not changed:
             break
     return plan.c
+
+
+def _marginal_fill(model: BatchModel, chains: Sequence[Any], caps: list[int]) -> list[int]:
+    """Fastest first, each chain takes jobs while its next one adds at least the rate of the best free slot on
+    a later chain (that chain's first job at the occupancy so far); past it JFFC would do better elsewhere."""
+    order = sorted(range(len(chains)), key=lambda k: chains[k].service_time_s)
+    plan = _Plan(model, chains, [0] * len(chains))
+    for pos, k in enumerate(order):
+        later = order[pos + 1:]
+        elsewhere = max((1.0 / plan.time_with(l, set(plan.servers_of[l]), 1) for l in later if caps[l] > 0),
+                        default=0.0)
+
+        def gain(z: int) -> float:
+            return plan.local_rate(k, z) - plan.local_rate(k, z - 1)
+
+        lo, hi = 0, caps[k]            # the largest z whose z-th job still gains at least `elsewhere` (bisection:
+        while lo < hi:                 # a job's gain falls as the chain fills, for any curve below time-sharing)
+            mid = (lo + hi + 1) // 2
+            if gain(mid) >= elsewhere and gain(mid) > 0:
+                lo = mid
+            else:
+                hi = mid - 1
+        plan.set(k, lo)
+    return plan.c
+
+
+def _factors(curve: BatchSlowdown, b: np.ndarray) -> np.ndarray:
+    """``curve.factor`` over an array of occupancies."""
+    xs, ys = np.asarray(curve.concurrency, dtype=float), np.asarray(curve.factors)
+    if len(xs) == 1:
+        return np.ones_like(b, dtype=float)
+    out = np.interp(b, xs, ys)
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    past = b > xs[-1]
+    out[past] = ys[-1] + slope * (b[past] - xs[-1])
+    return np.where(b <= 1, 1.0, out)
+
+
+def packed_rates(model: BatchModel, chains: Sequence[Any], capacities: Sequence[int]) -> np.ndarray:
+    """``d(n)`` for n = 1..C: the rate with n jobs in service packed on the fastest chains (JFFC's order, one-job
+    times), each chain at the occupancy that packing gives.  Without curves: the JFFC lower bound's rates."""
+    order = [k for k in sorted(range(len(chains)), key=lambda k: chains[k].service_time_s) if capacities[k] > 0]
+    hops = {k: tuple(model.hops(chains[k])) for k in order}
+    b = np.zeros(len(model.curves))
+    full: list[int] = []           # chains already full, in order
+    pieces = []
+    for k in order:
+        z = np.arange(1, capacities[k] + 1, dtype=float)
+        on_k = {j for j, _ in hops[k]}
+        fixed = 0.0
+        moving = z / (chains[k].service_time_s + _excess(model, hops[k], b, on_k, z))
+        for l in full:
+            if on_k.isdisjoint(j for j, _ in hops[l]):
+                fixed += capacities[l] / (chains[l].service_time_s + model.excess(hops[l], b))
+            else:
+                moving = moving + capacities[l] / (chains[l].service_time_s + _excess(model, hops[l], b, on_k, z))
+        pieces.append(fixed + moving)
+        for j in on_k:
+            b[j] += capacities[k]
+        full.append(k)
+    return np.concatenate(pieces) if pieces else np.zeros(0)
+
+
+def _excess(model: BatchModel, hops: Sequence[tuple[int, int]], b: np.ndarray, on_k: set[int],
+            z: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(z)
+    for j, m in hops:
+        occ = b[j] + z if j in on_k else np.full_like(z, b[j])
+        out += model.block_time_s[j] * m * (_factors(model.curves[j], occ) - 1.0)
+    return out
+
+
+def packed_response(model: BatchModel, chains: Sequence[Any], capacities: Sequence[int],
+                    arrival_rate: float) -> float:
+    """Predicted mean response (s) of JFFC over the chains at ``arrival_rate``: the birth-death chain of
+    ``packed_rates``, saturation rate above the total capacity; inf when it does not carry the rate."""
+    rates = packed_rates(model, chains, capacities)
+    if rates.size == 0 or not arrival_rate < rates[-1] or arrival_rate <= 0:
+        return math.inf
+    return _mean_jobs(math.log(arrival_rate), rates, arrival_rate / float(rates[-1])) / arrival_rate
 
 
 # ---------------------------------------------------------------------------

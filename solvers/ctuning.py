@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
+from .batch_allocation import packed_response
 from .batching import BatchModel
 from .bounds import ResponseTimeBounds, bounds_from_rates
 from .gbpcr import ChainSequence, GbpcrResult, ServerArrays, chain_sequence, truncate
@@ -106,9 +107,16 @@ def evaluate(scenario: Scenario, result: GbpcrResult, objective: str,
 
 
 def loaded_bounds(model: BatchModel, chains, arrival_rate: float) -> ResponseTimeBounds:
-    """The JFFC bounds with each chain at its loaded time ``T_k(b_full)`` (its one-job time without a curve)."""
-    return bounds_from_rates([1.0 / t for t in model.loaded_times(chains)], [ch.capacity for ch in chains],
-                             arrival_rate)
+    """The JFFC bounds with each chain at its loaded time ``T_k(b_full)`` (total rate: the saturation rate).
+
+    Under a batch slowdown ``lower_s`` is the packed prediction of batch_allocation.packed_response (the lower
+    bound's birth-death chain with each state's rate at the occupancy it packs), an estimate rather than a
+    bound; without a curve both are today's bounds, unchanged."""
+    bounds = bounds_from_rates([1.0 / t for t in model.loaded_times(chains)], [ch.capacity for ch in chains],
+                               arrival_rate)
+    if not model.active or not bounds.stable:
+        return bounds
+    return replace(bounds, lower_s=packed_response(model, chains, [ch.capacity for ch in chains], arrival_rate))
 
 
 def _surrogate_times(model: BatchModel, result: GbpcrResult) -> list[float]:

@@ -18,7 +18,7 @@ index, so no heap is needed).  Every round invalidates at least one
 
 Under a batch slowdown (solvers/batching.py) a full slot is no longer free speed: the greedy's capacities
 are then cut back by the marginal analysis of solvers/batch_allocation.py (the saturation rate
-``sum c_k / T_k(b_full)`` is the objective), and the slots that frees on servers that were not held back
+``sum c_k / T_k(b_full)`` and the predicted mean response at the scenario's arrival rate), and the slots that frees on servers that were not held back
 on purpose are offered to GCA again.  With no curve anywhere the result is the greedy's, unchanged.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .batch_allocation import best_capacities
+from .batch_allocation import best_capacities, packed_response
 from .batching import BatchModel
 from .scenario import Scenario
 from .topology import Placement, cache_slots
@@ -54,17 +54,23 @@ def gca(scenario: Scenario, placement: Placement, slots: list[int] | None = None
 REFILL_ROUNDS = 3
 
 
-def _trimmed(model: BatchModel, chains: list[AllocatedChain]) -> list[AllocatedChain]:
-    caps = best_capacities(model, chains)
+def _trimmed(model: BatchModel, chains: list[AllocatedChain], lam: float) -> list[AllocatedChain]:
+    caps = best_capacities(model, chains, arrival_rate=lam)
     return [replace(ch, capacity=c) for ch, c in zip(chains, caps) if c > 0]
+
+
+def _worse(model: BatchModel, chains: list[AllocatedChain], lam: float) -> tuple[float, float]:
+    """Sort key, lower is better: the predicted mean response at ``lam``, then the saturation rate."""
+    return packed_response(model, chains, [ch.capacity for ch in chains], lam), -model.saturation_rate(chains)
 
 
 def _batch_aware(scenario: Scenario, placement: Placement, slots: list[int], greedy: list[AllocatedChain],
                  model: BatchModel) -> list[AllocatedChain]:
     """The greedy's chains at the capacities the marginal analysis keeps, then GCA again on the slots that
     frees, except on servers held back on purpose (a curve and fewer jobs than the greedy gave them)."""
-    best = _trimmed(model, greedy)
-    rate = model.saturation_rate(best)
+    lam = scenario.workload.arrival_rate
+    best = _trimmed(model, greedy, lam)
+    score = _worse(model, best, lam)
     filled = model.occupancy(greedy)
     for _ in range(REFILL_ROUNDS):
         held = model.occupancy(best)
@@ -78,11 +84,11 @@ def _batch_aware(scenario: Scenario, placement: Placement, slots: list[int], gre
         more = _greedy(scenario, placement, left, None)
         if not more:
             break
-        cand = _trimmed(model, best + more)
-        cand_rate = model.saturation_rate(cand)
-        if cand_rate <= rate * (1 + 1e-12):
+        cand = _trimmed(model, best + more, lam)
+        cand_score = _worse(model, cand, lam)
+        if not cand_score < score:
             break
-        best, rate = cand, cand_rate
+        best, score = cand, cand_score
         filled = [max(a, b) for a, b in zip(filled, model.occupancy(best + more))]
     return sorted(best, key=lambda ch: ch.service_time_s)
 
