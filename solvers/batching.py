@@ -22,6 +22,7 @@ and ``b_j = sum of Z_k over the chains k through server j`` (``Z_k`` jobs in ser
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -159,11 +160,18 @@ class BatchModel:
 
     @classmethod
     def of(cls, scenario: Any) -> "BatchModel":
+        """The scenario's model; the last one is remembered, since a search asks for it once per placement."""
+        global _LAST
+        last = _LAST
+        if last is not None and last[0] is scenario:
+            return last[1]
         by_id = slowdowns_by_server(scenario.servers)
-        return cls(tuple(by_id[s.id] for s in scenario.servers), tuple(s.block_time_s for s in scenario.servers),
-                   {s.id: j for j, s in enumerate(scenario.servers)})
+        model = cls(tuple(by_id[s.id] for s in scenario.servers), tuple(s.block_time_s for s in scenario.servers),
+                    {s.id: j for j, s in enumerate(scenario.servers)})
+        _LAST = (scenario, model)
+        return model
 
-    @property
+    @functools.cached_property
     def active(self) -> bool:
         """False when every server runs at its one-job speed whatever it holds (today's model)."""
         return any(not c.is_identity for c in self.curves)
@@ -198,6 +206,9 @@ class BatchModel:
         """``sum_k c_k / T_k(b_full)``: with no curve, today's total service rate ``sum c_k / T_k``."""
         caps = [ch.capacity for ch in chains] if capacities is None else capacities
         return sum(c / t for c, t in zip(caps, self.loaded_times(chains, capacities)))
+
+
+_LAST: tuple[Any, BatchModel] | None = None     # (scenario, its model): scenarios are immutable
 
 
 def loaded_service_times(scenario: Any, chains: Sequence[Any]) -> list[float]:
