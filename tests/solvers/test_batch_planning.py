@@ -207,3 +207,18 @@ def test_identity_curves_change_no_search_plan():
     a, b = plan("search", sc), plan("search", flat)
     assert (a.placement, a.chains) == (b.placement, b.chains)
     assert not math.isinf(saturation_rate(sc, a.chains))
+
+
+def test_a_box_closes_only_when_its_bound_is_its_solutions_rate():
+    """The branch and bound's soundness: a box is split while its solution runs slower than its bound assumes."""
+    from solvers.exact.batched import _chains_at, _split
+    scenario = list(small_instances())[0]
+    model = BatchModel.of(scenario)
+    placement = plan("proposed", scenario).placement
+    slots = cache_slots(scenario, placement)
+    chains, _ = placement_chains(scenario, placement, slots)
+    full = [min(slots[j] // m for j, m in ch.hops) for ch in chains]
+    root = {0: (0, slots[0])}
+    assert _split(model, chains, root, full) is not None
+    occupied = model.occupancy(_chains_at(chains[:1], full[:1]))
+    assert _split(model, chains[:1], {0: (occupied[0], slots[0])}, full[:1]) is None
