@@ -32,7 +32,7 @@ from ortools.linear_solver import pywraplp
 
 from ..batch_allocation import best_capacities
 from ..batching import BatchModel
-from .allocation import MipOutcome, _new_solver, _slot_rows, _solve
+from .allocation import MipOutcome, _fits, _new_solver, _slot_rows, _solve
 from .enumeration import ChainCandidate
 
 CLOSE = 1e-9              # relative: a box whose bound is within this of the incumbent is closed
@@ -138,7 +138,7 @@ def batched_allocate(model: BatchModel, chains: Sequence[ChainCandidate], slots:
             if r > best_rate:
                 best_vals, best_rate = list(v), r
 
-    if hint is not None and _fits(chains, hint, slots):
+    if hint is not None and len(hint) == len(chains) and _fits(chains, hint, slots):
         offer(hint)
     heap: list[tuple[float, int, dict[int, tuple[int, int]]]] = [(-math.inf, 0, root)]
     counter, nodes, solved_all = 1, 0, True
@@ -191,10 +191,3 @@ def batched_allocate(model: BatchModel, chains: Sequence[ChainCandidate], slots:
                      "boxes_open": len(heap), "servers_with_slowdown": len(curved),
                      "stopped_by_time_limit": not solved_all and status != "OPTIMAL"}
 
-
-def _fits(chains: Sequence[ChainCandidate], values: Sequence[int], slots: Sequence[int]) -> bool:
-    used = [0] * len(slots)
-    for ch, v in zip(chains, values):
-        for j, m in ch.hops:
-            used[j] += m * v
-    return len(values) == len(chains) and all(v >= 0 for v in values) and all(u <= s for u, s in zip(used, slots))
