@@ -22,6 +22,7 @@ and ``b_j = sum of Z_k over the chains k through server j`` (``Z_k`` jobs in ser
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Mapping, Sequence
 from .errors import FieldError, ScenarioError
 
 __all__ = ["BatchSlowdown", "NO_SLOWDOWN", "TIME_SHARING", "server_occupancy", "hop_time", "slowdowns_by_server",
+           "BatchModel", "loaded_service_times", "saturation_rate",
            "MAX_POINTS", "MAX_CONCURRENCY", "MAX_FACTOR"]
 
 MAX_POINTS = 256
@@ -136,3 +138,87 @@ def hop_time(comm_s: float, block_time_s: float, num_blocks: int, slowdown: Batc
 def slowdowns_by_server(servers: Sequence[Any]) -> Mapping[str, BatchSlowdown]:
     """``server id -> curve`` for a scenario's servers (``NO_SLOWDOWN`` where none is given)."""
     return {s.id: getattr(s, "batch_slowdown", None) or NO_SLOWDOWN for s in servers}
+
+
+# ---------------------------------------------------------------------------
+# A plan at full planned occupancy (planning and the plan document's saturation_rate_rps)
+# ---------------------------------------------------------------------------
+#
+# Chains are duck-typed: anything with ``capacity`` and ``service_time_s`` (its one-job time, the batch-1
+# model's) and either ``hops`` ((server index, blocks) pairs, gca.AllocatedChain) or ``servers`` and
+# ``blocks`` (server ids, chains.Chain).  A chain's time under the batch model is its one-job time plus the
+# slowdown's excess on each hop, so a chain whose time the algorithm computed its own way keeps it.
+
+
+@dataclass(frozen=True)
+class BatchModel:
+    """A scenario's curves and block times by server index (what the planners look up per hop)."""
+
+    curves: tuple[BatchSlowdown, ...]
+    block_time_s: tuple[float, ...]
+    index: Mapping[str, int]
+
+    @classmethod
+    def of(cls, scenario: Any) -> "BatchModel":
+        """The scenario's model; the last one is remembered, since a search asks for it once per placement."""
+        global _LAST
+        last = _LAST
+        if last is not None and last[0] is scenario:
+            return last[1]
+        by_id = slowdowns_by_server(scenario.servers)
+        model = cls(tuple(by_id[s.id] for s in scenario.servers), tuple(s.block_time_s for s in scenario.servers),
+                    {s.id: j for j, s in enumerate(scenario.servers)})
+        _LAST = (scenario, model)
+        return model
+
+    @functools.cached_property
+    def active(self) -> bool:
+        """False when every server runs at its one-job speed whatever it holds (today's model)."""
+        return any(not c.is_identity for c in self.curves)
+
+    def hops(self, chain: Any) -> Sequence[tuple[int, int]]:
+        hops = getattr(chain, "hops", None)
+        if hops is not None:
+            return hops
+        return [(self.index[sid], m) for sid, m in zip(chain.servers, chain.blocks)]
+
+    def occupancy(self, chains: Sequence[Any], capacities: Sequence[int] | None = None) -> list[int]:
+        """``b_j`` per server index with every planned slot busy (``capacities`` overrides the chains' own)."""
+        b = [0] * len(self.curves)
+        for k, ch in enumerate(chains):
+            z = ch.capacity if capacities is None else capacities[k]
+            for j in {j for j, _ in self.hops(ch)}:
+                b[j] += z
+        return b
+
+    def excess(self, hops: Sequence[tuple[int, int]], occupancy: Sequence[float]) -> float:
+        """The slowdown's extra time over the one-job time on these hops (network time is not slowed)."""
+        return sum(self.block_time_s[j] * m * (self.curves[j].factor(occupancy[j]) - 1.0) for j, m in hops)
+
+    def loaded_times(self, chains: Sequence[Any], capacities: Sequence[int] | None = None) -> list[float]:
+        """``T_k(b_full)``: each chain's time with every planned slot of every chain busy."""
+        if not self.active:
+            return [ch.service_time_s for ch in chains]
+        b = self.occupancy(chains, capacities)
+        return [ch.service_time_s + self.excess(self.hops(ch), b) for ch in chains]
+
+    def saturation_rate(self, chains: Sequence[Any], capacities: Sequence[int] | None = None) -> float:
+        """``sum_k c_k / T_k(b_full)``: with no curve, today's total service rate ``sum c_k / T_k``."""
+        caps = [ch.capacity for ch in chains] if capacities is None else capacities
+        return sum(c / t for c, t in zip(caps, self.loaded_times(chains, capacities)))
+
+
+_LAST: tuple[Any, BatchModel] | None = None     # (scenario, its model): scenarios are immutable
+
+
+def loaded_service_times(scenario: Any, chains: Sequence[Any]) -> list[float]:
+    """Each chain's mean service time with every planned slot busy, ``T_k(b_full)`` (seconds)."""
+    return BatchModel.of(scenario).loaded_times(chains)
+
+
+def saturation_rate(scenario: Any, chains: Sequence[Any]) -> float:
+    """The plan document's ``saturation_rate_rps``: the largest arrival rate the chains carry, every slot busy.
+
+    ``sum_k c_k / T_k(b_full)`` with ``b_full_j`` the sum of the capacities of the chains through server j;
+    with no ``batch_slowdown`` anywhere it is exactly today's ``total_service_rate``."""
+    return BatchModel.of(scenario).saturation_rate(chains)

@@ -9,6 +9,11 @@ objective; keep the best.  Objectives:
 - ``surrogate``: the lower bound on GBP-CR's own disjoint chains, each with
   capacity ``c`` (ignores what GCA adds; reserves too little cache).
 
+Under a batch slowdown (solvers/batching.py) every objective scores chains at their time with every
+planned slot busy, ``T_k(b_full)`` (GCA has already cut capacities that would lower the saturation
+rate, solvers/gca.py); with no curve that is the one-job time, as before.  The pruning below stays exact:
+a loaded time is never below the one-job time.
+
 Speed: ``c`` values with the same block counts ``m_j(c)`` share one GBP-CR chain
 sequence, and identical placements share one GCA run.  A ``c`` is skipped
 without GCA when its fastest possible chain is already slower than the best
@@ -31,11 +36,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
+from .batch_allocation import packed_response
+from .batching import BatchModel
 from .bounds import ResponseTimeBounds, bounds_from_rates
 from .gbpcr import ChainSequence, GbpcrResult, ServerArrays, chain_sequence, truncate
 from .gca import AllocatedChain, gca
@@ -85,17 +92,44 @@ def evaluate(scenario: Scenario, result: GbpcrResult, objective: str,
         if cache is not None:
             cache[key] = chains
     lam = scenario.workload.arrival_rate
-    bounds = bounds_from_rates([1.0 / ch.service_time_s for ch in chains], [ch.capacity for ch in chains], lam)
+    model = BatchModel.of(scenario)
+    bounds = loaded_bounds(model, chains, lam)
     if objective == "lower-bound":
         value = bounds.lower_s
     elif objective == "upper-bound":
         value = bounds.upper_s
     elif objective == "surrogate":
-        value = bounds_from_rates([1.0 / t for t in result.chain_times], [result.c] * len(result.chain_times),
-                                  lam).lower_s
+        value = bounds_from_rates([1.0 / t for t in _surrogate_times(model, result)],
+                                  [result.c] * len(result.chain_times), lam).lower_s
     else:
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     return Candidate(result.c, result, chains, bounds, value)
+
+
+def loaded_bounds(model: BatchModel, chains, arrival_rate: float) -> ResponseTimeBounds:
+    """The JFFC bounds with each chain at its loaded time ``T_k(b_full)`` (total rate: the saturation rate).
+
+    Under a batch slowdown ``lower_s`` is the packed prediction of batch_allocation.packed_response (the lower
+    bound's birth-death chain with each state's rate at the occupancy it packs), an estimate rather than a
+    bound; without a curve both are today's bounds, unchanged."""
+    bounds = bounds_from_rates([1.0 / t for t in model.loaded_times(chains)], [ch.capacity for ch in chains],
+                               arrival_rate)
+    if not model.active or not bounds.stable:
+        return bounds
+    return replace(bounds, lower_s=packed_response(model, chains, [ch.capacity for ch in chains], arrival_rate))
+
+
+def _surrogate_times(model: BatchModel, result: GbpcrResult) -> list[float]:
+    """GBP-CR's disjoint chains, each holding ``c`` jobs: each server's occupancy is ``c``."""
+    if not model.active:
+        return list(result.chain_times)
+    p = result.placement
+    out = []
+    for servers, t in zip(result.chains, result.chain_times):
+        ends = [0] + [p.end(j) for j in servers]
+        hops = [(j, ends[i + 1] - ends[i]) for i, j in enumerate(servers)]
+        out.append(t + model.excess(hops, [result.c] * len(model.curves)))
+    return out
 
 
 def _fastest_chain_time(scenario: Scenario, placement: Placement, cache: dict) -> float:

@@ -15,13 +15,20 @@ interval no longer contains ``e``.  Each round is a dynamic programme over the
 at most ``L + 1`` positions in increasing order (the graph is ordered by block
 index, so no heap is needed).  Every round invalidates at least one
 ``(e, j)`` entry, so there are at most ``sum_j m_j`` rounds.
+
+Under a batch slowdown (solvers/batching.py) a full slot is no longer free speed: the greedy's capacities
+are then cut back by the marginal analysis of solvers/batch_allocation.py (the saturation rate
+``sum c_k / T_k(b_full)`` and the predicted mean response at the scenario's arrival rate), and the slots that frees on servers that were not held back
+on purpose are offered to GCA again.  With no curve anywhere the result is the greedy's, unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .batch_allocation import best_capacities, packed_response
+from .batching import BatchModel
 from .scenario import Scenario
 from .topology import Placement, cache_slots
 
@@ -36,8 +43,60 @@ class AllocatedChain:
 def gca(scenario: Scenario, placement: Placement, slots: list[int] | None = None,
         max_chains: int | None = None) -> list[AllocatedChain]:
     """Chains fastest first with their capacities; empty when the placement has no feasible chain."""
-    L = scenario.model.num_blocks
     slots = list(slots) if slots is not None else cache_slots(scenario, placement)
+    chains = _greedy(scenario, placement, list(slots), max_chains)
+    model = BatchModel.of(scenario)
+    if max_chains is not None or not chains or not model.active:
+        return chains
+    return _batch_aware(scenario, placement, slots, chains, model)
+
+
+REFILL_ROUNDS = 3
+
+
+def _trimmed(model: BatchModel, chains: list[AllocatedChain], lam: float) -> list[AllocatedChain]:
+    caps = best_capacities(model, chains, arrival_rate=lam)
+    return [replace(ch, capacity=c) for ch, c in zip(chains, caps) if c > 0]
+
+
+def _worse(model: BatchModel, chains: list[AllocatedChain], lam: float) -> tuple[float, float]:
+    """Sort key, lower is better: the predicted mean response at ``lam``, then the saturation rate."""
+    return packed_response(model, chains, [ch.capacity for ch in chains], lam), -model.saturation_rate(chains)
+
+
+def _batch_aware(scenario: Scenario, placement: Placement, slots: list[int], greedy: list[AllocatedChain],
+                 model: BatchModel) -> list[AllocatedChain]:
+    """The greedy's chains at the capacities the marginal analysis keeps, then GCA again on the slots that
+    frees, except on servers held back on purpose (a curve and fewer jobs than the greedy gave them)."""
+    lam = scenario.workload.arrival_rate
+    best = _trimmed(model, greedy, lam)
+    score = _worse(model, best, lam)
+    filled = model.occupancy(greedy)
+    for _ in range(REFILL_ROUNDS):
+        held = model.occupancy(best)
+        left = list(slots)
+        for ch in best:
+            for j, m in ch.hops:
+                left[j] -= m * ch.capacity
+        for j, curve in enumerate(model.curves):
+            if not curve.is_identity and held[j] < filled[j]:
+                left[j] = 0
+        more = _greedy(scenario, placement, left, None)
+        if not more:
+            break
+        cand = _trimmed(model, best + more, lam)
+        cand_score = _worse(model, cand, lam)
+        if not cand_score < score:
+            break
+        best, score = cand, cand_score
+        filled = [max(a, b) for a, b in zip(filled, model.occupancy(best + more))]
+    return sorted(best, key=lambda ch: ch.service_time_s)
+
+
+def _greedy(scenario: Scenario, placement: Placement, slots: list[int],
+            max_chains: int | None) -> list[AllocatedChain]:
+    """GCA itself (the batch-1 greedy); uses up ``slots``."""
+    L = scenario.model.num_blocks
     comm = [s.comm_time_s for s in scenario.servers]
     per_block = [s.block_time_s for s in scenario.servers]
     used = placement.used()

@@ -6,6 +6,7 @@ import time
 
 
 from .algorithms import PlanOptions, register
+from .batch_allocation import batch_extras
 from .ctuning import evaluate, memory_shortfall, tune_c
 from .gbpcr import gbpcr
 from .plan import PlanResult
@@ -90,5 +91,6 @@ def _proposed(scenario: Scenario, options: PlanOptions) -> PlanResult:
                           f"arrival rate {scenario.workload.arrival_rate:g} req/s is not below the total service "
                           f"rate {cand.bounds.total_rate:.4g} req/s of c = {cand.c}",
                           c=cand.c, placement=cand.placement.placement, chains=chains, extra=extra)
+    extra.update(batch_extras(scenario, chains, cand.placement.placement))
     return PlanResult("proposed", True, c=cand.c, placement=cand.placement.placement, chains=chains, extra=extra,
                       tuning=tuning)

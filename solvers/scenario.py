@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, ValidationError,
                       field_validator)
 
+from .batching import NO_SLOWDOWN, BatchSlowdown
 from .calibration import Architecture, LinearTiming, hardware_timing
 from .errors import FieldError, ScenarioError
 from .hf_config import derive_hf_config, looks_like_hf_config
@@ -164,6 +165,7 @@ class Server:
     timing: LinearTiming
     source: str = "explicit"        # explicit | datasheet | measured
     rtt_ms: float | None = None
+    batch_slowdown: BatchSlowdown = NO_SLOWDOWN
 
     def cache_slots(self, num_blocks: int, model: Model) -> int:
         """KV slots (one block's cache for one job) left after holding ``num_blocks``."""

@@ -42,8 +42,9 @@ import time
 from dataclasses import dataclass, replace
 
 from .algorithms import PlanOptions, register
-from .bounds import bounds_from_rates
-from .ctuning import memory_shortfall, tune_c
+from .batch_allocation import batch_extras, best_capacities
+from .batching import BatchModel
+from .ctuning import loaded_bounds, memory_shortfall, tune_c
 from .gbpcr import ServerArrays, chain_sequence
 from .gca import gca
 from .plan import PlanResult
@@ -70,11 +71,12 @@ class Scored:
 
 
 class Scorer:
-    """GCA + lower bound of a placement, memoised."""
+    """GCA + lower bound of a placement, memoised (chains at their loaded times under a batch slowdown)."""
 
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
         self.lam = scenario.workload.arrival_rate
+        self.model = BatchModel.of(scenario)
         self.cache: dict = {}
 
     def __call__(self, placement: Placement) -> Scored:
@@ -89,7 +91,7 @@ class Scorer:
     def of_chains(self, chains) -> Scored:
         if not chains:
             return Scored(math.inf, math.inf, chains)
-        b = bounds_from_rates([1 / ch.service_time_s for ch in chains], [ch.capacity for ch in chains], self.lam)
+        b = loaded_bounds(self.model, chains, self.lam)
         return Scored(b.lower_s if b.stable else math.inf, b.load, chains)
 
 
@@ -244,8 +246,11 @@ def exact_allocation(scenario: Scenario, placement: Placement, score: Scorer, hi
     if not out.values:
         return None
     from .gca import AllocatedChain
-    allocated = tuple(sorted((AllocatedChain(ch.hops, ch.time_s, v) for ch, v in zip(chains, out.values) if v > 0),
-                             key=lambda ch: ch.service_time_s))
+    allocated = [AllocatedChain(ch.hops, ch.time_s, v) for ch, v in zip(chains, out.values) if v > 0]
+    if score.model.active:       # the MIP fills every slot (batch-1 rates): cut back what slows the plan
+        allocated = [replace(ch, capacity=c) for ch, c in zip(allocated, best_capacities(score.model, allocated))
+                     if c > 0]
+    allocated = tuple(sorted(allocated, key=lambda ch: ch.service_time_s))
     return score.of_chains(allocated)
 
 
@@ -400,8 +405,9 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
                          "improvement": (prop.value - best_sc.value) / prop.value,
                          "placements_evaluated": len(score.cache), "moves_accepted": accepted},
     }
-    if lam >= sum(ch.capacity / ch.service_time_s for ch in chains):    # cannot happen: scored plans are stable
+    if lam >= score.model.saturation_rate(chains):    # cannot happen: scored plans are stable
         return PlanResult(name, False, "no stable plan found", extra=extra)
+    extra.update(batch_extras(scenario, chains, best_placement))
     return PlanResult(name, True, c=best_c, placement=best_placement, chains=chains, dispatch="jffc", extra=extra)
 
 

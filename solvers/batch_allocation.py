@@ -1,0 +1,311 @@
+"""Cache allocation under a batch slowdown: a KV slot is no longer free speed.
+
+In the batch-1 model every job a server's memory can hold adds ``1 / T_k`` to the plan's service rate, so
+GCA fills every slot.  With a batch slowdown (solvers/batching.py) one more job on chain k adds ``1 / T_k``
+but slows every chain through k's servers, so the plan's saturation rate
+
+    S(c) = sum_k c_k / T_k(b(c)),   b_j(c) = sum of c_k over the chains k through server j
+
+can fall as capacities grow.  ``best_capacities`` is the marginal analysis: coordinate ascent on S, each
+chain's capacity set to the value in ``0..cap_k`` (its GCA capacity, what memory allows) that maximises S with
+the others fixed, ties to fewer jobs (a job that adds nothing only lengthens the time everyone else shares).
+It is a local optimum, not a proof; ``optimal-allocation`` bounds the global one (solvers/exact/batched.py).
+
+A plan's saturation rate is what it carries at heavy load; at the scenario's arrival rate what counts is the
+mean response, and a fast GPU whose curve stays below ``factor(b) = b`` (more jobs always add throughput)
+can still be over-filled: JFFC packs jobs onto the fastest chain, and past some occupancy its next job adds
+less rate than a free slot on a slower chain would.  ``packed_response`` predicts the mean response of a
+plan as the JFFC lower bound does (a birth-death chain whose rate with n jobs in service packs them on the
+fastest chains) but with each state's rate at the occupancy that packing gives; ``best_capacities`` also
+tries the capacities where each chain, fastest first, stops taking jobs once its next job would add less rate
+than the best free slot elsewhere, and keeps whichever of the two predicts the lower mean response.
+
+With no curve anywhere S is linear and increasing in every capacity, so nothing here runs and plans are
+exactly today's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .batching import BatchModel, BatchSlowdown
+from .bounds import _mean_jobs
+
+MAX_SWEEPS = 20
+DENSE_UP_TO = 64           # capacities up to this are tried value by value; above, a grid plus the curve's kinks
+GRID = 32
+TIE = 1e-12                # relative: a change within it is a tie (fewer jobs win)
+
+
+class _Plan:
+    """Capacities, occupancy and each chain's loaded time, updated chain by chain."""
+
+    def __init__(self, model: BatchModel, chains: Sequence[Any], capacities: Sequence[int]):
+        self.model = model
+        self.hops = [tuple(model.hops(ch)) for ch in chains]
+        self.base = [ch.service_time_s for ch in chains]
+        self.c = list(capacities)
+        self.b = model.occupancy(chains, self.c)
+        servers_of = [{j for j, _ in h} for h in self.hops]
+        through: dict[int, list[int]] = {}
+        for k, js in enumerate(servers_of):
+            for j in js:
+                through.setdefault(j, []).append(k)
+        # the chains whose time moves with chain k's capacity (k itself included)
+        self.sharing = [sorted({l for j in js for l in through[j]}) for js in servers_of]
+        self.servers_of = [sorted(js) for js in servers_of]
+
+    def time_with(self, l: int, servers: set[int], delta: int) -> float:
+        """Chain l's loaded time when the servers in ``servers`` hold ``delta`` more jobs."""
+        m = self.model
+        return self.base[l] + sum(m.block_time_s[j] * n * (m.curves[j].factor(self.b[j] + (delta if j in servers
+                                                                                             else 0)) - 1.0)
+                                  for j, n in self.hops[l])
+
+    def local_rate(self, k: int, value: int) -> float:
+        """The rate of the chains sharing a server with k when k holds ``value`` jobs (the rest of S is fixed)."""
+        delta = value - self.c[k]
+        servers = set(self.servers_of[k])
+        return sum((value if l == k else self.c[l]) / self.time_with(l, servers, delta) for l in self.sharing[k])
+
+    def set(self, k: int, value: int) -> None:
+        delta = value - self.c[k]
+        for j in self.servers_of[k]:
+            self.b[j] += delta
+        self.c[k] = value
+
+
+def _values(plan: _Plan, k: int, cap: int) -> list[int]:
+    """Capacities worth trying for chain k: all of 0..cap when few, else a grid, powers of two from both ends,
+    and the capacities at which one of its servers crosses a point of its curve (where S's slope changes)."""
+    if cap <= DENSE_UP_TO:
+        return list(range(cap + 1))
+    vals = {0, cap, plan.c[k]} | {cap * i // GRID for i in range(GRID)}
+    p = 1
+    while p < cap:
+        vals |= {p, cap - p}
+        p *= 2
+    for j in plan.servers_of[k]:
+        others = plan.b[j] - plan.c[k]
+        for x in plan.model.curves[j].concurrency:
+            for v in (x - others - 1, x - others, x - others + 1):
+                if 0 <= v <= cap:
+                    vals.add(v)
+    return sorted(vals)
+
+
+def best_capacities(model: BatchModel, chains: Sequence[Any], caps: Sequence[int] | None = None,
+                    arrival_rate: float | None = None) -> list[int]:
+    """Capacities ``0 <= c_k <= caps[k]`` (default: the chains' own): a locally maximal saturation rate, or, with
+    ``arrival_rate``, the marginal-rate capacities when they predict a lower mean response (``packed_response``)."""
+    caps = [ch.capacity for ch in chains] if caps is None else list(caps)
+    if not model.active:
+        return list(caps)
+    by_rate = _max_saturation(model, chains, caps)
+    if arrival_rate is None:
+        return by_rate
+    by_margin = _marginal_fill(model, chains, caps)
+    if by_margin == by_rate:
+        return by_rate
+    first = packed_response(model, chains, by_rate, arrival_rate)
+    second = packed_response(model, chains, by_margin, arrival_rate)
+    return by_margin if second < first * (1 - TIE) else by_rate
+
+
+def _max_saturation(model: BatchModel, chains: Sequence[Any], caps: list[int]) -> list[int]:
+    plan = _Plan(model, chains, caps)
+    for _ in range(MAX_SWEEPS):
+        changed = False
+        for k in range(len(chains)):
+            now = plan.local_rate(k, plan.c[k])
+            best_v, best_r = plan.c[k], now
+            for v in _values(plan, k, caps[k]):
+                r = plan.local_rate(k, v)
+                if r > best_r * (1 + TIE) or (r >= best_r * (1 - TIE) and v < best_v):
+                    best_v, best_r = v, r
+            if best_v != plan.c[k]:
+                plan.set(k, best_v)
+                changed = True
+        if not changed:
+            break
+    return plan.c
+
+
+def _marginal_fill(model: BatchModel, chains: Sequence[Any], caps: list[int]) -> list[int]:
+    """Fastest first, each chain takes jobs while its next one adds at least the rate of the best free slot on
+    a later chain (that chain's first job at the occupancy so far); past it JFFC would do better elsewhere."""
+    order = sorted(range(len(chains)), key=lambda k: chains[k].service_time_s)
+    plan = _Plan(model, chains, [0] * len(chains))
+    for pos, k in enumerate(order):
+        later = order[pos + 1:]
+        elsewhere = max((1.0 / plan.time_with(l, set(plan.servers_of[l]), 1) for l in later if caps[l] > 0),
+                        default=0.0)
+
+        def gain(z: int) -> float:
+            return plan.local_rate(k, z) - plan.local_rate(k, z - 1)
+
+        lo, hi = 0, caps[k]            # the largest z whose z-th job still gains at least `elsewhere` (bisection:
+        while lo < hi:                 # a job's gain falls as the chain fills, for any curve below time-sharing)
+            mid = (lo + hi + 1) // 2
+            if gain(mid) >= elsewhere and gain(mid) > 0:
+                lo = mid
+            else:
+                hi = mid - 1
+        plan.set(k, lo)
+    return plan.c
+
+
+def _factors(curve: BatchSlowdown, b: np.ndarray) -> np.ndarray:
+    """``curve.factor`` over an array of occupancies."""
+    xs, ys = np.asarray(curve.concurrency, dtype=float), np.asarray(curve.factors)
+    if len(xs) == 1:
+        return np.ones_like(b, dtype=float)
+    out = np.interp(b, xs, ys)
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    past = b > xs[-1]
+    out[past] = ys[-1] + slope * (b[past] - xs[-1])
+    return np.where(b <= 1, 1.0, out)
+
+
+def packed_rates(model: BatchModel, chains: Sequence[Any], capacities: Sequence[int]) -> np.ndarray:
+    """``d(n)`` for n = 1..C: the rate with n jobs in service packed on the fastest chains (JFFC's order, one-job
+    times), each chain at the occupancy that packing gives.  Without curves: the JFFC lower bound's rates."""
+    order = [k for k in sorted(range(len(chains)), key=lambda k: chains[k].service_time_s) if capacities[k] > 0]
+    hops = {k: tuple(model.hops(chains[k])) for k in order}
+    b = np.zeros(len(model.curves))
+    full: list[int] = []           # chains already full, in order
+    pieces = []
+    for k in order:
+        z = np.arange(1, capacities[k] + 1, dtype=float)
+        on_k = {j for j, _ in hops[k]}
+        fixed = 0.0
+        moving = z / (chains[k].service_time_s + _excess(model, hops[k], b, on_k, z))
+        for l in full:
+            if on_k.isdisjoint(j for j, _ in hops[l]):
+                fixed += capacities[l] / (chains[l].service_time_s + model.excess(hops[l], b))
+            else:
+                moving = moving + capacities[l] / (chains[l].service_time_s + _excess(model, hops[l], b, on_k, z))
+        pieces.append(fixed + moving)
+        for j in on_k:
+            b[j] += capacities[k]
+        full.append(k)
+    return np.concatenate(pieces) if pieces else np.zeros(0)
+
+
+def _excess(model: BatchModel, hops: Sequence[tuple[int, int]], b: np.ndarray, on_k: set[int],
+            z: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(z)
+    for j, m in hops:
+        occ = b[j] + z if j in on_k else np.full_like(z, b[j])
+        out += model.block_time_s[j] * m * (_factors(model.curves[j], occ) - 1.0)
+    return out
+
+
+def packed_response(model: BatchModel, chains: Sequence[Any], capacities: Sequence[int],
+                    arrival_rate: float) -> float:
+    """Predicted mean response (s) of JFFC over the chains at ``arrival_rate``: the birth-death chain of
+    ``packed_rates``, saturation rate above the total capacity; inf when it does not carry the rate."""
+    rates = packed_rates(model, chains, capacities)
+    if rates.size == 0 or not arrival_rate < rates[-1] or arrival_rate <= 0:
+        return math.inf
+    return _mean_jobs(math.log(arrival_rate), rates, arrival_rate / float(rates[-1])) / arrival_rate
+
+
+# ---------------------------------------------------------------------------
+# Why a server holds fewer jobs than its memory allows (for the explanation)
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeldBack:
+    """A server with free KV slots a chain through it could use, and what using them would cost."""
+    server: str
+    jobs: int                     # jobs it holds with every planned slot busy
+    more: int                     # jobs the chain below could add (every server on it has the slots)
+    chain: int                    # that chain's number (1-based, the plan's order)
+    factor_now: float
+    factor_more: float
+    slowed: tuple[tuple[int, float], ...]     # (chain number, relative slowdown) for the chains through it
+    rate_now: float               # saturation rate as planned, and with the extra jobs
+    rate_more: float
+
+    def text(self) -> str:
+        nums = [n for n, _ in self.slowed]
+        names = "chain " + str(nums[0]) if len(nums) == 1 else \
+            "chains " + ", ".join(str(n) for n in nums[:-1]) + " and " + str(nums[-1])
+        lo, hi = min(x for _, x in self.slowed), max(x for _, x in self.slowed)
+        by = f"{lo:.0%}" if round(lo * 100) == round(hi * 100) else f"{lo:.0%}-{hi:.0%}"
+        out = (f"{self.server} holds {self.jobs} job(s) though its memory has room for more: {self.more} more on "
+               f"chain {self.chain} would slow {names} by {by} (batch slowdown {self.factor_now:.3g}x -> "
+               f"{self.factor_more:.3g}x)")
+        if self.rate_more < self.rate_now:
+            out += (f" and lower the saturation rate from {self.rate_now:.4g} to {self.rate_more:.4g} req/s, "
+                    "so the plan leaves those slots empty")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"server": self.server, "jobs": self.jobs, "more_jobs": self.more, "on_chain": self.chain,
+                "slowdown_factor": self.factor_now, "slowdown_factor_with_more": self.factor_more,
+                "chains_slowed": [{"chain": n, "slower_by": x} for n, x in self.slowed],
+                "saturation_rate_rps": self.rate_now, "saturation_rate_with_more_rps": self.rate_more,
+                "text": self.text()}
+
+
+def held_back(scenario: Any, chains: Sequence[Any], placement: Any = None) -> list[HeldBack]:
+    """Servers with a curve where a chain through them could take more jobs (every server on that chain has the
+    free KV slots), with what that would do: the chains through the server slowed, the saturation rate.
+
+    ``chains`` in the plan's order (chain numbers are 1-based positions); a server's blocks come from
+    ``placement`` when given, else from its longest hop."""
+    model = BatchModel.of(scenario)
+    if not model.active or not chains:
+        return []
+    hops = [tuple(model.hops(ch)) for ch in chains]
+    caps = [ch.capacity for ch in chains]
+    occupancy = model.occupancy(chains)
+    times = model.loaded_times(chains)
+    rate = sum(c / t for c, t in zip(caps, times))
+    used = [0] * len(scenario.servers)
+    longest: dict[int, int] = {}
+    for h, c in zip(hops, caps):
+        for j, m in h:
+            used[j] += m * c
+            longest[j] = max(longest.get(j, m), m)
+    free = {j: scenario.servers[j].cache_slots(placement.count[j] if placement is not None else longest[j],
+                                               scenario.model) - used[j] for j in longest}
+    addable = [min(max(0, free[j]) // m for j, m in h) for h in hops]
+    out = []
+    for j in sorted(longest):
+        curve = model.curves[j]
+        through = [k for k, h in enumerate(hops) if any(jj == j for jj, _ in h)]
+        k = max(through, key=lambda n: (addable[n], -n))
+        if curve.is_identity or addable[k] < 1:
+            continue
+        more = list(occupancy)
+        for i in {i for i, _ in hops[k]}:
+            more[i] += addable[k]
+        if curve.factor(more[j]) <= curve.factor(occupancy[j]):
+            continue
+        new_caps = list(caps)
+        new_caps[k] += addable[k]
+        new_times = [ch.service_time_s + model.excess(h, more) for ch, h in zip(chains, hops)]
+        slowed = tuple((n + 1, new_times[n] / times[n] - 1.0) for n in through)
+        out.append(HeldBack(scenario.servers[j].id, occupancy[j], addable[k], k + 1, curve.factor(occupancy[j]),
+                            curve.factor(more[j]), slowed, rate, sum(c / t for c, t in zip(new_caps, new_times))))
+    return out
+
+
+def held_back_notes(scenario: Any, chains: Sequence[Any], placement: Any = None) -> list[dict[str, Any]]:
+    """``held_back`` as the plan's ``batch_capacity`` extras (each with its sentence in ``text``)."""
+    return [h.to_dict() for h in held_back(scenario, chains, placement)]
+
+
+def batch_extras(scenario: Any, chains: Sequence[Any], placement: Any = None) -> dict[str, Any]:
+    """The plan's extras on held-back capacity: ``{"batch_capacity": [...]}`` under a batch slowdown, else
+    nothing (a plan without curves keeps today's keys)."""
+    if not BatchModel.of(scenario).active:
+        return {}
+    return {"batch_capacity": held_back_notes(scenario, chains, placement)}
