@@ -149,6 +149,30 @@ export function Pagination({ page, count, pageSize, base, query }: { page: numbe
   );
 }
 
+/** A card with a heading and a compact table of `rows`, or the muted line `empty` when there are none. */
+export function TableCard({ title, heading: Heading = 'h2', empty, testid, head, rows }: {
+  title: string;
+  heading?: 'h2' | 'h3';
+  empty: string;
+  testid: string;
+  head: ComponentChildren;
+  rows: ComponentChildren[];
+}) {
+  return (
+    <div class="card">
+      <Heading>{title}</Heading>
+      {rows.length === 0 ? <p class="muted">{empty}</p> : (
+        <div class="table-wrap">
+          <table class="table compact" data-testid={testid}>
+            <thead>{head}</thead>
+            <tbody>{rows}</tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}
+
 export function Stat({ label, value, hint }: { label: string; value: ComponentChildren; hint?: string }) {
   return (
     <div class="stat" title={hint}>

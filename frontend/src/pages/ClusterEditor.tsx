@@ -11,7 +11,7 @@ import {
 import { ReplanPanel } from './Replanning';
 import { WorkloadEditor } from './WorkloadEditor';
 import { DispatcherPanel } from './Dispatcher';
-import { ApiErrorSummary, confirmDelete, ErrorBox, splitError, Field, FieldMessages, Loading, Notice, PageHeader, parseNumberInput, Link, TextField } from '../components/ui';
+import { ApiErrorSummary, confirmDelete, ErrorBox, Field, FieldMessages, Link, Loading, Notice, PageHeader, parseNumberInput, splitError, TextField } from '../components/ui';
 import type { Cluster, Model, ScenarioDoc, Server } from '../types';
 
 const ROWS_PER_PAGE = 50;

@@ -6,7 +6,7 @@ import { ApiError } from '../lib/errors';
 import { deriveSizes } from '../lib/derive';
 import { readHfConfig, type HfConfigFile } from '../lib/hfconfig';
 import { fmtGB, fmtNum } from '../lib/format';
-import { ApiErrorSummary, confirmDelete, ErrorBox, splitError, Field, Link, Loading, Notice, PageHeader, parseNumberInput, TextField } from '../components/ui';
+import { ApiErrorSummary, confirmDelete, ErrorBox, Field, Link, Loading, Notice, PageHeader, parseNumberInput, splitError, TextField } from '../components/ui';
 import type { Architecture, DerivedSizes, Model, ModelPreset } from '../types';
 
 export function ModelsPage() {

@@ -5,7 +5,7 @@ import { navigate } from '../router';
 import { ApiError } from '../lib/errors';
 import { parseTraceCsv, type TraceParse } from '../lib/trace';
 import { fmtNum, fmtSeconds } from '../lib/format';
-import { ApiErrorSummary, splitError, ErrorBox, Field, Link, Loading, PageHeader, parseNumberInput, TextField } from '../components/ui';
+import { ApiErrorSummary, ErrorBox, Field, Link, Loading, PageHeader, parseNumberInput, splitError, TextField } from '../components/ui';
 import { DemoOffer } from './Home';
 import type { Algorithm, Cluster, JobOptions, Model, Workload } from '../types';
 

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import { ApiError, fieldMap } from '../lib/errors';
 import { parseWorkload, WORKLOAD_FIELDS, workloadForm, type WorkloadForm, type WorkloadKey } from '../lib/workload';
-import { ApiErrorSummary, splitError, ErrorBox, Notice, TextField } from '../components/ui';
+import { ApiErrorSummary, ErrorBox, Notice, splitError, TextField } from '../components/ui';
 import type { Cluster, Workload } from '../types';
 
 /** The cluster's default workload (used by re-plans and by jobs that give none): PATCH /clusters/{id}/. */
