@@ -26,6 +26,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mdtable import table  # noqa: E402
 from solvers.runner import plan  # noqa: E402
 from solvers.ctuning import tune_c  # noqa: E402
 from solvers.instances import paper_scenario  # noqa: E402
@@ -94,15 +95,13 @@ def write(rows, args) -> None:
                   f"- solve time: proposed median {1000 * statistics.median(r['p_time'] for r in sub):.0f} ms, "
                   f"best median {1000 * statistics.median(r['b_time'] for r in sub):.0f} ms "
                   f"(max {1000 * max(r['b_time'] for r in sub):.0f} ms)", ""]
-    lines += ["## Per instance", "",
-              "| J | eta | seed | load | lambda | LB proposed (s) | LB best (s) | LB gain | sim proposed (s) | sim best (s) | "
-              "sim gain | nu proposed | nu best | winner | t proposed (s) | t best (s) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['J']} | {r['eta']} | {r['seed']} | {r['load']} | {r['lambda']:.3g} | {r['p_lb']:.3f} | "
-                     f"{r['b_lb']:.3f} | {100 * r['lb_gain']:.2f}% | {r['p_sim']:.3f} | {r['b_sim']:.3f} | "
-                     f"{100 * r['sim_gain']:.2f}% | {r['p_rate']:.3f} | {r['b_rate']:.3f} | {r['winner']} | "
-                     f"{r['p_time']:.3f} | {r['b_time']:.3f} |")
+    lines += ["## Per instance", "", *table(
+        ["J", "eta", "seed", "load", "lambda", "LB proposed (s)", "LB best (s)", "LB gain", "sim proposed (s)",
+         "sim best (s)", "sim gain", "nu proposed", "nu best", "winner", "t proposed (s)", "t best (s)"],
+        ([r["J"], r["eta"], r["seed"], r["load"], f"{r['lambda']:.3g}", f"{r['p_lb']:.3f}", f"{r['b_lb']:.3f}",
+          f"{100 * r['lb_gain']:.2f}%", f"{r['p_sim']:.3f}", f"{r['b_sim']:.3f}", f"{100 * r['sim_gain']:.2f}%",
+          f"{r['p_rate']:.3f}", f"{r['b_rate']:.3f}", r["winner"], f"{r['p_time']:.3f}", f"{r['b_time']:.3f}"]
+         for r in rows))]
     (RESULTS / "best_eval.md").write_text("\n".join(lines) + "\n")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)

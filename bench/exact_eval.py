@@ -40,6 +40,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mdtable import table  # noqa: E402
 from solvers.runner import plan  # noqa: E402
 from solvers.bounds import bounds_from_rates  # noqa: E402
 from solvers.ctuning import tune_c  # noqa: E402
@@ -180,14 +181,14 @@ def write(rows: list[dict], args, paper_rows: list[dict]) -> None:
                   "either all were enumerated, or the LP over all chains was solved by column generation "
                   "(pricing: best (time, price) labels over the routing DAG of block boundaries).", "",
                   f"Proven gap on {len(gaps)}/{len(paper_rows)} runs, max {100 * max(gaps):.1f} %; slowest run "
-                  f"{100 * worst:.0f} % of its limit.", "",
-                  "| seed | eta | placement | time (s) | status | nu | bound | gap | bound from | chains in the MIP (+ of them generated) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in paper_rows:
-            lines.append(f"| {r['seed']} | {r['eta']:g} | {r['placement']} | {r['elapsed']:.1f} | {r['status']} | "
-                         f"{fmt(r['objective'])} | {fmt(r['bound'])} | {fmt(r['gap'], True)} | {r['scope']} | "
-                         f"{r['chains']}" + (f" (+{r['added']} in {r['rounds']} rounds)" if r["added"] else "") + " |")
-        lines += ["", "## Small random instances", ""]
+                  f"{100 * worst:.0f} % of its limit.", "", *table(
+                      ["seed", "eta", "placement", "time (s)", "status", "nu", "bound", "gap", "bound from",
+                       "chains in the MIP (+ of them generated)"],
+                      ([r["seed"], f"{r['eta']:g}", r["placement"], f"{r['elapsed']:.1f}", r["status"],
+                        fmt(r["objective"]), fmt(r["bound"]), fmt(r["gap"], True), r["scope"],
+                        f"{r['chains']}" + (f" (+{r['added']} in {r['rounds']} rounds)" if r["added"] else "")]
+                       for r in paper_rows)),
+                  "", "## Small random instances", ""]
     lines += [
              "Random instances: J in 3..8, L in 4..12, s_m = 1 GB, s_c in [0.1, 0.3] GB; each server fast "
              "(probability 0.4; memory 0.5-1.0 x L blocks, block time 0.05-0.15 s) or slow (half the memory, "
@@ -220,15 +221,15 @@ def write(rows: list[dict], args, paper_rows: list[dict]) -> None:
     lines += [f"Joint model proven optimal on {proven}/{len(first)} instances; template enumeration capped "
               f"(20000 fastest kept) on {capped}.  Allocation MIP proven optimal on {alloc_opt}/{len(rows)} solves; "
               f"median joint solver time {statistics.median(r['joint_time'] for r in first):.1f} s.", "",
-              "### Per instance", "",
-              "| # | J | L | load | lambda | nu prop | nu alloc-opt | nu joint | joint bound | joint status | "
-              "LB prop (s) | LB alloc-opt (s) | LB joint (s) | rate gap alloc | rate gap joint |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['instance']} | {r['J']} | {r['L']} | {r['load']} | {r['lambda']:.3g} | "
-                     f"{r['prop_rate']:.3f} | {r['alloc_rate']:.3f} | {r['joint_rate']:.3f} | {fmt(r['joint_bound'])} | "
-                     f"{r['joint_status']} | {fmt(r['prop_lb'])} | {fmt(r['alloc_lb'])} | {fmt(r['joint_lb'])} | "
-                     f"{fmt(r['rate_gap_alloc'], True)} | {fmt(r['rate_gap_joint'], True)} |")
+              "### Per instance", "", *table(
+                  ["#", "J", "L", "load", "lambda", "nu prop", "nu alloc-opt", "nu joint", "joint bound",
+                   "joint status", "LB prop (s)", "LB alloc-opt (s)", "LB joint (s)", "rate gap alloc",
+                   "rate gap joint"],
+                  ([r["instance"], r["J"], r["L"], r["load"], f"{r['lambda']:.3g}", f"{r['prop_rate']:.3f}",
+                    f"{r['alloc_rate']:.3f}", f"{r['joint_rate']:.3f}", fmt(r["joint_bound"]), r["joint_status"],
+                    fmt(r["prop_lb"]), fmt(r["alloc_lb"]), fmt(r["joint_lb"]), fmt(r["rate_gap_alloc"], True),
+                    fmt(r["rate_gap_joint"], True)]
+                   for r in rows))]
     (RESULTS / "exact_eval.md").write_text("\n".join(lines) + "\n")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))

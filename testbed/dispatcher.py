@@ -27,7 +27,7 @@ class DispatcherError(RuntimeError):
     pass
 
 
-class LiveDispatcher:
+class LiveDispatcher(procs.StartStop):
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", python: str = sys.executable):
         self.redis_url, self.python = redis_url, python
         self.prefix = f"chainplan:testbed:{os.getpid()}:{secrets.token_hex(4)}"
@@ -78,12 +78,9 @@ class LiveDispatcher:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.pids |= set(procs.process_tree(self.proc.pid)) if self.proc.poll() is None else set()
+            self.pids |= procs.running_tree(self.proc)
             procs.terminate_tree(sorted(self.pids), timeout_s=10)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+            procs.reap(self.proc)
             self.proc = None
         try:
             import redis
@@ -93,13 +90,3 @@ class LiveDispatcher:
                 r.delete(*keys)
         except Exception:
             pass
-
-    def __enter__(self) -> "LiveDispatcher":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -52,12 +52,17 @@ def username_of(request) -> str:
     return request.user.get_username()
 
 
-class TokenView(APIView):
+class _PasswordSignInView(APIView):
+    # Both ways to sign in with a password (an API token, a browser session): no credentials
+    # are needed yet, and guesses share the "login" rate.  No docstring: drf-spectacular would
+    # hand it to every sign-in view without one of its own.
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
 
+
+class TokenView(_PasswordSignInView):
     @extend_schema(request=s.TokenRequestSerializer, responses={200: s.TokenSerializer}, auth=[])
     def post(self, request):
         user = _check_password(request)
@@ -66,13 +71,8 @@ class TokenView(APIView):
 
 
 @method_decorator(csrf_protect, name="post")   # on post: an unknown method is a 405, not a CSRF 403
-class LoginView(APIView):
+class LoginView(_PasswordSignInView):
     """Session login for the browser; CSRF-protected (GET /auth/csrf/ first)."""
-
-    authentication_classes: list = []
-    permission_classes = [permissions.AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
 
     @extend_schema(request=s.TokenRequestSerializer, responses={200: s.UsernameSerializer}, auth=[])
     def post(self, request):

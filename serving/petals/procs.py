@@ -11,7 +11,9 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import subprocess
 import time
+from typing import Self
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -38,6 +40,43 @@ def process_tree(pid: int) -> list[int]:
         out.append(p)
         todo.extend(children.get(p, []))
     return out
+
+
+def running_tree(proc: subprocess.Popen) -> set[int]:
+    """The pids of ``proc``'s tree while it runs; none once it has exited (its pid may be reused)."""
+    return set(process_tree(proc.pid)) if proc.poll() is None else set()
+
+
+def reap(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """Collect ``proc``'s exit after its tree was signalled; one still running past ``timeout_s`` is left."""
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class StartStop:
+    """``with thing as t``: ``start()`` on entry, ``stop()`` on exit.
+
+    A start that fails half way (a server that never got ready, a port never opened) is
+    stopped too, so the processes it already launched are not left behind.
+    """
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def alive(pid: int) -> bool:

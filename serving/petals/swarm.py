@@ -95,7 +95,7 @@ def server_args(spec: ServerSpec, model_dir: str, port: int, identity: Path, ini
     return args + list(spec.extra_args)
 
 
-class Swarm:
+class Swarm(procs.StartStop):
     """``with Swarm(specs, model_dir, python=..., workdir=...) as swarm:`` launches and stops."""
 
     def __init__(self, specs: list[ServerSpec], model_dir: str, *, python: str, workdir: str | Path,
@@ -199,14 +199,11 @@ class Swarm:
             servers = list(self.servers)
         pids: set[int] = set()
         for s in servers:
-            s.pids |= set(procs.process_tree(s.proc.pid)) if s.proc.poll() is None else set()
+            s.pids |= procs.running_tree(s.proc)
             pids |= s.pids
         killed = procs.terminate_tree(sorted(pids)) if pids else []
         for s in servers:
-            try:
-                s.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+            procs.reap(s.proc)
         leftovers = procs.leftover_files(sorted(pids), self._sockets_before)
         procs.remove_files(leftovers)
         if self.proxy is not None:
@@ -221,13 +218,3 @@ class Swarm:
         with self._lock:
             self.servers.clear()
         return {"processes": len(pids), "killed_after_timeout": len(killed), "files_removed": len(leftovers)}
-
-    def __enter__(self) -> "Swarm":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

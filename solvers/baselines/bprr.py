@@ -45,7 +45,7 @@ from ..algorithms import PlanOptions, register
 from ..plan import PlanResult
 from ..scenario import Scenario
 from ..topology import Placement
-from .common import Route, SlotPolicy, floor_eps, run_slot_policy
+from .common import Route, SlotPolicy, flattest_window, floor_eps, run_slot_policy
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,7 @@ def place(scenario: Scenario, R: int) -> tuple[Placement, list[int], list[int]]:
                 if cover > best_cover:
                     best, best_cover = a, cover
         else:
-            best, best_key = 0, None
-            for a in range(L - m + 1):
-                key = sorted(cap[a:a + m])
-                if best_key is None or key < best_key:
-                    best, best_key = a, key
+            best = flattest_window(cap, m)
         starts[j] = best
         for b in range(best, best + m):
             cap[b] += per_block

@@ -137,3 +137,14 @@ def max_tokens_of(scenario: Scenario) -> int:
 def floor_eps(x: float) -> int:
     """floor with a tiny tolerance so exact multiples do not round down (float noise)."""
     return max(0, math.floor(x + 1e-9))
+
+
+def flattest_window(load: Sequence[float], m: int) -> int:
+    """Start of the ``m``-block window whose sorted per-block loads are lexicographically smallest
+    (the lowest start on ties): where BPRR and PETALS put a server once no block is short."""
+    best, best_key = 0, None
+    for a in range(len(load) - m + 1):
+        key = sorted(load[a:a + m])
+        if best_key is None or key < best_key:
+            best, best_key = a, key
+    return best

@@ -70,7 +70,7 @@ from ..algorithms import PlanOptions, register
 from ..plan import PlanResult
 from ..scenario import Scenario
 from ..topology import Placement
-from .common import Route, SlotPolicy, floor_eps, max_tokens_of, run_slot_policy
+from .common import Route, SlotPolicy, flattest_window, floor_eps, max_tokens_of, run_slot_policy
 
 DEFAULT_CACHE_TOKENS = 4096
 DEFAULT_CACHE_TOKENS_GQA = 16384
@@ -163,11 +163,7 @@ def petals_placement(scenario: Scenario, attn_cache_tokens: int | None = None, *
         m = counts[j]
         if m == 0:
             continue
-        best, best_key = 0, None
-        for a in range(L - m + 1):
-            key = sorted(load[a:a + m])
-            if best_key is None or key < best_key:
-                best, best_key = a, key
+        best = flattest_window(load, m)
         starts[j] = best
         for b in range(best, best + m):
             load[b] += throughput[j]

@@ -12,7 +12,7 @@ import pytest
 
 from solvers.runner import ALGORITHMS, plan
 from solvers.baselines.bprr import WsrrPolicy, bprr_placement, place, target_concurrency
-from solvers.baselines.common import run_slot_policy
+from solvers.baselines.common import flattest_window, run_slot_policy
 from solvers.baselines.petals import (PetalsClientPolicy, PetalsPlacement, PetalsPolicy, attn_cache_tokens_of,
                                       petals_placement)
 from solvers.baselines.whole_model import whole_model_chains
@@ -388,3 +388,11 @@ def test_petals_client_on_the_command_line():
                           "--algorithm", "petals", "--petals-client", "psychic"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "--petals-client" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_flattest_window_is_the_lexicographically_least_sorted_window_lowest_start_first():
+    assert flattest_window([0, 0, 0, 0], 2) == 0                 # ties: the lowest start
+    assert flattest_window([2, 1, 0, 0, 1], 2) == 2
+    assert flattest_window([1.0, 0.0, 3.0, 0.5, 0.5], 2) == 0    # sorted, [0.0, 1.0] < [0.5, 0.5]
+    assert flattest_window([1.0, 0.2, 3.0, 0.0, 0.5], 2) == 3    # [0.0, 0.5] < [0.0, 3.0] < [0.2, 1.0]
+    assert flattest_window([3, 1, 2], 3) == 0                    # one window only

@@ -1,7 +1,7 @@
 import type { ComponentChildren, JSX } from 'preact';
 import { useId } from 'preact/hooks';
-import { linkClick } from '../router';
-import { messageOf } from '../lib/errors';
+import { linkClick, navigate } from '../router';
+import { ApiError, messageOf, type FieldMessage } from '../lib/errors';
 import { buildQuery, pageCount, type QueryValue } from '../lib/query';
 import type { JobStatus } from '../types';
 
@@ -15,6 +15,18 @@ export function ErrorBox({ error, title }: { error: unknown; title?: string }) {
     <div class="alert alert-error" role="alert">
       {title && <strong>{title}: </strong>}
       {messageOf(error)}
+    </div>
+  );
+}
+
+/** A refused form's summary: the API's message, and those field messages that have no field of the
+ * form to stand next to (the rest are shown beside their fields). */
+export function ApiErrorSummary({ error, unplaced = [] }: { error: ApiError | null | undefined; unplaced?: FieldMessage[] }) {
+  if (!error) return null;
+  return (
+    <div class="alert alert-error" role="alert">
+      {error.detail}
+      {unplaced.length > 0 && <ul>{unplaced.map((f) => <li key={f.field + f.message}>{f.field && <code>{f.field}</code>} {f.message}</li>)}</ul>}
     </div>
   );
 }
@@ -75,6 +87,42 @@ export function Field({ label, hint, error, children, class: cls }: FieldProps) 
   );
 }
 
+/** A Field holding one text input; `onValue` gets its text as typed (numbers: parseNumberInput). */
+export function TextField({ value, onValue, inputMode, placeholder, ...field }: Omit<FieldProps, 'children'> & {
+  value: string;
+  onValue: (value: string) => void;
+  inputMode?: 'numeric' | 'decimal';
+  placeholder?: string;
+}) {
+  return (
+    <Field {...field}>
+      {({ id, describedBy, invalid }) => (
+        <input id={id} inputMode={inputMode} value={value} placeholder={placeholder} aria-describedby={describedBy}
+          aria-invalid={invalid || undefined} onInput={(e) => onValue(e.currentTarget.value)} />
+      )}
+    </Field>
+  );
+}
+
+/** Puts a failed request's error where a form shows it: an API refusal (its field messages go beside the
+ * fields) to `onRefusal`, anything else (network, a bug) to `onOther`. */
+export function splitError(err: unknown, onRefusal: (err: ApiError) => void, onOther: (err: unknown) => void): void {
+  if (err instanceof ApiError) onRefusal(err);
+  else onOther(err);
+}
+
+/** Deletes once the user confirms `question`, then shows the list at `listPath`; a failure goes to `onError`. */
+export async function confirmDelete(question: string, del: () => Promise<unknown>, listPath: string,
+  onError: (err: unknown) => void): Promise<void> {
+  if (!window.confirm(question)) return;
+  try {
+    await del();
+    navigate(listPath);
+  } catch (err) {
+    onError(err);
+  }
+}
+
 /** Parses a number input's text: '' -> null, junk -> NaN. */
 export function parseNumberInput(text: string): number | null {
   const t = text.trim();
@@ -98,6 +146,30 @@ export function Pagination({ page, count, pageSize, base, query }: { page: numbe
       </span>
       {page < pages ? <Link href={href(page + 1)} rel="next">Next →</Link> : <span aria-hidden="true" class="muted">Next →</span>}
     </nav>
+  );
+}
+
+/** A card with a heading and a compact table of `rows`, or the muted line `empty` when there are none. */
+export function TableCard({ title, heading: Heading = 'h2', empty, testid, head, rows }: {
+  title: string;
+  heading?: 'h2' | 'h3';
+  empty: string;
+  testid: string;
+  head: ComponentChildren;
+  rows: ComponentChildren[];
+}) {
+  return (
+    <div class="card">
+      <Heading>{title}</Heading>
+      {rows.length === 0 ? <p class="muted">{empty}</p> : (
+        <div class="table-wrap">
+          <table class="table compact" data-testid={testid}>
+            <thead>{head}</thead>
+            <tbody>{rows}</tbody>
+          </table>
+        </div>
+      )}
+    </div>
   );
 }
 

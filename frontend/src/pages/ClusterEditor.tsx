@@ -11,7 +11,7 @@ import {
 import { ReplanPanel } from './Replanning';
 import { WorkloadEditor } from './WorkloadEditor';
 import { DispatcherPanel } from './Dispatcher';
-import { ErrorBox, Field, FieldMessages, Loading, Notice, PageHeader, parseNumberInput, Link } from '../components/ui';
+import { ApiErrorSummary, confirmDelete, ErrorBox, Field, FieldMessages, Link, Loading, Notice, PageHeader, parseNumberInput, splitError, TextField } from '../components/ui';
 import type { Cluster, Model, ScenarioDoc, Server } from '../types';
 
 const ROWS_PER_PAGE = 50;
@@ -283,22 +283,14 @@ export function ClusterEditor({ id }: { id: number | null }) {
       setNotice('Saved.');
       if (isNew) navigate(`/clusters/${res.id}`, { replace: true });
     } catch (err) {
-      if (err instanceof ApiError) setApiError(err);
-      else setOtherError(err);
+      splitError(err, setApiError, setOtherError);
     } finally {
       setBusy(false);
     }
   };
 
-  const remove = async () => {
-    if (!window.confirm(`Delete the cluster "${draft.name}"? Its jobs and plans stay.`)) return;
-    try {
-      await api.deleteCluster(id!);
-      navigate('/clusters');
-    } catch (err) {
-      setOtherError(err);
-    }
-  };
+  const remove = () => confirmDelete(`Delete the cluster "${draft.name}"? Its jobs and plans stay.`,
+    () => api.deleteCluster(id!), '/clusters', setOtherError);
 
   const getProbeToken = async (serverId: string) => {
     try {
@@ -327,12 +319,7 @@ export function ClusterEditor({ id }: { id: number | null }) {
 
       {notice && <Notice kind="ok">{notice}</Notice>}
       <ErrorBox error={otherError} />
-      {apiError && (
-        <div class="alert alert-error" role="alert">
-          {apiError.detail}
-          {topLevelApi.length > 0 && <ul>{topLevelApi.map((f) => <li key={f.field + f.message}>{f.field && <code>{f.field}</code>} {f.message}</li>)}</ul>}
-        </div>
-      )}
+      <ApiErrorSummary error={apiError} unplaced={topLevelApi} />
       {attempted && errorCount > 0 && (
         <div class="alert alert-error" role="alert">
           {errorCount} value{errorCount === 1 ? ' needs' : 's need'} fixing; the messages are next to the fields.
@@ -341,12 +328,8 @@ export function ClusterEditor({ id }: { id: number | null }) {
 
       <form id="cluster-form" onSubmit={save} noValidate>
         <div class="form-grid">
-          <Field label="Name" error={(attempted && !draft.name.trim() ? ['is required'] : undefined) ?? serverErrors.name}>
-            {({ id: fid, describedBy, invalid }) => (
-              <input id={fid} value={draft.name} aria-describedby={describedBy} aria-invalid={invalid || undefined}
-                onInput={(e) => setDraft({ ...draft, name: e.currentTarget.value })} />
-            )}
-          </Field>
+          <TextField label="Name" error={(attempted && !draft.name.trim() ? ['is required'] : undefined) ?? serverErrors.name}
+            value={draft.name} onValue={(v) => setDraft({ ...draft, name: v })} />
           <Field label="Model" hint="The model this cluster serves by default (optional)." error={serverErrors.model}>
             {({ id: fid, describedBy }) => (
               <select id={fid} aria-describedby={describedBy} value={draft.model === null ? '' : String(draft.model)}

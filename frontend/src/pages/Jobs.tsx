@@ -14,6 +14,25 @@ export function bestPlan(job: Job) {
   return job.plans.filter((p) => p.feasible && p.mean_response_s !== null).sort((a, b) => a.mean_response_s! - b.mean_response_s!)[0];
 }
 
+/** One filter of the list: "any", or one of `options` ([value, text]). */
+function FilterSelect({ label, value, options, onChange }: {
+  label: string;
+  value: string;
+  options: ReadonlyArray<readonly [string, string]>;
+  onChange: (value: string) => void;
+}) {
+  return (
+    <Field label={label}>
+      {({ id }) => (
+        <select id={id} value={value} onChange={(e) => onChange(e.currentTarget.value)}>
+          <option value="">any</option>
+          {options.map(([v, text]) => <option key={v} value={v}>{text}</option>)}
+        </select>
+      )}
+    </Field>
+  );
+}
+
 export function JobsPage({ query }: { query: Record<string, string> }) {
   useTitle('Jobs');
   const page = intParam(query.page, 1);
@@ -49,30 +68,12 @@ export function JobsPage({ query }: { query: Record<string, string> }) {
         <Link class="button primary" href="/jobs/new">New plan</Link>
       </PageHeader>
       <form class="filters card" onSubmit={apply} aria-label="Filter jobs">
-        <Field label="Status">
-          {({ id }) => (
-            <select id={id} value={draft.status} onChange={(e) => setDraft({ ...draft, status: e.currentTarget.value })}>
-              <option value="">any</option>
-              {STATUSES.map((s) => <option key={s} value={s}>{s}</option>)}
-            </select>
-          )}
-        </Field>
-        <Field label="Cluster">
-          {({ id }) => (
-            <select id={id} value={draft.cluster} onChange={(e) => setDraft({ ...draft, cluster: e.currentTarget.value })}>
-              <option value="">any</option>
-              {clusters.map((c) => <option key={c.id} value={String(c.id)}>{c.name}</option>)}
-            </select>
-          )}
-        </Field>
-        <Field label="Algorithm">
-          {({ id }) => (
-            <select id={id} value={draft.algorithm} onChange={(e) => setDraft({ ...draft, algorithm: e.currentTarget.value })}>
-              <option value="">any</option>
-              {algorithms.map((a) => <option key={a.name} value={a.name}>{a.name}</option>)}
-            </select>
-          )}
-        </Field>
+        <FilterSelect label="Status" value={draft.status} options={STATUSES.map((s) => [s, s] as const)}
+          onChange={(status) => setDraft({ ...draft, status })} />
+        <FilterSelect label="Cluster" value={draft.cluster} options={clusters.map((c) => [String(c.id), c.name] as const)}
+          onChange={(cluster) => setDraft({ ...draft, cluster })} />
+        <FilterSelect label="Algorithm" value={draft.algorithm} options={algorithms.map((a) => [a.name, a.name] as const)}
+          onChange={(algorithm) => setDraft({ ...draft, algorithm })} />
         <div class="filter-buttons">
           <button type="submit" class="secondary">Apply filters</button>
           {filtered && <Link href="/jobs" class="button-small link-like">Clear</Link>}

@@ -6,7 +6,7 @@ import { ApiError } from '../lib/errors';
 import { deriveSizes } from '../lib/derive';
 import { readHfConfig, type HfConfigFile } from '../lib/hfconfig';
 import { fmtGB, fmtNum } from '../lib/format';
-import { ErrorBox, Field, Link, Loading, Notice, PageHeader, parseNumberInput } from '../components/ui';
+import { ApiErrorSummary, confirmDelete, ErrorBox, Field, Link, Loading, Notice, PageHeader, parseNumberInput, splitError, TextField } from '../components/ui';
 import type { Architecture, DerivedSizes, Model, ModelPreset } from '../types';
 
 export function ModelsPage() {
@@ -243,22 +243,13 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
       setSaved(true);
       if (isNew) navigate(`/models/${m.id}`, { replace: true });
     } catch (err) {
-      if (err instanceof ApiError) setError(err);
-      else setOther(err);
+      splitError(err, setError, setOther);
     } finally {
       setBusy(false);
     }
   };
 
-  const remove = async () => {
-    if (!window.confirm(`Delete the model "${form.name}"?`)) return;
-    try {
-      await api.deleteModel(id!);
-      navigate('/models');
-    } catch (err) {
-      setOther(err);
-    }
-  };
+  const remove = () => confirmDelete(`Delete the model "${form.name}"?`, () => api.deleteModel(id!), '/models', setOther);
 
   if (!isNew && loaded.loading && !loaded.data) return <Loading />;
   if (loaded.error) return <ErrorBox error={loaded.error} />;
@@ -277,13 +268,11 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
       </PageHeader>
       {saved && <Notice kind="ok">Saved.</Notice>}
       <ErrorBox error={other} />
-      {error && <div class="alert alert-error" role="alert">{error.detail}</div>}
+      <ApiErrorSummary error={error} />
       <div class="model-layout">
         <form id="model-form" onSubmit={save} noValidate class="card">
           <div class="form-grid">
-            <Field label="Name" error={fieldErr('name')}>
-              {({ id: fid, describedBy, invalid }) => <input id={fid} value={form.name} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, name: e.currentTarget.value })} />}
-            </Field>
+            <TextField label="Name" error={fieldErr('name')} value={form.name} onValue={(v) => setForm({ ...form, name: v })} />
             <Field label="Start from a preset" hint="Fills the architecture; you may change any field.">
               {({ id: fid, describedBy }) => (
                 <select id={fid} aria-describedby={describedBy} value={form.preset} onChange={(e) => pickPreset(e.currentTarget.value)}>
@@ -315,12 +304,8 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
             <legend>Architecture</legend>
             <div class="form-grid three">
               {ARCH_FIELDS.map((f) => (
-                <Field key={f.key} label={f.label} hint={f.hint} error={fieldErr(f.key)}>
-                  {({ id: fid, describedBy, invalid }) => (
-                    <input id={fid} inputMode="numeric" value={form.arch[f.key]} aria-describedby={describedBy} aria-invalid={invalid || undefined}
-                      onInput={(e) => setForm({ ...form, arch: { ...form.arch, [f.key]: e.currentTarget.value } })} />
-                  )}
-                </Field>
+                <TextField key={f.key} label={f.label} hint={f.hint} error={fieldErr(f.key)} inputMode="numeric" value={form.arch[f.key]}
+                  onValue={(v) => setForm({ ...form, arch: { ...form.arch, [f.key]: v } })} />
               ))}
               <Field label="Weights dtype" error={fieldErr('dtype')}>
                 {({ id: fid }) => (
@@ -347,13 +332,9 @@ export function ModelEditor({ id, preset }: { id: number | null; preset?: string
             <legend>Explicit sizes (optional; they win over the derived ones)</legend>
             <div class="form-grid four">
               {OVERRIDES.map((o) => (
-                <Field key={o.key} label={o.label} error={fieldErr(o.key)}>
-                  {({ id: fid, describedBy, invalid }) => (
-                    <input id={fid} inputMode="decimal" value={form.overrides[o.key]} aria-describedby={describedBy} aria-invalid={invalid || undefined}
-                      placeholder={local?.ok ? fmtNum((local as unknown as Record<string, number | null>)[o.key]) : ''}
-                      onInput={(e) => setForm({ ...form, overrides: { ...form.overrides, [o.key]: e.currentTarget.value } })} />
-                  )}
-                </Field>
+                <TextField key={o.key} label={o.label} error={fieldErr(o.key)} inputMode="decimal" value={form.overrides[o.key]}
+                  placeholder={local?.ok ? fmtNum((local as unknown as Record<string, number | null>)[o.key]) : ''}
+                  onValue={(v) => setForm({ ...form, overrides: { ...form.overrides, [o.key]: v } })} />
               ))}
             </div>
           </fieldset>

@@ -5,7 +5,7 @@ import { navigate } from '../router';
 import { ApiError } from '../lib/errors';
 import { parseTraceCsv, type TraceParse } from '../lib/trace';
 import { fmtNum, fmtSeconds } from '../lib/format';
-import { ErrorBox, Field, Link, Loading, PageHeader, parseNumberInput } from '../components/ui';
+import { ApiErrorSummary, ErrorBox, Field, Link, Loading, PageHeader, parseNumberInput, splitError, TextField } from '../components/ui';
 import { DemoOffer } from './Home';
 import type { Algorithm, Cluster, JobOptions, Model, Workload } from '../types';
 
@@ -171,8 +171,7 @@ export function NewPlanPage({ query }: { query: Record<string, string> }) {
       });
       navigate(`/jobs/${job.id}`);
     } catch (err) {
-      if (err instanceof ApiError) setError(err);
-      else setOther(err);
+      splitError(err, setError, setOther);
       setBusy(false);
     }
   };
@@ -183,12 +182,7 @@ export function NewPlanPage({ query }: { query: Record<string, string> }) {
   return (
     <section>
       <PageHeader title="New plan" sub="Choose what to plan; the job runs in the background and you can watch it." />
-      {error && (
-        <div class="alert alert-error" role="alert">
-          {error.detail}
-          {unmatched.length > 0 && <ul>{unmatched.map((f) => <li key={f.field + f.message}>{f.field && <code>{f.field}</code>} {f.message}</li>)}</ul>}
-        </div>
-      )}
+      <ApiErrorSummary error={error} unplaced={unmatched} />
       <ErrorBox error={other} />
       <form onSubmit={submit} noValidate class="plan-form">
         <fieldset class="card">
@@ -226,28 +220,18 @@ export function NewPlanPage({ query }: { query: Record<string, string> }) {
           </div>
           <div class="form-grid four">
             {form.mode === 'rate' ? (
-              <Field label="Arrival rate (requests/s)" error={fieldErrs('workload.arrival_rate', 'workload')}>
-                {({ id, describedBy, invalid }) => <input id={id} inputMode="decimal" value={form.arrival_rate} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, arrival_rate: e.currentTarget.value })} />}
-              </Field>
+              <TextField label="Arrival rate (requests/s)" error={fieldErrs('workload.arrival_rate', 'workload')} inputMode="decimal" value={form.arrival_rate} onValue={(v) => setForm({ ...form, arrival_rate: v })} />
             ) : (
               <>
                 <Field label="Trace CSV" hint="Columns TIMESTAMP, ContextTokens, GeneratedTokens" error={fieldErrs('workload.trace')} class="span-2">
                   {({ id, describedBy, invalid }) => <input id={id} type="file" accept=".csv,text/csv" aria-describedby={describedBy} aria-invalid={invalid || undefined} onChange={onTrace} />}
                 </Field>
-                <Field label="Use the first N requests">
-                  {({ id }) => <input id={id} inputMode="numeric" value={form.trace_limit} onInput={(e) => setForm({ ...form, trace_limit: e.currentTarget.value })} />}
-                </Field>
+                <TextField label="Use the first N requests" inputMode="numeric" value={form.trace_limit} onValue={(v) => setForm({ ...form, trace_limit: v })} />
               </>
             )}
-            <Field label="Target load" hint="0..1, used to size the chains" error={fieldErrs('workload.target_load')}>
-              {({ id, describedBy, invalid }) => <input id={id} inputMode="decimal" value={form.target_load} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, target_load: e.currentTarget.value })} />}
-            </Field>
-            <Field label="Mean input tokens" hint="optional" error={fieldErrs('workload.input_tokens')}>
-              {({ id, describedBy, invalid }) => <input id={id} inputMode="numeric" value={form.input_tokens} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, input_tokens: e.currentTarget.value })} />}
-            </Field>
-            <Field label="Mean output tokens" hint="optional" error={fieldErrs('workload.output_tokens')}>
-              {({ id, describedBy, invalid }) => <input id={id} inputMode="numeric" value={form.output_tokens} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, output_tokens: e.currentTarget.value })} />}
-            </Field>
+            <TextField label="Target load" hint="0..1, used to size the chains" error={fieldErrs('workload.target_load')} inputMode="decimal" value={form.target_load} onValue={(v) => setForm({ ...form, target_load: v })} />
+            <TextField label="Mean input tokens" hint="optional" error={fieldErrs('workload.input_tokens')} inputMode="numeric" value={form.input_tokens} onValue={(v) => setForm({ ...form, input_tokens: v })} />
+            <TextField label="Mean output tokens" hint="optional" error={fieldErrs('workload.output_tokens')} inputMode="numeric" value={form.output_tokens} onValue={(v) => setForm({ ...form, output_tokens: v })} />
           </div>
           {prefilled && <p class="hint">Prefilled with the workload of {prefilled}; change it as you like.</p>}
           {form.mode === 'trace' && trace && (
@@ -283,18 +267,10 @@ export function NewPlanPage({ query }: { query: Record<string, string> }) {
         <details class="card">
           <summary>Options</summary>
           <div class="form-grid four">
-            <Field label="Cache reservation c" hint="empty: tuned automatically" error={fieldErrs('options.c')}>
-              {({ id, describedBy, invalid }) => <input id={id} inputMode="numeric" value={form.c} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, c: e.currentTarget.value })} />}
-            </Field>
-            <Field label="Simulated requests" hint="0: no simulation" error={fieldErrs('options.simulate_requests')}>
-              {({ id, describedBy, invalid }) => <input id={id} inputMode="numeric" value={form.simulate_requests} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, simulate_requests: e.currentTarget.value })} />}
-            </Field>
-            <Field label="Seed" error={fieldErrs('options.seed')}>
-              {({ id, describedBy, invalid }) => <input id={id} inputMode="numeric" value={form.seed} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, seed: e.currentTarget.value })} />}
-            </Field>
-            <Field label="Time limit per algorithm (s)" hint="optional" error={fieldErrs('options.time_limit_s')}>
-              {({ id, describedBy, invalid }) => <input id={id} inputMode="decimal" value={form.time_limit_s} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setForm({ ...form, time_limit_s: e.currentTarget.value })} />}
-            </Field>
+            <TextField label="Cache reservation c" hint="empty: tuned automatically" error={fieldErrs('options.c')} inputMode="numeric" value={form.c} onValue={(v) => setForm({ ...form, c: v })} />
+            <TextField label="Simulated requests" hint="0: no simulation" error={fieldErrs('options.simulate_requests')} inputMode="numeric" value={form.simulate_requests} onValue={(v) => setForm({ ...form, simulate_requests: v })} />
+            <TextField label="Seed" error={fieldErrs('options.seed')} inputMode="numeric" value={form.seed} onValue={(v) => setForm({ ...form, seed: v })} />
+            <TextField label="Time limit per algorithm (s)" hint="optional" error={fieldErrs('options.time_limit_s')} inputMode="decimal" value={form.time_limit_s} onValue={(v) => setForm({ ...form, time_limit_s: v })} />
             <Field label="Server figures" error={fieldErrs('options.calibration')}>
               {({ id, describedBy }) => (
                 <select id={id} value={form.calibration} aria-describedby={describedBy} onChange={(e) => setForm({ ...form, calibration: e.currentTarget.value as Form['calibration'] })}>

@@ -11,7 +11,7 @@ import {
   adoptedByLabel, changeText, CRON_HINT, diffSummary, draftOf, groupCandidates, rangeText, scheduleBody, spansLabel,
   type ScheduleDraft,
 } from '../lib/replan';
-import { ErrorBox, Field, Link, Loading, Notice, PageHeader, parseNumberInput, Stat } from '../components/ui';
+import { ErrorBox, Field, Link, Loading, Notice, PageHeader, parseNumberInput, Stat, TableCard } from '../components/ui';
 import type { Cluster, ReplanSettings, Schedule } from '../types';
 
 // ---------------------------------------------------------------------------
@@ -132,36 +132,26 @@ export function ReplanPanel({ clusterId }: { clusterId: number }) {
         )}
       </div>
 
-      <div class="card">
-        <h3>Adoption history</h3>
-        {adoptions.results.length === 0 ? <p class="muted">Nothing adopted yet.</p> : (
-          <div class="table-wrap">
-            <table class="table compact" data-testid="adoptions-table">
-              <thead>
-                <tr>
-                  <th scope="col">When</th><th scope="col">Plan</th><th scope="col">By</th><th scope="col">Why</th>
-                  <th scope="col" class="num">Gain</th><th scope="col">Webhook</th>
-                </tr>
-              </thead>
-              <tbody>
-                {adoptions.results.map((a) => (
-                  <tr key={a.id}>
-                    <td>{fmtDate(a.created_at)}</td>
-                    <th scope="row">
-                      {a.plan ? <Link href={`/plans/${a.plan}`}>#{a.plan}</Link> : 'deleted'}
-                      {a.plan && a.previous_plan && <> · <Link href={`/plans/${a.plan}/diff/${a.previous_plan}`}>diff</Link></>}
-                    </th>
-                    <td>{adoptedByLabel(a)}</td>
-                    <td>{a.detail}</td>
-                    <td class="num">{a.gain === null ? '—' : fmtPercent(a.gain, 1)}</td>
-                    <td>{a.webhook_at ? (a.webhook_error ? <span class="danger">{a.webhook_error}</span> : `HTTP ${a.webhook_status}`) : '—'}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
-      </div>
+      <TableCard title="Adoption history" heading="h3" empty="Nothing adopted yet." testid="adoptions-table"
+        head={
+          <tr>
+            <th scope="col">When</th><th scope="col">Plan</th><th scope="col">By</th><th scope="col">Why</th>
+            <th scope="col" class="num">Gain</th><th scope="col">Webhook</th>
+          </tr>
+        }
+        rows={adoptions.results.map((a) => (
+          <tr key={a.id}>
+            <td>{fmtDate(a.created_at)}</td>
+            <th scope="row">
+              {a.plan ? <Link href={`/plans/${a.plan}`}>#{a.plan}</Link> : 'deleted'}
+              {a.plan && a.previous_plan && <> · <Link href={`/plans/${a.plan}/diff/${a.previous_plan}`}>diff</Link></>}
+            </th>
+            <td>{adoptedByLabel(a)}</td>
+            <td>{a.detail}</td>
+            <td class="num">{a.gain === null ? '—' : fmtPercent(a.gain, 1)}</td>
+            <td>{a.webhook_at ? (a.webhook_error ? <span class="danger">{a.webhook_error}</span> : `HTTP ${a.webhook_status}`) : '—'}</td>
+          </tr>
+        ))} />
 
       <div class="grid-2">
         <SettingsForm cluster={cluster} onSaved={(c) => { setNotice(`Re-planning settings of ${c.name} saved.`); data.reload(); }} />
@@ -444,29 +434,17 @@ export function PlanDiffPage({ id, old }: { id: number; old: number | null }) {
         </table>
       </div>
 
-      <div class="card">
-        <h2>Per server</h2>
-        {d.servers.length === 0 ? <p class="muted">No server changes its blocks.</p> : (
-          <div class="table-wrap">
-            <table class="table compact" data-testid="diff-servers">
-              <thead>
-                <tr><th scope="col">Server</th><th scope="col">Old blocks</th><th scope="col">New blocks</th><th scope="col">Load</th><th scope="col">Drop</th></tr>
-              </thead>
-              <tbody>
-                {d.servers.map((s) => (
-                  <tr key={s.server}>
-                    <th scope="row">{s.server}</th>
-                    <td>{rangeText(s.old)}</td>
-                    <td>{rangeText(s.new)}</td>
-                    <td>{spansLabel(s.blocks_to_load)}{s.num_blocks_to_load > 0 && <span class="muted"> ({s.num_blocks_to_load})</span>}</td>
-                    <td>{spansLabel(s.blocks_to_drop)}{s.num_blocks_to_drop > 0 && <span class="muted"> ({s.num_blocks_to_drop})</span>}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
-      </div>
+      <TableCard title="Per server" empty="No server changes its blocks." testid="diff-servers"
+        head={<tr><th scope="col">Server</th><th scope="col">Old blocks</th><th scope="col">New blocks</th><th scope="col">Load</th><th scope="col">Drop</th></tr>}
+        rows={d.servers.map((s) => (
+          <tr key={s.server}>
+            <th scope="row">{s.server}</th>
+            <td>{rangeText(s.old)}</td>
+            <td>{rangeText(s.new)}</td>
+            <td>{spansLabel(s.blocks_to_load)}{s.num_blocks_to_load > 0 && <span class="muted"> ({s.num_blocks_to_load})</span>}</td>
+            <td>{spansLabel(s.blocks_to_drop)}{s.num_blocks_to_drop > 0 && <span class="muted"> ({s.num_blocks_to_drop})</span>}</td>
+          </tr>
+        ))} />
 
       <div class="grid-2">
         {([['Chains added', d.chains_added, 'diff-chains-added'], ['Chains removed', d.chains_removed, 'diff-chains-removed']] as const).map(([title, chains, testid]) => (

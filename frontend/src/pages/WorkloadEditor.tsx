@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import { ApiError, fieldMap } from '../lib/errors';
 import { parseWorkload, WORKLOAD_FIELDS, workloadForm, type WorkloadForm, type WorkloadKey } from '../lib/workload';
-import { ErrorBox, Field, Notice } from '../components/ui';
+import { ApiErrorSummary, ErrorBox, Notice, splitError, TextField } from '../components/ui';
 import type { Cluster, Workload } from '../types';
 
 /** The cluster's default workload (used by re-plans and by jobs that give none): PATCH /clusters/{id}/. */
@@ -47,8 +47,7 @@ export function WorkloadEditor({ cluster, onSaved }: { cluster: Cluster; onSaved
       setSaved(true);
       onSaved?.(res);
     } catch (err) {
-      if (err instanceof ApiError) setApiError(err);
-      else setOther(err);
+      splitError(err, setApiError, setOther);
     } finally {
       setBusy(false);
     }
@@ -65,26 +64,17 @@ export function WorkloadEditor({ cluster, onSaved }: { cluster: Cluster; onSaved
         {stored === null && ' This cluster has none yet.'}</p>
       {saved && <Notice kind="ok">Default workload saved.</Notice>}
       <ErrorBox error={other} />
-      {apiError && (
-        <div class="alert alert-error" role="alert">
-          {apiError.detail}
-          {unplaced.length > 0 && <ul>{unplaced.map((f) => <li key={f.field + f.message}>{f.field && <code>{f.field}</code>} {f.message}</li>)}</ul>}
-        </div>
-      )}
+      <ApiErrorSummary error={apiError} unplaced={unplaced} />
       {attempted && Object.keys(parsed.errors).length > 0 && (
         <div class="alert alert-error" role="alert">Fix the values marked below; the messages are next to the fields.</div>
       )}
       <div class="form-grid three">
         {WORKLOAD_FIELDS.map((f) => (
-          <Field key={f.key} label={f.label} hint={f.hint} error={errorFor(f.key)}>
-            {({ id, describedBy, invalid }) => (
-              <input id={id} inputMode="decimal" value={form[f.key]} aria-describedby={describedBy} aria-invalid={invalid || undefined}
-                onInput={(e) => {
-                  setForm({ ...form, [f.key]: e.currentTarget.value });
-                  setSaved(false);
-                }} />
-            )}
-          </Field>
+          <TextField key={f.key} label={f.label} hint={f.hint} error={errorFor(f.key)} inputMode="decimal" value={form[f.key]}
+            onValue={(v) => {
+              setForm({ ...form, [f.key]: v });
+              setSaved(false);
+            }} />
         ))}
       </div>
       {stored?.trace && <p class="hint">The workload also holds a trace of {stored.trace.length} requests; it is kept as it is.</p>}
