@@ -58,6 +58,10 @@ def _list(items: list[int]) -> str:
     return ", ".join(str(k + 1) for k in items)
 
 
+def _names(ids: list[str], shown: int = 6) -> str:
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
 def _lower_upper(chains, arrival_rate: float) -> tuple[float, float]:
     b = bounds_from_rates([1.0 / ch.service_time_s for ch in chains], [ch.capacity for ch in chains], arrival_rate)
     return (b.lower_s, b.upper_s) if b.stable else (math.inf, math.inf)
@@ -196,8 +200,8 @@ def _unused(scenario: Scenario, placement: Placement | None, result, chains, bas
     rank: dict[int, float] = {}                      # time per block: what-ifs (and the list) go fastest first
     candidates = []
     for j, s in enumerate(scenario.servers):
-        if j in routed:
-            continue
+        if j in routed or (chains and placement is not None and placement.count[j] > 0):
+            continue                    # used, or idle (holds blocks no chain passes through: said apart)
         row = {"server": s.id, "why": "", "change_if_used_s": None}
         rows[j] = row
         rank[j] = math.inf
@@ -446,16 +450,17 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
     if not result.feasible:
         summary.append(f"No feasible plan: {doc.get('reason') or result.reason or 'no reason given'}.")
     n_used = len(placement.used()) if placement is not None else 0
+    idle = list(doc.get("idle_servers") or [])
     if placement is not None:
         if chains:
-            idle_holders = n_used - len(routed & set(placement.used()))
             summary.append(f"Uses {len(routed)} of {len(scenario.servers)} servers in {len(chains)} chain"
                            f"{'s' if len(chains) != 1 else ''} holding {sum(capacities)} jobs at once"
                            + (f", at load {load:.0%}" if isinstance(load, (int, float)) else "")
                            # servers may hold blocks that no chain routes through (GCA found no slot for them)
-                           + (f"; {idle_holders} more server{'s' if idle_holders != 1 else ''} "
-                              f"{'hold' if idle_holders != 1 else 'holds'} blocks that no chain passes through"
-                              if idle_holders > 0 else "") + ".")
+                           + (f"; {len(idle)} more server{'s' if len(idle) != 1 else ''} "
+                              f"{'hold' if len(idle) != 1 else 'holds'} blocks that no chain passes through "
+                              f"({_names(idle)}): weights that would load and never serve, so the exports leave "
+                              f"{'them' if len(idle) != 1 else 'it'} out" if idle else "") + ".")
         else:
             summary.append(f"Places blocks on {n_used} of {len(scenario.servers)} servers and routes each request "
                            f"itself (no fixed chains).")
@@ -469,7 +474,7 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
                                                   for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) + ".")
     if unused:
         small = sum(1 for u in unused if u["why"].startswith("too small"))
-        total = len(scenario.servers) - len(routed)
+        total = len(scenario.servers) - len(routed) - len(idle)
         text = f"{total} server{'s' if total != 1 else ''} unused"
         if small:
             text += f" ({small} too small for one block)"

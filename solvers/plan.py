@@ -83,6 +83,7 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
     if placement is not None:
         used = set(placement.used())
         unused = tuple(s.id for j, s in enumerate(scenario.servers) if j not in used)
+    idle = idle_servers(scenario, placement, result.chains)
     limit = physical_limit_s(scenario)
     predicted = None
     if result.simulation is not None:
@@ -97,6 +98,7 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
         chains=tuple(chain_doc(ch) for ch in result.chains),
         total_service_rate=total_rate, total_capacity=sum(ch.capacity for ch in result.chains), load=load,
         bounds=doc_bounds, overloaded=overloaded, overload_reason=overload_reason, unused_servers=unused,
+        idle_servers=idle,
         arrival_rate=lam, dispatch=result.dispatch or None,
         simulation=Simulation.from_dict(result.simulation) if result.simulation is not None else None,
         extras=dict(result.extra), physical_limit_s=limit,
@@ -109,6 +111,15 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
 
 # explain() reads the rest of the document, so the document is first built without its explanation
 NO_EXPLANATION = Explanation(summary=(), servers=(), unused=(), c_choice=None, warnings=())
+
+
+def idle_servers(scenario: Scenario, placement: Placement | None, chains: list[Chain]) -> tuple[str, ...] | None:
+    """Servers that hold blocks no chain passes through (their weights would load for nothing); None for plans
+    without chains, which route each request over every server holding blocks."""
+    if placement is None or not chains:
+        return None
+    in_chains = {sid for ch in chains for sid in ch.servers}
+    return tuple(scenario.servers[j].id for j in placement.used() if scenario.servers[j].id not in in_chains)
 
 
 def chain_doc(chain: Chain) -> ChainDoc:
