@@ -80,15 +80,57 @@ def _hops_by_server(chains, index: dict[str, int]) -> dict[int, list[tuple[int, 
     return out
 
 
+def _pool_jobs(placement: Placement, pool: tuple[int, ...], L: int) -> tuple[int, int]:
+    """(jobs a runtime's fixed KV pools hold at once across the swarm, the block that limits it): each server
+    holds ``pool // blocks`` jobs, and a job needs a slot on every block."""
+    per_block = [0] * L
+    for j in placement.used():
+        for b in range(placement.start[j], placement.end(j)):
+            per_block[b] += pool[j] // placement.count[j]
+    b = min(range(L), key=lambda k: per_block[k])
+    return per_block[b], b
+
+
+def pool_pressure(scenario: Scenario, placement: Placement, pool: tuple[int, ...], doc: dict[str, Any]) -> str | None:
+    """Why the runtime's fixed KV pool, not compute, limits a plan routed per request; None when nothing shows it.
+
+    Shown by the simulation (requests waiting for a free slot) or, without one, by Little's law: ``K`` jobs at
+    once, none faster than the physical limit ``T``, serve at most ``K / T`` requests per second."""
+    jobs, block = _pool_jobs(placement, pool, scenario.model.num_blocks)
+    held = f"the pools hold at most {jobs} job{'s' if jobs != 1 else ''} at once across the swarm (block {block} is the scarcest)"
+    sim = doc.get("simulation") or {}
+    retried, requests = sim.get("requests_retried"), sim.get("requests")
+    if doc.get("overloaded") or retried:
+        if not retried:
+            return held + ", and the simulated waits grow with the run"
+        return held + (f"; {retried} of {requests} simulated requests found no free slot and waited "
+                       f"({sim.get('retries', retried)} retries)")
+    limit = doc.get("physical_limit_s")
+    lam = scenario.workload.arrival_rate
+    if limit and jobs / limit <= lam:
+        return (held + f", so at most {jobs / limit:.3g} req/s (each takes at least {limit:.3g} s), not above the "
+                f"arrival rate {lam:g} req/s")
+    return None
+
+
 def _server_binding(scenario: Scenario, j: int, placement: Placement, hops: list[tuple[int, int]],
-                    capacities: list[int], routed_per_request: bool) -> dict[str, Any]:
+                    capacities: list[int], routed_per_request: bool, pool: tuple[int, ...] | None = None,
+                    pressure: str | None = None) -> dict[str, Any]:
     s = scenario.servers[j]
     model = scenario.model
     L = model.num_blocks
     m = placement.count[j]
     block_gb = model.block_size_gb * m
-    slots_total = s.cache_slots(m, model)
+    slots_total = s.cache_slots(m, model) if pool is None else pool[j]
     slots_used = sum(m_run * capacities[k] for k, m_run in hops)
+    if pool is not None and pressure is not None:
+        jobs = pool[j] // m
+        idle_gb = s.memory_gb - block_gb - model.cache_size_gb * pool[j]
+        return {"server": s.id, "binding": "memory-cache",
+                "detail": f"the runtime's fixed KV pool: {pool[j]} slots ({_fmt_gb(model.cache_size_gb * pool[j])}) "
+                          f"hold {jobs} job{'s' if jobs != 1 else ''} at once on its {m} blocks; {pressure}. "
+                          f"{_fmt_gb(max(0.0, idle_gb))} of its memory stay outside the pool (the pool is sized in "
+                          "tokens per block, not by memory): a larger pool here would let more requests in"}
     cache_gb = model.cache_size_gb * slots_used
     ranges = _blocks(placement.start[j], m)
     if not hops and not routed_per_request:
@@ -416,8 +458,12 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
     capacities = [ch.capacity for ch in chains]
 
     servers = []
+    # a runtime that sizes its own KV pool (PETALS): the pool, not the free memory, bounds the jobs it holds
+    pool = getattr(result, "kv_pool", None) if routed_per_request else None
+    pressure = pool_pressure(scenario, placement, pool, doc) if pool is not None else None
     if placement is not None:
-        servers = [_server_binding(scenario, j, placement, hops.get(j, []), capacities, routed_per_request)
+        servers = [_server_binding(scenario, j, placement, hops.get(j, []), capacities, routed_per_request,
+                                   pool, pressure)
                    for j in placement.used()]
     routed = set(hops) if chains else (set(placement.used()) if routed_per_request else set())
     base = _lower_upper(chains, lam) if chains else None

@@ -34,10 +34,13 @@ class PlanResult:
     simulation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     tuning: Any = None                     # the c-tuning run (ctuning.TuningResult), for the explanation only
+    kv_pool: tuple[int, ...] | None = None  # per server, KV slots the runtime reserves itself (PETALS' fixed pool)
 
 
-def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) -> list[PlacementRow]:
-    """Per used server: memory for blocks, KV slots reserved by the chains, and what is left."""
+def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain],
+               kv_pool: tuple[int, ...] | None = None) -> list[PlacementRow]:
+    """Per used server: memory for blocks, KV slots reserved by the chains (or the runtime's own fixed pool,
+    ``kv_pool``, all of it reserved), and what is left."""
     model = scenario.model
     index = {s.id: j for j, s in enumerate(scenario.servers)}
     slots_used = [0] * len(scenario.servers)
@@ -48,12 +51,14 @@ def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) ->
     for j in placement.used():
         s = scenario.servers[j]
         m = placement.count[j]
+        if kv_pool is not None:
+            slots_used[j] = kv_pool[j]
         block_mem = model.block_size_gb * m
         cache_mem = model.cache_size_gb * slots_used[j]
         rows.append(PlacementRow(
             server=s.id, start_block=placement.start[j], num_blocks=m,
             memory_gb=s.memory_gb, block_memory_gb=round(block_mem, 9),
-            cache_slots=s.cache_slots(m, model), cache_slots_used=slots_used[j],
+            cache_slots=s.cache_slots(m, model) if kv_pool is None else kv_pool[j], cache_slots_used=slots_used[j],
             cache_memory_gb=round(cache_mem, 9),
             free_memory_gb=round(s.memory_gb - block_mem - cache_mem, 9)))
     return rows
@@ -94,7 +99,7 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
         algorithm=result.algorithm, feasible=result.feasible,
         reason=None if result.feasible else result.reason or "no feasible plan",
         c=result.c,
-        placement=tuple(memory_use(scenario, placement, result.chains)) if placement is not None else (),
+        placement=tuple(memory_use(scenario, placement, result.chains, result.kv_pool)) if placement is not None else (),
         chains=tuple(chain_doc(ch) for ch in result.chains),
         total_service_rate=total_rate, total_capacity=sum(ch.capacity for ch in result.chains), load=load,
         bounds=doc_bounds, overloaded=overloaded, overload_reason=overload_reason, unused_servers=unused,
