@@ -126,6 +126,13 @@ def _add_plan_options(p: argparse.ArgumentParser, algorithms: dict[str, str], ob
                    help="petals only: spec (default) simulates PETALS' routing as published (true free cache, "
                         "waits); deployed simulates PETALS 2.2's client against a live swarm (announced cache, "
                         "refusals, bans, back-off; docs/algorithms.md)")
+    p.add_argument("--placement", metavar="FILE", default=None,
+                   help="plan on this layout instead of placing blocks (a layout you already run): a JSON list "
+                        "of {server, start_block, num_blocks} rows, the plan document's placement rows (their "
+                        "other fields are ignored, so a plan's own placement can be fed back); only the cache "
+                        "allocation and the dispatch are planned. For proposed, search and optimal-allocation; "
+                        "every block must be held by some server, each server listed once, with memory for its "
+                        "blocks and one job's KV cache (docs/algorithms.md)" + when)
     if not planning_first:
         p.add_argument("--simulate", type=int, default=0, metavar="REQUESTS",
                        help="also simulate this many requests and add the 'simulation' figures (default: 0, off)")
@@ -192,7 +199,12 @@ def _load_scenario(path: str, hf_config: str | None):
 
 def _plan(scenario, args, simulate: int = 0, seed: int = 1) -> dict[str, Any]:
     from .runner import plan
-    extra = {"petals_client": args.petals_client} if args.algorithm == "petals" else {}
+    extra: dict[str, Any] = {"petals_client": args.petals_client} if args.algorithm == "petals" else {}
+    if args.placement is not None:
+        placement = _read_json(args.placement)
+        if isinstance(placement, dict) and "placement" in placement:
+            placement = placement["placement"]        # a whole plan document: its placement rows
+        extra.update(placement=placement, placement_field="--placement")
     return plan(scenario, args.algorithm, c=args.c, simulate_requests=simulate, seed=seed,
                 time_limit_s=args.time_limit, c_objective=args.objective, **extra)
 

@@ -58,6 +58,10 @@ def _list(items: list[int]) -> str:
     return ", ".join(str(k + 1) for k in items)
 
 
+def _names(ids: list[str], shown: int = 6) -> str:
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
 def _lower_upper(chains, arrival_rate: float) -> tuple[float, float]:
     b = bounds_from_rates([1.0 / ch.service_time_s for ch in chains], [ch.capacity for ch in chains], arrival_rate)
     return (b.lower_s, b.upper_s) if b.stable else (math.inf, math.inf)
@@ -76,15 +80,57 @@ def _hops_by_server(chains, index: dict[str, int]) -> dict[int, list[tuple[int, 
     return out
 
 
+def _pool_jobs(placement: Placement, pool: tuple[int, ...], L: int) -> tuple[int, int]:
+    """(jobs a runtime's fixed KV pools hold at once across the swarm, the block that limits it): each server
+    holds ``pool // blocks`` jobs, and a job needs a slot on every block."""
+    per_block = [0] * L
+    for j in placement.used():
+        for b in range(placement.start[j], placement.end(j)):
+            per_block[b] += pool[j] // placement.count[j]
+    b = min(range(L), key=lambda k: per_block[k])
+    return per_block[b], b
+
+
+def pool_pressure(scenario: Scenario, placement: Placement, pool: tuple[int, ...], doc: dict[str, Any]) -> str | None:
+    """Why the runtime's fixed KV pool, not compute, limits a plan routed per request; None when nothing shows it.
+
+    Shown by the simulation (requests waiting for a free slot) or, without one, by Little's law: ``K`` jobs at
+    once, none faster than the physical limit ``T``, serve at most ``K / T`` requests per second."""
+    jobs, block = _pool_jobs(placement, pool, scenario.model.num_blocks)
+    held = f"the pools hold at most {jobs} job{'s' if jobs != 1 else ''} at once across the swarm (block {block} is the scarcest)"
+    sim = doc.get("simulation") or {}
+    retried, requests = sim.get("requests_retried"), sim.get("requests")
+    if doc.get("overloaded") or retried:
+        if not retried:
+            return held + ", and the simulated waits grow with the run"
+        return held + (f"; {retried} of {requests} simulated requests found no free slot and waited "
+                       f"({sim.get('retries', retried)} retries)")
+    limit = doc.get("physical_limit_s")
+    lam = scenario.workload.arrival_rate
+    if limit and jobs / limit <= lam:
+        return (held + f", so at most {jobs / limit:.3g} req/s (each takes at least {limit:.3g} s), not above the "
+                f"arrival rate {lam:g} req/s")
+    return None
+
+
 def _server_binding(scenario: Scenario, j: int, placement: Placement, hops: list[tuple[int, int]],
-                    capacities: list[int], routed_per_request: bool) -> dict[str, Any]:
+                    capacities: list[int], routed_per_request: bool, pool: tuple[int, ...] | None = None,
+                    pressure: str | None = None) -> dict[str, Any]:
     s = scenario.servers[j]
     model = scenario.model
     L = model.num_blocks
     m = placement.count[j]
     block_gb = model.block_size_gb * m
-    slots_total = s.cache_slots(m, model)
+    slots_total = s.cache_slots(m, model) if pool is None else pool[j]
     slots_used = sum(m_run * capacities[k] for k, m_run in hops)
+    if pool is not None and pressure is not None:
+        jobs = pool[j] // m
+        idle_gb = s.memory_gb - block_gb - model.cache_size_gb * pool[j]
+        return {"server": s.id, "binding": "memory-cache",
+                "detail": f"the runtime's fixed KV pool: {pool[j]} slots ({_fmt_gb(model.cache_size_gb * pool[j])}) "
+                          f"hold {jobs} job{'s' if jobs != 1 else ''} at once on its {m} blocks; {pressure}. "
+                          f"{_fmt_gb(max(0.0, idle_gb))} of its memory stay outside the pool (the pool is sized in "
+                          "tokens per block, not by memory): a larger pool here would let more requests in"}
     cache_gb = model.cache_size_gb * slots_used
     ranges = _blocks(placement.start[j], m)
     if not hops and not routed_per_request:
@@ -196,8 +242,8 @@ def _unused(scenario: Scenario, placement: Placement | None, result, chains, bas
     rank: dict[int, float] = {}                      # time per block: what-ifs (and the list) go fastest first
     candidates = []
     for j, s in enumerate(scenario.servers):
-        if j in routed:
-            continue
+        if j in routed or (chains and placement is not None and placement.count[j] > 0):
+            continue                    # used, or idle (holds blocks no chain passes through: said apart)
         row = {"server": s.id, "why": "", "change_if_used_s": None}
         rows[j] = row
         rank[j] = math.inf
@@ -412,8 +458,12 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
     capacities = [ch.capacity for ch in chains]
 
     servers = []
+    # a runtime that sizes its own KV pool (PETALS): the pool, not the free memory, bounds the jobs it holds
+    pool = getattr(result, "kv_pool", None) if routed_per_request else None
+    pressure = pool_pressure(scenario, placement, pool, doc) if pool is not None else None
     if placement is not None:
-        servers = [_server_binding(scenario, j, placement, hops.get(j, []), capacities, routed_per_request)
+        servers = [_server_binding(scenario, j, placement, hops.get(j, []), capacities, routed_per_request,
+                                   pool, pressure)
                    for j in placement.used()]
     routed = set(hops) if chains else (set(placement.used()) if routed_per_request else set())
     base = _lower_upper(chains, lam) if chains else None
@@ -446,16 +496,17 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
     if not result.feasible:
         summary.append(f"No feasible plan: {doc.get('reason') or result.reason or 'no reason given'}.")
     n_used = len(placement.used()) if placement is not None else 0
+    idle = list(doc.get("idle_servers") or [])
     if placement is not None:
         if chains:
-            idle_holders = n_used - len(routed & set(placement.used()))
             summary.append(f"Uses {len(routed)} of {len(scenario.servers)} servers in {len(chains)} chain"
                            f"{'s' if len(chains) != 1 else ''} holding {sum(capacities)} jobs at once"
                            + (f", at load {load:.0%}" if isinstance(load, (int, float)) else "")
                            # servers may hold blocks that no chain routes through (GCA found no slot for them)
-                           + (f"; {idle_holders} more server{'s' if idle_holders != 1 else ''} "
-                              f"{'hold' if idle_holders != 1 else 'holds'} blocks that no chain passes through"
-                              if idle_holders > 0 else "") + ".")
+                           + (f"; {len(idle)} more server{'s' if len(idle) != 1 else ''} "
+                              f"{'hold' if len(idle) != 1 else 'holds'} blocks that no chain passes through "
+                              f"({_names(idle)}): weights that would load and never serve, so the exports leave "
+                              f"{'them' if len(idle) != 1 else 'it'} out" if idle else "") + ".")
         else:
             summary.append(f"Places blocks on {n_used} of {len(scenario.servers)} servers and routes each request "
                            f"itself (no fixed chains).")
@@ -469,7 +520,7 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
                                                   for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) + ".")
     if unused:
         small = sum(1 for u in unused if u["why"].startswith("too small"))
-        total = len(scenario.servers) - len(routed)
+        total = len(scenario.servers) - len(routed) - len(idle)
         text = f"{total} server{'s' if total != 1 else ''} unused"
         if small:
             text += f" ({small} too small for one block)"

@@ -34,10 +34,13 @@ class PlanResult:
     simulation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     tuning: Any = None                     # the c-tuning run (ctuning.TuningResult), for the explanation only
+    kv_pool: tuple[int, ...] | None = None  # per server, KV slots the runtime reserves itself (PETALS' fixed pool)
 
 
-def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) -> list[PlacementRow]:
-    """Per used server: memory for blocks, KV slots reserved by the chains, and what is left."""
+def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain],
+               kv_pool: tuple[int, ...] | None = None) -> list[PlacementRow]:
+    """Per used server: memory for blocks, KV slots reserved by the chains (or the runtime's own fixed pool,
+    ``kv_pool``, all of it reserved), and what is left."""
     model = scenario.model
     index = {s.id: j for j, s in enumerate(scenario.servers)}
     slots_used = [0] * len(scenario.servers)
@@ -48,12 +51,14 @@ def memory_use(scenario: Scenario, placement: Placement, chains: list[Chain]) ->
     for j in placement.used():
         s = scenario.servers[j]
         m = placement.count[j]
+        if kv_pool is not None:
+            slots_used[j] = kv_pool[j]
         block_mem = model.block_size_gb * m
         cache_mem = model.cache_size_gb * slots_used[j]
         rows.append(PlacementRow(
             server=s.id, start_block=placement.start[j], num_blocks=m,
             memory_gb=s.memory_gb, block_memory_gb=round(block_mem, 9),
-            cache_slots=s.cache_slots(m, model), cache_slots_used=slots_used[j],
+            cache_slots=s.cache_slots(m, model) if kv_pool is None else kv_pool[j], cache_slots_used=slots_used[j],
             cache_memory_gb=round(cache_mem, 9),
             free_memory_gb=round(s.memory_gb - block_mem - cache_mem, 9)))
     return rows
@@ -83,6 +88,7 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
     if placement is not None:
         used = set(placement.used())
         unused = tuple(s.id for j, s in enumerate(scenario.servers) if j not in used)
+    idle = idle_servers(scenario, placement, result.chains)
     limit = physical_limit_s(scenario)
     predicted = None
     if result.simulation is not None:
@@ -93,10 +99,11 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
         algorithm=result.algorithm, feasible=result.feasible,
         reason=None if result.feasible else result.reason or "no feasible plan",
         c=result.c,
-        placement=tuple(memory_use(scenario, placement, result.chains)) if placement is not None else (),
+        placement=tuple(memory_use(scenario, placement, result.chains, result.kv_pool)) if placement is not None else (),
         chains=tuple(chain_doc(ch) for ch in result.chains),
         total_service_rate=total_rate, total_capacity=sum(ch.capacity for ch in result.chains), load=load,
         bounds=doc_bounds, overloaded=overloaded, overload_reason=overload_reason, unused_servers=unused,
+        idle_servers=idle,
         arrival_rate=lam, dispatch=result.dispatch or None,
         simulation=Simulation.from_dict(result.simulation) if result.simulation is not None else None,
         extras=dict(result.extra), physical_limit_s=limit,
@@ -109,6 +116,15 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
 
 # explain() reads the rest of the document, so the document is first built without its explanation
 NO_EXPLANATION = Explanation(summary=(), servers=(), unused=(), c_choice=None, warnings=())
+
+
+def idle_servers(scenario: Scenario, placement: Placement | None, chains: list[Chain]) -> tuple[str, ...] | None:
+    """Servers that hold blocks no chain passes through (their weights would load for nothing); None for plans
+    without chains, which route each request over every server holding blocks."""
+    if placement is None or not chains:
+        return None
+    in_chains = {sid for ch in chains for sid in ch.servers}
+    return tuple(scenario.servers[j].id for j in placement.used() if scenario.servers[j].id not in in_chains)
 
 
 def chain_doc(chain: Chain) -> ChainDoc:

@@ -458,6 +458,7 @@ class PlanDocument(_Doc):
     overloaded: bool
     overload_reason: str | None
     unused_servers: tuple[str, ...] | None = _optional()
+    idle_servers: tuple[str, ...] | None = _optional()   # hold blocks no chain passes through (chain plans)
     arrival_rate: float
     dispatch: str | None = _optional()
     simulation: Simulation | None = _optional()

@@ -16,8 +16,10 @@ from . import proposed as _proposed  # noqa: F401  (registers "proposed")
 from .algorithms import REGISTRY, PlanOptions
 from .ctuning import C_OBJECTIVES, memory_shortfall
 from .errors import FieldError, ScenarioError
+from .given_placement import check_placement_options, parse_placement, plan_on_placement
 from .plan import PlanResult, plan_document
 from .scenario import Scenario
+from .topology import Placement
 
 # Optional algorithm modules register themselves on import; a missing one is simply not offered.
 for _module in ("baselines", "exact", "search"):
@@ -67,12 +69,25 @@ def simulate_result(scenario: Scenario, result: PlanResult, requests: int, seed:
 
 def plan(scenario: Scenario, algorithm: str = "search", *, c: int | None = None, simulate_requests: int = 0,
          seed: int = 1, progress: Callable[[float, str], None] | None = None, time_limit_s: float | None = None,
-         c_objective: str = "lower-bound", **extra: Any) -> dict[str, Any]:
+         c_objective: str = "lower-bound", placement: Any = None, placement_field: str = "options.placement",
+         **extra: Any) -> dict[str, Any]:
+    """``placement``: plan on this layout (rows as in the plan document, or a ``Placement``) instead of placing
+    blocks; ``placement_field`` is the name its errors carry (``--placement`` on the command line)."""
     check_options(algorithm, c, simulate_requests, seed, time_limit_s, c_objective)
+    given = None
+    if placement is not None:
+        errors = check_placement_options([algorithm], c, c_objective, placement_field)
+        if errors:
+            raise ScenarioError(errors)
+        given = placement if isinstance(placement, Placement) else parse_placement(placement, scenario,
+                                                                                    placement_field)
     options = PlanOptions(c=c, c_objective=c_objective, simulate_requests=simulate_requests, seed=seed,
                           time_limit_s=time_limit_s, progress=progress, extra=extra)
     started = time.perf_counter()
-    result = REGISTRY[algorithm].run(scenario, options)
+    if given is not None:
+        result = plan_on_placement(scenario, algorithm, given, options)
+    else:
+        result = REGISTRY[algorithm].run(scenario, options)
     solve_time = time.perf_counter() - started
     if result.simulation is None and simulate_requests > 0:
         options.report(0.95, f"{algorithm}: simulating {simulate_requests} requests")

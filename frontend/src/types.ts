@@ -393,6 +393,7 @@ export interface PlanDocument {
   explanation?: Explanation | null;
   solve_time_s?: number | null;
   unused_servers?: string[];
+  idle_servers?: string[];
   arrival_rate?: number;
   load?: number | null;
   dispatch?: string;

@@ -8,6 +8,8 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from solvers.errors import ScenarioError
+from solvers.given_placement import check_placement_options, parse_placement
 from solvers.runner import ALGORITHMS, DEFAULT_ALGORITHMS
 
 from ..catalog.models import Cluster, ModelSpec
@@ -27,6 +29,12 @@ class OptionsSerializer(serializers.Serializer):
     seed = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
     time_limit_s = FiniteFloatField(required=False, allow_null=True)
     calibration = serializers.ChoiceField(["measured", "datasheet"], required=False, default="measured")
+    placement = serializers.ListField(
+        child=serializers.JSONField(), required=False, allow_null=True, allow_empty=False,
+        max_length=settings.MAX_SERVERS_PER_CLUSTER,      # one row per server at most
+        help_text="plan on this layout (one you already run) instead of placing blocks: the plan document's "
+                  "placement rows {server, start_block, num_blocks} (other fields ignored); for proposed, search "
+                  "and optimal-allocation only")
 
     def to_internal_value(self, data):
         unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
@@ -193,12 +201,25 @@ class JobCreateSerializer(serializers.Serializer):
             doc = cluster_scenario_document(cluster, model, workload,
                                             measured=options["calibration"] == "measured")
             scenario = parse_scenario_document(doc, "")
+        if "placement" in options:
+            _check_placement(options, attrs.get("algorithms") or list(DEFAULT_ALGORITHMS), scenario)
         attrs["cluster"], attrs["model"] = cluster, model
         attrs["input_scenario"] = doc
         attrs["resolved_scenario"] = scenario.to_dict()
         attrs["algorithms"] = attrs.get("algorithms") or list(DEFAULT_ALGORITHMS)
         attrs["options"] = options
         return attrs
+
+
+def _check_placement(options: dict[str, Any], algorithms: list[str], scenario) -> None:
+    """The same checks as ``python -m solvers plan --placement``, each error naming options.placement[i]."""
+    errors = check_placement_options(algorithms, options.get("c"), "lower-bound", "options.placement")
+    try:
+        parse_placement(options["placement"], scenario, "options.placement")
+    except ScenarioError as exc:
+        errors += exc.errors
+    if errors:
+        raise FieldErrors([e.to_dict() for e in errors])
 
 
 class CancelSerializer(serializers.Serializer):

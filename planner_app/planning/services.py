@@ -349,7 +349,8 @@ def execute_job(job_id: int, worker: str, soft_limit_s: float | None = None) -> 
             else:
                 doc = plan(scenario, algorithm, c=opts.get("c"),
                            simulate_requests=opts.get("simulate_requests", settings.DEFAULT_SIMULATE_REQUESTS),
-                           seed=opts.get("seed", 1), progress=progress, time_limit_s=remaining)
+                           seed=opts.get("seed", 1), progress=progress, time_limit_s=remaining,
+                           placement=opts.get("placement"))
             _save_plan(job_id, attempt, doc)
             plans.append(doc)
         ok = _finish(job_id, attempt, error=_infeasible_error(plans), scenario=scenario)

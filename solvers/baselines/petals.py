@@ -454,9 +454,11 @@ def petals(scenario: Scenario, options: PlanOptions) -> PlanResult:
                              "petals_autograd_reserve_gb": autograd_reserve_gb(scenario) if reserve else 0.0,
                              "cache_per_block_gb": pp.cache_per_block_gb,
                              "server_kv_slots": list(pp.slots)}
+    # the plan's memory table shows PETALS' own KV pool, not the slots chainplan would give the free memory
     if not pp.feasible:
-        return PlanResult("petals", False, pp.reason, placement=pp.placement, dispatch=None, extra=extra)
-    result = PlanResult("petals", True, placement=pp.placement, dispatch=None, extra=extra)
+        return PlanResult("petals", False, pp.reason, placement=pp.placement, dispatch=None, extra=extra,
+                          kv_pool=pp.slots)
+    result = PlanResult("petals", True, placement=pp.placement, dispatch=None, extra=extra, kv_pool=pp.slots)
     if options.simulate_requests > 0:
         # "deployed": PETALS 2.2's client with its defaults (retries forever, so every request finishes)
         policy = PetalsClientPolicy(scenario, pp) if client == "deployed" else PetalsPolicy(scenario, pp)

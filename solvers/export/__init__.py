@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from ..errors import FieldError, ScenarioError
 from .exo import export_exo
-from .geometry import Sizes, Stage, chain_stages, closest_disjoint, plan_sizes, stage_capacity
+from .geometry import Sizes, Stage, chain_stages, closest_disjoint, idle_servers, plan_sizes, stage_capacity
 from .llama_cpp import export_llama_cpp
 from .parallax import PARALLAX_DEFAULT_PARAM_RATIO, export_parallax
 from .petals import (PETALS_QUANT, export_petals, petals_commands, petals_launch, petals_server_args, petals_server_specs,
@@ -81,6 +81,11 @@ def export_plan(plan_doc: dict[str, Any], runtime: str, scenario: Any | None = N
                         "path the runtime should load")
     out = EXPORTERS[runtime](plan_doc, scenario, model_path, opts)
     out["warnings"] = warnings + out["warnings"]
+    idle = idle_servers(plan_doc)
+    if idle:
+        out["notes"] = [f"left out {', '.join(idle)}: {'they hold' if len(idle) > 1 else 'it holds'} blocks that no "
+                        "chain of the plan passes through (idle_servers), so starting "
+                        f"{'them' if len(idle) > 1 else 'it'} would load weights that never serve"] + out["notes"]
     return {"runtime": runtime, "model_path": model_path, "algorithm": plan_doc.get("algorithm"),
             "max_tokens": sizes.max_tokens, **out}
 

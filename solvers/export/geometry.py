@@ -30,9 +30,24 @@ class Sizes:
     model_name: str | None
 
 
+def idle_servers(plan_doc: dict[str, Any]) -> list[str]:
+    """Servers that hold blocks no chain passes through: the document's ``idle_servers``, or for a document
+    written before that field, those its chains never name (none for a plan without chains)."""
+    if "idle_servers" in plan_doc:
+        return list(plan_doc["idle_servers"] or [])
+    chains = plan_doc.get("chains") or []
+    if not chains:
+        return []
+    in_chains = {s for ch in chains for s in ch["servers"]}
+    return [p["server"] for p in plan_doc.get("placement") or []
+            if int(p.get("num_blocks", 0)) > 0 and p["server"] not in in_chains]
+
+
 def placement_rows(plan_doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The plan's placement rows of the servers that hold blocks."""
-    return [p for p in plan_doc.get("placement") or [] if int(p.get("num_blocks", 0)) > 0]
+    """The plan's placement rows of the servers that hold blocks and serve (idle servers are left out: loading
+    their weights would serve nothing)."""
+    idle = set(idle_servers(plan_doc))
+    return [p for p in plan_doc.get("placement") or [] if int(p.get("num_blocks", 0)) > 0 and p["server"] not in idle]
 
 
 def chain_stages(chain: dict[str, Any]) -> list[Stage]:

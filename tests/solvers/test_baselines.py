@@ -53,6 +53,29 @@ def test_petals_sizing_and_lexicographic_join():
     assert pp.feasible
 
 
+def test_petals_plan_shows_its_own_kv_pool_and_says_the_pool_binds():
+    # the 4096-token pool holds 2 jobs per server (16 slots on 8 blocks, 12 on 6): with requests far
+    # faster than that serves, the pool overloads PETALS while memory is left outside it
+    s = scenario([(16, 0.01, 0.1), (16, 0.01, 0.1), (16, 0.01, 0.1), (12, 0.01, 0.1)], 10, s_m=1.0, s_c=0.5,
+                 rate=20.0)
+    doc = plan(s, "petals", simulate_requests=400, seed=1, petals_autograd_reserve=False,
+               petals_join_order="scenario")
+    rows = {r["server"]: r for r in doc["placement"]}
+    # PETALS' own slots (server_kv_slots), all reserved, not the slots chainplan would fit into the free memory
+    assert [rows[f"s{j}"]["cache_slots"] for j in range(4)] == doc["server_kv_slots"]
+    assert all(r["cache_slots_used"] == r["cache_slots"] for r in rows.values())
+    assert all(r["free_memory_gb"] == pytest.approx(r["memory_gb"] - r["block_memory_gb"] - r["cache_memory_gb"])
+               for r in rows.values())
+    binding = {r["server"]: r for r in doc["explanation"]["servers"]}
+    assert {r["binding"] for r in binding.values()} == {"memory-cache"}, binding
+    assert "fixed KV pool" in binding["s0"]["detail"] and "hold 2 jobs at once" in binding["s0"]["detail"]
+    assert "KV-cache memory on 4 servers" in " ".join(doc["explanation"]["summary"])
+    # at a rate the pools carry, compute or the network binds as before
+    calm = plan(scenario([(16, 0.01, 0.1), (16, 0.01, 0.1), (16, 0.01, 0.1), (12, 0.01, 0.1)], 10, s_m=1.0,
+                         s_c=0.5, rate=0.01), "petals", petals_autograd_reserve=False)
+    assert "memory-cache" not in {r["binding"] for r in calm["explanation"]["servers"]}
+
+
 def test_petals_join_weighs_throughput():
     # s0 is slow (throughput 1/1), s1 fast (1/0.25): s2 should join where only the slow server is
     s = scenario([(8, 1, 1.0), (8, 1, 0.25), (8, 1, 0.5)], 8, s_m=1.0, s_c=0.5)

@@ -191,3 +191,22 @@ def test_one_stranded_server_is_spoken_of_in_the_singular():
     _, e = _document(s, Placement(start=(0, 0), count=(4, 0)), [(((0, 4),), 1)])
     why = _by_server(e["unused"])["s1"]["why"]
     assert "the 1 server that cannot join a chain holds 2 of 4 blocks, too few for a chain of its own" in why, why
+
+
+def test_servers_holding_blocks_no_chain_passes_through_are_idle_not_unused():
+    # s2 holds blocks 0-1 but the only chain is s0 -> s1; s3 holds nothing: one idle server, one unused
+    from solvers.export import export_plan
+    s = make_scenario([(10, 0.01, 0.1), (10, 0.01, 0.1), (10, 0.01, 0.1), (10, 0.01, 0.1)], num_blocks=4,
+                      block_size_gb=1.0, cache_size_gb=0.1, arrival_rate=0.5)
+    doc, e = _document(s, Placement(start=(0, 2, 0, 0), count=(2, 2, 2, 0)), [(((0, 2), (1, 2)), 2)])
+    assert doc["unused_servers"] == ["s3"] and doc["idle_servers"] == ["s2"]
+    assert [r["server"] for r in e["unused"]] == ["s3"]          # the same servers as unused_servers
+    summary = " ".join(e["summary"])
+    assert "1 server unused" in summary and "2 servers unused" not in summary, summary
+    assert "1 more server holds blocks that no chain passes through (s2)" in summary, summary
+    out = export_plan({**doc, "explanation": e}, "petals", s, model_path="m")
+    assert [spec["server"] for spec in out["servers"]] == ["s0", "s1"]
+    assert any("left out s2" in n for n in out["notes"]), out["notes"]
+    # a document written before idle_servers existed: the export finds them from the chains
+    old = {k: v for k, v in doc.items() if k != "idle_servers"}
+    assert [spec["server"] for spec in export_plan(old, "petals", s, model_path="m")["servers"]] == ["s0", "s1"]
