@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 from .errors import FieldError, ScenarioError
 
 __all__ = ["BatchSlowdown", "NO_SLOWDOWN", "TIME_SHARING", "server_occupancy", "hop_time", "slowdowns_by_server",
+           "chain_time", "full_occupancy", "saturation_rate", "has_slowdown",
            "MAX_POINTS", "MAX_CONCURRENCY", "MAX_FACTOR"]
 
 MAX_POINTS = 256
@@ -136,3 +137,37 @@ def hop_time(comm_s: float, block_time_s: float, num_blocks: int, slowdown: Batc
 def slowdowns_by_server(servers: Sequence[Any]) -> Mapping[str, BatchSlowdown]:
     """``server id -> curve`` for a scenario's servers (``NO_SLOWDOWN`` where none is given)."""
     return {s.id: getattr(s, "batch_slowdown", None) or NO_SLOWDOWN for s in servers}
+
+
+def chain_time(chain: Any, servers: Mapping[str, Any], occupancy: Mapping[str, float]) -> float:
+    """``T_k(b)``: chain k's mean service time with ``occupancy[j]`` jobs on each of its servers.
+
+    ``servers`` maps id -> server (``block_time_s`` and ``batch_slowdown``).  Written as the batch-1
+    time plus each hop's extra compute, so that with every factor 1 it is ``service_time_s`` exactly."""
+    t = chain.service_time_s
+    for sid, m in zip(chain.servers, chain.blocks):
+        s = servers[sid]
+        curve = getattr(s, "batch_slowdown", None) or NO_SLOWDOWN
+        f = curve.factor(occupancy.get(sid, 0))
+        if f != 1.0:
+            t += s.block_time_s * m * (f - 1.0)
+    return t
+
+
+def full_occupancy(chains: Sequence[Any]) -> dict[str, int]:
+    """Each server's full planned occupancy: the capacities of the chains through it, summed."""
+    return server_occupancy(chains, [ch.capacity for ch in chains])
+
+
+def saturation_rate(chains: Sequence[Any], servers: Sequence[Any]) -> float:
+    """The plan document's ``saturation_rate_rps``: ``sum_k c_k / T_k(b_full)``, every planned slot busy.
+
+    With no curve on any server it is ``sum_k c_k / T_k``, the total service rate, bit for bit."""
+    by_id = {s.id: s for s in servers}
+    full = full_occupancy(chains)
+    return sum(ch.capacity / chain_time(ch, by_id, full) for ch in chains)
+
+
+def has_slowdown(servers: Sequence[Any]) -> bool:
+    """True when some server slows with its batch (otherwise every figure is the batch-1 model's)."""
+    return any(not (getattr(s, "batch_slowdown", None) or NO_SLOWDOWN).is_identity for s in servers)
