@@ -34,20 +34,23 @@ Hop = tuple[int, float, float]        # (server index, comm seconds, compute sec
 
 
 class RouteGroups:
-    """Occupancy per server and one virtual clock per route; see the module docstring."""
+    """Occupancy per server and one virtual clock per route; see the module docstring.
+
+    The engine hands it its event heap (``attach``); ``flush`` pushes each touched group's next finish
+    there as ``(time, seq, kind, group, version)``."""
 
     def __init__(self, curves: Sequence[BatchSlowdown]):
         self._curves = list(curves)
         self._tables: list[list[float]] = [c.table(16) for c in self._curves]
         self.occupancy = [0] * len(self._curves)      # b_j: jobs holding slots on server j now
-        self._announced_occ = [0] * len(self._curves)  # b_j when its groups' rates were last set
+        self._factor_now = [1.0] * len(self._curves)  # factor_j(b_j) the groups' rates were last set with
         self._active: list[set[int]] = [set() for _ in self._curves]   # non-empty groups through server j
         self._ids: dict[tuple[Hop, ...], int] = {}
         # per group
         self._servers: list[tuple[int, ...]] = []            # distinct servers (a job counts once on each)
         self._comm: list[float] = []                          # sum of comm over hops (never slowed)
         self._compute: list[tuple[tuple[int, float], ...]] = []
-        self._work_rate_num: list[float] = []                 # T(1)
+        self._batch1: list[float] = []                        # T(1)
         self.rate: list[float] = []
         self._clock: list[float] = []
         self._stamp: list[float] = []
@@ -56,10 +59,13 @@ class RouteGroups:
         self._seq = 0
         self._dirty_servers: set[int] = set()
         self._dirty_groups: set[int] = set()
+        self._heap: list[tuple[float, int, int, int, int]] = []
+        self._kind = 0
+        self.announced = 0                                    # announcements pushed (stale ones pile up)
 
-    @property
-    def is_identity(self) -> bool:
-        return all(c.is_identity for c in self._curves)
+    def attach(self, heap: list[tuple[float, int, int, int, int]], kind: int) -> None:
+        """Announce finishes into ``heap`` as entries of ``kind``."""
+        self._heap, self._kind = heap, kind
 
     def group(self, hops: Sequence[Hop]) -> int:
         """The group id of a route (hops in order); equal routes share a group."""
@@ -71,8 +77,7 @@ class RouteGroups:
         self._servers.append(tuple(dict.fromkeys(j for j, _, _ in key)))
         self._comm.append(sum(c for _, c, _ in key))
         self._compute.append(tuple((j, p) for j, _, p in key))
-        t1 = sum(c + p for _, c, p in key)
-        self._work_rate_num.append(t1)
+        self._batch1.append(sum(c + p for _, c, p in key))
         self.rate.append(1.0)
         self._clock.append(0.0)
         self._stamp.append(0.0)
@@ -88,10 +93,9 @@ class RouteGroups:
 
     def time_at(self, g: int) -> float:
         """``T(b)`` of group ``g`` at the present occupancy."""
-        occ = self.occupancy
         t = self._comm[g]
         for j, p in self._compute[g]:
-            t += p * self._factor(j, occ[j])
+            t += p * self._factor(j, self.occupancy[j])
         return t
 
     def _advance(self, g: int, now: float) -> None:
@@ -109,8 +113,9 @@ class RouteGroups:
                 self._active[j].add(g)
         self._seq += 1
         heapq.heappush(jobs, (self._clock[g] + work, self._seq, job))
+        occ = self.occupancy
         for j in self._servers[g]:
-            self.occupancy[j] += 1
+            occ[j] += 1
             self._dirty_servers.add(j)
         self._dirty_groups.add(g)
 
@@ -124,35 +129,50 @@ class RouteGroups:
         if not jobs:
             for j in self._servers[g]:
                 self._active[j].discard(g)
+        occ = self.occupancy
         for j in self._servers[g]:
-            self.occupancy[j] -= 1
+            occ[j] -= 1
             self._dirty_servers.add(j)
         self._dirty_groups.add(g)
         return job
 
-    def flush(self, now: float, announce: Callable[[float, int, int], None]) -> None:
-        """After an event: new rates for the groups it touched; ``announce(time, group, version)`` of
-        each such group's next finish."""
-        if not self._dirty_servers and not self._dirty_groups:
-            return
+    def flush(self, now: float) -> None:
+        """After an event: new rates for the groups whose servers changed speed, and a fresh announcement of
+        the next finish of each group whose rate or head changed."""
         touched = self._dirty_groups
-        occ, seen = self.occupancy, self._announced_occ
+        if not touched and not self._dirty_servers:
+            return
+        occ, fnow, tables, active = self.occupancy, self._factor_now, self._tables, self._active
         for j in self._dirty_servers:
-            if occ[j] != seen[j]:           # a departure whose slot was taken again at once changes nothing
-                seen[j] = occ[j]
-                touched.update(self._active[j])
+            b = occ[j]
+            f = tables[j][b] if b < len(tables[j]) else self._factor(j, b)
+            if f != fnow[j]:                 # same speed (a slot handed over, a flat curve): nothing to redo
+                fnow[j] = f
+                touched |= active[j]
         self._dirty_servers = set()
         self._dirty_groups = set()
+        jobs_of, clock, stamp, rate, version = self._jobs, self._clock, self._stamp, self.rate, self.version
+        comm, compute, batch1 = self._comm, self._compute, self._batch1
+        heap, kind, push = self._heap, self._kind, heapq.heappush
+        seq = self._seq
         for g in touched:
-            jobs = self._jobs[g]
-            self._advance(g, now)
-            self.version[g] += 1
+            jobs = jobs_of[g]
+            dt = now - stamp[g]
+            if dt:
+                clock[g] += rate[g] * dt
+                stamp[g] = now
+            version[g] += 1
             if not jobs:
                 continue
-            t = self.time_at(g)
-            rate = self._work_rate_num[g] / t if t > 0 else 1.0
-            self.rate[g] = rate
-            announce(now + max(0.0, jobs[0][0] - self._clock[g]) / rate, g, self.version[g])
+            t = comm[g]
+            for j, p in compute[g]:
+                t += p * fnow[j]
+            r = rate[g] = batch1[g] / t if t > 0 else 1.0
+            seq += 1
+            left = jobs[0][0] - clock[g]
+            push(heap, (now + left / r if left > 0 else now, seq, kind, g, version[g]))
+        self.announced += len(touched)
+        self._seq = seq
 
     def in_service(self, g: int) -> int:
         return len(self._jobs[g])

@@ -203,11 +203,6 @@ class Engine:
             else:
                 break
 
-    def _announce(self, t: float, group: int, version: int) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, _GROUP, group, version))
-        self._announced += 1
-
     def _run_batched(self) -> None:
         """``run`` with route groups: after every event the groups it touched get their new rates and
         re-announce their next finish; an announcement whose version is stale is dropped when it surfaces."""
@@ -215,9 +210,9 @@ class Engine:
         policy.bind(self)
         on_arrival, on_departure, on_timer = policy.on_arrival, policy.on_departure, policy.on_timer
         heap, pop = self._heap, heapq.heappop
+        rates.attach(heap, _GROUP)
         end, resource, version = self.end_s, self.resource, rates.version
-        flush, announce = rates.flush, self._announce
-        self._announced = 0
+        flush, finish = rates.flush, rates.finish
         arrivals = self.jobs.arrival_s.tolist()
         n = len(arrivals)
         inf = math.inf
@@ -230,7 +225,7 @@ class Engine:
                     if b != version[a]:
                         continue                      # superseded by a later announcement
                     self.now = t
-                    job = rates.finish(a, t)
+                    job = finish(a, t)
                     end[job] = t
                     on_departure(job, t, resource[job])
                 else:
@@ -247,12 +242,12 @@ class Engine:
                 next_arrival = arrivals[i] if i < n else inf
             else:
                 break
-            flush(t, announce)
-            if self._announced > _COMPACT_AFTER:
+            flush(t)
+            if rates.announced > _COMPACT_AFTER:
+                rates.announced = 0
                 if len(heap) > 2 * len(version):
                     heap[:] = [e for e in heap if e[2] != _GROUP or e[4] == version[e[3]]]
                     heapq.heapify(heap)
-                self._announced = 0
 
 
 def batch_groups(servers: Sequence[Server]) -> RouteGroups | None:

@@ -63,25 +63,28 @@ def test_without_a_slowing_curve_the_output_is_bit_identical(curve):
 
 def test_route_groups_share_a_clock_and_return_to_idle():
     groups = RouteGroups([TIME_SHARING, NO_SLOWDOWN])
+    heap: list[tuple[float, int, int, int, int]] = []
+    groups.attach(heap, 7)
     g0 = groups.group([(0, 0.0, 1.0), (1, 0.5, 1.0)])
     g1 = groups.group([(0, 0.0, 2.0)])
     assert groups.group([(0, 0.0, 1.0), (1, 0.5, 1.0)]) == g0       # equal routes, one group
-    announced: list[tuple[float, int, int]] = []
-    push = lambda t, g, v: announced.append((t, g, v))             # noqa: E731
+
+    def next_finish(g: int) -> float:
+        return min(t for t, _, kind, grp, v in heap if grp == g and v == groups.version[g])
+
     groups.start(0, 0.0, 5.0, g0)
     groups.start(1, 0.0, 2.0, g1)
-    groups.flush(0.0, push)
+    groups.flush(0.0)
     # two jobs on server 0 (factor 2): g0's route takes 0.5 + 2 x 1 + 1 = 3.5 s where alone it takes 2.5
     assert groups.rate[g0] == pytest.approx(2.5 / 3.5)
     assert groups.rate[g1] == pytest.approx(0.5)
-    t1 = min(t for t, g, _ in announced if g == g1)
-    assert t1 == pytest.approx(4.0) and groups.occupancy == [2, 1]
+    assert next_finish(g1) == pytest.approx(4.0) and groups.occupancy == [2, 1]
     assert groups.finish(g1, 4.0) == 1
-    groups.flush(4.0, push)
+    groups.flush(4.0)
     assert groups.rate[g0] == pytest.approx(1.0) and groups.occupancy == [1, 1]
     # g0 did 4 x 2.5/3.5 of its 5 s by then: the rest at full speed
-    assert announced[-1][0] == pytest.approx(4.0 + 5.0 - 4.0 * 2.5 / 3.5)
-    groups.finish(g0, announced[-1][0])
+    assert next_finish(g0) == pytest.approx(4.0 + 5.0 - 4.0 * 2.5 / 3.5)
+    assert groups.finish(g0, next_finish(g0)) == 0
     assert groups.occupancy == [0, 0]
 
 
