@@ -173,14 +173,17 @@ class Engine:
 
     # -- loop -------------------------------------------------------------------
     def run(self) -> None:
-        if self.rates is not None:
-            self._run_batched()
-            return
         policy = self.policy
         policy.bind(self)
         on_arrival, on_departure, on_timer = policy.on_arrival, policy.on_departure, policy.on_timer
         heap, pop = self._heap, heapq.heappop
-        end = self.end_s
+        end, resource = self.end_s, self.resource
+        rates = self.rates
+        if rates is not None:
+            # batching: after every event the groups it touched get their new rates and re-announce their
+            # next finish; an announcement whose version is stale is dropped when it surfaces
+            rates.attach(heap, _GROUP)
+            version, flush, finish = rates.version, rates.flush, rates.finish
         arrivals = self.jobs.arrival_s.tolist()
         n = len(arrivals)
         inf = math.inf
@@ -189,52 +192,20 @@ class Engine:
         while True:
             if heap and heap[0][0] <= next_arrival:
                 t, _, kind, a, b = pop(heap)
-                self.now = t
                 if kind == _DEPARTURE:
+                    self.now = t
                     end[a] = t
                     on_departure(a, t, b)
-                else:
+                elif kind == _TIMER:
+                    self.now = t
                     on_timer(t, a, b)
-            elif i < n:
-                self.now = next_arrival
-                on_arrival(i, next_arrival)
-                i += 1
-                next_arrival = arrivals[i] if i < n else inf
-            else:
-                break
-
-    def _run_batched(self) -> None:
-        """``run`` with route groups: after every event the groups it touched get their new rates and
-        re-announce their next finish; an announcement whose version is stale is dropped when it surfaces."""
-        policy, rates = self.policy, self.rates
-        policy.bind(self)
-        on_arrival, on_departure, on_timer = policy.on_arrival, policy.on_departure, policy.on_timer
-        heap, pop = self._heap, heapq.heappop
-        rates.attach(heap, _GROUP)
-        end, resource, version = self.end_s, self.resource, rates.version
-        flush, finish = rates.flush, rates.finish
-        arrivals = self.jobs.arrival_s.tolist()
-        n = len(arrivals)
-        inf = math.inf
-        i = 0
-        next_arrival = arrivals[0] if n else inf
-        while True:
-            if heap and heap[0][0] <= next_arrival:
-                t, _, kind, a, b = pop(heap)
-                if kind == _GROUP:
-                    if b != version[a]:
-                        continue                      # superseded by a later announcement
+                elif b != version[a]:
+                    continue                          # a group's announcement, superseded by a later one
+                else:
                     self.now = t
                     job = finish(a, t)
                     end[job] = t
                     on_departure(job, t, resource[job])
-                else:
-                    self.now = t
-                    if kind == _DEPARTURE:
-                        end[a] = t
-                        on_departure(a, t, b)
-                    else:
-                        on_timer(t, a, b)
             elif i < n:
                 t = self.now = next_arrival
                 on_arrival(i, t)
@@ -242,12 +213,19 @@ class Engine:
                 next_arrival = arrivals[i] if i < n else inf
             else:
                 break
-            flush(t)
-            if rates.announced > _COMPACT_AFTER:
-                rates.announced = 0
-                if len(heap) > 2 * len(version):
-                    heap[:] = [e for e in heap if e[2] != _GROUP or e[4] == version[e[3]]]
-                    heapq.heapify(heap)
+            if rates is not None:
+                flush(t)
+                if rates.announced > _COMPACT_AFTER:
+                    self._drop_stale()
+
+    def _drop_stale(self) -> None:
+        """Rebuild the heap without superseded group announcements once they outnumber the live ones."""
+        rates, heap = self.rates, self._heap
+        rates.announced = 0
+        version = rates.version
+        if len(heap) > 2 * len(version):
+            heap[:] = [e for e in heap if e[2] != _GROUP or e[4] == version[e[3]]]
+            heapq.heapify(heap)
 
 
 def batch_groups(servers: Sequence[Server]) -> RouteGroups | None:
