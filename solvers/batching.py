@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 from .errors import FieldError, ScenarioError
 
 __all__ = ["BatchSlowdown", "NO_SLOWDOWN", "TIME_SHARING", "server_occupancy", "hop_time", "slowdowns_by_server",
-           "BatchModel", "loaded_service_times", "saturation_rate",
+           "BatchModel", "chain_time", "full_occupancy", "saturation_rate", "has_slowdown",
            "MAX_POINTS", "MAX_CONCURRENCY", "MAX_FACTOR"]
 
 MAX_POINTS = 256
@@ -211,14 +211,35 @@ class BatchModel:
 _LAST: tuple[Any, BatchModel] | None = None     # (scenario, its model): scenarios are immutable
 
 
-def loaded_service_times(scenario: Any, chains: Sequence[Any]) -> list[float]:
-    """Each chain's mean service time with every planned slot busy, ``T_k(b_full)`` (seconds)."""
-    return BatchModel.of(scenario).loaded_times(chains)
+def chain_time(chain: Any, servers: Mapping[str, Any], occupancy: Mapping[str, float]) -> float:
+    """``T_k(b)``: chain k's mean service time with ``occupancy[j]`` jobs on each of its servers.
+
+    ``servers`` maps id -> server (``block_time_s`` and ``batch_slowdown``).  Written as the batch-1
+    time plus each hop's extra compute, so that with every factor 1 it is ``service_time_s`` exactly."""
+    t = chain.service_time_s
+    for sid, m in zip(chain.servers, chain.blocks):
+        s = servers[sid]
+        curve = getattr(s, "batch_slowdown", None) or NO_SLOWDOWN
+        f = curve.factor(occupancy.get(sid, 0))
+        if f != 1.0:
+            t += s.block_time_s * m * (f - 1.0)
+    return t
 
 
-def saturation_rate(scenario: Any, chains: Sequence[Any]) -> float:
-    """The plan document's ``saturation_rate_rps``: the largest arrival rate the chains carry, every slot busy.
+def full_occupancy(chains: Sequence[Any]) -> dict[str, int]:
+    """Each server's full planned occupancy: the capacities of the chains through it, summed."""
+    return server_occupancy(chains, [ch.capacity for ch in chains])
 
-    ``sum_k c_k / T_k(b_full)`` with ``b_full_j`` the sum of the capacities of the chains through server j;
-    with no ``batch_slowdown`` anywhere it is exactly today's ``total_service_rate``."""
-    return BatchModel.of(scenario).saturation_rate(chains)
+
+def saturation_rate(chains: Sequence[Any], servers: Sequence[Any]) -> float:
+    """The plan document's ``saturation_rate_rps``: ``sum_k c_k / T_k(b_full)``, every planned slot busy.
+
+    With no curve on any server it is ``sum_k c_k / T_k``, the total service rate, bit for bit."""
+    by_id = {s.id: s for s in servers}
+    full = full_occupancy(chains)
+    return sum(ch.capacity / chain_time(ch, by_id, full) for ch in chains)
+
+
+def has_slowdown(servers: Sequence[Any]) -> bool:
+    """True when some server slows with its batch (otherwise every figure is the batch-1 model's)."""
+    return any(not (getattr(s, "batch_slowdown", None) or NO_SLOWDOWN).is_identity for s in servers)

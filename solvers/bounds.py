@@ -11,6 +11,21 @@ Each slot is a chain position, so "the n fastest slot rates" is the prefix sum
 of the rate of every slot listed fastest first: one cumulative sum serves all n.
 The stationary distribution is computed in log space because products of
 thousands of ratios lambda/d(n) overflow a float.
+
+Servers that batch (``servers[].batch_slowdown``) make a chain's rate depend on
+the whole state, so the constant-rate sandwich no longer holds as is.  It holds
+again with each chain at its extreme rates (``batch_response_time_bounds``):
+
+* lower: a job on chain k never runs faster than alone, ``1/T_k(1)`` (it occupies
+  at least itself on each of its servers, and ``factor(1) = 1``), so with ``n`` jobs
+  the departure rate is at most the ``n`` fastest batch-1 slot rates;
+* upper: it never runs slower than with every planned slot busy, ``1/T_k(b_full)``
+  (``b_full_j`` the capacities of the chains through server j; factors never
+  decrease), so the rate is at least the ``n`` slowest of those slot rates and, all
+  slots busy, exactly the saturation rate ``sum_k c_k / T_k(b_full)``.
+
+Both comparison chains have rates non-decreasing in ``n``, which is what the
+sandwich needs; the upper one is stable only below the saturation rate.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .batching import chain_time, full_occupancy, has_slowdown
 from .chains import Chain
 
 
@@ -82,6 +98,26 @@ def response_time_bounds(chains: Iterable[Chain], arrival_rate: float) -> Respon
     chains = list(chains)
     return bounds_from_rates([1.0 / ch.service_time_s for ch in chains],
                              [ch.capacity for ch in chains], arrival_rate)
+
+
+def batch_response_time_bounds(chains: Iterable[Chain], servers: Sequence[object],
+                               arrival_rate: float) -> ResponseTimeBounds:
+    """Bounds that hold when ``servers`` slow with their batch (see the module docstring).
+
+    ``load`` and ``total_rate`` are against the saturation rate; stable means below it.  With no
+    curve on any server this is ``response_time_bounds``, bit for bit."""
+    chains = list(chains)
+    if not has_slowdown(servers):
+        return response_time_bounds(chains, arrival_rate)
+    by_id = {s.id: s for s in servers}
+    full = full_occupancy(chains)
+    caps = [ch.capacity for ch in chains]
+    slowest = bounds_from_rates([1.0 / chain_time(ch, by_id, full) for ch in chains], caps, arrival_rate)
+    if not slowest.stable:
+        return slowest
+    fastest = response_time_bounds(chains, arrival_rate)      # stable: its total rate is the larger one
+    return ResponseTimeBounds(fastest.lower_s, slowest.upper_s, True, slowest.load, slowest.total_rate,
+                              slowest.total_capacity)
 
 
 def response_time_curve(chains: Iterable[Chain], arrival_rates: Iterable[float]) -> list[dict[str, object]]:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import response_time_bounds
+from .batching import has_slowdown, saturation_rate
+from .bounds import batch_response_time_bounds
 from .chains import Chain
 from .plan_format import (ABSENT, Absent, Bounds, ChainDoc, Explanation, PlacementRow, PlanDocument,
                           Simulation)
@@ -69,21 +70,29 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
     lam = scenario.workload.arrival_rate
     placement = result.placement
     total_rate = sum(ch.capacity / ch.service_time_s for ch in result.chains)
+    batching = has_slowdown(scenario.servers)
+    # with servers that batch, what the plan carries is its rate with every planned slot busy
+    saturation = saturation_rate(result.chains, scenario.servers) if batching else total_rate
     load: float | None | Absent = ABSENT
     bounds = None
     why_not = bounds_why_not(scenario, result)
     if result.chains:
-        bounds = response_time_bounds(result.chains, lam)
+        bounds = batch_response_time_bounds(result.chains, scenario.servers, lam)
         load = bounds.load if math.isfinite(bounds.load) else None
     if bounds is not None and why_not is None and bounds.stable:
         doc_bounds = Bounds(**bounds.to_dict(), applies=True, why_not=None)
     else:
-        if why_not is None:
+        if why_not is None and batching:
+            why_not = (f"the arrival rate {lam:g} req/s is not below the plan's saturation rate {saturation:.4g} "
+                       "req/s (every planned slot busy, each server slowed by its batch): the upper bound needs "
+                       "it, and the queue may grow without limit")
+        elif why_not is None:
             why_not = (f"the arrival rate {lam:g} req/s is not below the chains' total service rate "
                        f"{total_rate:.4g} req/s: the queue grows without limit")
         doc_bounds = Bounds(response_time_lower_s=None, response_time_upper_s=None, applies=False,
                             why_not=why_not)
-    overloaded, overload_reason = overload(scenario, result, total_rate)
+    overloaded, overload_reason = overload(scenario, result, saturation,
+                                           "saturation rate" if batching else "total service rate")
     unused = None
     if placement is not None:
         used = set(placement.used())
@@ -101,7 +110,8 @@ def plan_document(scenario: Scenario, result: PlanResult, solve_time_s: float) -
         c=result.c,
         placement=tuple(memory_use(scenario, placement, result.chains, result.kv_pool)) if placement is not None else (),
         chains=tuple(chain_doc(ch) for ch in result.chains),
-        total_service_rate=total_rate, total_capacity=sum(ch.capacity for ch in result.chains), load=load,
+        total_service_rate=total_rate, total_capacity=sum(ch.capacity for ch in result.chains),
+        saturation_rate_rps=saturation, load=load,
         bounds=doc_bounds, overloaded=overloaded, overload_reason=overload_reason, unused_servers=unused,
         idle_servers=idle,
         arrival_rate=lam, dispatch=result.dispatch or None,
@@ -153,11 +163,13 @@ def bounds_why_not(scenario: Scenario, result: PlanResult) -> str | None:
 WAIT_TO_SERVICE = 10.0
 
 
-def overload(scenario: Scenario, result: PlanResult, total_rate: float) -> tuple[bool, str | None]:
-    """(overloaded, why): the chains' rate is not above the arrival rate, or simulated waits grow with time."""
+def overload(scenario: Scenario, result: PlanResult, total_rate: float,
+             rate_name: str = "total service rate") -> tuple[bool, str | None]:
+    """(overloaded, why): the chains' rate (``rate_name``: the saturation rate when servers batch) is not
+    above the arrival rate, or simulated waits grow with time."""
     lam = scenario.workload.arrival_rate
     if result.chains and not lam < total_rate:
-        return True, (f"arrival rate {lam:g} req/s >= total service rate {total_rate:.4g} req/s: waiting grows "
+        return True, (f"arrival rate {lam:g} req/s >= {rate_name} {total_rate:.4g} req/s: waiting grows "
                       "with the run length")
     sim = result.simulation
     if sim:

@@ -453,6 +453,9 @@ class PlanDocument(_Doc):
     chains: tuple[ChainDoc, ...]
     total_service_rate: float
     total_capacity: int
+    # sum_k c_k / T_k(b_full): what the plan carries with every planned slot busy under the servers' batch
+    # slowdowns (total_service_rate, bit for bit, without any)
+    saturation_rate_rps: float
     load: float | None | Absent = _optional(ABSENT)  # present when the plan has chains; null if they serve nothing
     bounds: Bounds
     overloaded: bool

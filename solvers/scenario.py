@@ -102,6 +102,8 @@ class ServerDoc(BaseModel):
     rtt_ms: float | None = Field(None, ge=0, le=MAX_HW)
     link_bandwidth_gbps: float | None = Field(None, gt=0, le=MAX_HW)
     calibration: CalibrationDoc | None = None
+    # [[concurrency, factor], ...]: checked by BatchSlowdown.from_pairs, whose errors name the entry
+    batch_slowdown: list[Any] | None = None
 
 
 class TraceRequestDoc(BaseModel):
@@ -165,6 +167,7 @@ class Server:
     timing: LinearTiming
     source: str = "explicit"        # explicit | datasheet | measured
     rtt_ms: float | None = None
+    # a job's compute time here is block_time_s x factor(b) with b jobs holding KV slots (solvers.batching)
     batch_slowdown: BatchSlowdown = NO_SLOWDOWN
 
     def cache_slots(self, num_blocks: int, model: Model) -> int:
@@ -239,6 +242,8 @@ class Scenario:
                                    "comm_time_s": s.comm_time_s, "block_time_s": s.block_time_s}
             if s.rtt_ms is not None:
                 doc["rtt_ms"] = s.rtt_ms
+            if s.batch_slowdown != NO_SLOWDOWN:
+                doc["batch_slowdown"] = s.batch_slowdown.to_pairs()
             servers.append(doc)
         w = self.workload
         workload: dict[str, Any] = {"arrival_rate": w.arrival_rate, "target_load": w.target_load}
@@ -462,6 +467,13 @@ def _resolve_model(doc: ModelDoc, workload: WorkloadDoc, errors: list[FieldError
 def _resolve_server(i: int, doc: ServerDoc, model: Model | None, mean_in: float | None,
                     mean_out: float | None, errors: list[FieldError]) -> Server | None:
     where = f"servers[{i}]"
+    slowdown = NO_SLOWDOWN
+    if doc.batch_slowdown is not None:
+        try:
+            slowdown = BatchSlowdown.from_pairs(doc.batch_slowdown, f"{where}.batch_slowdown")
+        except ScenarioError as exc:
+            errors.extend(exc.errors)
+            return None
     cal = doc.calibration
     memory = cal.memory_gb if cal and cal.memory_gb is not None else doc.memory_gb
     rtt = cal.rtt_ms if cal and cal.rtt_ms is not None else doc.rtt_ms
@@ -525,7 +537,7 @@ def _resolve_server(i: int, doc: ServerDoc, model: Model | None, mean_in: float 
         else:
             timing = LinearTiming.constant(comm, block)
     return Server(id=doc.id, memory_gb=memory, comm_time_s=comm, block_time_s=block,
-                  timing=timing, source=source, rtt_ms=rtt)
+                  timing=timing, source=source, rtt_ms=rtt, batch_slowdown=slowdown)
 
 
 def _rescale(t: LinearTiming, comm: float, block: float, mean_in: float, mean_out: float) -> LinearTiming:

@@ -18,6 +18,13 @@ Jobs: arrival ``i`` is job ``i``.  Sizes:
 All randomness is drawn up front with numpy from ``seed`` (arrivals, sizes,
 then a separate stream for randomised policies), so a run is reproducible and
 the event loop only moves Python floats around.
+
+Servers that batch (``servers[].batch_slowdown``, ``solvers.batching``): a
+policy that gives the engine a ``rates`` object (``solvers.batch_clock.RouteGroups``)
+and starts jobs with a ``group`` (their route) has them run at the speed their
+servers have at each instant; a job's duration is then its batch-1 work.
+Without one (no curve anywhere) the engine is the constant-speed loop it always
+was, and its figures are bit for bit what they were.
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from .batch_clock import RouteGroups
+from .batching import NO_SLOWDOWN
 from .chains import Chain
 from .dispatch import Dispatcher, make_dispatcher
-from .scenario import Scenario, Trace
+from .scenario import Scenario, Server, Trace
 
 __all__ = ["Jobs", "Policy", "Engine", "ChainPolicy", "SimulationResult", "make_jobs",
-           "run_policy", "simulate", "simulate_plan", "JOB_SIZES"]
+           "run_policy", "simulate", "simulate_plan", "JOB_SIZES", "batch_groups", "chain_groups"]
 
 JOB_SIZES = ("exponential", "deterministic", "trace")
 CI_BATCHES = 20
@@ -43,6 +52,8 @@ HISTOGRAM_BINS = 30
 
 _DEPARTURE = 0
 _TIMER = 1
+_GROUP = 2             # a route group's next finish (batching); b = the group's version when announced
+_COMPACT_AFTER = 50_000   # stale group announcements tolerated in the heap before it is rebuilt
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,8 @@ class Engine:
     def __init__(self, jobs: Jobs, policy: Policy):
         self.jobs = jobs
         self.policy = policy
+        # batching: the policy's route groups (None: every job runs at its batch-1 speed throughout)
+        self.rates: RouteGroups | None = getattr(policy, "rates", None)
         n = len(jobs)
         self.now = 0.0
         self._heap: list[tuple[float, int, int, int, int]] = []
@@ -130,10 +143,16 @@ class Engine:
         self.resource: list[int] = [-1] * n
 
     # -- calls for policies --------------------------------------------------
-    def start_service(self, job: int, now: float, duration: float, resource: int = -1) -> None:
-        """The job starts service now on ``resource`` and departs after ``duration``."""
+    def start_service(self, job: int, now: float, duration: float, resource: int = -1, group: int = -1) -> None:
+        """The job starts service now on ``resource`` and departs after ``duration``.
+
+        With route groups (``self.rates``) and ``group >= 0``, ``duration`` is the job's batch-1 work and it
+        departs when its group's clock has done it (the engine reports it to ``on_departure`` the same way)."""
         self.start_s[job] = now
         self.resource[job] = resource
+        if group >= 0 and self.rates is not None:
+            self.rates.start(job, now, duration, group)
+            return
         self._seq += 1
         heapq.heappush(self._heap, (now + duration, self._seq, _DEPARTURE, job, resource))
 
@@ -158,7 +177,13 @@ class Engine:
         policy.bind(self)
         on_arrival, on_departure, on_timer = policy.on_arrival, policy.on_departure, policy.on_timer
         heap, pop = self._heap, heapq.heappop
-        end = self.end_s
+        end, resource = self.end_s, self.resource
+        rates = self.rates
+        if rates is not None:
+            # batching: after every event the groups it touched get their new rates and re-announce their
+            # next finish; an announcement whose version is stale is dropped when it surfaces
+            rates.attach(heap, _GROUP)
+            version, flush, finish = rates.version, rates.flush, rates.finish
         arrivals = self.jobs.arrival_s.tolist()
         n = len(arrivals)
         inf = math.inf
@@ -167,30 +192,84 @@ class Engine:
         while True:
             if heap and heap[0][0] <= next_arrival:
                 t, _, kind, a, b = pop(heap)
-                self.now = t
                 if kind == _DEPARTURE:
+                    self.now = t
                     end[a] = t
                     on_departure(a, t, b)
-                else:
+                elif kind == _TIMER:
+                    self.now = t
                     on_timer(t, a, b)
+                elif b != version[a]:
+                    continue                          # a group's announcement, superseded by a later one
+                else:
+                    self.now = t
+                    job = finish(a, t)
+                    end[job] = t
+                    on_departure(job, t, resource[job])
             elif i < n:
-                self.now = next_arrival
-                on_arrival(i, next_arrival)
+                t = self.now = next_arrival
+                on_arrival(i, t)
                 i += 1
                 next_arrival = arrivals[i] if i < n else inf
             else:
                 break
+            if rates is not None:
+                flush(t)
+                if rates.announced > _COMPACT_AFTER:
+                    self._drop_stale()
+
+    def _drop_stale(self) -> None:
+        """Rebuild the heap without superseded group announcements once they outnumber the live ones."""
+        rates, heap = self.rates, self._heap
+        rates.announced = 0
+        version = rates.version
+        if len(heap) > 2 * len(version):
+            heap[:] = [e for e in heap if e[2] != _GROUP or e[4] == version[e[3]]]
+            heapq.heapify(heap)
+
+
+def batch_groups(servers: Sequence[Server]) -> RouteGroups | None:
+    """Route groups over ``servers`` (indexed as given), or None when no server slows with its batch."""
+    curves = [getattr(s, "batch_slowdown", None) or NO_SLOWDOWN for s in servers]
+    if all(c.is_identity for c in curves):
+        return None
+    return RouteGroups(curves)
+
+
+def chain_groups(chains: Sequence[Chain], servers: Sequence[Server]) -> tuple[RouteGroups, list[int]] | None:
+    """Route groups for ``chains`` over ``servers`` and each chain's group, or None (no curve anywhere).
+
+    A chain's hops are its servers' ``comm_time_s`` and ``block_time_s x blocks`` (the terms of its
+    ``service_time_s``)."""
+    rates = batch_groups(servers)
+    if rates is None:
+        return None
+    index = {s.id: j for j, s in enumerate(servers)}
+    groups = []
+    for k, ch in enumerate(chains):
+        missing = [sid for sid in ch.servers if sid not in index]
+        if missing:
+            raise ValueError(f"chain {k} runs on server(s) {missing} that the scenario does not have")
+        groups.append(rates.group([(index[sid], servers[index[sid]].comm_time_s,
+                                    servers[index[sid]].block_time_s * m) for sid, m in zip(ch.servers, ch.blocks)]))
+    return rates, groups
 
 
 class ChainPolicy:
-    """Any ``solvers.dispatch`` dispatcher over chains, as a simulator policy."""
+    """Any ``solvers.dispatch`` dispatcher over chains, as a simulator policy.
 
-    def __init__(self, chains: Sequence[Chain], dispatcher: Dispatcher):
+    ``servers`` (the scenario's) turn on batching when one of them has a ``batch_slowdown``: every
+    chain is then a route group and its jobs run at ``T_k(1) / T_k(b)`` of their batch-1 speed."""
+
+    def __init__(self, chains: Sequence[Chain], dispatcher: Dispatcher, servers: Sequence[Server] | None = None):
         if len(chains) != dispatcher.num_chains:
             raise ValueError("dispatcher and chains differ in number")
         self.chains = list(chains)
         self.dispatcher = dispatcher
         self.capacities = [ch.capacity for ch in self.chains]
+        grouped = chain_groups(self.chains, servers) if servers is not None else None
+        self.rates: RouteGroups | None = grouped[0] if grouped else None
+        self._groups: list[int] = grouped[1] if grouped else [-1] * len(self.chains)
 
     def bind(self, engine: Engine) -> None:
         self._start = engine.start_service
@@ -221,12 +300,12 @@ class ChainPolicy:
     def on_arrival(self, job: int, now: float) -> None:
         k = self._arrive(job)
         if k is not None:
-            self._start(job, now, self._duration(job, k), k)
+            self._start(job, now, self._duration(job, k), k, self._groups[k])
 
     def on_departure(self, job: int, now: float, k: int) -> None:
         nxt = self._complete(k)
         if nxt is not None:
-            self._start(nxt, now, self._duration(nxt, k), k)
+            self._start(nxt, now, self._duration(nxt, k), k, self._groups[k])
 
     def on_timer(self, now: float, tag: int, data: int) -> None:  # chain dispatch sets no timers
         raise AssertionError("ChainPolicy schedules no timers")
@@ -378,8 +457,11 @@ def run_policy(policy: Policy, jobs: Jobs, *, warmup_fraction: float = 0.1, seed
 
 def simulate(chains: Sequence[Chain], *, dispatcher: str = "jffc", arrival_rate: float | None = None,
              trace: Trace | None = None, requests: int | None = None, job_sizes: str = "exponential",
-             warmup_fraction: float = 0.1, seed: int = 0) -> SimulationResult:
+             warmup_fraction: float = 0.1, seed: int = 0, servers: Sequence[Server] | None = None) -> SimulationResult:
     """Simulate ``dispatcher`` over ``chains`` (index k = chains[k]).
+
+    ``servers`` (the scenario's, which the chains name) make servers with a ``batch_slowdown`` slow
+    with their occupancy; without them, or with no curve, every job runs at its batch-1 speed.
 
     Arrivals: Poisson(``arrival_rate``) for ``requests`` jobs, or the first
     ``requests`` (default all) of ``trace``.  The first ``warmup_fraction`` of
@@ -393,7 +475,8 @@ def simulate(chains: Sequence[Chain], *, dispatcher: str = "jffc", arrival_rate:
     streams = np.random.SeedSequence(seed).spawn(2)
     jobs = make_jobs(requests, arrival_rate=arrival_rate, trace=trace, job_sizes=job_sizes,
                      rng=np.random.default_rng(streams[0]))
-    policy = ChainPolicy(chains, make_dispatcher(dispatcher, chains, rng=np.random.default_rng(streams[1])))
+    policy = ChainPolicy(chains, make_dispatcher(dispatcher, chains, rng=np.random.default_rng(streams[1])),
+                         servers=servers)
     return run_policy(policy, jobs, warmup_fraction=warmup_fraction, seed=seed,
                       capacities=[ch.capacity for ch in chains])
 
@@ -405,13 +488,15 @@ def simulate_plan(scenario: Scenario, chains: Sequence[Chain], dispatcher: str =
     With a trace in the scenario: its first ``requests`` requests (all of them
     if it is shorter), service times from their token counts.  Otherwise
     Poisson arrivals at the scenario's rate with exponential job sizes (the
-    setting of the bounds).
+    setting of the bounds).  Servers with a ``batch_slowdown`` slow with their
+    occupancy.
     """
     trace = scenario.workload.trace
     if trace is not None:
         result = simulate(chains, dispatcher=dispatcher, trace=trace, requests=min(requests, len(trace)),
-                          job_sizes="trace", warmup_fraction=warmup_fraction, seed=seed)
+                          job_sizes="trace", warmup_fraction=warmup_fraction, seed=seed, servers=scenario.servers)
     else:
         result = simulate(chains, dispatcher=dispatcher, arrival_rate=scenario.workload.arrival_rate,
-                          requests=requests, job_sizes="exponential", warmup_fraction=warmup_fraction, seed=seed)
+                          requests=requests, job_sizes="exponential", warmup_fraction=warmup_fraction, seed=seed,
+                          servers=scenario.servers)
     return result.to_dict()

@@ -384,6 +384,7 @@ export interface PlanDocument {
   chains: PlanChain[];
   total_service_rate?: number | null;
   total_capacity?: number | null;
+  saturation_rate_rps?: number | null;
   bounds?: PlanBounds | null;
   simulation?: Simulation | null;
   overloaded?: boolean;

@@ -9,6 +9,11 @@ departs (the cache is sized for the maximum sequence length and reserved for
 the job's whole life, spec section 1).  No server ever goes below zero free
 slots; ``peak_used`` records the most slots each server ever had in use so
 tests can check that from the policy's own state.
+
+Under a batch slowdown (``servers[].batch_slowdown``) the same model holds as
+for chains, so comparisons stay fair: every distinct route is a route group
+(``solvers.batch_clock``) and a job runs at ``T_route(1) / T_route(b)`` of its
+batch-1 speed, ``b`` the jobs holding slots on each of its servers.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..scenario import Scenario
-from ..simulator import Engine, make_jobs, run_policy
+from ..simulator import Engine, batch_groups, make_jobs, run_policy
 from ..topology import Placement
 
 Route = tuple[tuple[int, int], ...]       # ((server index, blocks run there), ...) in block order
@@ -47,6 +52,8 @@ class SlotPolicy:
         self.routes: dict[int, Route] = {}          # jobs in service -> their route
         self.comm, self.blk = per_server_times(scenario)
         self.engine: Engine | None = None
+        self.rates = batch_groups(scenario.servers)      # None: no server slows with its batch
+        self._group_of: dict[Route, int] = {}
 
     # -- engine protocol ------------------------------------------------------
     def bind(self, engine: Engine) -> None:
@@ -96,11 +103,24 @@ class SlotPolicy:
         if used > self.peak_used[j]:
             self.peak_used[j] = used
 
+    def group(self, route: Route) -> int:
+        """The route group of ``route`` (-1 without batching)."""
+        if self.rates is None:
+            return -1
+        g = self._group_of.get(route)
+        if g is None:
+            g = self._group_of[route] = self.rates.group([(j, self.comm[j], self.blk[j] * m) for j, m in route])
+        return g
+
+    def launch(self, job: int, route: Route, now: float) -> None:
+        """Hand a job whose slots are taken to the engine: it runs on ``route`` from now."""
+        self.engine.start_service(job, now, self.duration(job, route), -1, self.group(route))
+
     def start(self, job: int, route: Route, now: float) -> None:
         for j, m in self.demand(route).items():
             self.take(j, m)
         self.routes[job] = route
-        self.engine.start_service(job, now, self.duration(job, route))
+        self.launch(job, route, now)
 
 
 def run_slot_policy(scenario: Scenario, policy: Any, requests: int, seed: int,

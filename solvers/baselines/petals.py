@@ -402,7 +402,7 @@ class PetalsClientPolicy(PetalsPolicy):
         self.failures.pop(job, None)
         route = tuple(self.held.pop(job))
         self.routes[job] = route
-        self.engine.start_service(job, now, self.duration(job, route))
+        self.launch(job, route, now)
 
     def _served(self, j: int) -> None:
         """A step on server j succeeded: the client lifts its ban and resets the ban's doubling."""

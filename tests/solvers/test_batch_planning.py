@@ -54,13 +54,13 @@ def fast_gpu(arrival_rate: float = 5.0) -> Scenario:
 def test_saturation_rate_is_total_service_rate_without_curves():
     sc = fast_gpu()
     result = plan("proposed", sc)
-    assert saturation_rate(sc, result.chains) == sum(ch.capacity / ch.service_time_s for ch in result.chains)
+    assert saturation_rate(result.chains, sc.servers) == sum(ch.capacity / ch.service_time_s for ch in result.chains)
     # the curve slows every chain through s0 at its full planned occupancy
     batched = with_curves(sc, {"s0": THRASHING})
     b = jobs_on(result, "s0")
     expected = sum(ch.capacity / (ch.service_time_s + (0.01 * 4 * (THRASHING.factor(b) - 1) if "s0" in ch.servers
                                                        else 0.0)) for ch in result.chains)
-    assert saturation_rate(batched, result.chains) == pytest.approx(expected)
+    assert saturation_rate(result.chains, batched.servers) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("name", ["proposed", "search", "optimal-allocation"])
@@ -70,7 +70,7 @@ def test_fast_gpu_holds_fewer_jobs_when_filling_it_loses_rate(name):
     batch_one, aware = plan(name, sc), plan(name, batched)
     assert jobs_on(aware, "s0") < jobs_on(batch_one, "s0")
     assert jobs_on(batch_one, "s0") == 90        # the batch-1 plan fills the GPU's memory
-    assert saturation_rate(batched, aware.chains) > 2 * saturation_rate(batched, batch_one.chains)
+    assert saturation_rate(aware.chains, batched.servers) > 2 * saturation_rate(batch_one.chains, batched.servers)
     # the plan says why the GPU is not filled
     notes = aware.extra["batch_capacity"]
     assert [n["server"] for n in notes] == ["s0"]
@@ -133,8 +133,8 @@ def test_optimal_allocation_is_at_least_every_algorithms_saturation_rate(index):
         exact = plan("optimal-allocation", scenario, placement=other.placement)
         info = exact.extra["exact"]
         assert info["status"] == "OPTIMAL" and info["gap"] == 0.0
-        assert info["objective"] == pytest.approx(saturation_rate(scenario, exact.chains))
-        assert info["objective"] >= saturation_rate(scenario, other.chains) * (1 - 1e-9), name
+        assert info["objective"] == pytest.approx(saturation_rate(exact.chains, scenario.servers))
+        assert info["objective"] >= saturation_rate(other.chains, scenario.servers) * (1 - 1e-9), name
 
 
 @pytest.mark.parametrize("index", range(3))
@@ -206,7 +206,7 @@ def test_identity_curves_change_no_search_plan():
     flat = sc.with_servers(tuple(dataclasses.replace(s, batch_slowdown=IDENTITY) for s in sc.servers))
     a, b = plan("search", sc), plan("search", flat)
     assert (a.placement, a.chains) == (b.placement, b.chains)
-    assert not math.isinf(saturation_rate(sc, a.chains))
+    assert not math.isinf(saturation_rate(a.chains, sc.servers))
 
 
 def test_a_box_closes_only_when_its_bound_is_its_solutions_rate():

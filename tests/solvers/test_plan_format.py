@@ -236,7 +236,7 @@ TS_INTERFACES = {"PlanDocument": None, "PlacementEntry": "PlacementRow", "PlanCh
 # the service's tests) lack them, and the UI shows such plans.  Optional there is the safe side for a reader;
 # the other way round (a field a document may lack, required in types.ts) is never allowed.
 TS_LENIENT = {
-    "PlanDocument": {"c", "total_service_rate", "total_capacity", "bounds", "overloaded", "overload_reason",
+    "PlanDocument": {"c", "total_service_rate", "total_capacity", "saturation_rate_rps", "bounds", "overloaded", "overload_reason",
                      "arrival_rate", "physical_limit_s", "limit_ratio", "explanation", "solve_time_s"},
     "PlacementEntry": {"memory_gb", "block_memory_gb", "cache_slots", "cache_slots_used", "cache_memory_gb",
                        "free_memory_gb"},
