@@ -186,19 +186,29 @@ def batch_slowdown_pairs(points: list[BatchPoint]) -> list[list[float]] | None:
 def slowdown_from_medians(medians: list[tuple[int, float]]) -> list[list[float]] | None:
     """``[[batch, factor], ...]`` from ``(batch, median step time)`` pairs.
 
-    The contract wants ``factor(1) = 1`` and no decrease, so each factor is the running maximum
-    of the ratios: a batch measured a little faster than a smaller one (noise, or a kernel that
-    only pays off from some size on) is not evidence that more jobs make each one faster.
-    None with fewer than two batch sizes: a single point says nothing about the slope.
+    The contract wants ``factor(1) = 1`` and no decrease.  Step times are made non-decreasing in
+    the batch by isotonic regression (the least-squares non-decreasing fit: neighbours that
+    break the order are pooled to their mean), then divided by the fitted batch-1 time.  A noisy
+    point where a larger batch measured faster is evened out with its neighbours, rather than
+    one slow outlier lifting every factor after it.  None with fewer than two batch sizes or
+    without batch 1: one point says nothing about the slope.
     """
     pts = sorted(medians)
     if len(pts) < 2 or pts[0][0] != 1:
         return None
-    pairs, factor = [], 1.0
-    for batch, median in pts:
-        factor = max(factor, round(median / pts[0][1], 4))
-        pairs.append([batch, factor])
-    return pairs
+    fitted = _isotonic([t for _, t in pts])
+    return [[b, max(1.0, round(t / fitted[0], 4))] for (b, _), t in zip(pts, fitted)]
+
+
+def _isotonic(ys: list[float]) -> list[float]:
+    """Pool adjacent violators: the non-decreasing sequence nearest ``ys`` in least squares."""
+    blocks: list[list[float]] = []          # [mean, count] of pooled runs
+    for y in ys:
+        blocks.append([y, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m1, n1), (m2, n2) = blocks.pop(-2), blocks.pop()
+            blocks.append([(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2])
+    return [m for m, n in blocks for _ in range(int(n))]
 
 
 def derive(measurement: Measurement, device: dict, network: Network, workload: Workload) -> Derived:

@@ -32,9 +32,13 @@ def test_batch_memory_limit_counts_cache_and_gqa_copies():
 
 
 def test_curve_is_normalised_and_monotone():
-    # a noisy dip at 4 and a faster 2 must not make the curve decrease or start below 1
+    # a faster 2 and a faster 8 must not make the curve decrease or start above 1: the violators are
+    # pooled (isotonic regression) and the curve divided by the fitted batch-1 time
     medians = [(1, 0.010), (2, 0.0095), (4, 0.018), (8, 0.016), (16, 0.040)]
-    assert slowdown_from_medians(medians) == [[1, 1.0], [2, 1.0], [4, 1.8], [8, 1.8], [16, 4.0]]
+    assert slowdown_from_medians(medians) == [[1, 1.0], [2, 1.0], [4, 1.7436], [8, 1.7436], [16, 4.1026]]
+    # one slow outlier early on is averaged with its neighbours (a running maximum would give 1.4 to all)
+    spike = [(1, 0.010), (2, 0.014), (4, 0.010), (8, 0.010), (16, 0.011), (32, 0.020)]
+    assert slowdown_from_medians(spike) == [[1, 1.0], [2, 1.125], [4, 1.125], [8, 1.125], [16, 1.125], [32, 2.0]]
     assert slowdown_from_medians(list(reversed(medians))) == slowdown_from_medians(medians)
     assert slowdown_from_medians([(1, 0.01)]) is None                 # one point: no slope
     assert slowdown_from_medians([(2, 0.01), (4, 0.02)]) is None      # no batch-1 reference
@@ -50,8 +54,8 @@ def test_cpu_measurement_gives_a_contract_curve(tiny_measurement):
     curve = BatchSlowdown.from_pairs(pairs)                    # the scenario contract accepts it as is
     assert curve.concurrency == (1, 2, 4, 8) and curve.factors[0] == 1.0
     assert list(curve.factors) == sorted(curve.factors)
-    ratio = m.batch_decode[-1].median_s / m.batch_decode[0].median_s
-    assert curve.factors[-1] >= round(ratio, 4)
+    ratios = [p.median_s / m.batch_decode[0].median_s for p in m.batch_decode]
+    assert max(curve.factors) <= max(ratios) / min(ratios) + 1e-4     # + rounding to 4 decimals
 
 
 def test_report_carries_the_curve_and_round_trips(doc, tiny_measurement, tmp_path):  # noqa: F811
