@@ -7,8 +7,8 @@ untimed calls per point (kernel selection, allocator warm-up, CPU caches), then
 synchronisation before the start event, or perf_counter on CPU).  A point is
 summarised by its median and spread; fits use the medians, which are robust to
 the odd preempted repetition.  The batch sweep times its batch sizes in interleaved
-rounds (every size once per round), so a load change on a shared machine spreads over
-every size instead of inflating one of them.
+rounds (every size once per round, each timed step right after an untimed one of the same
+size), so a load change on a shared machine spreads over every size instead of inflating one.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def measure_batch_decode(block: DecoderBlock, timer: dev.Timer, *, context: int,
     samples: dict[int, list[float]] = {b: [] for b in batches}
     for _ in range(repeats):
         for b in batches:
-            samples[b].append(timer.time(lambda b=b: step(b)))
+            step(b)         # untimed: serving runs a batch step after a step of the same batch, not after
+            samples[b].append(timer.time(lambda b=b: step(b)))      # another size's (caches, allocator)
     del cache, inputs
     return [BatchPoint(batch=b, **_spread(samples[b])) for b in batches]
 
