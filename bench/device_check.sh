@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One short device run (< 5 min): the GPU probe on CUDA (events, synchronisation, peak
-# memory) on the testbed's tiny LLaMA, then the PETALS testbed with its servers on the GPU
-# (each server process capped at a share of the GPU's memory).  Writes
-# bench/results/probe-cuda.md and bench/results/testbed-cuda.md (+ .csv/.png/.json).
+# memory, the batch slowdown sweep) on the testbed's tiny LLaMA, the batch slowdown of a
+# LLaMA-3-8B-shaped block beside its H100 roofline, then the PETALS testbed with its servers
+# on the GPU (each server process capped at a share of the GPU's memory).  Writes
+# bench/results/probe-cuda.md, bench/results/batching-cuda.md and bench/results/testbed-cuda.md
+# (+ .csv/.png/.json).
 #
 #   bash bench/device_check.sh                 # on a CUDA machine
 #   bash bench/device_check.sh --device cpu    # rehearsal on CPU: writes to $OUT or a temp dir
@@ -38,6 +40,22 @@ open(sys.argv[2], "w").write("\n".join(lines))
 PYEOF
 echo "   probe: $(( $(date +%s) - t0 )) s -> $out/probe-$suffix.md"
 
+echo "== batch slowdown on $device"
+t1=$(date +%s)
+{
+  echo "# Batch slowdown measured by the probe on $device"; echo
+  echo "Regenerate: \`bash bench/device_check.sh$([ "$device" = cuda ] || echo " --device $device")\`"; echo
+  PYTHONPATH=. "$PY" bench/probe_batch.py --report "$work/probe.json" --title "The testbed's tiny LLaMA (hidden 64)"
+  # A real block's curve: LLaMA-3-8B (GQA) in fp16 at the datasheet-mix workload's context (512 + 128/2), with the
+  # roofline of an H100 SXM's datasheet figures beside it.  The CPU rehearsal only checks the path, on a short sweep.
+  if [ "$device" = cuda ]; then big=(--max-batch 256 --prefill-lengths 128,512 --decode-contexts 128,1024 --timeout 150)
+  else big=(--max-batch 4 --prefill-lengths 8,16 --decode-contexts 8,16 --threads 2 --timeout 150); fi
+  PYTHONPATH=. "$PY" bench/probe_batch.py --model llama-3-8b --dtype fp16 --device "$device" \
+      --input-tokens 512 --output-tokens 128 --roofline 989,3350 "${big[@]}" \
+      --title "LLaMA-3-8B-shaped block in fp16, beside the roofline of 989 TFLOPS and 3350 GB/s"
+} > "$out/batching-$suffix.md"
+echo "   batch slowdown: $(( $(date +%s) - t1 )) s -> $out/batching-$suffix.md"
+
 echo "== testbed with the servers on $device"
 # --petals-settle 0: this checks the CUDA path within the 5 minutes, not PETALS' route choice (the 9-server
 # CPU record waits for the swarm's second announcements; see docs/petals-testbed.md)
@@ -47,4 +65,4 @@ timeout 200 "$PY" -m testbed --device "$device" "${frac[@]}" --servers 3 --reque
     --algorithms proposed,petals,whole-model --python "$PETALS_PY" --out "$out" --name "testbed-$suffix" \
     --calibration-reps 2 --deployed-probe-reps 2 --petals-settle 0 \
     --routes "${DEVICE_CHECK_ROUTES:-local}" | tail -n 1
-echo "== device check done in $(( $(date +%s) - t0 )) s: $out/probe-$suffix.md $out/testbed-$suffix.md"
+echo "== device check done in $(( $(date +%s) - t0 )) s: $out/probe-$suffix.md $out/batching-$suffix.md $out/testbed-$suffix.md"

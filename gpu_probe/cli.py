@@ -65,6 +65,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--activation-tokens", type=_positive_int,
                    help="prefill length for the peak activation measurement, CUDA only "
                         "(default: --input-tokens, capped at the model's max length)")
+    g.add_argument("--max-batch", type=_positive_int, metavar="N",
+                   help="largest batch of the batch-slowdown sweep: decode steps of 1, 2, 4, ... N sequences at "
+                        "the workload's mean decode context (l_in + l_out/2), fewer if their KV would take over "
+                        "half the free memory; 1 skips the sweep (default: 256 on CUDA, 32 on CPU)")
     g.add_argument("--seed", type=int, default=0, help="seed for the random weights and inputs")
     g.add_argument("--cache-dir", type=Path,
                    help="measurement cache directory (default: ~/.cache/chainplan-probe)")
@@ -144,10 +148,15 @@ def make_report(args, say) -> dict:
     prefill = args.prefill_lengths or [n for n in defaults["prefill"] if fits(n)]
     decode = args.decode_contexts or [n for n in defaults["decode"] if fits(n)]
     act = args.activation_tokens or (min(args.input_tokens, max_len) if max_len else args.input_tokens)
+    # The batch sweep decodes at the context the derived b is taken at: the mean over the generated tokens.
+    batch_context = round(args.input_tokens + args.output_tokens / 2)
+    if max_len:
+        batch_context = min(batch_context, max_len - 1)
     sweep = {"prefill": sorted(set(prefill)), "decode": sorted(set(decode)),
              "warmup": defaults["warmup"] if args.warmup is None else args.warmup,
              "repeats": args.repeats or defaults["repeats"], "activation_tokens": act,
-             "seed": args.seed, "threads": torch.get_num_threads() if device.type == "cpu" else None}
+             "seed": args.seed, "threads": torch.get_num_threads() if device.type == "cpu" else None,
+             "max_batch": args.max_batch or defaults["max_batch"], "batch_context": batch_context}
     key = cache_mod.cache_key(device_kind=info.kind, device_name=info.name, model_name=spec.name,
                               architecture=spec.architecture_dict(), dtype=dtype, sweep=sweep,
                               agent_version=__version__, torch_version=torch.__version__)
@@ -161,7 +170,7 @@ def make_report(args, say) -> dict:
         measurement = measure_block(spec, dtype, device, prefill_lengths=sweep["prefill"],
                                     decode_contexts=sweep["decode"], warmup=sweep["warmup"],
                                     repeats=sweep["repeats"], activation_tokens=act, seed=args.seed,
-                                    progress=say)
+                                    max_batch=sweep["max_batch"], batch_context=batch_context, progress=say)
         if not args.no_cache:
             try:
                 path = cache_mod.store(cache_dir, key, measurement)
@@ -184,6 +193,15 @@ def make_report(args, say) -> dict:
     return report.to_dict()
 
 
+def _batch_line(m: dict, d: dict) -> str:
+    curve = d.get("batch_slowdown")
+    if not curve:
+        return "batch    not measured"
+    return (f"batch    slowdown at ctx {m['batch_context_tokens']}: "
+            + ", ".join(f"{b}: {f:.2f}x" for b, f in curve)
+            + f" (batch-1 step {m['batch_decode'][0]['median_s'] * 1e3:.3f} ms)")
+
+
 def summary(doc: dict) -> str:
     d, m, dv, w = doc["derived"], doc["measurement"], doc["device"], doc["workload"]
     lines = [
@@ -199,6 +217,7 @@ def summary(doc: dict) -> str:
         f"fit      t_o {d['t_o_s'] * 1e3:.3f} ms, a {d['a_s_per_input_token'] * 1e6:.3f} us/input token, "
         f"b {d['b_s_per_output_token'] * 1e3:.3f} ms/output token (r2 prefill "
         f"{m['prefill_fit']['r2']:.4f}, decode {m['decode_fit']['r2']:.4f})",
+        _batch_line(m, d),
         f"rtt      {doc['network']['rtt_ms']} ms",
         f"derived  block_size_gb {d['block_size_gb']:.4f}, cache_size_gb {d['cache_size_gb']:.4f} "
         f"({w['max_tokens']} tokens), block_time_s {d['block_time_s']:.4f} "

@@ -119,6 +119,13 @@ class Timer:
         return time.perf_counter() - t0
 
 
+def free_memory_bytes(device: torch.device) -> float:
+    """Memory free for new tensors now: CUDA ``mem_get_info``, else the host's available RAM."""
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    return _host_memory()[1] * GB
+
+
 def memory_allocated(device: torch.device) -> int | None:
     return torch.cuda.memory_allocated(device) if device.type == "cuda" else None
 

@@ -1,11 +1,14 @@
-"""Measure one decoder block on a device: memory, prefill and decode times, linear fits.
+"""Measure one decoder block on a device: memory, prefill and decode times, linear fits,
+and the batch slowdown (decode steps of 1, 2, 4, ... sequences at once).
 
 Timing protocol: build the block and a preallocated KV cache, run ``warmup``
 untimed calls per point (kernel selection, allocator warm-up, CPU caches), then
 ``repeats`` timed calls, each timed on its own (CUDA events with a device
 synchronisation before the start event, or perf_counter on CPU).  A point is
 summarised by its median and spread; fits use the medians, which are robust to
-the odd preempted repetition.
+the odd preempted repetition.  The batch sweep times its batch sizes in interleaved
+rounds (every size once per round, each timed step right after an untimed one of the same
+size), so a load change on a shared machine spreads over every size instead of inflating one.
 """
 
 from __future__ import annotations
@@ -22,22 +25,74 @@ from solvers.calibration import BYTES_PER_PARAM
 from . import device as dev
 from .block import QUANTISED_DTYPES, TORCH_DTYPES, BlockStyle, DecoderBlock, compute_dtype_for
 from .models import ModelSpec, with_dtype
-from .report import LinearFit, Measurement, TimingPoint, planner_terms  # noqa: F401 (re-export)
+from .report import BatchPoint, LinearFit, Measurement, TimingPoint, planner_terms  # noqa: F401 (re-export)
 
 # Defaults chosen so a CPU run of a 7B-shaped block finishes in minutes while a
-# GPU run covers the lengths serving actually sees.
+# GPU run covers the lengths and batch sizes serving actually sees.
 DEFAULT_SWEEPS = {
     "cuda": {"prefill": [128, 256, 512, 1024, 2048], "decode": [128, 512, 1024, 2048],
-             "warmup": 3, "repeats": 10},
-    "cpu": {"prefill": [32, 128, 512], "decode": [64, 512, 2048], "warmup": 1, "repeats": 5},
+             "warmup": 3, "repeats": 10, "max_batch": 256},
+    "cpu": {"prefill": [32, 128, 512], "decode": [64, 512, 2048], "warmup": 1, "repeats": 5, "max_batch": 32},
 }
+# Share of the free memory the batch sweep's KV caches may take (the rest: activations, other tenants).
+BATCH_MEMORY_FRACTION = 0.5
+
+
+def _spread(samples: list[float]) -> dict:
+    xs = sorted(samples)
+    q = np.percentile(xs, [25, 75]) if len(xs) > 1 else [xs[0], xs[0]]
+    return dict(median_s=statistics.median(xs), min_s=xs[0], max_s=xs[-1],
+                p25_s=float(q[0]), p75_s=float(q[1]), repeats=len(xs))
 
 
 def summarize(length: int, samples: list[float]) -> TimingPoint:
-    xs = sorted(samples)
-    q = np.percentile(xs, [25, 75]) if len(xs) > 1 else [xs[0], xs[0]]
-    return TimingPoint(length=length, median_s=statistics.median(xs), min_s=xs[0], max_s=xs[-1],
-                       p25_s=float(q[0]), p75_s=float(q[1]), repeats=len(xs))
+    return TimingPoint(length=length, **_spread(samples))
+
+
+def batch_grid(limit: int) -> list[int]:
+    """1, 2, 4, ... below ``limit``, then ``limit`` itself: a geometric grid ending at the limit."""
+    if limit < 1:
+        raise ValueError("the batch limit must be >= 1")
+    grid = [1]
+    while grid[-1] * 2 < limit:
+        grid.append(grid[-1] * 2)
+    return grid + [limit] if limit > 1 else grid
+
+
+def batch_memory_limit(free_bytes: float, kv_bytes_per_token: float, context: int, kv_group: int) -> int:
+    """The most sequences whose KV the memory budget holds at ``context`` tokens each.
+
+    Per sequence: its cache (``context + 1`` tokens) plus, with grouped-query attention, the
+    copies of its keys and values expanded to every query head during the step.
+    """
+    per_sequence = kv_bytes_per_token * (context + 1) * (1 + (kv_group if kv_group > 1 else 0))
+    return max(1, int(free_bytes * BATCH_MEMORY_FRACTION // per_sequence))
+
+
+def measure_batch_decode(block: DecoderBlock, timer: dev.Timer, *, context: int, batches: list[int],
+                         warmup: int, repeats: int) -> list[BatchPoint]:
+    """One decode step of ``b`` sequences at ``context`` tokens each, for every ``b`` in ``batches``."""
+    p = block.q_proj.weight
+    cache = block.new_cache(context + 1, batch=max(batches))
+    inputs = {b: torch.randn(b, 1, block.arch.hidden_size, device=p.device, dtype=p.dtype) for b in batches}
+
+    def step(b: int) -> None:
+        cache.length = context          # contents do not change the cost; positions 0..c-1 count as filled
+        block(inputs[b], cache)
+
+    # Warm-up in rounds too: every new shape pays one-off kernel selection and allocations, and
+    # a second round catches what the first allocated for the larger batches after it.
+    for _ in range(max(warmup, 2)):
+        for b in batches:
+            step(b)
+    dev.synchronize(timer.device)
+    samples: dict[int, list[float]] = {b: [] for b in batches}
+    for _ in range(repeats):
+        for b in batches:
+            step(b)         # untimed: serving runs a batch step after a step of the same batch, not after
+            samples[b].append(timer.time(lambda b=b: step(b)))      # another size's (caches, allocator)
+    del cache, inputs
+    return [BatchPoint(batch=b, **_spread(samples[b])) for b in batches]
 
 
 def least_squares(columns: list[list[float]], y: list[float]) -> tuple[list[float], float]:
@@ -74,7 +129,10 @@ def _repeat(timer: dev.Timer, fn, warmup: int, repeats: int) -> list[float]:
 def measure_block(spec: ModelSpec, dtype: str, device: torch.device, *,
                   prefill_lengths: list[int], decode_contexts: list[int],
                   warmup: int, repeats: int, activation_tokens: int, seed: int = 0,
-                  progress=None) -> Measurement:
+                  max_batch: int = 1, batch_context: int | None = None, progress=None) -> Measurement:
+    """Measure one block.  ``max_batch > 1`` adds the batch sweep: decode steps of 1, 2, 4, ...
+    sequences (up to ``max_batch`` and what memory holds) at ``batch_context`` tokens each
+    (default: the longest decode context)."""
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()
     arch = with_dtype(spec.architecture, dtype)
@@ -87,9 +145,16 @@ def measure_block(spec: ModelSpec, dtype: str, device: torch.device, *,
         raise ValueError("repeats must be >= 1 and warmup >= 0")
     if len(set(prefill_lengths)) < 2 or len(set(decode_contexts)) < 2:
         raise ValueError("need at least two distinct prefill lengths and two decode contexts")
+    if max_batch < 1:
+        raise ValueError("max_batch must be >= 1")
+    if batch_context is None:
+        batch_context = max(decode_contexts)
+    if batch_context < 1:
+        raise ValueError("batch_context must be >= 1")
     capacity = max(max(prefill_lengths), max(decode_contexts) + 1, activation_tokens)
-    if arch.max_seq_len and capacity > arch.max_seq_len:
-        raise ValueError(f"lengths up to {capacity} tokens exceed the model's max_seq_len {arch.max_seq_len}")
+    longest = max(capacity, batch_context + 1) if max_batch > 1 else capacity
+    if arch.max_seq_len and longest > arch.max_seq_len:
+        raise ValueError(f"lengths up to {longest} tokens exceed the model's max_seq_len {arch.max_seq_len}")
     notes: list[str] = []
     if device.type == "cpu":
         notes.append(dev.CPU_NOTE)
@@ -144,6 +209,26 @@ def measure_block(spec: ModelSpec, dtype: str, device: torch.device, *,
             say(f"decode at context {c}")
             decode.append(summarize(c, _repeat(timer, step, warmup, repeats)))
 
+        batch_points: list[BatchPoint] = []
+        memory_limit = None
+        if max_batch > 1:
+            memory_limit = batch_memory_limit(dev.free_memory_bytes(device), kv_per_token, batch_context,
+                                              arch.num_heads // arch.num_kv_heads)
+            limit = min(max_batch, memory_limit)
+            if limit < 2:
+                notes.append(f"batch sweep skipped: the memory budget holds the KV of only one sequence "
+                             f"at {batch_context} tokens")
+            else:
+                grid = batch_grid(limit)
+                say(f"decode batches {grid} at context {batch_context}")
+                batch_points = measure_batch_decode(block, timer, context=batch_context, batches=grid,
+                                                    warmup=warmup, repeats=repeats)
+                dev.empty_cache(device)
+                if limit < max_batch:
+                    notes.append(f"batch sweep stopped at {limit} sequences: the KV of more at "
+                                 f"{batch_context} tokens would take over {BATCH_MEMORY_FRACTION:.0%} "
+                                 f"of the free memory")
+
         peak = None
         if device.type == "cuda":
             x = torch.randn(1, activation_tokens, d, device=device, dtype=torch_dtype)
@@ -177,4 +262,6 @@ def measure_block(spec: ModelSpec, dtype: str, device: torch.device, *,
         block_style=style.to_dict(), notes=notes,
         measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         duration_s=time.perf_counter() - t_start,
+        batch_decode=batch_points, batch_context_tokens=batch_context if batch_points else None,
+        batch_memory_limit=memory_limit,
     )

@@ -13,8 +13,10 @@ import math
 import platform
 from dataclasses import asdict, dataclass, field, fields
 
+from solvers.batching import BatchSlowdown
 from solvers.calibration import (BYTES_PER_PARAM, KV_BYTES, PER_HOP_OVERHEAD_S, Architecture,
                                  comm_timing)
+from solvers.errors import ScenarioError
 
 from . import AGENT_NAME, __version__
 
@@ -29,6 +31,17 @@ ARCH_FIELDS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_si
 class TimingPoint:
     length: int          # prefill: input tokens; decode: tokens already in the KV cache
     median_s: float
+    min_s: float
+    max_s: float
+    p25_s: float
+    p75_s: float
+    repeats: int
+
+
+@dataclass
+class BatchPoint:
+    batch: int           # sequences decoded together, each with ``batch_context_tokens`` in its cache
+    median_s: float      # one decode step of the whole batch through the block
     min_s: float
     max_s: float
     p25_s: float
@@ -71,6 +84,10 @@ class Measurement:
     measured_at: str
     duration_s: float
     cached: bool = False
+    # The batch sweep (empty when not run, e.g. --max-batch 1 or a cached measurement of an older agent).
+    batch_decode: list[BatchPoint] = field(default_factory=list)
+    batch_context_tokens: int | None = None
+    batch_memory_limit: int | None = None     # the largest batch whose KV the memory budget holds
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +100,7 @@ class Measurement:
         kw["decode"] = [TimingPoint(**p) for p in d["decode"]]
         kw["prefill_fit"] = LinearFit(**d["prefill_fit"])
         kw["decode_fit"] = LinearFit(**d["decode_fit"])
+        kw["batch_decode"] = [BatchPoint(**p) for p in d.get("batch_decode") or []]
         return cls(**kw)
 
 
@@ -124,6 +142,8 @@ class Derived:
     a_s_per_input_token: float
     b_s_per_output_token: float
     timing: dict                         # solvers.calibration.LinearTiming fields (comm_* null without RTT)
+    # [[concurrency, factor], ...] in the scenario's servers[].batch_slowdown form; null when not measured
+    batch_slowdown: list[list[float]] | None = None
 
 
 @dataclass
@@ -158,6 +178,39 @@ def planner_terms(prefill: LinearFit, decode: LinearFit, input_tokens: int, outp
     return {"t_o_s": t_o, "a_s_per_input_token": a, "b_s_per_output_token": b, "block_time_s": tau_p}
 
 
+def batch_slowdown_pairs(points: list[BatchPoint]) -> list[list[float]] | None:
+    """The measured curve as ``[[batch, factor], ...]``: step medians over the batch-1 median."""
+    return slowdown_from_medians([(p.batch, p.median_s) for p in points])
+
+
+def slowdown_from_medians(medians: list[tuple[int, float]]) -> list[list[float]] | None:
+    """``[[batch, factor], ...]`` from ``(batch, median step time)`` pairs.
+
+    The contract wants ``factor(1) = 1`` and no decrease.  Step times are made non-decreasing in
+    the batch by isotonic regression (the least-squares non-decreasing fit: neighbours that
+    break the order are pooled to their mean), then divided by the fitted batch-1 time.  A noisy
+    point where a larger batch measured faster is evened out with its neighbours, rather than
+    one slow outlier lifting every factor after it.  None with fewer than two batch sizes or
+    without batch 1: one point says nothing about the slope.
+    """
+    pts = sorted(medians)
+    if len(pts) < 2 or pts[0][0] != 1:
+        return None
+    fitted = _isotonic([t for _, t in pts])
+    return [[b, max(1.0, round(t / fitted[0], 4))] for (b, _), t in zip(pts, fitted)]
+
+
+def _isotonic(ys: list[float]) -> list[float]:
+    """Pool adjacent violators: the non-decreasing sequence nearest ``ys`` in least squares."""
+    blocks: list[list[float]] = []          # [mean, count] of pooled runs
+    for y in ys:
+        blocks.append([y, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m1, n1), (m2, n2) = blocks.pop(-2), blocks.pop()
+            blocks.append([(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2])
+    return [m for m, n in blocks for _ in range(int(n))]
+
+
 def derive(measurement: Measurement, device: dict, network: Network, workload: Workload) -> Derived:
     terms = planner_terms(measurement.prefill_fit, measurement.decode_fit,
                           workload.input_tokens, workload.output_tokens)
@@ -178,7 +231,8 @@ def derive(measurement: Measurement, device: dict, network: Network, workload: W
         block_time_s=terms["block_time_s"], comm_time_s=comm,
         memory_gb=max(0.0, device["total_memory_gb"] - workload.reserve_gb),
         t_o_s=terms["t_o_s"], a_s_per_input_token=terms["a_s_per_input_token"],
-        b_s_per_output_token=b, timing=timing)
+        b_s_per_output_token=b, timing=timing,
+        batch_slowdown=batch_slowdown_pairs(measurement.batch_decode))
 
 
 def build_report(*, measurement: Measurement, device: dict, model: dict, network: Network,
@@ -201,6 +255,11 @@ def _num(x) -> bool:
 
 def _int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _same_curve(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x[0] == y[0] and math.isclose(x[1], y[1], rel_tol=1e-3)
+                                    for x, y in zip(a, b))
 
 
 def validate_report(doc: dict, *, expected_cluster=None, expected_server: str | None = None,
@@ -311,21 +370,28 @@ def validate_report(doc: dict, *, expected_cluster=None, expected_server: str | 
         p.append(f"measurement.peak_activation_bytes: integer >= 0 or null (got {peak!r})")
     elif peak is not None and total_bytes is not None and peak > total_bytes:
         p.append(f"measurement.peak_activation_bytes: {peak} above the device's total memory")
+    def timing_point(pt, path: str, key: str, check, what: str) -> bool:
+        """A TimingPoint or BatchPoint: its ``key`` (length or batch), repeats and ordered times."""
+        if not isinstance(pt, dict):
+            p.append(f"{path}: not an object")
+            return False
+        ok = need(pt, path, key, check, what) is not None
+        ok &= need(pt, path, "repeats", pos_int, "integer > 0") is not None
+        vals = [need(pt, path, k, pos, "finite time > 0") for k in ("median_s", "min_s", "max_s")]
+        if None in vals:
+            return False
+        if not (vals[1] <= vals[0] <= vals[2]):
+            p.append(f"{path}: needs min_s <= median_s <= max_s")
+            return False
+        return ok
+
     for sweep in ("prefill", "decode"):
         pts = m.get(sweep)
         if not isinstance(pts, list) or len(pts) < 2:
             p.append(f"measurement.{sweep}: needs a list of at least two timing points")
             continue
         for i, pt in enumerate(pts):
-            path = f"measurement.{sweep}[{i}]"
-            if not isinstance(pt, dict):
-                p.append(f"{path}: not an object")
-                continue
-            need(pt, path, "length", (lambda x: _int(x) and x >= 0), "integer >= 0")
-            need(pt, path, "repeats", pos_int, "integer > 0")
-            vals = [need(pt, path, k, pos, "finite time > 0") for k in ("median_s", "min_s", "max_s")]
-            if None not in vals and not (vals[1] <= vals[0] <= vals[2]):
-                p.append(f"{path}: needs min_s <= median_s <= max_s")
+            timing_point(pt, f"measurement.{sweep}[{i}]", "length", (lambda x: _int(x) and x >= 0), "integer >= 0")
     for fit in ("prefill_fit", "decode_fit"):
         f = m.get(fit)
         if not isinstance(f, dict):
@@ -358,4 +424,28 @@ def validate_report(doc: dict, *, expected_cluster=None, expected_server: str | 
         p.append(f"derived.memory_gb: {mem} above the device's total memory {total} GB")
     if total is not None and bs is not None and bs > total:
         p.append(f"derived.block_size_gb: {bs} above the device's total memory {total} GB")
+
+    # The batch sweep is optional (older agents, --max-batch 1); when present it must be sound.
+    batch_points = m.get("batch_decode", [])
+    measured_curve = None
+    if not isinstance(batch_points, list):
+        p.append("measurement.batch_decode: must be a list of batch points")
+    elif batch_points:
+        ok = all([timing_point(pt, f"measurement.batch_decode[{i}]", "batch", pos_int, "integer > 0")
+                  for i, pt in enumerate(batch_points)])
+        batches = [pt.get("batch") for pt in batch_points if isinstance(pt, dict)]
+        if ok and (batches[0] != 1 or any(a >= b for a, b in zip(batches, batches[1:]))):
+            p.append(f"measurement.batch_decode: batch sizes must ascend from 1 (got {batches})")
+        elif ok:
+            measured_curve = slowdown_from_medians([(pt["batch"], pt["median_s"]) for pt in batch_points])
+    curve = d.get("batch_slowdown")
+    if curve is not None:
+        try:
+            BatchSlowdown.from_pairs(curve, "derived.batch_slowdown")
+        except ScenarioError as exc:
+            p.extend(str(e) for e in exc.errors)
+        else:
+            if measured_curve is not None and not _same_curve(curve, measured_curve):
+                p.append(f"derived.batch_slowdown: {curve} does not follow from measurement.batch_decode "
+                         f"(which gives {measured_curve})")
     return p

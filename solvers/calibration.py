@@ -12,11 +12,17 @@ Described in docs/calibration.md.  All memory is in GB = 1e9 bytes.
 The "+1" round trip in tau_c is the prompt upload; the per-input-token term is
 the hidden-state transfer of the prompt, counted only when a link bandwidth is
 known (PETALS ships activations, not tokens, between hops).
+
+The same figures give a server's batch slowdown (``roofline_slowdown``): a decode step of
+``n`` jobs reads the weights once for all of them, and each job's KV and FLOPs on its own.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from .batching import MAX_CONCURRENCY, BatchSlowdown
 
 BYTES_PER_PARAM: dict[str, float] = {
     "fp32": 4.0,
@@ -74,6 +80,10 @@ class Architecture:
 
     def hidden_state_bytes_per_token(self) -> float:
         return self.hidden_size * 2.0   # activations travel in fp16
+
+    def attention_gflops_per_token(self, context_tokens: float) -> float:
+        """Attention over ``context_tokens`` cached tokens for one new token: q.K and p.V, 2 FLOPs a MAC."""
+        return 4.0 * self.num_heads * self.head_dim * context_tokens / 1e9
 
 
 @dataclass(frozen=True)
@@ -136,3 +146,63 @@ def hardware_timing(*, block_size_gb: float, flops_per_token_gflops: float, tflo
     c0, c_in, c_out = comm_timing(rtt_ms, hidden_state_bytes_per_token=hidden_state_bytes_per_token,
                                   link_bandwidth_gbps=link_bandwidth_gbps)
     return LinearTiming(c0, c_in, c_out, b0, b_in, b_out)
+
+
+# -- batch slowdown from the roofline --------------------------------------------------------------
+
+ROOFLINE_MAX_BATCH = 1024
+
+
+def roofline_step_time(batch: float, *, block_size_gb: float, kv_gb_per_job: float, gflops_per_job: float,
+                       tflops: float, mem_bandwidth_gb_s: float) -> float:
+    """Seconds of one decode step of ``batch`` jobs through one block: the slower of its memory
+    traffic (weights once, every job's KV) and its arithmetic (every job's FLOPs)."""
+    memory_s = (block_size_gb + batch * kv_gb_per_job) / mem_bandwidth_gb_s
+    compute_s = batch * gflops_per_job / (tflops * 1e3)
+    return max(memory_s, compute_s)
+
+
+def roofline_slowdown(*, block_size_gb: float, kv_gb_per_job: float, gflops_per_job: float, tflops: float,
+                      mem_bandwidth_gb_s: float, max_batch: int = ROOFLINE_MAX_BATCH) -> BatchSlowdown:
+    """``factor(b) = step_time(b) / step_time(1)`` sampled at 1, 2, 4, ... ``max_batch``.
+
+    The step time is the maximum of two lines in ``b``, so the curve is linear up to the knee
+    where compute overtakes memory and linear after it; the grid also holds the two integers
+    around the knee, so linear interpolation between the points (and the contract's extension
+    past the last one) is exact except between those two.
+    """
+    if min(block_size_gb, tflops, mem_bandwidth_gb_s) <= 0 or min(kv_gb_per_job, gflops_per_job) < 0:
+        raise ValueError("roofline_slowdown needs block_size_gb, tflops and mem_bandwidth_gb_s > 0 "
+                         "and non-negative per-job KV and FLOPs")
+    if not 2 <= max_batch <= MAX_CONCURRENCY:
+        raise ValueError(f"max_batch must be between 2 and {MAX_CONCURRENCY}")
+
+    def step(b: float) -> float:
+        return roofline_step_time(b, block_size_gb=block_size_gb, kv_gb_per_job=kv_gb_per_job,
+                                  gflops_per_job=gflops_per_job, tflops=tflops,
+                                  mem_bandwidth_gb_s=mem_bandwidth_gb_s)
+
+    grid = {max_batch}
+    b = 1
+    while b < max_batch:
+        grid.add(b)
+        b *= 2
+    # Knee: (W + b K) / BW = b F / f  =>  b = W / (BW F / f - K), when compute can overtake at all.
+    per_job_compute_gb = mem_bandwidth_gb_s * gflops_per_job / (tflops * 1e3)
+    if per_job_compute_gb > kv_gb_per_job:
+        knee = block_size_gb / (per_job_compute_gb - kv_gb_per_job)
+        grid.update(k for k in (math.floor(knee), math.ceil(knee)) if 1 <= k <= max_batch)
+    one = step(1)
+    points = sorted(grid)
+    return BatchSlowdown.from_pairs([[b, step(b) / one] for b in points], "roofline")
+
+
+def roofline_slowdown_for(arch: Architecture, *, context_tokens: float, tflops: float, mem_bandwidth_gb_s: float,
+                          max_batch: int = ROOFLINE_MAX_BATCH) -> BatchSlowdown:
+    """The roofline slowdown of one block of ``arch`` with every job at ``context_tokens`` cached tokens
+    (the workload's mean decode context, ``input_tokens + output_tokens / 2``)."""
+    return roofline_slowdown(
+        block_size_gb=arch.block_size_gb,
+        kv_gb_per_job=arch.kv_bytes_per_token() * context_tokens / GB,
+        gflops_per_job=arch.flops_per_token_gflops + arch.attention_gflops_per_token(context_tokens),
+        tflops=tflops, mem_bandwidth_gb_s=mem_bandwidth_gb_s, max_batch=max_batch)

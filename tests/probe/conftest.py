@@ -18,6 +18,8 @@ TINY_BLOOM = Architecture(hidden_size=256, num_layers=4, num_heads=4, num_kv_hea
 # Far apart so that noise on a shared 2-core machine cannot flip the order of medians.
 PREFILL = [16, 1024]
 DECODE = [16, 16384]
+# The batch sweep: 1, 2, 4, 8 sequences at 64 tokens each (a few milliseconds).
+MAX_BATCH, BATCH_CONTEXT = 8, 64
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,7 +38,8 @@ def tiny_spec() -> ModelSpec:
 def tiny_measurement(tiny_spec):
     from gpu_probe.measure import measure_block
     return measure_block(tiny_spec, "fp32", torch.device("cpu"), prefill_lengths=PREFILL,
-                         decode_contexts=DECODE, warmup=1, repeats=5, activation_tokens=64)
+                         decode_contexts=DECODE, warmup=1, repeats=5, activation_tokens=64,
+                         max_batch=MAX_BATCH, batch_context=BATCH_CONTEXT)
 
 
 @pytest.fixture()

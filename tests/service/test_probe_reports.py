@@ -26,7 +26,7 @@ def measurement():
     torch.set_num_threads(1)
     spec = ModelSpec(name="tiny-llama", source="config", architecture=Architecture(**TINY_ARCH))
     return measure_block(spec, "fp32", torch.device("cpu"), prefill_lengths=[16, 1024], decode_contexts=[16, 16384],
-                         warmup=1, repeats=3, activation_tokens=64)
+                         warmup=1, repeats=3, activation_tokens=64, max_batch=4, batch_context=64)
 
 
 def report(measurement, cluster, server, architecture=TINY_ARCH):
@@ -66,7 +66,8 @@ def test_report_becomes_the_latest_calibration_and_is_planned_with(api, cluster,
     figures = server["latest_calibration"]["figures"]
     assert figures["block_time_s"] == pytest.approx(doc["derived"]["block_time_s"])
     assert figures["rtt_ms"] == 40.0 and figures["memory_gb"] == 14.0
-    assert ServerCalibration.objects.get(pk=r.json()["id"]).report == doc
+    stored = ServerCalibration.objects.get(pk=r.json()["id"]).report
+    assert stored == doc and [b for b, _ in stored["derived"]["batch_slowdown"]] == [1, 2, 4]
     # the next job plans with the measured figures, unless asked for the datasheet
     job = api.post(f"{V1}/jobs/", {"cluster": cluster["id"], "workload": {"arrival_rate": 0.1}},
                    format="json").json()
@@ -97,4 +98,8 @@ def test_implausible_report_is_refused_with_the_reason(api, cluster, measurement
     doc["derived"]["block_time_s"] = -1
     r = probe.post(f"{V1}/probe/reports/", doc, format="json")
     assert r.status_code == 400 and "block_time_s" in r.json()["detail"]
+    doc = report(measurement, cluster["id"], "gpu-a")
+    doc["derived"]["batch_slowdown"][1][1] = 0.5          # a slowdown below 1: not a contract curve
+    r = probe.post(f"{V1}/probe/reports/", doc, format="json")
+    assert r.status_code == 400 and "derived.batch_slowdown[1]" in r.json()["detail"]
     assert probe.post(f"{V1}/probe/reports/", [1, 2], format="json").status_code == 400
