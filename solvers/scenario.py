@@ -23,7 +23,7 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, ValidationErro
                       field_validator)
 
 from .batching import NO_SLOWDOWN, BatchSlowdown
-from .calibration import Architecture, LinearTiming, hardware_timing
+from .calibration import Architecture, LinearTiming, hardware_timing, roofline_slowdown_for
 from .errors import FieldError, ScenarioError
 from .hf_config import derive_hf_config, looks_like_hf_config
 from .presets import PRESETS
@@ -89,6 +89,8 @@ class CalibrationDoc(BaseModel):
     block_time_base_s: float | None = Field(None, ge=-MAX_TIME_S, le=MAX_TIME_S)
     block_time_per_input_token_s: float | None = Field(None, ge=0, le=MAX_TIME_S)
     block_time_per_output_token_s: float | None = Field(None, ge=0, le=MAX_TIME_S)
+    # the probe's measured curve (derived.batch_slowdown of its report): wins over the server's own
+    batch_slowdown: list[Any] | None = None
 
 
 class ServerDoc(BaseModel):
@@ -102,8 +104,9 @@ class ServerDoc(BaseModel):
     rtt_ms: float | None = Field(None, ge=0, le=MAX_HW)
     link_bandwidth_gbps: float | None = Field(None, gt=0, le=MAX_HW)
     calibration: CalibrationDoc | None = None
-    # [[concurrency, factor], ...]: checked by BatchSlowdown.from_pairs, whose errors name the entry
-    batch_slowdown: list[Any] | None = None
+    # [[concurrency, factor], ...] (checked by BatchSlowdown.from_pairs, whose errors name the entry), or
+    # "roofline": derived from tflops, mem_bandwidth_gb_s and the model's architecture (docs/calibration.md)
+    batch_slowdown: list[Any] | str | None = None
 
 
 class TraceRequestDoc(BaseModel):
@@ -467,14 +470,12 @@ def _resolve_model(doc: ModelDoc, workload: WorkloadDoc, errors: list[FieldError
 def _resolve_server(i: int, doc: ServerDoc, model: Model | None, mean_in: float | None,
                     mean_out: float | None, errors: list[FieldError]) -> Server | None:
     where = f"servers[{i}]"
-    slowdown = NO_SLOWDOWN
-    if doc.batch_slowdown is not None:
-        try:
-            slowdown = BatchSlowdown.from_pairs(doc.batch_slowdown, f"{where}.batch_slowdown")
-        except ScenarioError as exc:
-            errors.extend(exc.errors)
-            return None
     cal = doc.calibration
+    try:
+        slowdown = _server_slowdown(where, doc, model, mean_in, mean_out)
+    except ScenarioError as exc:
+        errors.extend(exc.errors)
+        return None
     memory = cal.memory_gb if cal and cal.memory_gb is not None else doc.memory_gb
     rtt = cal.rtt_ms if cal and cal.rtt_ms is not None else doc.rtt_ms
 
@@ -538,6 +539,35 @@ def _resolve_server(i: int, doc: ServerDoc, model: Model | None, mean_in: float 
             timing = LinearTiming.constant(comm, block)
     return Server(id=doc.id, memory_gb=memory, comm_time_s=comm, block_time_s=block,
                   timing=timing, source=source, rtt_ms=rtt, batch_slowdown=slowdown)
+
+
+def _server_slowdown(where: str, doc: ServerDoc, model: Model | None, mean_in: float | None,
+                     mean_out: float | None) -> BatchSlowdown:
+    """The server's batch slowdown: the probe's measured curve, else the one given, else the roofline where
+    asked for (``"roofline"``), else none (today's batch-1 model)."""
+    cal = doc.calibration
+    if cal is not None and cal.batch_slowdown is not None:
+        return BatchSlowdown.from_pairs(cal.batch_slowdown, f"{where}.calibration.batch_slowdown")
+    given, path = doc.batch_slowdown, f"{where}.batch_slowdown"
+    if given is None:
+        return NO_SLOWDOWN
+    if not isinstance(given, str):
+        return BatchSlowdown.from_pairs(given, path)
+    if given != "roofline":
+        raise ScenarioError([FieldError(path, f'must be a list of [concurrency, factor] pairs or "roofline", '
+                                              f'got {given!r}')])
+    missing = [name for name, value in (("tflops", doc.tflops), ("mem_bandwidth_gb_s", doc.mem_bandwidth_gb_s))
+               if value is None]
+    if missing:
+        raise ScenarioError([FieldError(path, f'"roofline" needs the server\'s {" and ".join(missing)}')])
+    arch = model.architecture if model is not None else None
+    if arch is None:
+        raise ScenarioError([FieldError(path, '"roofline" needs model.architecture (or a Hugging Face config)')])
+    if mean_in is None or mean_out is None:
+        raise ScenarioError([FieldError(path, '"roofline" needs workload.input_tokens and output_tokens (or a trace): '
+                                              "a job's KV reads grow with its context")])
+    return roofline_slowdown_for(arch, context_tokens=mean_in + mean_out / 2, tflops=doc.tflops,
+                                 mem_bandwidth_gb_s=doc.mem_bandwidth_gb_s)
 
 
 def _rescale(t: LinearTiming, comm: float, block: float, mean_in: float, mean_out: float) -> LinearTiming:
