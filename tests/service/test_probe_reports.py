@@ -73,6 +73,9 @@ def test_report_becomes_the_latest_calibration_and_is_planned_with(api, cluster,
                    format="json").json()
     assert job["scenario"]["servers"][0]["block_time_s"] == pytest.approx(doc["derived"]["block_time_s"])
     assert job["scenario"]["servers"][0]["memory_gb"] == 14.0
+    # ... and with the measured batch slowdown (issue 21: the probe's curve is the server's own)
+    assert figures["batch_slowdown"] == doc["derived"]["batch_slowdown"]
+    assert job["scenario"]["servers"][0]["batch_slowdown"] == doc["derived"]["batch_slowdown"]
 
 
 def test_probe_token_is_limited_to_its_server(api, cluster, measurement):
