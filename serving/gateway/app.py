@@ -168,6 +168,8 @@ class _EventStream(Response):
         super().__init__(None, status_code=200, headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
                          media_type=self.media_type)
         self.events, self.on_close = events, on_close
+        # a stream has no length: Response's content-length (of its empty body) would cut it off
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
 
     async def __call__(self, scope, receive, send) -> None:
         async def pump() -> None:
