@@ -199,8 +199,8 @@ class Gateway:
     async def _cluster(self, request: Request) -> int:
         parts = request.headers.get("authorization", "").split()
         if len(parts) != 2 or parts[0].lower() != "bearer":
-            raise OpenAIError(401, "an API key is required: 'Authorization: Bearer <gateway key>' (keys are issued "
-                                   "per cluster by the service, POST /api/v1/clusters/{id}/gateway-keys/)",
+            raise OpenAIError(401, "an API key is required: 'Authorization: Bearer <gateway key>' (a key of one "
+                                   "cluster; docs/gateway.md)",
                               code="missing_api_key")
         try:
             cluster = await self.config.keys.cluster_of(parts[1])
