@@ -2,6 +2,7 @@
 
     uvicorn planner_app.asgi:application             # everything (scripts/serve.sh, compose "web")
     uvicorn planner_app.asgi:dispatcher_application  # the dispatcher's endpoints only (compose "dispatcher")
+    uvicorn planner_app.asgi:gateway_application     # the OpenAI gateway only (compose "gateway")
 
 acquire/release/renew/state and /api/v1/dispatch/metrics go to serving.dispatch's ASGI app
 (store only, never the database); every other path goes to Django as a WSGI app in a pool of
@@ -51,5 +52,30 @@ def _dispatcher() -> DispatchApp:
                        metrics_token=settings.METRICS_TOKEN or None)
 
 
+def _gateway():
+    """The OpenAI gateway under /v1/ (docs/gateway.md): leases and keys from the dispatcher's own store;
+    the models it serves from the file CHAINPLAN_GATEWAY_CONFIG names (none without it: /v1/ answers 404s)."""
+    from serving.gateway.app import GatewayConfig, create_app
+    from serving.gateway.config import load_models
+    from serving.gateway.keys import StoreKeys
+    from serving.gateway.leases import StoreLeases
+    store = async_store()
+    path = os.environ.get("CHAINPLAN_GATEWAY_CONFIG")
+    return create_app(GatewayConfig(models=load_models(path) if path else [], keys=StoreKeys(store),
+                                    leases=StoreLeases(store)))
+
+
+def _with_gateway(gateway, rest):
+    from serving.gateway.app import is_gateway_path
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and is_gateway_path(scope["path"]):
+            await gateway(scope, receive, send)
+        else:
+            await rest(scope, receive, send)
+    return app
+
+
 dispatcher_application = _dispatcher()
-application = mount(dispatcher_application, django_application)
+gateway_application = _gateway()
+application = _with_gateway(gateway_application, mount(dispatcher_application, django_application))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import FieldError, ScenarioError
@@ -88,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="llama.cpp: port of each rpc-server (default 50052)")
     e.add_argument("--local-device", default=None, metavar="DEVICE",
                    help="llama.cpp: the device of the chain's last server, where llama-server runs (default CUDA0)")
+    e.add_argument("--engines-file", default=None, metavar="FILE",
+                   help="vLLM, SGLang, llama.cpp, exo: also write the gateway's engines file (each chain's OpenAI "
+                        "URL keyed by its servers; docs/gateway.md)")
+    e.add_argument("--engine-port", type=int, default=None, metavar="PORT",
+                   help="with --engines-file: the port each engine's OpenAI server listens on (default: the runtime's)")
     e.add_argument("--dist-init-port", type=int, default=None, metavar="PORT",
                    help="SGLang: rendezvous port on each chain's first server (default 5000)")
     e.add_argument("--no-new-swarm", dest="new_swarm", action="store_false", default=None,
@@ -370,6 +376,9 @@ def _export(args) -> int:
     if args.new_swarm is not None:
         opts["new_swarm"] = args.new_swarm
     out = export_plan(plan_doc, args.runtime, scenario, model_path=args.model_path, **opts)
+    if args.engines_file:
+        from .export.engines import engines_file
+        Path(args.engines_file).write_text(json.dumps(engines_file(out, port=args.engine_port), indent=2) + "\n")
     print(json.dumps(out, indent=2) if args.json else export_text(out), end="" if not args.json else "\n")
     return EXIT_OK
 

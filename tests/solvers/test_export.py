@@ -220,3 +220,29 @@ def test_unknown_runtime_suggests_the_closest():
     with pytest.raises(ScenarioError, match="did you mean 'vllm'"):
         export_plan(_shared_plan(), "vlm")
     assert "# WARNING" in export_text(export_plan(_shared_plan(), "vllm"))
+
+
+@pytest.mark.parametrize("runtime,port,on_last", [("vllm", 8000, False), ("llama.cpp", 8080, True)])
+def test_engines_file_keys_each_chain_by_its_servers_for_the_gateway(disjoint, runtime, port, on_last, tmp_path):
+    from serving.gateway.engines.openai import EnginesFile
+    from solvers.cli import main
+    from solvers.export.engines import engines_file
+
+    sc, doc = disjoint
+    out = export_plan(doc, runtime, sc, model_path="m")
+    got = EnginesFile.from_dict(engines_file(out))           # the gateway reads what the export writes
+    assert len(got.engines) == len(out["engines"])
+    for entry, eng in zip(got.engines, out["engines"]):
+        assert list(entry.servers) == doc["chains"][eng["chain"]]["servers"]
+        host = entry.servers[-1] if on_last else entry.servers[0]
+        assert entry.url == f"http://{host}:{port}/v1"
+        assert entry.capacity == (eng.get("max_num_seqs") or eng.get("parallel"))   # the engine's own limit
+    path = tmp_path / "engines.json"
+    doc_path = tmp_path / "plan.json"
+    import json
+    doc_path.write_text(json.dumps(doc))
+    assert main(["export", str(doc_path), "--runtime", runtime, "--engines-file", str(path),
+                 "--engine-port", "9001"]) == 0
+    assert all(e.url.endswith(":9001/v1") for e in EnginesFile.from_dict(json.loads(path.read_text())).engines)
+    with pytest.raises(ScenarioError, match="engines-file"):
+        engines_file(export_plan(doc, "petals", sc, model_path="m"))

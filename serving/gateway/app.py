@@ -1,0 +1,360 @@
+"""The gateway's ASGI app (Starlette): the OpenAI API in front of the dispatcher and the engines.
+
+    POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /v1/models/{model}
+
+A request: key (401) -> JSON and parameters (400/413) -> model of the key's cluster (404) ->
+a lease from the dispatcher (waits up to ``queue_wait_s``; 429 with Retry-After when every slot
+stays busy, 503 when there is no adopted plan or the dispatcher is away) -> the engine runs it on
+exactly the granted chain -> the lease is released when the answer ends, the client goes away
+(the engine's task is cancelled at once: its session closes) or anything fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from serving.dispatch.protocol import DispatchError, NoAdoptedPlan, NoFreeChain
+
+from .engine import Delta, Engine, EngineError, GenerationRequest
+from .errors import OpenAIError
+from .keys import KeySource
+from .leases import LeaseSource
+from .params import Limits, Parsed, parse_chat, parse_completion
+
+__all__ = ["GatewayConfig", "ServedModel", "create_app", "is_gateway_path"]
+
+log = logging.getLogger("serving.gateway")
+T = TypeVar("T")
+PREFIX = "/v1/"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model name the gateway answers to: requests for it go to ``cluster``'s plan, run by ``engine``."""
+
+    name: str
+    cluster: int
+    engine: Engine
+
+
+@dataclass
+class GatewayConfig:
+    models: Sequence[ServedModel]
+    keys: KeySource
+    leases: LeaseSource
+    limits: Limits = field(default_factory=Limits)
+    queue_wait_s: float = 30.0          # a request's deadline for a free slot
+    max_body_bytes: int = 1 << 20
+
+
+def is_gateway_path(path: str) -> bool:
+    return path.startswith(PREFIX) or path == PREFIX.rstrip("/")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _error_response(exc: OpenAIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
+def _dispatch_error(exc: Exception, cluster: int) -> OpenAIError:
+    """The dispatcher's refusals in OpenAI's shape."""
+    if isinstance(exc, NoAdoptedPlan):
+        return OpenAIError(503, f"cluster {cluster} has no adopted plan to serve from: adopt a plan first",
+                           code="no_adopted_plan", retry_after_s=5)
+    if isinstance(exc, NoFreeChain):
+        return OpenAIError(429, f"every chain's slots stayed busy past this request's deadline ({exc.detail})",
+                           code="no_free_chain", retry_after_s=exc.retry_after_s or 1)
+    detail = exc.detail if isinstance(exc, DispatchError) else str(exc) or type(exc).__name__
+    return OpenAIError(503, f"the dispatcher could not be asked for a chain: {detail}",
+                       code="dispatcher_unavailable", retry_after_s=1)
+
+
+async def _disconnected(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(work: Awaitable[T], receive) -> tuple[bool, T | None]:
+    """Run ``work`` unless the client disconnects first: then cancel it (within one loop turn)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task in done:
+        watcher.cancel()
+        return False, task.result()
+    task.cancel()
+    try:
+        await task
+    except BaseException:  # noqa: BLE001 - nobody is left to tell
+        pass
+    return True, None
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _usage(final: Delta | None, counted: int) -> dict[str, int]:
+    prompt = (final.prompt_tokens if final else None) or 0
+    completion = final.completion_tokens if final and final.completion_tokens is not None else counted
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class _Answer:
+    """The OpenAI objects of one answer (chat or completion), whole or as stream chunks."""
+
+    def __init__(self, req: GenerationRequest, model: str):
+        self.chat = req.kind == "chat"
+        self.id = ("chatcmpl-" if self.chat else "cmpl-") + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = model
+
+    def _head(self, chunk: bool) -> dict[str, Any]:
+        obj = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
+
+    def whole(self, text: str, finish: str | None, usage: dict[str, int]) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish or "stop", "logprobs": None}
+        if self.chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return {**self._head(False), "choices": [choice], "usage": usage}
+
+    def chunk(self, text: str | None, finish: str | None, *, first: bool = False,
+              include_usage: bool = False) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant"} if first else {}
+            if text is not None:
+                delta["content"] = text
+            choice["delta"] = delta
+        else:
+            choice["text"] = text or ""
+        out = {**self._head(True), "choices": [choice]}
+        if include_usage:
+            out["usage"] = None
+        return out
+
+    def usage_chunk(self, usage: dict[str, int]) -> dict[str, Any]:
+        return {**self._head(True), "choices": [], "usage": usage}
+
+
+class _EventStream(Response):
+    """Server-sent events; the producer is cancelled as soon as the client disconnects, then ``on_close`` runs."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]]):
+        super().__init__(None, status_code=200, headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+                         media_type=self.media_type)
+        self.events, self.on_close = events, on_close
+        # a stream has no length: Response's content-length (of its empty body) would cut it off
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def pump() -> None:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self.events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        try:
+            await _unless_gone(pump(), receive)
+        except OSError:      # the client went away while we were writing
+            pass
+        finally:
+            await self.events.aclose()
+            await self.on_close()
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+class Gateway:
+    def __init__(self, config: GatewayConfig):
+        self.config = config
+        self.by_cluster: dict[int, dict[str, ServedModel]] = {}
+        for m in config.models:
+            self.by_cluster.setdefault(m.cluster, {})[m.name] = m
+
+    async def _cluster(self, request: Request) -> int:
+        parts = request.headers.get("authorization", "").split()
+        if len(parts) != 2 or parts[0].lower() != "bearer":
+            raise OpenAIError(401, "an API key is required: 'Authorization: Bearer <gateway key>' (a key of one "
+                                   "cluster; docs/gateway.md)",
+                              code="missing_api_key")
+        try:
+            cluster = await self.config.keys.cluster_of(parts[1])
+        except Exception as exc:  # noqa: BLE001 - the store is away: say so, never a traceback
+            raise OpenAIError(503, f"the key store could not be reached: {exc}", code="key_store_unavailable",
+                              retry_after_s=1) from None
+        if cluster is None:
+            raise OpenAIError(401, "incorrect API key provided (unknown or revoked)", code="invalid_api_key")
+        return cluster
+
+    async def _json(self, request: Request) -> Any:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise OpenAIError(413, f"the request body is {declared} bytes; at most {limit} are accepted",
+                              code="request_too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise OpenAIError(413, f"the request body is over {limit} bytes", code="request_too_large")
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise OpenAIError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+
+    def _model(self, cluster: int, name: str) -> ServedModel:
+        served = self.by_cluster.get(cluster, {})
+        got = served.get(name)
+        if got is None:
+            known = ", ".join(sorted(served)) or "none"
+            raise OpenAIError(404, f"the model {name!r} does not exist for this key (models: {known})",
+                              param="model", code="model_not_found")
+        return got
+
+    # -- endpoints --------------------------------------------------------------------------------
+    async def models(self, request: Request) -> Response:
+        cluster = await self._cluster(request)
+        return JSONResponse({"object": "list", "data": [self._model_obj(m) for m in self.by_cluster.get(cluster, {}).values()]})
+
+    async def model(self, request: Request) -> Response:
+        cluster = await self._cluster(request)
+        return JSONResponse(self._model_obj(self._model(cluster, request.path_params["model"])))
+
+    @staticmethod
+    def _model_obj(m: ServedModel) -> dict[str, Any]:
+        return {"id": m.name, "object": "model", "created": 0, "owned_by": f"chainplan cluster {m.cluster}"}
+
+    async def chat(self, request: Request) -> Response:
+        return await self._serve(request, parse_chat)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._serve(request, parse_completion)
+
+    async def _serve(self, request: Request, parse: Callable[[Any, Limits], Parsed]) -> Response:
+        cluster = await self._cluster(request)
+        parsed = parse(await self._json(request), self.config.limits)
+        served = self._model(cluster, parsed.request.model)
+        try:
+            held = self.config.leases.client(served.cluster).acquire(wait_s=self.config.queue_wait_s)
+            gone, lease = await _unless_gone(held.__aenter__(), request.receive)
+        except (DispatchError, OSError, Exception) as exc:  # noqa: BLE001 - every failure to lease is a 429/503
+            if isinstance(exc, OpenAIError):
+                raise
+            raise _dispatch_error(exc, served.cluster) from None
+        if gone:
+            return Response(status_code=499)
+
+        async def release() -> None:
+            try:
+                await held.__aexit__(None, None, None)
+            except Exception:  # noqa: BLE001 - the lease expires by itself within its TTL
+                log.warning("could not release lease %s; it expires with its TTL", lease.lease, exc_info=True)
+
+        answer = _Answer(parsed.request, served.name)
+        deltas = served.engine.stream(parsed.request, lease.servers)
+        if parsed.stream:
+            return _EventStream(self._events(answer, deltas, parsed.include_usage), release)
+        try:
+            gone, got = await _unless_gone(self._collect(deltas), request.receive)
+        except EngineError as exc:
+            raise OpenAIError(502, f"the engine failed on chain {lease.chain}: {exc}", code="engine_error") from None
+        finally:
+            await deltas.aclose()
+            await release()
+        if gone:
+            return Response(status_code=499)
+        text, final, counted = got
+        return JSONResponse(answer.whole(text, final.finish_reason if final else None, _usage(final, counted)))
+
+    @staticmethod
+    async def _collect(deltas: AsyncIterator[Delta]) -> tuple[str, Delta | None, int]:
+        parts, final, counted = [], None, 0
+        async for d in deltas:
+            if d.text:
+                parts.append(d.text)
+                counted += 1
+            if d.finish_reason is not None:
+                final = d
+        return "".join(parts), final, counted
+
+    @staticmethod
+    async def _events(answer: _Answer, deltas: AsyncIterator[Delta], include_usage: bool) -> AsyncIterator[bytes]:
+        final, counted = None, 0
+        try:
+            if answer.chat:
+                yield _sse(answer.chunk("", None, first=True, include_usage=include_usage))
+            async for d in deltas:
+                if d.text:
+                    counted += 1
+                    yield _sse(answer.chunk(d.text, None, include_usage=include_usage))
+                if d.finish_reason is not None:
+                    final = d
+            yield _sse(answer.chunk(None, final.finish_reason if final else "stop", include_usage=include_usage))
+            if include_usage:
+                yield _sse(answer.usage_chunk(_usage(final, counted)))
+            yield b"data: [DONE]\n\n"
+        except EngineError as exc:       # mid-stream: the SDKs raise on an "error" event
+            yield _sse(OpenAIError(502, f"the engine failed: {exc}", code="engine_error").body())
+        finally:
+            await deltas.aclose()
+
+
+def create_app(config: GatewayConfig, *, startup: Sequence[Callable[[], Awaitable[Any]]] = ()) -> Starlette:
+    """The gateway as an ASGI app; ``startup`` runs in its lifespan (for instance putting a plan in a memory store)."""
+    gw = Gateway(config)
+
+    async def openai_error(request: Request, exc: Exception) -> Response:
+        return _error_response(exc)  # type: ignore[arg-type]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        msg = f"no such endpoint: {request.method} {request.url.path}" if status in (404, 405) else str(exc)
+        return _error_response(OpenAIError(status, msg, code="unknown_url" if status == 404 else "method_not_allowed"))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("gateway request failed")
+        return _error_response(OpenAIError(500, "the gateway failed on this request; see its log", code="internal_error"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for fn in startup:
+            await fn()
+        yield
+        await config.leases.aclose()
+        for m in config.models:
+            await m.engine.aclose()
+
+    routes = [Route("/v1/chat/completions", gw.chat, methods=["POST"]),
+              Route("/v1/completions", gw.completions, methods=["POST"]),
+              Route("/v1/models", gw.models, methods=["GET"]),
+              Route("/v1/models/{model:path}", gw.model, methods=["GET"])]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={OpenAIError: openai_error, HTTPException: http_error, Exception: server_error})
+    app.state.gateway = gw
+    return app
