@@ -113,8 +113,9 @@ def test_optimal_allocation_beats_gca_where_greedy_loses():
 
 
 def test_chain_cap_is_reported():
-    doc = plan(TINY, "optimal-allocation", chain_limit=1,
-               placement=[(0, 2), (2, 2), (0, 3), (3, 1)])
+    rows = [{"server": TINY.servers[j].id, "start_block": a, "num_blocks": m}
+            for j, (a, m) in enumerate([(0, 2), (2, 2), (0, 3), (3, 1)])]
+    doc = plan(TINY, "optimal-allocation", chain_limit=1, placement=rows)
     x = doc["exact"]
     assert x["enumeration_capped"] is True
     assert "stopped after" in x["note"] and x["best_bound"] >= x["objective"] - 1e-12
