@@ -1,0 +1,2 @@
+"""The gateway's engines, one module per kind (``petals``, ``openai``); each implements
+``serving.gateway.engine.Engine``."""
