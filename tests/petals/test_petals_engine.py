@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
 import time
@@ -20,20 +19,14 @@ import pytest
 
 from serving.gateway.engine import ChatMessage, Delta, Engine, EngineError, GenerationRequest
 from solvers.plan_format import HopDoc
+from tests.petals.conftest import PETALS_PY, REPO, petals_env
 
-REPO = Path(__file__).resolve().parents[2]
-PETALS_PY = REPO / ".venv-petals" / "bin" / "python"
 LAYERS = 4
 # a: blocks 0-1, b: 2-3, c: all four; chains [a, b] and [c]
 SERVERS = [("a", 0, 2), ("b", 2, 4), ("c", 0, 4)]
 AB = (HopDoc("a", 0, 2), HopDoc("b", 2, 2))
 C = (HopDoc("c", 0, 4),)
 PROMPT = "The quick brown fox"
-
-
-def _petals_env() -> dict:
-    return dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
-                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +37,12 @@ def loop():
 
 
 @pytest.fixture(scope="module")
-def swarm(tmp_path_factory):
-    if not PETALS_PY.exists():
-        msg = "PETALS environment missing: run bash scripts/install_petals.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+def swarm(tmp_path_factory, petals_py):
     from serving.petals.swarm import ServerSpec, Swarm
     work = tmp_path_factory.mktemp("petals-engine")
     model_dir = work / "tiny-sp"
     subprocess.run([str(PETALS_PY), "-m", "serving.petals.tiny_model", str(model_dir), "--layers", str(LAYERS),
-                    "--tokenizer", "sentencepiece"], check=True, env=_petals_env(), capture_output=True, timeout=120)
+                    "--tokenizer", "sentencepiece"], check=True, env=petals_env(), capture_output=True, timeout=120)
     specs = [ServerSpec(sid, lo, hi, cache_tokens=512) for sid, lo, hi in SERVERS]
     with Swarm(specs, str(model_dir), python=str(PETALS_PY), workdir=work / "swarm",
                dht_prefix="chainplan-engine-test") as running:
@@ -96,7 +84,7 @@ def _petals_generate(swarm, chain, prompt: str, max_new: int) -> dict:
     from serving.petals.procs import process_tree, terminate_tree
     proc = subprocess.Popen([str(PETALS_PY), str(REPO / "tests" / "petals" / "petals_reference.py"),
                              str(swarm.model_dir), swarm.initial_peers[0], swarm.dht_prefix, json.dumps(chain), prompt,
-                             str(max_new)], env=_petals_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             str(max_new)], env=petals_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         line = proc.stdout.readline()

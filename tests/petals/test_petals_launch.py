@@ -9,40 +9,27 @@ Needs .venv-petals (bash scripts/install_petals.sh): under CI=true its absence f
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from serving.petals.swarm import SwarmInfo
 from solvers import parse_scenario
 from solvers.runner import plan
+from tests.petals.conftest import PETALS_PY, REPO, petals_env
 
-REPO = Path(__file__).resolve().parents[2]
-PETALS_PY = REPO / ".venv-petals" / "bin" / "python"
-
-
-def _env() -> dict:
-    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore",
-                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_launch_runs_the_plans_swarm_and_stops_it(tmp_path):
-    if not PETALS_PY.exists():
-        msg = "PETALS environment missing: run bash scripts/install_petals.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+def test_launch_runs_the_plans_swarm_and_stops_it(tmp_path, petals_py):
     from serving.petals.procs import alive, p2p_sockets, process_tree
     model_dir = tmp_path / "tiny-sp"
     subprocess.run([str(PETALS_PY), "-m", "serving.petals.tiny_model", str(model_dir), "--layers", "4",
-                    "--tokenizer", "sentencepiece"], check=True, env=_env(), capture_output=True, timeout=120)
+                    "--tokenizer", "sentencepiece"], check=True, env=petals_env(), capture_output=True, timeout=120)
     scenario_doc = {
         "name": "tiny", "model": {"name": "tiny-sp", "hf_config": json.loads((model_dir / "config.json").read_text())},
         "servers": [{"id": "s0", "memory_gb": 0.0009, "comm_time_s": 0.05, "block_time_s": 0.01},
@@ -57,7 +44,7 @@ def test_launch_runs_the_plans_swarm_and_stops_it(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "serving.petals.launch", "--plan", str(tmp_path / "plan.json"),
                              "--scenario", str(tmp_path / "scenario.json"), "--model-dir", str(model_dir),
                              "--swarm-file", str(swarm_file), "--python", str(PETALS_PY),
-                             "--dht-prefix", "chainplan-launch-test"], env=_env(), cwd=REPO,
+                             "--dht-prefix", "chainplan-launch-test"], env=petals_env(), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -87,5 +74,5 @@ def test_launch_refuses_a_bad_plan_by_name(tmp_path):
     (tmp_path / "plan.json").write_text(json.dumps({"placement": [], "chains": []}))
     out = subprocess.run([sys.executable, "-m", "serving.petals.launch", "--plan", str(tmp_path / "plan.json"),
                           "--model-dir", str(tmp_path), "--swarm-file", str(tmp_path / "s.json")],
-                         env=_env(), cwd=REPO, capture_output=True, text=True, timeout=60)
+                         env=petals_env(), cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "plan: it has no chains" in out.stderr and "Traceback" not in out.stderr
