@@ -37,8 +37,9 @@ from serving.petals.swarm import SwarmError  # noqa: E402
 MODEL_NAME = "tiny-sp"
 LAYERS = 4
 MAX_TOKENS = 256            # the longest sequence (prompt + answer) a request may reach: the servers' KV budget
-# each loopback server holds about half of the model (so chains have two hops): block memory plus KV slots
-SERVER_MEMORY_GB = 0.0009
+# room for a few of the tiny model's blocks and their KV slots, so the plan splits the model into several hops
+SERVER_MEMORY_GB = 0.0012
+ARRIVAL_RATE = 20.0         # requests per second the plan is made for (enough that it uses several servers)
 
 
 class DemoError(RuntimeError):
@@ -74,7 +75,7 @@ def scenario(model_config: dict, servers: int) -> dict:
     return {"name": f"swarm demo ({servers} servers)", "model": {"name": MODEL_NAME, "hf_config": model_config},
             "servers": [{"id": f"s{i}", "memory_gb": SERVER_MEMORY_GB, "comm_time_s": 0.005, "block_time_s": 0.01}
                         for i in range(servers)],
-            "workload": {"arrival_rate": 1.0, "input_tokens": 32, "output_tokens": 32, "max_tokens": MAX_TOKENS}}
+            "workload": {"arrival_rate": ARRIVAL_RATE, "input_tokens": 32, "output_tokens": 32, "max_tokens": MAX_TOKENS}}
 
 
 def plan_and_adopt(api: Api, doc: dict) -> tuple[int, dict, dict]:
@@ -169,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", type=int, default=4, help="PETALS servers in the swarm (default 4)")
     a = p.parse_args(argv)
-    if not 1 <= a.servers <= 16:
-        p.error("--servers: expected 1..16")
+    if not 2 <= a.servers <= 16:
+        p.error("--servers: expected 2..16 (one loopback server cannot hold the tiny model)")
     host = os.environ.get("CHAINPLAN_HOST", "127.0.0.1")
     port = int(os.environ.get("CHAINPLAN_PORT", "8000"))
     gw_port = int(os.environ.get("CHAINPLAN_GATEWAY_PORT", str(port + 1)))

@@ -281,9 +281,11 @@ def serve(client: Client, max_workers: int) -> None:
     generator = None
 
     def generate(msg: dict) -> None:
-        from serving.petals.generate import failed_peer
+        from serving.petals.generate import RequestTooLong, failed_peer
         try:
             emit({"id": msg["id"], "event": "end", "ok": True, **generator.generate(msg, emit, cancels[msg["id"]])})
+        except RequestTooLong as exc:
+            emit({"id": msg["id"], "event": "end", "ok": False, "error": str(exc), "too_long": True})
         except Exception as exc:  # the engine turns it into an EngineError naming the server
             emit({"id": msg["id"], "event": "end", "ok": False, "error": f"{type(exc).__name__}: {exc}",
                   "peer": failed_peer(exc, msg.get("chain"))})

@@ -23,6 +23,10 @@ from serving.petals import client as _client
 from serving.petals.text import IncrementalDetokenizer, StopScanner
 
 
+class RequestTooLong(ValueError):
+    """The request cannot fit the servers' KV budget: the request's fault, not a server's."""
+
+
 @dataclass(frozen=True)
 class Sampling:
     temperature: float = 1.0
@@ -86,6 +90,10 @@ class TextGenerator:
         tok, model = self.tokenizer, self.client.model
         ids = self.prompt_ids(msg)
         max_new = int(msg.get("max_tokens", 16))
+        limit = msg.get("max_length")
+        if limit is not None and len(ids) + max_new > int(limit):
+            raise RequestTooLong(f"the prompt ({len(ids)} tokens) plus max_tokens ({max_new}) exceed the longest "
+                                 f"sequence this swarm's servers take ({limit} tokens)")
         sampling = Sampling(float(msg.get("temperature", 1.0)), float(msg.get("top_p", 1.0)), msg.get("seed"))
         gen = sampling.generator()
         detok = IncrementalDetokenizer(lambda t: tok.decode(t, skip_special_tokens=True), context=ids)

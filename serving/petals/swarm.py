@@ -47,6 +47,16 @@ class ServerSpec:
     # removed): block range, KV budget, throughput; None: built here from the fields above
     plan_args: list[str] | None = None
 
+    @property
+    def max_length(self) -> int | None:
+        """The longest sequence (prompt + answer) one session may reach on this server
+        (``--inference_max_length``; None: PETALS' default)."""
+        if self.plan_args is None:
+            return max(self.cache_tokens, 1)
+        if "--inference_max_length" in self.plan_args:
+            return int(self.plan_args[self.plan_args.index("--inference_max_length") + 1])
+        return None
+
 
 @dataclass
 class RunningServer:
@@ -102,10 +112,11 @@ class SwarmInfo:
     dht_prefix: str
     initial_peers: tuple[str, ...]
     peers: dict[str, str]
+    max_length: int | None = None       # the longest sequence every server takes (None: not known)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_dir": self.model_dir, "model_name": self.model_name, "dht_prefix": self.dht_prefix,
-                "initial_peers": list(self.initial_peers), "peers": dict(self.peers)}
+                "initial_peers": list(self.initial_peers), "peers": dict(self.peers), "max_length": self.max_length}
 
     @classmethod
     def from_dict(cls, doc: Any) -> "SwarmInfo":
@@ -121,7 +132,10 @@ class SwarmInfo:
         if not isinstance(peers, dict) or not peers or not all(
                 isinstance(k, str) and isinstance(v, str) and v for k, v in peers.items()):
             raise SwarmError("swarm file: peers: expected an object of server id -> PETALS peer id")
-        return cls(doc["model_dir"], doc["model_name"], doc["dht_prefix"], tuple(peers_list), dict(peers))
+        max_length = doc.get("max_length")
+        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1):
+            raise SwarmError("swarm file: max_length: expected a positive integer or null")
+        return cls(doc["model_dir"], doc["model_name"], doc["dht_prefix"], tuple(peers_list), dict(peers), max_length)
 
     @classmethod
     def load(cls, path: str | Path) -> "SwarmInfo":
@@ -265,7 +279,9 @@ class Swarm:
         return {s.spec.id: s.peer_id for s in self.servers}
 
     def info(self, model_name: str) -> SwarmInfo:
-        return SwarmInfo(str(self.model_dir), model_name, self.dht_prefix, tuple(self.initial_peers), self.peer_of())
+        lengths = [s.max_length for s in self.specs]
+        return SwarmInfo(str(self.model_dir), model_name, self.dht_prefix, tuple(self.initial_peers), self.peer_of(),
+                         None if None in lengths else min(lengths))
 
     # -- stop -----------------------------------------------------------------
     def stop(self) -> dict[str, int]:

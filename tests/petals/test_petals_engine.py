@@ -145,6 +145,18 @@ def test_chat_uses_the_template_and_seeded_sampling_repeats(engine, loop):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_a_request_longer_than_the_servers_take_is_refused_as_the_requests_fault(engine, loop, swarm):
+    from serving.gateway.engines.petals import RequestTooLong
+    assert engine.swarm.max_length == 512
+    opened = _sessions(_server_log(swarm, "c"), "0:4")[0]
+    with pytest.raises(RequestTooLong, match=r"max_tokens \(510\).*512 tokens") as err:
+        _collect(loop, engine, _completion(max_tokens=510), C)
+    assert err.value.server is None
+    assert _sessions(_server_log(swarm, "c"), "0:4")[0] == opened      # refused before any session
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_cancelling_closes_the_session_within_a_second(engine, loop, swarm):
     opened0, closed0 = _sessions(_server_log(swarm, "c"), "0:4")
     assert opened0 == closed0, "a session of an earlier test is still open"

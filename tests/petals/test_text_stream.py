@@ -71,6 +71,8 @@ def test_swarm_file_round_trip_and_errors_name_the_field(tmp_path):
     bad = info.to_dict() | {"peers": {"s0": 3}}
     with pytest.raises(SwarmError, match="peers"):
         SwarmInfo.from_dict(bad)
+    with pytest.raises(SwarmError, match="max_length"):
+        SwarmInfo.from_dict(info.to_dict() | {"max_length": 0})
     with pytest.raises(SwarmError, match="initial_peers"):
         SwarmInfo.from_dict(info.to_dict() | {"initial_peers": []})
     (tmp_path / "broken.json").write_text("{")

@@ -36,6 +36,11 @@ MAX_RETRIES = 2
 _LINE_LIMIT = 1 << 22
 
 
+class RequestTooLong(EngineError):
+    """The prompt plus ``max_tokens`` exceed the longest sequence the swarm's servers take (the
+    servers' KV budget, ``SwarmInfo.max_length``): the request's fault (a 400), no server's."""
+
+
 class PetalsEngine:
     """``async with PetalsEngine(SwarmInfo.load(path)) as engine: async for d in engine.stream(req, hops)``."""
 
@@ -128,7 +133,8 @@ class PetalsEngine:
         self._streams[rid] = queue
         ended = False
         try:
-            await self._send({"op": "generate", "id": rid, "chain": chain, **_request_fields(request)})
+            await self._send({"op": "generate", "id": rid, "chain": chain, "max_length": self.swarm.max_length,
+                              **_request_fields(request)})
             while True:
                 msg = await queue.get()
                 if msg is None:
@@ -138,6 +144,8 @@ class PetalsEngine:
                     yield Delta(text=msg["text"], tokens=tuple(msg.get("tokens", ())))
                     continue
                 ended = True
+                if msg.get("too_long"):
+                    raise RequestTooLong(msg.get("error", "the request is too long"))
                 if not msg.get("ok"):
                     server = self._server_of.get(msg.get("peer") or "")
                     where = f"server {server}: " if server else ""
