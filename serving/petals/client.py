@@ -326,7 +326,7 @@ def serve(client: Client, max_workers: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="PETALS client worker of the chainplan testbed")
+    p = argparse.ArgumentParser(description="PETALS client worker of the chainplan testbed and the gateway's petals engine")
     p.add_argument("model_dir")
     p.add_argument("--initial-peers", nargs="+", required=True)
     p.add_argument("--dht-prefix", required=True)

@@ -132,6 +132,19 @@ def test_stop_string_cuts_the_text_and_finishes_with_stop(engine, loop, greedy):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_concurrent_requests_each_get_their_own_answer(engine, loop, greedy):
+    async def both():
+        async def one(hops):
+            return [d async for d in engine.stream(_completion(), hops)]
+        return await asyncio.wait_for(asyncio.gather(one(AB), one(C), one(AB)), 120)
+    on_ab, on_c, on_ab_again = loop.run_until_complete(both())
+    text = "".join(d.text for d in greedy)
+    assert "".join(d.text for d in on_ab) == "".join(d.text for d in on_ab_again) == text
+    assert on_c[-1].finish_reason is not None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_chat_uses_the_template_and_seeded_sampling_repeats(engine, loop):
     def chat(seed):
         req = GenerationRequest(kind="chat", model="tiny-sp", messages=(ChatMessage("user", "Hello there, chain!"),),
