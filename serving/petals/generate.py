@@ -81,8 +81,12 @@ class TextGenerator:
             if not getattr(tok, "chat_template", None):
                 raise ValueError(f"the model in {self.model_dir} has no chat template in its tokenizer config")
             messages = [{"role": m["role"], "content": m["content"]} for m in msg.get("messages", [])]
-            return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
-        return list(tok(msg.get("prompt", ""))["input_ids"])
+            ids = list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        else:
+            ids = list(tok(msg.get("prompt", ""))["input_ids"])
+        if not ids and tok.bos_token_id is not None:    # an empty prompt with a tokenizer that adds no BOS
+            ids = [tok.bos_token_id]
+        return ids
 
     def generate(self, msg: dict, emit: Callable[[dict], None], cancelled: threading.Event) -> dict:
         """Run one ``generate`` message; ``emit`` gets the deltas; returns the end message's fields."""
