@@ -18,7 +18,7 @@ def petals_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def petals_py() -> Path:
+def petals_python() -> Path:
     if not PETALS_PY.exists():
         msg = "PETALS environment missing: run bash scripts/install_petals.sh"
         if os.environ.get("CI") == "true":

@@ -37,7 +37,7 @@ def loop():
 
 
 @pytest.fixture(scope="module")
-def swarm(tmp_path_factory, petals_py):
+def swarm(tmp_path_factory, petals_python):
     from serving.petals.swarm import ServerSpec, Swarm
     work = tmp_path_factory.mktemp("petals-engine")
     model_dir = work / "tiny-sp"

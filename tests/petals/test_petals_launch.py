@@ -25,7 +25,7 @@ from tests.petals.conftest import PETALS_PY, REPO, petals_env
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_launch_runs_the_plans_swarm_and_stops_it(tmp_path, petals_py):
+def test_launch_runs_the_plans_swarm_and_stops_it(tmp_path, petals_python):
     from serving.petals.procs import alive, p2p_sockets, process_tree
     model_dir = tmp_path / "tiny-sp"
     subprocess.run([str(PETALS_PY), "-m", "serving.petals.tiny_model", str(model_dir), "--layers", "4",
