@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from serving.petals.swarm import ServerSpec, Swarm
+from serving.petals.swarm import ServerSpec, Swarm, plan_specs
 from testbed import log
 from testbed.calibrate import probe_launched
 from testbed.host import StealMeter
@@ -29,24 +29,18 @@ def server_env(args) -> dict:
 def launch_specs(plan_doc: dict, algorithm: str, max_len: int, device: str = "cpu",
                  env: dict | None = None, one_way_ms: dict[str, float] | None = None,
                  scenario=None) -> list[ServerSpec]:
-    """One ServerSpec per used server, its run_server flags from solvers.export (one source of truth).
+    """One ServerSpec per used server (``serving.petals.swarm.plan_specs``: flags from the export).
 
-    ``one_way_ms``: a delay relay in front of each server (None: none).  The PETALS baseline keeps
-    the KV budget it was planned and simulated with (the plan's ``attn_cache_tokens``): the export
-    gives a chain-less plan every free slot instead, which is not the configuration predicted.
+    The PETALS baseline keeps the KV budget it was planned and simulated with (the plan's
+    ``attn_cache_tokens``): the export gives a chain-less plan every free slot instead, which is not the
+    configuration predicted.
     """
-    from solvers.export import petals_server_specs
-    exported, _warnings = petals_server_specs(plan_doc, scenario, "MODEL", new_swarm=False)
-    specs = []
-    for e in exported:
-        args = list(e["args"][1:])
-        cache_tokens = e["attn_cache_tokens"] or max_len
-        if algorithm == "petals" and plan_doc.get("attn_cache_tokens"):
-            cache_tokens = int(plan_doc["attn_cache_tokens"])
-            args[args.index("--attn_cache_tokens") + 1] = str(cache_tokens)
-        specs.append(ServerSpec(e["server"], e["start_block"], e["end_block"], cache_tokens=cache_tokens,
-                                device=device, env=dict(env or {}), plan_args=args,
-                                one_way_delay_ms=None if one_way_ms is None else one_way_ms[e["server"]]))
+    specs = plan_specs(plan_doc, scenario, max_len=max_len, device=device, env=env, one_way_ms=one_way_ms)
+    if algorithm == "petals" and plan_doc.get("attn_cache_tokens"):
+        cache_tokens = int(plan_doc["attn_cache_tokens"])
+        for spec in specs:
+            spec.cache_tokens = cache_tokens
+            spec.plan_args[spec.plan_args.index("--attn_cache_tokens") + 1] = str(cache_tokens)
     return specs
 
 

@@ -19,6 +19,15 @@ Timestamps are ``time.time()`` so the orchestrator can line them up with its own
 the answer also gives ``setup`` (opening + closing its session) and ``first`` (the prompt
 step).  ``{"op": "probe", ...}`` takes the same fields and runs one session over exactly the
 chain's blocks (a sub-range of the model allowed) on random hidden states: the calibration.
+
+``{"op": "generate", "id": .., "chain": [[peer_id, start, end], ..], "kind": "chat" | "completion",
+"messages": [{"role", "content"}, ..] | "prompt": str, "max_tokens", "temperature", "top_p", "stop",
+"seed"}`` is real text generation for the gateway's ``petals`` engine: tokenizer and chat template
+from the model's directory, one KV session over exactly the chain, and as tokens come
+``{"id": .., "event": "delta", "text": .., "tokens": [..]}``, then ``{"id": .., "event": "end", "ok":
+true, "finish_reason": "stop" | "length" | "cancelled", "prompt_tokens", "completion_tokens"}`` (or
+``"ok": false, "error", "peer"``: the server that failed, where known).  ``{"op": "cancel", "id": ..}``
+stops it after the step in flight and closes its session.
 """
 
 from __future__ import annotations
@@ -73,6 +82,7 @@ HOP_DELAY_S: dict[str, float] = {}          # peer id (base58) -> injected round
 # per request (thread-local, the request's own thread): per peer, "acc" the summed step times and
 # "steps" their count, "first" the first step (the prompt), "setup" opening + closing the session
 _hop_times = threading.local()
+_failed = threading.local()        # .peer: the server whose step or session opening failed last (this thread)
 _orig_step = _ServerSession.step
 _orig_enter = InferenceSession._enter_server_sessions
 
@@ -90,7 +100,11 @@ def _delayed_step(self, *args, **kwargs):
     t0 = time.perf_counter()
     if delay > 0:
         time.sleep(delay)       # request and reply each travel half of it; one sleep is the same wait
-    out = _orig_step(self, *args, **kwargs)
+    try:
+        out = _orig_step(self, *args, **kwargs)
+    except BaseException:
+        _failed.peer = peer
+        raise
     dt = time.perf_counter() - t0
     _record("acc", peer, dt)
     _record("steps", peer, 1)
@@ -106,7 +120,9 @@ def _timed_enter(self, chosen_spans):
     try:
         for span in chosen_spans:
             t0 = time.perf_counter()
+            _failed.peer = span.peer_id.to_base58()      # until its session is open
             sessions += _orig_enter(self, [span])
+            _failed.peer = None
             _record("setup", span.peer_id.to_base58(), time.perf_counter() - t0)
         return sessions
     except BaseException:
@@ -157,6 +173,7 @@ class ChainSequenceManager(RemoteSequenceManager):
 class Client:
     def __init__(self, model_dir: str, initial_peers: list[str], dht_prefix: str, max_retries: int = 6,
                  update_period: float = 5.0):
+        self.model_dir = model_dir
         self.model = AutoDistributedModelForCausalLM.from_pretrained(
             model_dir, initial_peers=initial_peers, dht_prefix=dht_prefix, max_retries=max_retries,
             use_server_to_server=False, show_route=False, torch_dtype=torch.float32, request_timeout=60,
@@ -260,6 +277,21 @@ def serve(client: Client, max_workers: int) -> None:
         except Exception as exc:  # reported per request; the orchestrator decides
             emit({"id": msg["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
+    cancels: dict[object, threading.Event] = {}
+    generator = None
+
+    def generate(msg: dict) -> None:
+        from serving.petals.generate import RequestTooLong, failed_peer
+        try:
+            emit({"id": msg["id"], "event": "end", "ok": True, **generator.generate(msg, emit, cancels[msg["id"]])})
+        except RequestTooLong as exc:
+            emit({"id": msg["id"], "event": "end", "ok": False, "error": str(exc), "too_long": True})
+        except Exception as exc:  # the engine turns it into an EngineError naming the server
+            emit({"id": msg["id"], "event": "end", "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                  "peer": failed_peer(exc, msg.get("chain"))})
+        finally:
+            cancels.pop(msg["id"], None)
+
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         emit({"op": "ready"})
         for line in sys.stdin:
@@ -278,12 +310,23 @@ def serve(client: Client, max_workers: int) -> None:
                     emit({"op": "peers", "ok": False, "error": str(exc)})
             elif msg.get("op") in ("run", "probe"):
                 pool.submit(handle, msg)
+            elif msg.get("op") == "generate":
+                if generator is None:
+                    from serving.petals.generate import TextGenerator
+                    generator = TextGenerator(client, client.model_dir)
+                cancels[msg["id"]] = threading.Event()
+                pool.submit(generate, msg)
+            elif msg.get("op") == "cancel":
+                if msg["id"] in cancels:
+                    cancels[msg["id"]].set()
             elif msg.get("op") == "quit":
                 break
+        for ev in list(cancels.values()):      # quit or the caller gone: no generation outlives it
+            ev.set()
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="PETALS client worker of the chainplan testbed")
+    p = argparse.ArgumentParser(description="PETALS client worker of the chainplan testbed and the gateway's petals engine")
     p.add_argument("model_dir")
     p.add_argument("--initial-peers", nargs="+", required=True)
     p.add_argument("--dht-prefix", required=True)

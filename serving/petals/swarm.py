@@ -8,6 +8,7 @@ loopback addresses.  The first server starts a new private swarm; the others joi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -17,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import procs
 
@@ -45,6 +47,16 @@ class ServerSpec:
     # removed): block range, KV budget, throughput; None: built here from the fields above
     plan_args: list[str] | None = None
 
+    @property
+    def max_length(self) -> int | None:
+        """The longest sequence (prompt + answer) one session may reach on this server
+        (``--inference_max_length``; None: PETALS' default)."""
+        if self.plan_args is None:
+            return max(self.cache_tokens, 1)
+        if "--inference_max_length" in self.plan_args:
+            return int(self.plan_args[self.plan_args.index("--inference_max_length") + 1])
+        return None
+
 
 @dataclass
 class RunningServer:
@@ -65,6 +77,80 @@ class RunningServer:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+
+def plan_specs(plan_doc: dict[str, Any], scenario: Any | None = None, *, max_len: int | None = None,
+               device: str = "cpu", env: dict[str, str] | None = None,
+               one_way_ms: dict[str, float] | None = None) -> list[ServerSpec]:
+    """One ServerSpec per server the plan uses, its run_server flags from ``solvers.export`` (the one
+    source of truth for block ranges, KV budget, dtype and throughput).
+
+    ``max_len``: the KV budget of a server the export gives none (no known longest sequence);
+    ``one_way_ms``: a delay relay in front of each server (None: none)."""
+    from solvers.export import petals_server_specs
+    exported, _warnings = petals_server_specs(plan_doc, scenario, "MODEL", new_swarm=False)
+    specs = []
+    for e in exported:
+        cache_tokens = e["attn_cache_tokens"] or max_len
+        if not cache_tokens:
+            raise SwarmError(f"server {e['server']}: the plan gives no KV budget (--attn_cache_tokens) and no "
+                             "max_len was given")
+        specs.append(ServerSpec(e["server"], e["start_block"], e["end_block"], cache_tokens=cache_tokens,
+                                device=device, env=dict(env or {}), plan_args=list(e["args"][1:]),
+                                one_way_delay_ms=None if one_way_ms is None else one_way_ms[e["server"]]))
+    return specs
+
+
+@dataclass(frozen=True)
+class SwarmInfo:
+    """What a client needs to reach a launched swarm: written by ``serving.petals.launch`` once every
+    server is up, read by the gateway's ``petals`` engine.  ``peers`` maps the plan's server ids (what a
+    dispatcher lease names) to the PETALS peer ids the servers announced."""
+
+    model_dir: str
+    model_name: str
+    dht_prefix: str
+    initial_peers: tuple[str, ...]
+    peers: dict[str, str]
+    max_length: int | None = None       # the longest sequence every server takes (None: not known)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_dir": self.model_dir, "model_name": self.model_name, "dht_prefix": self.dht_prefix,
+                "initial_peers": list(self.initial_peers), "peers": dict(self.peers), "max_length": self.max_length}
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> "SwarmInfo":
+        if not isinstance(doc, dict):
+            raise SwarmError("swarm file: expected a JSON object")
+        for key in ("model_dir", "model_name", "dht_prefix"):
+            if not isinstance(doc.get(key), str) or not doc[key]:
+                raise SwarmError(f"swarm file: {key}: expected a non-empty string")
+        peers_list = doc.get("initial_peers")
+        if not isinstance(peers_list, list) or not peers_list or not all(isinstance(p, str) for p in peers_list):
+            raise SwarmError("swarm file: initial_peers: expected a non-empty list of multiaddrs")
+        peers = doc.get("peers")
+        if not isinstance(peers, dict) or not peers or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in peers.items()):
+            raise SwarmError("swarm file: peers: expected an object of server id -> PETALS peer id")
+        max_length = doc.get("max_length")
+        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1):
+            raise SwarmError("swarm file: max_length: expected a positive integer or null")
+        return cls(doc["model_dir"], doc["model_name"], doc["dht_prefix"], tuple(peers_list), dict(peers), max_length)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SwarmInfo":
+        try:
+            doc = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise SwarmError(f"swarm file {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise SwarmError(f"swarm file {path}: not JSON ({exc})") from None
+        return cls.from_dict(doc)
+
+    def save(self, path: str | Path) -> None:
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)       # readers never see half a file
 
 
 def free_port() -> int:
@@ -191,6 +277,11 @@ class Swarm(procs.StartStop):
 
     def peer_of(self) -> dict[str, str]:
         return {s.spec.id: s.peer_id for s in self.servers}
+
+    def info(self, model_name: str) -> SwarmInfo:
+        lengths = [s.max_length for s in self.specs]
+        return SwarmInfo(str(self.model_dir), model_name, self.dht_prefix, tuple(self.initial_peers), self.peer_of(),
+                         None if None in lengths else min(lengths))
 
     # -- stop -----------------------------------------------------------------
     def stop(self) -> dict[str, int]:

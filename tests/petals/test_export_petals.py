@@ -21,21 +21,10 @@ from solvers.runner import plan
 from solvers.export import petals_server_specs
 
 REPO = Path(__file__).resolve().parents[2]
-PETALS_PY = REPO / ".venv-petals" / "bin" / "python"
 MAX_TOKENS = 64
 # what the testbed adds for an offline loopback swarm; the planned flags all come from the export
 LOOPBACK = ["--no_auto_relay", "--skip_reachability_check", "--device", "cpu", "--num_handlers", "1",
             "--dht_prefix", "chainplan-export-test"]
-
-
-@pytest.fixture(scope="module")
-def petals_python() -> Path:
-    if not PETALS_PY.exists():
-        msg = "PETALS environment missing: run bash scripts/install_petals.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return PETALS_PY
 
 
 def _free_port() -> int:

@@ -12,12 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PETALS_PY = REPO / ".venv-petals" / "bin" / "python"
 # The prediction now comes from probes of the deployed servers (before planning) and of the
 # launched swarm itself (before the replay, one session and all slots busy per hop, weighted by
 # the simulated utilisation), so it carries the per-hop overhead, the session set-up and the
@@ -26,16 +23,6 @@ PETALS_PY = REPO / ".venv-petals" / "bin" / "python"
 # 0.97 s and 1.14 s), so the stated tolerance is measured mean service time within -25 % / +40 %
 # of the prediction (the recorded runs in bench/results/testbed.md give the actual error).
 SERVICE_TOLERANCE = (0.75, 1.4)
-
-
-@pytest.fixture(scope="module")
-def petals_python() -> Path:
-    if not PETALS_PY.exists():
-        msg = "PETALS environment missing: run bash scripts/install_petals.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return PETALS_PY
 
 
 @pytest.mark.slow

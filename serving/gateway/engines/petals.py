@@ -1,0 +1,222 @@
+"""The ``petals`` engine: a request runs with PETALS' own client over exactly the granted chain.
+
+PETALS' pins differ from ours, so its client runs in its own environment (``.venv-petals``) as one
+long-lived child process (``python -m serving.petals.client``, JSON lines on stdin/stdout, as the
+testbed's worker); every request is a ``generate`` message carrying the lease's spans as
+``[peer_id, start, end]`` (the swarm file's ``peers`` turn the plan's server ids into peer ids).
+The child tokenizes with the model directory's tokenizer and chat template, keeps one KV session
+over the spans, samples, and streams text deltas back; this side only routes them to the request.
+
+Cancellation: when the task iterating ``stream()`` is cancelled (or the generator closed), the child
+gets ``cancel``; it stops after the step in flight and closes the session, and we wait for its
+acknowledgement for at most ``CANCEL_WAIT_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+from serving.gateway.engine import Delta, EngineError, GenerationRequest
+from serving.petals import procs
+from serving.petals.swarm import SwarmInfo
+from solvers.plan_format import HopDoc
+
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT_PETALS_PYTHON = REPO / ".venv-petals" / "bin" / "python"
+CANCEL_WAIT_S = 1.0
+# Attempts per hop before a request fails: the lease names one chain, so retrying a dead server
+# only delays the error (PETALS' default retries forever).
+MAX_RETRIES = 2
+_LINE_LIMIT = 1 << 22
+
+
+class RequestTooLong(EngineError):
+    """The prompt plus ``max_tokens`` exceed the longest sequence the swarm's servers take (the
+    servers' KV budget, ``SwarmInfo.max_length``): the request's fault (a 400), no server's."""
+
+
+class PetalsEngine:
+    """``async with PetalsEngine(SwarmInfo.load(path)) as engine: async for d in engine.stream(req, hops)``."""
+
+    name = "petals"
+
+    def __init__(self, swarm: SwarmInfo, *, python: str | os.PathLike | None = None,
+                 max_retries: int = MAX_RETRIES, start_timeout_s: float = 120.0, update_period_s: float = 2.0):
+        self.swarm = swarm
+        self.python = str(python or DEFAULT_PETALS_PYTHON)
+        self.max_retries, self.start_timeout_s, self.update_period_s = max_retries, start_timeout_s, update_period_s
+        self._server_of = {peer: server for server, peer in swarm.peers.items()}
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pids: set[int] = set()
+        self._reader: asyncio.Task | None = None
+        self._streams: dict[str, asyncio.Queue] = {}
+        self._control: dict[str, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._start_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+
+    # -- life cycle -------------------------------------------------------------
+    async def start(self) -> "PetalsEngine":
+        """Start the PETALS client and wait until it sees every server of the swarm."""
+        async with self._start_lock:
+            if self._proc is not None and self._proc.returncode is None:
+                return self
+            if not Path(self.python).exists():
+                raise EngineError(f"PETALS environment missing ({self.python}): run bash scripts/install_petals.sh")
+            env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
+                       PYTHONWARNINGS="ignore", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            self._proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "serving.petals.client", self.swarm.model_dir,
+                "--initial-peers", *self.swarm.initial_peers, "--dht-prefix", self.swarm.dht_prefix,
+                "--max-retries", str(self.max_retries), "--update-period", str(self.update_period_s),
+                cwd=str(REPO), env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL, limit=_LINE_LIMIT, start_new_session=True)
+            self._pids = {self._proc.pid}
+            self._reader = asyncio.create_task(self._read(self._proc), name="petals-engine-reader")
+            try:
+                await self._call({"op": "ready"}, send=False, timeout=self.start_timeout_s)
+                self._pids |= set(procs.process_tree(self._proc.pid))
+                await self._call({"op": "peers", "peers": sorted(set(self.swarm.peers.values()))},
+                                 timeout=self.start_timeout_s)
+            except BaseException:
+                await self.aclose()
+                raise
+            return self
+
+    async def aclose(self) -> None:
+        """Stop the PETALS client (its open sessions are cancelled and closed first)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            self._pids |= set(procs.process_tree(proc.pid))
+            try:
+                proc.stdin.write(b'{"op": "quit"}\n')
+                await proc.stdin.drain()
+                await asyncio.wait_for(proc.wait(), 10)
+            except (OSError, asyncio.TimeoutError, ConnectionError):
+                pass
+        await asyncio.to_thread(procs.terminate_tree, sorted(self._pids), 5.0)
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def __aenter__(self) -> "PetalsEngine":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    # -- one request ----------------------------------------------------------------
+    def chain(self, hops: Sequence[HopDoc]) -> list[list[Any]]:
+        """The lease's hops as the client's forced route: [[peer_id, start, end], ...]."""
+        chain = []
+        for hop in hops:
+            peer = self.swarm.peers.get(hop.server)
+            if peer is None:
+                raise EngineError(f"server {hop.server!r} of the granted chain is not in this PETALS swarm",
+                                  server=hop.server)
+            chain.append([peer, hop.start_block, hop.end_block])
+        return chain
+
+    async def stream(self, request: GenerationRequest, hops: Sequence[HopDoc]) -> AsyncIterator[Delta]:
+        chain = self.chain(hops)
+        await self.start()
+        rid = f"g{next(self._ids)}"
+        queue: asyncio.Queue = asyncio.Queue()
+        self._streams[rid] = queue
+        ended = False
+        try:
+            await self._send({"op": "generate", "id": rid, "chain": chain, "max_length": self.swarm.max_length,
+                              **_request_fields(request)})
+            while True:
+                msg = await queue.get()
+                if msg is None:
+                    ended = True
+                    raise EngineError(f"the PETALS client exited (code {self._exit_code()})")
+                if msg.get("event") == "delta":
+                    yield Delta(text=msg["text"], tokens=tuple(msg.get("tokens", ())))
+                    continue
+                ended = True
+                if msg.get("too_long"):
+                    raise RequestTooLong(msg.get("error", "the request is too long"))
+                if not msg.get("ok"):
+                    server = self._server_of.get(msg.get("peer") or "")
+                    where = f"server {server}: " if server else ""
+                    raise EngineError(f"PETALS: {where}{msg.get('error')}", server=server)
+                yield Delta(finish_reason=msg["finish_reason"], prompt_tokens=msg["prompt_tokens"],
+                            completion_tokens=msg["completion_tokens"])
+                return
+        finally:
+            if not ended:    # cancelled or closed early: the child closes the session; wait for it, briefly
+                try:
+                    await asyncio.wait_for(self._cancel(rid, queue), CANCEL_WAIT_S)
+                except (asyncio.TimeoutError, OSError, ConnectionError):
+                    pass
+            self._streams.pop(rid, None)
+
+    async def _cancel(self, rid: str, queue: asyncio.Queue) -> None:
+        await self._send({"op": "cancel", "id": rid})
+        while True:
+            msg = await queue.get()
+            if msg is None or msg.get("event") == "end":
+                return
+
+    # -- the child's protocol ----------------------------------------------------------
+    def _exit_code(self) -> int | None:
+        return None if self._proc is None else self._proc.returncode
+
+    async def _send(self, msg: dict) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            raise EngineError(f"the PETALS client is not running (exit code {self._exit_code()})")
+        async with self._write_lock:
+            proc.stdin.write(json.dumps(msg).encode() + b"\n")
+            await proc.stdin.drain()
+
+    async def _call(self, msg: dict, *, timeout: float, send: bool = True) -> dict:
+        fut = asyncio.get_running_loop().create_future()
+        self._control[msg["op"]] = fut
+        if send:
+            await self._send(msg)
+        try:
+            reply = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise EngineError(f"the PETALS client gave no '{msg['op']}' answer within {timeout:.0f} s") from None
+        if not reply.get("ok", True):
+            raise EngineError(f"the PETALS client: {msg['op']}: {reply.get('error')}")
+        return reply
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        try:
+            async for line in proc.stdout:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue        # not ours (a library printing to stdout)
+                if "op" in msg:
+                    fut = self._control.pop(msg["op"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                elif (queue := self._streams.get(msg.get("id"))) is not None:
+                    queue.put_nowait(msg)
+        finally:
+            # the child is gone: every waiting request and control call learns it now
+            for queue in self._streams.values():
+                queue.put_nowait(None)
+            for op, fut in self._control.items():
+                if not fut.done():
+                    fut.set_exception(EngineError(f"the PETALS client exited before its '{op}' answer"))
+            self._control.clear()
+
+
+def _request_fields(request: GenerationRequest) -> dict[str, Any]:
+    return {"kind": request.kind, "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "prompt": request.prompt, "max_tokens": request.max_tokens, "temperature": request.temperature,
+            "top_p": request.top_p, "stop": list(request.stop), "seed": request.seed}
