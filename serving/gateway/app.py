@@ -238,6 +238,10 @@ class Gateway:
         return got
 
     # -- endpoints --------------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        """Liveness for orchestrators (no key: it says nothing about any cluster)."""
+        return JSONResponse({"status": "ok"})
+
     async def models(self, request: Request) -> Response:
         cluster = await self._cluster(request)
         return JSONResponse({"object": "list", "data": [self._model_obj(m) for m in self.by_cluster.get(cluster, {}).values()]})
@@ -353,6 +357,7 @@ def create_app(config: GatewayConfig, *, startup: Sequence[Callable[[], Awaitabl
     routes = [Route("/v1/chat/completions", gw.chat, methods=["POST"]),
               Route("/v1/completions", gw.completions, methods=["POST"]),
               Route("/v1/models", gw.models, methods=["GET"]),
+              Route("/v1/health", gw.health, methods=["GET"]),
               Route("/v1/models/{model:path}", gw.model, methods=["GET"])]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={OpenAIError: openai_error, HTTPException: http_error, Exception: server_error})

@@ -133,6 +133,12 @@ def test_malformed_json_huge_prompts_and_unknown_routes(gateway):
     assert gateway.in_progress() == 0
 
 
+def test_health_answers_without_a_key(gateway):
+    """What an orchestrator polls (the compose healthcheck): no key needed, nothing about any cluster."""
+    r = httpx.get(gateway.base_url + "/health", timeout=5)
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
 def test_sdk_errors_for_key_model_and_no_plan(gateway):
     msgs = [{"role": "user", "content": "x"}]
     with openai.OpenAI(base_url=gateway.base_url, api_key="sk-wrong", max_retries=0) as c:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_compose_has_every_service_with_health_checks_and_volumes():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "web", "dispatcher", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "web", "dispatcher", "gateway", "worker", "beat"}
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
         assert service["volumes"], name
@@ -27,13 +27,19 @@ def test_compose_has_every_service_with_health_checks_and_volumes():
     assert "uvicorn planner_app.asgi:application" in services["web"]["command"]
     assert "planner_app.asgi:dispatcher_application" in services["dispatcher"]["command"]
     assert "/api/v1/dispatch/health/" in " ".join(services["dispatcher"]["healthcheck"]["test"])
+    # the OpenAI front door (docs/gateway.md), on the dispatcher's Redis, with the models it serves mounted
+    assert "planner_app.asgi:gateway_application" in services["gateway"]["command"]
+    assert services["gateway"]["environment"]["REDIS_URL"].startswith("redis://")
+    assert services["gateway"]["environment"]["CHAINPLAN_GATEWAY_CONFIG"].startswith("/gateway/")
+    assert "/v1/health" in " ".join(services["gateway"]["healthcheck"]["test"])
     # the dispatcher's state survives a Redis restart only with append-only persistence
     assert "--appendonly" in services["redis"]["command"]
     assert "worker" in services["worker"]["command"] and "planner_app.core.beat" in services["beat"]["command"]
     # re-planning schedules live in the database: beat must read them there
     assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]["command"]
     declared = set(compose["volumes"])
-    used = {v.split(":")[0] for s in services.values() for v in s["volumes"]}
+    # named volumes must be declared (a bind mount such as the gateway's ./gateway is a path, not a volume)
+    used = {v.split(":")[0] for s in services.values() for v in s["volumes"] if not v.startswith((".", "/"))}
     assert used <= declared
 
 
