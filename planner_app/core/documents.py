@@ -133,6 +133,7 @@ def scenario_components() -> types.MappingProxyType:
     _lenient(components)
     export = copy.deepcopy(components["ScenarioDoc"])
     export["required"] = [r for r in export.get("required", []) if r not in ("model", "workload")]
+    export["properties"]["servers"].pop("minItems", None)      # a cluster may have no servers yet
     export["description"] = ("a cluster as a scenario document: without a model when the cluster has none (and none "
                              "was named), without a workload when it has no default workload (and no arrival_rate "
                              "was given)")
