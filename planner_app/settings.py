@@ -196,6 +196,7 @@ SPECTACULAR_SETTINGS = {
     # the ASGI dispatcher's endpoints (not Django views) are described by the last hook
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "planner_app.core.schema.document_errors",
+                             "planner_app.core.documents.add_scenario_components",
                              "planner_app.dispatch.schema.add_dispatch_paths"],
 }
 

@@ -17,7 +17,14 @@ Everything here is computed from the plan's own numbers:
   the c-tuning the algorithm ran, or a few GBP-CR + GCA evaluations when the
   algorithm did not tune ``c``);
 - warnings: overload, load near saturation, bounds that do not apply, memory
-  over-use, a chain the simulation found nearly always busy.
+  over-use, a chain the simulation found nearly always busy;
+- when servers batch (``servers[].batch_slowdown``): which bounds apply (the
+  lower from each chain's one-job rate, the upper from its rate with every
+  planned slot busy, as in the document's ``bounds``; the what-ifs use the
+  same pair), the saturation rate beside the batch-1 rate, and the servers
+  holding fewer jobs than their memory allows because more would slow the
+  chains through them (the plan's ``batch_capacity`` notes, from
+  ``batch_allocation.held_back_notes``).
 
 The what-ifs run under a small time budget; servers with identical figures
 share one evaluation.  What the budget leaves out is said, never guessed.
@@ -29,6 +36,7 @@ import math
 import time
 from typing import Any
 
+from .batching import BatchModel
 from .bounds import bounds_from_rates
 from .gbpcr import ServerArrays, gbpcr
 from .gca import gca
@@ -62,9 +70,15 @@ def _names(ids: list[str], shown: int = 6) -> str:
     return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
-def _lower_upper(chains, arrival_rate: float) -> tuple[float, float]:
-    b = bounds_from_rates([1.0 / ch.service_time_s for ch in chains], [ch.capacity for ch in chains], arrival_rate)
-    return (b.lower_s, b.upper_s) if b.stable else (math.inf, math.inf)
+def _lower_upper(chains, arrival_rate: float, model: BatchModel | None = None) -> tuple[float, float]:
+    """The JFFC bounds of ``chains``; with servers that batch (``model`` active), the document's pair: the lower
+    bound at each chain's one-job rate, the upper at its rate with every planned slot busy."""
+    caps = [ch.capacity for ch in chains]
+    b = bounds_from_rates([1.0 / ch.service_time_s for ch in chains], caps, arrival_rate)
+    if model is None or not model.active:
+        return (b.lower_s, b.upper_s) if b.stable else (math.inf, math.inf)
+    slowest = bounds_from_rates([1.0 / t for t in model.loaded_times(chains)], caps, arrival_rate)
+    return (b.lower_s, slowest.upper_s) if slowest.stable else (math.inf, math.inf)
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +129,8 @@ def pool_pressure(scenario: Scenario, placement: Placement, pool: tuple[int, ...
 
 def _server_binding(scenario: Scenario, j: int, placement: Placement, hops: list[tuple[int, int]],
                     capacities: list[int], routed_per_request: bool, pool: tuple[int, ...] | None = None,
-                    pressure: str | None = None) -> dict[str, Any]:
+                    pressure: str | None = None, jobs: int = 0) -> dict[str, Any]:
+    """What binds server j; ``jobs`` is its full planned occupancy, which slows its compute when it batches."""
     s = scenario.servers[j]
     model = scenario.model
     L = model.num_blocks
@@ -154,14 +169,18 @@ def _server_binding(scenario: Scenario, j: int, placement: Placement, hops: list
                           f"{f' with {_fmt_gb(cache_gb)} of KV cache' if slots_used else ''}; one more block does not "
                           f"fit, so {chains_txt} need{'s' if len(hops) == 1 else ''} other servers for the rest"}
     comm = s.comm_time_s
-    compute = s.block_time_s * run
+    factor = s.batch_slowdown.factor(jobs)
+    compute = s.block_time_s * run * factor
+    # with a batch slowdown, the time of a job among all the jobs the plan gives this server
+    batched = (f" with its {jobs} planned jobs (batch slowdown {factor:.3g}x; {_fmt_s(compute / factor)} alone)"
+               if factor != 1.0 else "")
     if comm >= compute:
         return {"server": s.id, "binding": "communication",
                 "detail": f"network time {_fmt_s(comm)} per hop outweighs computing {run} block"
-                          f"{'s' if run != 1 else ''} ({_fmt_s(compute)}); memory has room. A nearer or better "
-                          f"connected server would shorten {chains_txt}"}
+                          f"{'s' if run != 1 else ''} ({_fmt_s(compute)}{batched}); memory has room. A nearer or "
+                          f"better connected server would shorten {chains_txt}"}
     return {"server": s.id, "binding": "compute",
-            "detail": f"computing {run} block{'s' if run != 1 else ''} takes {_fmt_s(compute)} against "
+            "detail": f"computing {run} block{'s' if run != 1 else ''} takes {_fmt_s(compute)}{batched} against "
                       f"{_fmt_s(comm)} of network time; memory has room. A faster GPU would shorten {chains_txt}"}
 
 
@@ -217,7 +236,7 @@ def _what_if(scenario: Scenario, placement: Placement, j: int, m: int) -> tuple[
         chains = gca(scenario, Placement(tuple(start), tuple(counts)))
         if not any(jj == j for ch in chains for jj, _ in ch.hops):
             continue                     # no chain runs through it there: that spot would not use it
-        lower, upper = _lower_upper(chains, scenario.workload.arrival_rate)
+        lower, upper = _lower_upper(chains, scenario.workload.arrival_rate, BatchModel.of(scenario))
         if best is None or (lower, upper) < best[:2]:
             best = (lower, upper, a, count)
     return best
@@ -342,7 +361,7 @@ def _pool_what_if(scenario: Scenario, placement: Placement, stranded: list[tuple
     ids = {j for j, _ in members}
     if not any(jj in ids for ch in chains for jj, _ in ch.hops):
         return None
-    lower, upper = _lower_upper(chains, scenario.workload.arrival_rate)
+    lower, upper = _lower_upper(chains, scenario.workload.arrival_rate, BatchModel.of(scenario))
     d_low, d_up = lower - base[0], upper - base[1]
     names = [servers[j].id for j, _ in members]
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
@@ -446,6 +465,34 @@ def _cache_sizing_sentence(scenario: Scenario) -> str | None:
             "(neither workload.max_tokens nor the model's config gives a longest sequence).")
 
 
+def _held_back(doc: dict[str, Any], servers: list[dict[str, Any]]) -> list[str]:
+    """The plan's ``batch_capacity`` notes (``batch_allocation.held_back_notes``): each joins its server's
+    row, and their sentences come back for the summary."""
+    notes = [n for n in doc.get("batch_capacity") or [] if isinstance(n, dict) and n.get("text")]
+    rows = {row["server"]: row for row in servers}
+    for note in notes:
+        row = rows.get(note.get("server"))
+        if row is not None:
+            row["detail"] += f"; {note['text']}"
+    return [n["text"] for n in notes]
+
+
+def _batch_sentence(doc: dict[str, Any], bounds: dict[str, Any]) -> str:
+    """Which figures and bounds hold when servers batch (docs/plan-format.md, "Servers that batch")."""
+    saturation, total = doc.get("saturation_rate_rps"), doc.get("total_service_rate")
+    text = "Servers batch (batch_slowdown)"
+    if isinstance(saturation, (int, float)) and isinstance(total, (int, float)):
+        text += (f": with every planned slot busy the plan carries at most {saturation:.4g} req/s (its saturation "
+                 f"rate; {total:.4g} req/s if no server slowed), and its load is against that")
+    if bounds.get("applies"):
+        text += ("; the response-time bounds hold under the batch model: the lower one with each chain at its "
+                 "one-job speed, the upper one with every planned slot busy (loose at light load: read the "
+                 "simulation beside them)")
+    else:
+        text += "; the closed-form bounds do not apply (see the warnings)"
+    return text + "."
+
+
 def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = WHATIF_BUDGET_S) -> dict[str, Any]:
     """The ``explanation`` of a plan document ``doc`` built from ``result`` (see the module docstring)."""
     placement = result.placement
@@ -461,12 +508,15 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
     # a runtime that sizes its own KV pool (PETALS): the pool, not the free memory, bounds the jobs it holds
     pool = getattr(result, "kv_pool", None) if routed_per_request else None
     pressure = pool_pressure(scenario, placement, pool, doc) if pool is not None else None
+    batch = BatchModel.of(scenario)
+    occupancy = batch.occupancy(chains) if batch.active else [0] * len(scenario.servers)
     if placement is not None:
         servers = [_server_binding(scenario, j, placement, hops.get(j, []), capacities, routed_per_request,
-                                   pool, pressure)
+                                   pool, pressure, occupancy[j])
                    for j in placement.used()]
+    held = _held_back(doc, servers)
     routed = set(hops) if chains else (set(placement.used()) if routed_per_request else set())
-    base = _lower_upper(chains, lam) if chains else None
+    base = _lower_upper(chains, lam, BatchModel.of(scenario)) if chains else None
     unused, skipped, unused_notes = _unused(scenario, placement, result, chains, base, routed, arrays, budget_s)
     lower = doc.get("bounds", {}).get("response_time_lower_s")
     c_choice, tuned = _c_choice(scenario, result, arrays, lower) if result.feasible or chains else (None, False)
@@ -525,6 +575,12 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
         if small:
             text += f" ({small} too small for one block)"
         summary.append(text + (": " + "; ".join(unused_notes) if unused_notes else "") + ".")
+    if batch.active and chains:
+        summary.append(_batch_sentence(doc, bounds))
+    if held:
+        summary.append(f"Held back by the batch slowdown: {held[0]}" + (
+            f" (and {len(held) - 1} more server{'s' if len(held) != 2 else ''}, in the servers' notes)"
+            if len(held) > 1 else "") + ".")
     if c_choice is not None:
         summary.append(_c_sentence(c_choice, tuned, lower))
     sizing = _cache_sizing_sentence(scenario)

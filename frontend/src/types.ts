@@ -31,6 +31,8 @@ export interface Server {
   mem_bandwidth_gb_s: number | null;
   rtt_ms: number | null;
   link_bandwidth_gbps: number | null;
+  // [[concurrency, factor], ...]; while edited, text that is not pairs yet (lib/batch.ts)
+  batch_slowdown?: Array<[number, number]> | string | null;
   latest_calibration?: Calibration | null;
 }
 
@@ -294,6 +296,7 @@ export interface ScenarioServer {
   mem_bandwidth_gb_s?: number;
   rtt_ms?: number;
   link_bandwidth_gbps?: number;
+  batch_slowdown?: Array<[number, number]>;
   calibration?: Record<string, number | null> | null;
 }
 

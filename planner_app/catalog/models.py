@@ -80,6 +80,8 @@ class Server(models.Model):
     mem_bandwidth_gb_s = models.FloatField(null=True, blank=True)
     rtt_ms = models.FloatField(null=True, blank=True)
     link_bandwidth_gbps = models.FloatField(null=True, blank=True)
+    # [[concurrency, factor], ...] (scenario servers[].batch_slowdown), checked by BatchSlowdown.from_pairs
+    batch_slowdown = models.JSONField(null=True, blank=True)
     # Denormalised pointer so listing clusters does not scan calibration history.
     latest_calibration = models.ForeignKey("ServerCalibration", null=True, blank=True, on_delete=models.SET_NULL,
                                            related_name="+")

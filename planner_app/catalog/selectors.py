@@ -32,11 +32,13 @@ def model_document(model: ModelSpec) -> dict[str, Any]:
 
 SERVER_FIGURES = ("memory_gb", "comm_time_s", "block_time_s", "tflops", "mem_bandwidth_gb_s", "rtt_ms",
                   "link_bandwidth_gbps")
+# what a server stores beyond its figures, in the scenario's shape: the stored server is its scenario entry
+SERVER_FIELDS = (*SERVER_FIGURES, "batch_slowdown")
 
 
 def server_document(server: Server, *, measured: bool = True) -> dict[str, Any]:
     doc: dict[str, Any] = {"id": server.server_id}
-    for name in SERVER_FIGURES:
+    for name in SERVER_FIELDS:
         value = getattr(server, name)
         if value is not None:
             doc[name] = value

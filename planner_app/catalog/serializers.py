@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from solvers.batching import MAX_POINTS
 from solvers.scenario import workload_errors
 
 from ..core.documents import ScenarioDocumentField, WorkloadSerializer
@@ -14,7 +15,7 @@ from ..core.errors import FieldErrors
 from ..core.fields import FiniteFloatField, OptionalURLField, OwnedPrimaryKeyField
 from ..core.validation import check_server_count, check_servers, derive_model, nul_errors, parse_scenario_document
 from .models import Cluster, ModelSpec
-from .selectors import SERVER_FIGURES
+from .selectors import SERVER_FIELDS
 
 
 def unknown_key_errors(data: Any, valid: list[str], prefix: str = "") -> list[dict[str, str]]:
@@ -160,6 +161,22 @@ class CalibrationSummarySerializer(serializers.Serializer):
     figures = serializers.DictField()
 
 
+BATCH_SLOWDOWN_SCHEMA = {
+    "type": "array", "nullable": True, "maxItems": MAX_POINTS,
+    "items": {"type": "array", "minItems": 2, "maxItems": 2,
+              "items": {"type": "number", "minimum": 1}},
+    "example": [[1, 1], [8, 1.5], [64, 4]],
+    "description": "the server's batch slowdown: [concurrency, factor] pairs, concurrencies integers ascending "
+                   "from 1, factors >= 1 and non-decreasing, [1, 1] first; with b jobs on the server a job's "
+                   "compute there takes block_time_s x factor(b) (linear between points, the last segment "
+                   "extended). null: the batch-1 model (docs/scenario-format.md)"}
+
+
+@extend_schema_field(BATCH_SLOWDOWN_SCHEMA)
+class BatchSlowdownField(serializers.JSONField):
+    """Checked with the scenario's other server fields (BatchSlowdown.from_pairs names the bad entry)."""
+
+
 class ServerSerializer(StrictKeysMixin, serializers.Serializer):
     server_id = serializers.CharField(max_length=128)
     memory_gb = FiniteFloatField()
@@ -169,6 +186,7 @@ class ServerSerializer(StrictKeysMixin, serializers.Serializer):
     mem_bandwidth_gb_s = FiniteFloatField(required=False, allow_null=True)
     rtt_ms = FiniteFloatField(required=False, allow_null=True)
     link_bandwidth_gbps = FiniteFloatField(required=False, allow_null=True)
+    batch_slowdown = BatchSlowdownField(required=False, allow_null=True)
     latest_calibration = serializers.SerializerMethodField()
 
     @extend_schema_field(CalibrationSummarySerializer(allow_null=True))
@@ -241,7 +259,7 @@ class ClusterSerializer(StrictKeysMixin, serializers.ModelSerializer):
         if missing:
             raise FieldErrors(missing)
         if servers:
-            docs = [{"id": s["server_id"], **{k: s[k] for k in SERVER_FIGURES if s.get(k) is not None}}
+            docs = [{"id": s["server_id"], **{k: s[k] for k in SERVER_FIELDS if s.get(k) is not None}}
                     for s in servers]
             check_servers(docs, field="")   # paths relative to this field
         return servers

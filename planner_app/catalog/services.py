@@ -9,8 +9,9 @@ from django.db import transaction
 from solvers import parse_scenario
 
 from .models import Cluster, ModelSpec, Server
-from .selectors import SERVER_FIGURES
-from .signals import servers_changed
+from .curves import curve_change
+from .selectors import SERVER_FIELDS
+from .signals import server_curves_changed, servers_changed
 
 
 MODEL_NUMBERS = ("num_blocks", "block_size_gb", "cache_size_gb", "flops_per_token_gflops")
@@ -26,7 +27,7 @@ def model_save(owner, data: dict[str, Any], *, instance: ModelSpec | None = None
 
 
 def _server_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    return {name: doc.get(name) for name in SERVER_FIGURES}
+    return {name: doc.get(name) for name in SERVER_FIELDS}
 
 
 @transaction.atomic
@@ -45,13 +46,16 @@ def cluster_save(owner, data: dict[str, Any], *, instance: Cluster | None = None
         keep = {doc["server_id"] for doc in servers}
         added, removed = sorted(keep - set(existing)), sorted(set(existing) - keep)
         cluster.servers.exclude(server_id__in=keep).delete()
-        new, changed = [], []
+        new, changed, curves = [], [], []
         for position, doc in enumerate(servers):
             fields = {"position": position, **_server_fields(doc)}
             server = existing.get(doc["server_id"])
             if server is None:
                 new.append(Server(cluster=cluster, server_id=doc["server_id"], **fields))
             else:
+                change = curve_change(server.batch_slowdown, fields["batch_slowdown"])
+                if change is not None:
+                    curves.append((server.server_id, change))
                 for key, value in fields.items():
                     setattr(server, key, value)
                 changed.append(server)
@@ -60,6 +64,8 @@ def cluster_save(owner, data: dict[str, Any], *, instance: Cluster | None = None
             Server.objects.bulk_update(changed, ["position", *_server_fields({}).keys()], batch_size=1000)
         if instance is not None and (added or removed):
             servers_changed.send(sender=Cluster, cluster=cluster, added=added, removed=removed)
+        if curves:
+            server_curves_changed.send(sender=Cluster, cluster=cluster, changes=curves)
     return cluster
 
 

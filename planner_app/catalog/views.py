@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from solvers.hf_config import derive_hf_config, looks_like_hf_config
 from solvers.presets import PRESETS
 
-from ..core.documents import ScenarioExportSerializer
+from ..core.documents import SCENARIO_EXPORT_REF
 from ..core.errors import FieldErrors
 from ..core.filters import ID_MAX, IdFilter
 from ..core.validation import derive_model
@@ -104,7 +104,7 @@ class ClusterViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
                                                description="default: the cluster's model"),
                                OpenApiParameter("arrival_rate", {"type": "number", "minimum": 0, "exclusiveMinimum": True},
                                                 description="default: the imported workload's")],
-                   responses={200: ScenarioExportSerializer})
+                   responses={200: SCENARIO_EXPORT_REF})
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
         cluster = self.get_object()

@@ -1,4 +1,12 @@
-"""Documentation-only shapes of the scenario and plan documents (OpenAPI).
+"""The scenario and plan documents in the OpenAPI schema.
+
+The scenario's schema is generated from the contract's own pydantic models (``solvers.scenario.ScenarioDoc``
+and the models it holds), so a field added there is in the served schema without a copy here to forget
+(tests/service/test_openapi_documents.py checks every field).  Each model becomes a component named
+``Scenario<Model>`` (``ScenarioServerDoc``, ...), added by ``add_scenario_components`` (a post-processing hook);
+pydantic's JSON Schema is turned into OpenAPI 3.0's dialect on the way (``nullable`` for ``null``, boolean
+``exclusiveMinimum``), and where the parser accepts more than the models say (alias keys, compact trace
+rows, a Hugging Face config.json as ``architecture``) the schema says so too.
 
 Scenario rules are not restated here: documents go through the contract's own
 parser (core/validation.py), and its field paths come back to the client.
@@ -6,55 +14,147 @@ parser (core/validation.py), and its field paths come back to the client.
 
 from __future__ import annotations
 
+import copy
+import functools
+import types
+import typing
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_field
+from pydantic import AliasChoices, BaseModel
 from rest_framework import serializers
 
-from .fields import FiniteFloatField, StrictBooleanField
+from solvers.scenario import ScenarioDoc
+
+from .fields import FiniteFloatField
+
+COMPONENTS = "#/components/schemas/"
 
 
-class ArchitectureDocSerializer(serializers.Serializer):
-    preset = serializers.CharField(required=False)
-    hidden_size = serializers.IntegerField(required=False)
-    num_layers = serializers.IntegerField(required=False)
-    num_heads = serializers.IntegerField(required=False)
-    num_kv_heads = serializers.IntegerField(required=False)
-    ffn_size = serializers.IntegerField(required=False)
-    gated_ffn = StrictBooleanField(required=False)
-    head_dim = serializers.IntegerField(required=False)
-    dtype = serializers.ChoiceField(["fp32", "fp16", "bf16", "int8", "nf4"], required=False)
-    kv_dtype = serializers.ChoiceField(["fp32", "fp16", "bf16", "int8"], required=False)
-    max_seq_len = serializers.IntegerField(required=False)
+def component_name(model: type[BaseModel]) -> str:
+    return model.__name__ if model.__name__.startswith("Scenario") else "Scenario" + model.__name__
 
 
-class ScenarioModelDocSerializer(serializers.Serializer):
-    name = serializers.CharField(required=False)
-    num_blocks = serializers.IntegerField(required=False)
-    block_size_gb = serializers.FloatField(required=False)
-    cache_size_gb = serializers.FloatField(required=False)
-    flops_per_token_gflops = serializers.FloatField(required=False)
-    architecture = ArchitectureDocSerializer(required=False)
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": COMPONENTS + component_name(model)}
 
 
-class CalibrationDocSerializer(serializers.Serializer):
-    memory_gb = serializers.FloatField(required=False)
-    comm_time_s = serializers.FloatField(required=False)
-    block_time_s = serializers.FloatField(required=False)
-    rtt_ms = serializers.FloatField(required=False)
+def scenario_models(root: type[BaseModel] = ScenarioDoc) -> dict[str, type[BaseModel]]:
+    """Every pydantic model of the scenario document, by its pydantic name (``$defs`` key)."""
+    out: dict[str, type[BaseModel]] = {}
+
+    def visit(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation.__name__ not in out:
+                out[annotation.__name__] = annotation
+                for field in annotation.model_fields.values():
+                    visit(field.annotation)
+        for arg in typing.get_args(annotation):
+            visit(arg)
+
+    visit(root)
+    return out
 
 
-class ScenarioServerDocSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    memory_gb = serializers.FloatField()
-    comm_time_s = serializers.FloatField(required=False)
-    block_time_s = serializers.FloatField(required=False)
-    tflops = serializers.FloatField(required=False)
-    mem_bandwidth_gb_s = serializers.FloatField(required=False)
-    rtt_ms = serializers.FloatField(required=False)
-    link_bandwidth_gbps = serializers.FloatField(required=False)
-    calibration = CalibrationDocSerializer(required=False)
+def _oas30(node: Any, refs: dict[str, str]) -> Any:
+    """JSON Schema (2020-12, as pydantic writes it) to OpenAPI 3.0: ``$defs`` refs to components, a
+    ``null`` branch to ``nullable``, numeric ``exclusiveMinimum/Maximum`` to the boolean form."""
+    if isinstance(node, list):
+        return [_oas30(x, refs) for x in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _oas30(v, refs) for k, v in node.items() if k != "title"}
+    if "$ref" in node:
+        return {"$ref": refs[node["$ref"].rsplit("/", 1)[-1]]}
+    for branch in ("anyOf", "oneOf"):
+        options = node.get(branch)
+        if options and {"type": "null"} in options:
+            rest = [o for o in options if o != {"type": "null"}]
+            del node[branch]
+            node["nullable"] = True
+            if len(rest) == 1 and "$ref" in rest[0]:
+                node["allOf"] = rest            # siblings of a $ref are ignored in 3.0
+            elif len(rest) == 1:
+                node.update(rest[0])
+            else:
+                node[branch] = rest
+    for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(key), (int, float)) and not isinstance(node[key], bool):
+            node[bound], node[key] = node[key], True
+    if node.get("default", 0) is None:
+        del node["default"]
+    return node
+
+
+def _aliases(model: type[BaseModel], schema: dict[str, Any]) -> None:
+    """Keys the parser takes for a field besides its name (``num_hidden_layers`` for ``num_layers``, ...)."""
+    properties = schema.get("properties", {})
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                if isinstance(choice, str) and choice != name:
+                    properties[choice] = {**properties[name], "description": f"the same as {name} "
+                                                                            "(Hugging Face's name)"}
+
+
+# where the parser accepts more than the models' own JSON Schema says
+def _lenient(components: dict[str, dict[str, Any]]) -> None:
+    arch = components["ScenarioArchitectureDoc"]
+    arch["additionalProperties"] = True
+    arch["description"] = ("chainplan's architecture keys, or a Hugging Face config.json (recognised by its "
+                           "model_type and other HF keys, read as model.hf_config is)")
+    trace = components["ScenarioWorkloadDoc"]["properties"]["trace"]
+    trace["items"] = {"oneOf": [trace["items"], {"type": "array", "minItems": 3, "maxItems": 3,
+                                                 "items": {"type": "number"}}]}
+    trace["description"] = "per request an object, or compactly [arrival_s, input_tokens, output_tokens]"
+    curve = components["ScenarioServerDoc"]["properties"]["batch_slowdown"]
+    curve["items"] = {"type": "array", "items": {"type": "number"}}
+    curve["description"] = ("[concurrency, factor] pairs: concurrencies integers ascending from 1, factors >= 1 "
+                            "and non-decreasing, [1, 1] first (docs/scenario-format.md)")
+    curve["example"] = [[1, 1], [8, 1.5], [64, 4]]
+
+
+@functools.cache
+def scenario_components() -> types.MappingProxyType:
+    """The ``Scenario*`` components: one per pydantic model, and ``ScenarioExport`` (a cluster's document)."""
+    models = scenario_models()
+    refs = {name: COMPONENTS + component_name(m) for name, m in models.items()}
+    raw = ScenarioDoc.model_json_schema(mode="validation")
+    defs = raw.pop("$defs", {})
+    defs[ScenarioDoc.__name__] = raw
+    components = {}
+    for name, model in models.items():
+        schema = _oas30(defs[name], refs)
+        _aliases(model, schema)
+        if model.__doc__ and "description" not in schema:
+            schema["description"] = model.__doc__.strip()
+        components[component_name(model)] = schema
+    _lenient(components)
+    export = copy.deepcopy(components["ScenarioDoc"])
+    export["required"] = [r for r in export.get("required", []) if r not in ("model", "workload")]
+    export["properties"]["servers"].pop("minItems", None)      # a cluster may have no servers yet
+    export["description"] = ("a cluster as a scenario document: without a model when the cluster has none (and none "
+                             "was named), without a workload when it has no default workload (and no arrival_rate "
+                             "was given)")
+    components["ScenarioExport"] = export
+    return types.MappingProxyType(components)
+
+
+SCENARIO_REF = {"$ref": COMPONENTS + "ScenarioDoc"}
+SCENARIO_EXPORT_REF = {"$ref": COMPONENTS + "ScenarioExport"}
+
+
+def add_scenario_components(result, generator, request, public):
+    """Post-processing hook (SPECTACULAR_SETTINGS): the scenario's components beside the generated ones."""
+    result.setdefault("components", {}).setdefault("schemas", {}).update(copy.deepcopy(dict(scenario_components())))
+    return result
 
 
 class WorkloadSerializer(serializers.Serializer):
+    """A workload where a request gives one without a whole scenario (a job's, a cluster's default); the
+    parser checks it (``solvers.scenario.workload_errors``). Its fields are ``WorkloadDoc``'s."""
+
     arrival_rate = FiniteFloatField(required=False, help_text="Poisson arrival rate (requests/s)")
     target_load = FiniteFloatField(required=False)
     input_tokens = FiniteFloatField(required=False)
@@ -65,23 +165,7 @@ class WorkloadSerializer(serializers.Serializer):
         help_text="per request [arrival_s, input_tokens, output_tokens] or an object with those keys")
 
 
-class ScenarioDocSerializer(serializers.Serializer):
-    name = serializers.CharField(required=False)
-    model = ScenarioModelDocSerializer()
-    servers = ScenarioServerDocSerializer(many=True)
-    workload = WorkloadSerializer()
-
-
-class ScenarioExportSerializer(ScenarioDocSerializer):
-    """A cluster exported as a scenario document: without a model or workload when the cluster has none."""
-
-    model = ScenarioModelDocSerializer(required=False, help_text="absent when the cluster has no model "
-                                                                 "(and none was named)")
-    workload = WorkloadSerializer(required=False, help_text="absent when the cluster has no default workload "
-                                                            "(and no arrival_rate was given)")
-
-
-@extend_schema_field(ScenarioDocSerializer)
+@extend_schema_field(SCENARIO_REF)
 class ScenarioDocumentField(serializers.JSONField):
     """A scenario document of docs/scenario-format.md (validated by the solver's parser)."""
 

@@ -210,3 +210,68 @@ def test_servers_holding_blocks_no_chain_passes_through_are_idle_not_unused():
     # a document written before idle_servers existed: the export finds them from the chains
     old = {k: v for k, v in doc.items() if k != "idle_servers"}
     assert [spec["server"] for spec in export_plan(old, "petals", s, model_path="m")["servers"]] == ["s0", "s1"]
+
+
+# ---------------------------------------------------------------------------
+# servers that batch (issue 21): held-back slots and which bounds apply
+# ---------------------------------------------------------------------------
+
+def _batching_plan(curve):
+    """s0 (a fast GPU with room for 90 jobs) and four small slow servers; ``curve`` on s0 when given."""
+    import dataclasses
+
+    from solvers.batching import BatchSlowdown
+    s = make_scenario([(40, 0.01, 0.01)] + [(3, 0.02, 0.05)] * 4, 4, cache_size_gb=0.1, arrival_rate=5.0)
+    if curve is not None:
+        s = s.with_servers((dataclasses.replace(s.servers[0], batch_slowdown=BatchSlowdown.from_pairs(curve)),
+                            *s.servers[1:]))
+    return s, plan(s, "proposed")
+
+
+def test_held_back_slots_are_explained_in_the_summary_and_the_servers_notes():
+    s, doc = _batching_plan([[1, 1], [8, 1.5], [16, 6]])    # past 8 jobs a step slows faster than the batch grows
+    notes = doc["batch_capacity"]
+    assert [n["server"] for n in notes] == ["s0"]
+    e = doc["explanation"]
+    held = [x for x in e["summary"] if x.startswith("Held back by the batch slowdown: ")]
+    assert held == [f"Held back by the batch slowdown: {notes[0]['text']}."]
+    assert "would slow chain 1 by" in held[0]
+    row = _by_server(e["servers"])["s0"]
+    assert row["detail"].endswith("; " + notes[0]["text"])
+    jobs = notes[0]["jobs"]
+    assert f"with its {jobs} planned jobs (batch slowdown 1.5x" in row["detail"]
+    # which bounds hold, and the saturation rate beside the batch-1 rate
+    batch = [x for x in e["summary"] if x.startswith("Servers batch")]
+    assert len(batch) == 1 and f"{doc['saturation_rate_rps']:.4g} req/s" in batch[0]
+    assert f"{doc['total_service_rate']:.4g} req/s if no server slowed" in batch[0]
+    assert doc["bounds"]["applies"] and "the upper one with every planned slot busy" in batch[0]
+
+
+def test_what_ifs_use_the_documents_bounds_when_servers_batch():
+    from solvers.batching import BatchModel
+    from solvers.explain import _lower_upper
+    s, doc = _batching_plan([[1, 1], [8, 1.5], [16, 6]])
+    chains = [make_chain(s, [(int(sid[1:]), m) for sid, m in zip(ch["servers"], ch["blocks"])], ch["capacity"])
+              for ch in doc["chains"]]
+    lower, upper = _lower_upper(chains, 5.0, BatchModel.of(s))
+    assert (lower, upper) == pytest.approx((doc["bounds"]["response_time_lower_s"],
+                                            doc["bounds"]["response_time_upper_s"]))
+    assert upper > _lower_upper(chains, 5.0)[1]      # the batch-1 upper bound is the optimistic one
+
+
+def test_without_a_curve_the_summary_says_nothing_of_batching():
+    for curve in (None, [[1, 1], [64, 1]]):          # a flat curve is today's model
+        _, doc = _batching_plan(curve)
+        assert "batch_capacity" not in doc
+        assert not any("batch" in x for x in doc["explanation"]["summary"])
+        assert not any("batch slowdown" in r["detail"] for r in doc["explanation"]["servers"])
+
+
+def test_bounds_that_do_not_apply_under_batching_are_said_so():
+    s, _ = _batching_plan([[1, 1], [8, 1.5], [16, 6]])
+    s = s.with_arrival_rate(150.0)       # below the batch-1 rate of 30 jobs on s0 (600 req/s), above what it carries
+    doc, e = _document(s, Placement((0, 0, 0, 0, 0), (4, 0, 0, 0, 0)), [([(0, 4)], 30)])
+    assert doc["total_service_rate"] > 150.0 > doc["saturation_rate_rps"]
+    batch = [x for x in e["summary"] if x.startswith("Servers batch")]
+    assert batch and "the closed-form bounds do not apply" in batch[0]
+    assert any("saturation rate" in w for w in e["warnings"])

@@ -3,6 +3,7 @@
 // GPU presets, CSV and scenario-JSON conversion.
 
 import type { Cluster, ScenarioDoc, ScenarioServer, Server } from '../types';
+import { curveErrors, formatCurve, parseCurve } from './batch';
 import { parseCsv, toCsv } from './csv';
 import { ageSeconds, fmtAge, fmtNum } from './format';
 import type { Calibration } from '../types';
@@ -19,12 +20,12 @@ export const NUM_FIELDS: Array<{ key: NumField; label: string; unit: string; min
   { key: 'link_bandwidth_gbps', label: 'Link', unit: 'Gbit/s', min: 0, strict: true },
 ];
 
-export const CSV_COLUMNS = ['server_id', ...NUM_FIELDS.map((f) => f.key)];
+export const CSV_COLUMNS = ['server_id', ...NUM_FIELDS.map((f) => f.key), 'batch_slowdown'];
 
 export function emptyServer(id: string): Server {
   return {
     server_id: id, memory_gb: null, comm_time_s: null, block_time_s: null, tflops: null,
-    mem_bandwidth_gb_s: null, rtt_ms: null, link_bandwidth_gbps: null, latest_calibration: null,
+    mem_bandwidth_gb_s: null, rtt_ms: null, link_bandwidth_gbps: null, batch_slowdown: null, latest_calibration: null,
   };
 }
 
@@ -46,6 +47,7 @@ export function validateServers(servers: Server[]): Record<string, string> {
       else if (f.strict ? v <= f.min : v < f.min) errors[at(f.key)] = `must be ${f.strict ? '>' : '>='} ${f.min}`;
     }
     if (s.memory_gb === null && !errors[at('memory_gb')]) errors[at('memory_gb')] = 'is required';
+    for (const [suffix, msg] of Object.entries(curveErrors(s.batch_slowdown))) errors[at('batch_slowdown') + suffix] = msg;
     const hasHw = s.tflops !== null && s.mem_bandwidth_gb_s !== null && s.rtt_ms !== null;
     if (!hasHw && !s.latest_calibration) {
       for (const f of ['comm_time_s', 'block_time_s'] as const) {
@@ -145,6 +147,7 @@ export function fromScenarioServer(s: ScenarioServer): Server {
     mem_bandwidth_gb_s: num(s.mem_bandwidth_gb_s),
     rtt_ms: num(s.rtt_ms),
     link_bandwidth_gbps: num(s.link_bandwidth_gbps),
+    batch_slowdown: Array.isArray(s.batch_slowdown) ? s.batch_slowdown : null,
     latest_calibration: null,
   };
 }
@@ -154,6 +157,7 @@ export function toScenarioServer(s: Server): ScenarioServer {
   for (const f of NUM_FIELDS) {
     if (f.key !== 'memory_gb' && s[f.key] !== null) (out as unknown as Record<string, number>)[f.key] = s[f.key] as number;
   }
+  if (Array.isArray(s.batch_slowdown)) out.batch_slowdown = s.batch_slowdown;
   return out;
 }
 
@@ -178,7 +182,7 @@ export function scenarioFromCluster(cluster: Pick<Cluster, 'name' | 'servers'>, 
 }
 
 export function serversToCsv(servers: Server[]): string {
-  return toCsv(CSV_COLUMNS, servers.map((s) => [s.server_id, ...NUM_FIELDS.map((f) => s[f.key] ?? '')]));
+  return toCsv(CSV_COLUMNS, servers.map((s) => [s.server_id, ...NUM_FIELDS.map((f) => s[f.key] ?? ''), formatCurve(s.batch_slowdown)]));
 }
 
 export interface CsvImport {
@@ -200,11 +204,17 @@ export function serversFromCsv(text: string): CsvImport {
   if (idCol < 0) return { servers: [], errors: ['missing column server_id (or id)'] };
   const cols = NUM_FIELDS.map((f) => [f.key, header.indexOf(f.key)] as const).filter(([, i]) => i >= 0);
   if (!cols.some(([k]) => k === 'memory_gb')) return { servers: [], errors: ['missing column memory_gb'] };
+  const curveCol = header.indexOf('batch_slowdown');
   const servers: Server[] = [];
   const errors: string[] = [];
   for (let r = 1; r < table.length; r++) {
     const cells = table[r];
     const s = emptyServer((cells[idCol] ?? '').trim());
+    if (curveCol >= 0) {
+      // "1:1, 8:1.5" (quoted in the file); the editor shows what is wrong with it beside the field
+      s.batch_slowdown = parseCurve(cells[curveCol] ?? '');
+      if (typeof s.batch_slowdown === 'string') errors.push(`line ${r + 1}, batch_slowdown: ${JSON.stringify(s.batch_slowdown)} is not concurrency:factor pairs`);
+    }
     for (const [key, i] of cols) {
       const raw = (cells[i] ?? '').trim();
       if (raw === '') continue;

@@ -8,6 +8,7 @@ import {
   addFromPreset, bulkEdit, calibrationSummary, checkScenarioShape, duplicateServer, emptyServer, fromScenarioServer, GPU_PRESETS,
   NUM_FIELDS, scenarioFromCluster, serversFromCsv, serversToCsv, uniqueId, validateServers, type BulkOp, type NumField,
 } from '../lib/servers';
+import { CURVE_HINT, curveMessage, formatCurve, parseCurve, type CurveValue } from '../lib/batch';
 import { ReplanPanel } from './Replanning';
 import { WorkloadEditor } from './WorkloadEditor';
 import { DispatcherPanel } from './Dispatcher';
@@ -42,6 +43,26 @@ function NumCell({ value, onChange, label, error, id }: { value: number | null; 
           onChange(v === null ? null : v);
         }}
       />
+      <FieldMessages id={`${id}-err`} messages={error} />
+    </>
+  );
+}
+
+/** A server's batch slowdown as "1:1, 8:1.5, 64:4"; the text stays as typed while it is not pairs yet. */
+function CurveCell({ value, onChange, label, error, id }: { value: CurveValue | undefined; onChange: (v: CurveValue) => void; label: string; error?: string; id: string }) {
+  const [text, setText] = useState(formatCurve(value));
+  useEffect(() => {
+    if (formatCurve(parseCurve(text)) !== formatCurve(value)) setText(formatCurve(value));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [value]);
+  return (
+    <>
+      <input id={id} class="cell-input curve" value={text} placeholder="1:1, 8:1.5" title={CURVE_HINT}
+        aria-label={label} aria-invalid={error ? true : undefined} aria-describedby={error ? `${id}-err` : undefined}
+        onInput={(e) => {
+          setText(e.currentTarget.value);
+          onChange(parseCurve(e.currentTarget.value));
+        }} />
       <FieldMessages id={`${id}-err`} messages={error} />
     </>
   );
@@ -127,6 +148,14 @@ export function ClusterEditor({ id }: { id: number | null }) {
     const fromServer = serverErrors[key]?.join('; ');
     if (client && (show || !/required/.test(client))) return client;
     return fromServer;
+  };
+  // the curve's errors: the list's own and each entry's (servers[i].batch_slowdown[j]), from either side
+  const curveErrorFor = (i: number): string | undefined => {
+    const key = `servers[${i}].batch_slowdown`;
+    const pick = (map: Record<string, string | string[]>) =>
+      Object.fromEntries(Object.entries(map).filter(([k]) => k === key || k.startsWith(`${key}[`)).map(([k, v]) => [k.slice(key.length), v]));
+    const value = draft.servers[i]?.batch_slowdown;
+    return curveMessage(value, pick(clientErrors)) ?? curveMessage(value, pick(serverErrors));
   };
 
   const setServers = (servers: Server[]) => {
@@ -431,7 +460,8 @@ export function ClusterEditor({ id }: { id: number | null }) {
         <div class="card empty">
           <h2>No servers yet</h2>
           <p>Add servers one by one, add several from a GPU preset, or import a scenario JSON or a CSV with the columns
-            <code> server_id, memory_gb, comm_time_s, block_time_s, tflops, mem_bandwidth_gb_s, rtt_ms, link_bandwidth_gbps</code>.</p>
+            <code> server_id, memory_gb, comm_time_s, block_time_s, tflops, mem_bandwidth_gb_s, rtt_ms, link_bandwidth_gbps, batch_slowdown</code>
+            (the last one quoted, e.g. <code>"1:1, 8:1.5, 64:4"</code>).</p>
         </div>
       ) : (
         <div class="table-wrap">
@@ -445,6 +475,7 @@ export function ClusterEditor({ id }: { id: number | null }) {
                 </th>
                 <th scope="col">Server id</th>
                 {NUM_FIELDS.map((f) => <th scope="col" key={f.key} class="num">{f.label}<br /><span class="unit">{f.unit}</span></th>)}
+                <th scope="col" title={CURVE_HINT}>Batch slowdown<br /><span class="unit">jobs:factor</span></th>
                 <th scope="col">Latest probe calibration</th>
                 <th scope="col"><span class="visually-hidden">Actions</span></th>
               </tr>
@@ -477,6 +508,10 @@ export function ClusterEditor({ id }: { id: number | null }) {
                           error={errorFor(i, f.key)} onChange={(v) => updateServer(i, { [f.key]: v })} />
                       </td>
                     ))}
+                    <td>
+                      <CurveCell id={`srv-${i}-batch_slowdown`} value={s.batch_slowdown} label={`Batch slowdown of ${rowLabel}`}
+                        error={curveErrorFor(i)} onChange={(v) => updateServer(i, { batch_slowdown: v })} />
+                    </td>
                     <td><CalibrationCell server={s} /></td>
                     <td class="actions-cell">
                       <button type="button" class="button-small secondary" aria-label={`Copy ${rowLabel}`} title="Duplicate this server" onClick={() => setServers(duplicateServer(draft.servers, i))}>Copy</button>

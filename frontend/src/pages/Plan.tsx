@@ -14,6 +14,7 @@ import { LARGE_PLAN_SERVERS } from '../lib/groups';
 import { pageOf } from '../lib/explain';
 import { ErrorBox, Link, Loading, PageHeader, Pager, Stat } from '../components/ui';
 import { boundsView } from '../lib/explain';
+import { batchCapacity, servesBatched } from '../lib/batch';
 import type { Job, PlanDetail } from '../types';
 
 const CHAIN_PAGE = 50;
@@ -62,6 +63,8 @@ export function PlanPage({ id }: { id: number }) {
   const nu = doc.total_service_rate ?? null;
   const siblings = (job?.plans ?? []).filter((p) => p.id !== plan.id);
   const bounds = boundsView(doc);
+  const batched = servesBatched(doc);
+  const heldBack = batchCapacity(doc);
 
   const exportJson = () => downloadText(safeFileName(`plan-${plan.id}-${plan.algorithm}`, 'json'), JSON.stringify(doc, null, 2) + '\n');
   const loadCommands = async () => {
@@ -126,9 +129,15 @@ export function PlanPage({ id }: { id: number }) {
         <Stat label="Servers used" value={`${doc.placement.filter((p) => p.num_blocks > 0).length} of ${order.length || doc.placement.length}`} />
         <Stat label="Chains" value={doc.chains.length} />
         <Stat label="Total capacity" value={fmtNum(doc.total_capacity)} hint="Jobs the chains may hold at once" />
-        <Stat label="Service rate ν" value={nu ? `${fmtNum(nu)} /s` : '—'} />
+        <Stat label="Service rate ν" value={nu ? `${fmtNum(nu)} /s` : '—'} hint={batched ? 'Every chain at its one-job speed (no server slowed by its batch)' : undefined} />
+        {typeof doc.saturation_rate_rps === 'number' && (
+          <Stat label="Saturation rate" value={<span data-testid="saturation-rate">{fmtNum(doc.saturation_rate_rps)} /s</span>}
+            hint={batched
+              ? 'The most requests per second this plan can carry: every planned slot busy, each server slowed by its batch slowdown'
+              : 'The most requests per second this plan can carry (no server batches, so it equals ν)'} />
+        )}
         <Stat label="Arrival rate λ" value={planned ? `${fmtNum(planned)} /s` : '—'} />
-        <Stat label="Load λ/ν" value={typeof doc.load === 'number' ? fmtPercent(doc.load) : '—'} />
+        <Stat label={batched ? 'Load λ/saturation' : 'Load λ/ν'} value={typeof doc.load === 'number' ? fmtPercent(doc.load) : '—'} />
         {doc.c !== undefined && doc.c !== null && <Stat label="Cache reservation c" value={doc.c} />}
         <Stat label="Response bounds" value={bounds.applies ? `${fmtSeconds(bounds.lower)} – ${fmtSeconds(bounds.upper)}` : 'do not apply'} hint={bounds.whyNot ?? undefined} />
         <Stat label="Simulated mean" value={<span data-testid="simulated-mean">{fmtSeconds(sim?.mean_response_s)}{typeof sim?.response_ci95_s === 'number' && Number.isFinite(sim.response_ci95_s) && <span class="ci"> ± {fmtSeconds(sim.response_ci95_s)}</span>}</span>}
@@ -140,6 +149,27 @@ export function PlanPage({ id }: { id: number }) {
         )}
         <Stat label="Solve time" value={fmtSeconds(doc.solve_time_s)} />
       </dl>
+
+      {heldBack.length > 0 && (
+        <div class="card" data-testid="batch-capacity">
+          <h2>Slots left empty on purpose</h2>
+          <p class="hint">These servers could hold more jobs, but more would slow every chain through them
+            (their batch slowdown) and carry fewer requests per second in all.</p>
+          <table class="table">
+            <thead><tr><th scope="col">Server</th><th scope="col" class="num">Jobs</th><th scope="col" class="num">Room for</th><th scope="col">Why not more</th></tr></thead>
+            <tbody>
+              {heldBack.map((n) => (
+                <tr key={n.server}>
+                  <td>{n.server}</td>
+                  <td class="num">{n.jobs}</td>
+                  <td class="num">{n.more_jobs} more</td>
+                  <td>{n.text}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
 
       <div class="plan-main">
         <div class="card">
