@@ -72,13 +72,18 @@ def token_revoke(cluster: Cluster, token_id: int) -> DispatchToken | None:
     The dispatcher looks dispatch tokens up in the store on every call (no cache), so the next
     request with the token is refused.  None: no such token on this cluster.
     """
-    row = DispatchToken.objects.filter(cluster=cluster, pk=token_id).first()
+    return revoke_row(DispatchToken.objects.filter(cluster=cluster, pk=token_id).first(), "a revoked dispatch token")
+
+
+def revoke_row(row, what: str):
+    """Mark a stored secret's row (dispatch token, gateway key) revoked, once, and have the store forget it
+    on commit (again on a second revocation, in case the first drop was lost).  None stays None."""
     if row is None:
         return None
     if row.revoked_at is None:
         row.revoked_at = timezone.now()
         row.save(update_fields=["revoked_at"])
-    forget_on_commit(row.digest, cluster.pk, "a revoked dispatch token")
+    forget_on_commit(row.digest, row.cluster_id, what)
     return row
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import secrets
 from typing import NamedTuple
 
-from django.utils import timezone
-
 from serving.dispatch.protocol import SyncDispatchStore
 from serving.gateway.keys import key_digest
 
 from ..catalog.models import Cluster
-from ..dispatch.services import forget_on_commit, mirror_on_commit, mirror_rows
+from ..dispatch.services import forget_on_commit, mirror_on_commit, mirror_rows, revoke_row
 from ..dispatch.store import sync_store
 from .models import GatewayKey
 
@@ -39,14 +37,7 @@ def key_revoke(cluster: Cluster, key_id: int) -> GatewayKey | None:
     The gateway looks keys up in the store on every request (no cache), so the next request with
     the key is refused (401).  None: no such key on this cluster.
     """
-    row = GatewayKey.objects.filter(cluster=cluster, pk=key_id).first()
-    if row is None:
-        return None
-    if row.revoked_at is None:
-        row.revoked_at = timezone.now()
-        row.save(update_fields=["revoked_at"])
-    forget_on_commit(row.digest, cluster.pk, "a revoked gateway key")
-    return row
+    return revoke_row(GatewayKey.objects.filter(cluster=cluster, pk=key_id).first(), "a revoked gateway key")
 
 
 def key_forget(row: GatewayKey) -> None:
