@@ -19,3 +19,5 @@ class PlannerAppConfig(AppConfig):
         from .replanning import signals  # noqa: F401
         # dispatch: an adoption (by a user or by re-planning) is pushed to the live dispatcher
         from .dispatch import signals as dispatch_signals  # noqa: F401,F811
+        # gateway: a key deleted with its cluster leaves the dispatcher's store
+        from .gateway import signals as gateway_signals  # noqa: F401

@@ -28,6 +28,7 @@ from serving.dispatch.http import DispatchApp, mount  # noqa: E402
 
 from .dispatch import background  # noqa: E402
 from .dispatch.store import async_store  # noqa: E402
+from .gateway import background as gateway_background  # noqa: E402
 
 
 def _owner_check(key: str, cluster: int) -> bool | None:
@@ -48,24 +49,29 @@ _owner_auth = sync_to_async(_owner_check, thread_sensitive=False)
 
 def _dispatcher() -> DispatchApp:
     store = async_store()
-    return DispatchApp(store, owner_auth=_owner_auth, background=background.tasks(store),
+    # the dispatcher's process keeps the store in step with the database: plans and dispatch tokens,
+    # and the gateway's keys (the gateway reads them from the same store)
+    return DispatchApp(store, owner_auth=_owner_auth,
+                       background=background.tasks(store) + gateway_background.tasks(store),
                        metrics_token=settings.METRICS_TOKEN or None)
 
 
-def _gateway():
+def build_gateway():
     """The OpenAI gateway under /v1/ (docs/gateway.md): leases and keys from the dispatcher's own store;
-    the models it serves from the file CHAINPLAN_GATEWAY_CONFIG names (none without it: /v1/ answers 404s)."""
+    the models it serves from the file CHAINPLAN_GATEWAY_CONFIG names (none without it: /v1/ answers 404s).
+    Built from the current settings (tests build one after pointing GATEWAY_CONFIG at their file)."""
     from serving.gateway.app import GatewayConfig, create_app
     from serving.gateway.config import load_models
     from serving.gateway.keys import StoreKeys
     from serving.gateway.leases import StoreLeases
     store = async_store()
-    path = os.environ.get("CHAINPLAN_GATEWAY_CONFIG")
+    path = settings.GATEWAY_CONFIG
     return create_app(GatewayConfig(models=load_models(path) if path else [], keys=StoreKeys(store),
                                     leases=StoreLeases(store)))
 
 
-def _with_gateway(gateway, rest):
+def with_gateway(gateway, rest):
+    """``gateway`` answers /v1/..., ``rest`` (the dispatcher in front of Django) everything else."""
     from serving.gateway.app import is_gateway_path
 
     async def app(scope, receive, send):
@@ -77,5 +83,5 @@ def _with_gateway(gateway, rest):
 
 
 dispatcher_application = _dispatcher()
-gateway_application = _gateway()
-application = _with_gateway(gateway_application, mount(dispatcher_application, django_application))
+gateway_application = build_gateway()
+application = with_gateway(gateway_application, mount(dispatcher_application, django_application))

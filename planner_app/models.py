@@ -10,7 +10,8 @@ from .planning.models import TERMINAL_STATUSES, Job, JobStatus, Plan, Trigger
 from .replanning.models import PlanAdoption, ReplanSchedule
 from .probe.models import ProbeToken, ServerCalibration, _new_probe_key
 from .dispatch.models import DispatchObservation, DispatchToken
+from .gateway.models import GatewayKey
 
 __all__ = ["TimeStamped", "ModelSpec", "Cluster", "Server", "ServerCalibration", "ProbeToken", "JobStatus",
            "TERMINAL_STATUSES", "Trigger", "Job", "Plan", "PlanAdoption", "ReplanSchedule", "_new_probe_key",
-           "DispatchToken", "DispatchObservation"]
+           "DispatchToken", "DispatchObservation", "GatewayKey"]

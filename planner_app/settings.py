@@ -278,6 +278,8 @@ DISPATCH_REPLAN_COOLDOWN_S = env_float("CHAINPLAN_DISPATCH_REPLAN_COOLDOWN_S", 9
 DISPATCH_DRIFT_MIN_COMPLETED = env_int("CHAINPLAN_DISPATCH_DRIFT_MIN_COMPLETED", 30)
 DISPATCH_OBSERVATION_DAYS = env_int("CHAINPLAN_DISPATCH_OBSERVATION_DAYS", 14)
 METRICS_TOKEN = os.environ.get("CHAINPLAN_METRICS_TOKEN", "")
+# the models the gateway mounted under /v1/ serves (docs/gateway.md); keys come from the dispatcher's store
+GATEWAY_CONFIG = os.environ.get("CHAINPLAN_GATEWAY_CONFIG", "")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 20_000}}}
 TOKEN_CACHE_S = env_int("TOKEN_CACHE_S", 30)

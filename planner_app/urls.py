@@ -13,16 +13,18 @@ from rest_framework.routers import DefaultRouter
 from .catalog import views as catalog
 from .core import views as core
 from .dispatch import views as dispatch
+from .gateway import views as gateway
 from .planning import views as planning
 from .probe import views as probe
 from .replanning import ingest as replanning_ingest, views as replanning
 
 
 class ClusterViewSet(replanning_ingest.ClusterImportActions, replanning.ClusterReplanningActions, probe.ClusterProbeActions,
-                     dispatch.ClusterDispatchActions, catalog.ClusterViewSet):
+                     dispatch.ClusterDispatchActions, gateway.ClusterGatewayActions, catalog.ClusterViewSet):
     # /clusters/: catalog (CRUD, import, export); re-planning (adopted-plan, adoptions, candidates, apply,
     # observed-load, replan, schedules); probe (servers/{server_id}/probe-token); dispatch (dispatch/tokens,
-    # dispatcher; acquire/release/renew/state are the ASGI dispatcher's, see planner_app.asgi).
+    # dispatcher; acquire/release/renew/state are the ASGI dispatcher's, see planner_app.asgi); gateway
+    # (gateway/keys, gateway; the OpenAI endpoints under /v1/ are the ASGI gateway's).
     # (No docstring: a viewset's docstring would become every operation's description in the schema.)
     pass
 

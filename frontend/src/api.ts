@@ -3,6 +3,7 @@
 // X-CSRFToken header read from the `csrftoken` cookie.
 
 import type { DispatcherPanelData } from './lib/dispatch';
+import type { GatewayKey, GatewayKeyCreated, GatewayPanelData } from './lib/gateway';
 import { ApiError, toApiError } from './lib/errors';
 import { buildQuery, type QueryValue } from './lib/query';
 import type { Health } from './lib/health';
@@ -165,6 +166,14 @@ export const api = {
   // live dispatcher (docs/dispatcher.md)
   dispatcher: (id: number) => request<DispatcherPanelData>('GET', `/clusters/${id}/dispatcher/`),
   dispatchToken: (id: number) => request<{ token: string }>('POST', `/clusters/${id}/dispatch/tokens/`, {}),
+
+  // OpenAI gateway keys (docs/gateway.md)
+  gateway: (id: number) => request<GatewayPanelData>('GET', `/clusters/${id}/gateway/`),
+  gatewayKeys: (id: number, params: ListParams = {}) =>
+    request<Page<GatewayKey>>('GET', `/clusters/${id}/gateway/keys/` + buildQuery(params)),
+  gatewayKeyCreate: (id: number) => request<GatewayKeyCreated>('POST', `/clusters/${id}/gateway/keys/`, {}),
+  gatewayKeyRevoke: (id: number, keyId: number) =>
+    request<GatewayKey>('DELETE', `/clusters/${id}/gateway/keys/${keyId}/`),
 
   // re-planning
   updateReplanSettings: (id: number, s: Partial<ReplanSettings>) => request<Cluster>('PATCH', `/clusters/${id}/`, s),

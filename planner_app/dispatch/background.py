@@ -15,7 +15,8 @@ from django.conf import settings
 from django.db import close_old_connections
 
 
-def _in_db_thread(fn, *args):
+def in_db_thread(fn, *args):
+    """Run ``fn`` in a worker thread with fresh database connections; the event loop only awaits it."""
     def run():
         close_old_connections()
         try:
@@ -29,7 +30,7 @@ def tasks(store):
     from . import services
 
     async def sync_plans():
-        await _in_db_thread(services.sync_store_with_database)
+        await in_db_thread(services.sync_store_with_database)
 
     async def observe():
         if not await store.claim("observe", settings.DISPATCH_OBSERVE_S * 0.9):
@@ -37,7 +38,7 @@ def tasks(store):
         for cluster in await store.clusters():
             state = await store.state(cluster)
             state.pop("_raw", None)
-            await _in_db_thread(services.observation_record, cluster, state)
+            await in_db_thread(services.observation_record, cluster, state)
 
 
     return [(settings.DISPATCH_SYNC_S, sync_plans), (settings.DISPATCH_OBSERVE_S, observe)]

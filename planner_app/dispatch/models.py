@@ -9,20 +9,29 @@ from ..catalog.models import Cluster
 from ..planning.models import Plan
 
 
-class DispatchToken(models.Model):
+class StoredSecret(models.Model):
+    """What dispatch tokens and gateway keys share: issued by someone, kept as a digest, revocable.
+
+    Subclasses add ``cluster``, ``digest`` and ``hint`` (the secret's first characters, to tell
+    them apart).  A revoked row is kept (the list shows it) so the store can be told to forget it
+    again on every full sync, even if the store was unreachable at the moment of revocation.
+    """
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+
+class DispatchToken(StoredSecret):
     """A token that may only acquire/release/renew/read state for one cluster; stored as its SHA-256 digest."""
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="dispatch_tokens")
     digest = models.CharField(max_length=64, unique=True)
-    hint = models.CharField(max_length=8)          # the token's first characters, to tell tokens apart
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    # a revoked token's row is kept (the list shows it) so the store can be told to forget it again
-    # on every full sync, even if the store was unreachable at the moment of revocation
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    hint = models.CharField(max_length=8)
 
     def __str__(self) -> str:
         return f"dispatch token {self.hint}... for {self.cluster}"

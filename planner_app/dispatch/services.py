@@ -33,15 +33,37 @@ def token_create(cluster: Cluster, user) -> str:
     token = secrets.token_urlsafe(30)
     digest = token_digest(token)
     DispatchToken.objects.create(cluster=cluster, digest=digest, hint=token[:6], created_by=user)
-    cluster_id = cluster.pk
+    mirror_on_commit(digest, cluster.pk, "a dispatch token")
+    return token
 
+
+def mirror_on_commit(digest: str, cluster_id: int, what: str) -> None:
+    """Once the transaction commits, the store accepts ``digest`` for the cluster (tokens and gateway keys)."""
     def mirror():
         try:
             sync_store().put_token(digest, cluster_id)
         except Exception:  # noqa: BLE001 - the background sync mirrors it as soon as the store is back
-            log.exception("could not mirror a dispatch token of cluster %s to the store", cluster_id)
+            log.exception("could not mirror %s of cluster %s to the store", what, cluster_id)
     transaction.on_commit(mirror)
-    return token
+
+
+def forget_on_commit(digest: str, cluster_id: int, what: str) -> None:
+    """Once the transaction commits, the store forgets ``digest``: the next request with it is refused."""
+    def forget():
+        try:
+            sync_store().drop_token(digest)
+        except Exception:  # noqa: BLE001 - the next full sync drops it as soon as the store is back
+            log.exception("could not drop %s of cluster %s from the store", what, cluster_id)
+    transaction.on_commit(forget)
+
+
+def mirror_rows(store: SyncDispatchStore, rows) -> None:
+    """Write (digest, cluster_id, revoked_at) rows to the store: live ones put, revoked ones dropped again."""
+    for digest, cluster_id, revoked in rows:
+        if revoked is None:
+            store.put_token(digest, cluster_id)
+        else:
+            store.drop_token(digest)
 
 
 def token_revoke(cluster: Cluster, token_id: int) -> DispatchToken | None:
@@ -50,20 +72,18 @@ def token_revoke(cluster: Cluster, token_id: int) -> DispatchToken | None:
     The dispatcher looks dispatch tokens up in the store on every call (no cache), so the next
     request with the token is refused.  None: no such token on this cluster.
     """
-    row = DispatchToken.objects.filter(cluster=cluster, pk=token_id).first()
+    return revoke_row(DispatchToken.objects.filter(cluster=cluster, pk=token_id).first(), "a revoked dispatch token")
+
+
+def revoke_row(row, what: str):
+    """Mark a stored secret's row (dispatch token, gateway key) revoked, once, and have the store forget it
+    on commit (again on a second revocation, in case the first drop was lost).  None stays None."""
     if row is None:
         return None
     if row.revoked_at is None:
         row.revoked_at = timezone.now()
         row.save(update_fields=["revoked_at"])
-    digest = row.digest
-
-    def forget():
-        try:
-            sync_store().drop_token(digest)
-        except Exception:  # noqa: BLE001 - the next full sync drops it as soon as the store is back
-            log.exception("could not drop a revoked dispatch token of cluster %s from the store", cluster.pk)
-    transaction.on_commit(forget)
+    forget_on_commit(row.digest, row.cluster_id, what)
     return row
 
 
@@ -131,11 +151,7 @@ def sync_store_with_database(store: SyncDispatchStore | None = None) -> dict[str
             if cluster_id not in adopted:
                 store.set_plan(cluster_id, None)
                 withdrawn += 1
-        for digest, cluster_id, revoked in DispatchToken.objects.values_list("digest", "cluster_id", "revoked_at"):
-            if revoked is None:
-                store.put_token(digest, cluster_id)
-            else:
-                store.drop_token(digest)
+        mirror_rows(store, DispatchToken.objects.values_list("digest", "cluster_id", "revoked_at"))
     return {"pushed": pushed, "withdrawn": withdrawn}
 
 

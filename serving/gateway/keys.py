@@ -3,8 +3,10 @@
 Keys are issued and revoked by the service (``planner_app.gateway``) and, like dispatch tokens,
 only their digests are kept and mirrored into the dispatcher's store, where this process looks
 them up on every request (so a revoked key is refused at once, with no Django in this process).
-The digest is taken over a domain-separated string so a gateway key is never also a dispatch
-token in the same store, nor the other way round.
+Gateway keys share the store's token table with dispatch tokens, so the two must never be
+mistaken for one another: the hash is taken over a domain-separated string (a dispatch token is
+never a gateway key) and the stored entry carries a prefix that no SHA-256 hex digest has (so
+``Authorization: Dispatch chainplan-gateway-key:<key>`` is no dispatch token either).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from typing import Protocol
 
 from serving.dispatch.protocol import DispatchStore
 
-__all__ = ["KEY_DOMAIN", "KeySource", "StoreKeys", "key_digest"]
+__all__ = ["KEY_DIGEST_PREFIX", "KEY_DOMAIN", "KeySource", "StoreKeys", "key_digest"]
 
 KEY_DOMAIN = "chainplan-gateway-key:"
+KEY_DIGEST_PREFIX = "gateway-key:"      # dispatch tokens are bare hex digests: this never is one
 
 
 def key_digest(key: str) -> str:
-    """What the store keeps for a gateway key (never the key itself)."""
-    return hashlib.sha256((KEY_DOMAIN + key).encode()).hexdigest()
+    """What the store keeps for a gateway key (never the key itself): 76 characters."""
+    return KEY_DIGEST_PREFIX + hashlib.sha256((KEY_DOMAIN + key).encode()).hexdigest()
 
 
 class KeySource(Protocol):

@@ -71,9 +71,14 @@ def ui_stack(chromium_path, ui_dist, tmp_path_factory):
     """uvicorn + a Celery worker on a fresh PostgreSQL database, serving the built UI."""
     require_services()
     database = PgDatabase()
+    tmp = tmp_path_factory.mktemp("ui-stack")
+    # the gateway's model list, read by the API's gateway panel on every request (a test names its cluster there)
+    gateway_config = tmp / "gateway.json"
+    gateway_config.write_text('{"models": []}')
     # a generous health timeout: on a loaded 2-core machine a worker may take over a second to answer the ping
-    stack = Stack(tmp_path_factory.mktemp("ui-stack"), database.url, CHAINPLAN_FRONTEND_DIST=str(ui_dist),
-                  CHAINPLAN_HEALTH_TIMEOUT_S="3")
+    stack = Stack(tmp, database.url, CHAINPLAN_FRONTEND_DIST=str(ui_dist),
+                  CHAINPLAN_HEALTH_TIMEOUT_S="3", CHAINPLAN_GATEWAY_CONFIG=str(gateway_config))
+    stack.gateway_config = gateway_config
     try:
         stack.manage("migrate", "--noinput", "-v", "0")
         stack.start_web()

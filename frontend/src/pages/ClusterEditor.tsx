@@ -12,6 +12,7 @@ import { CURVE_HINT, curveMessage, formatCurve, parseCurve, type CurveValue } fr
 import { ReplanPanel } from './Replanning';
 import { WorkloadEditor } from './WorkloadEditor';
 import { DispatcherPanel } from './Dispatcher';
+import { GatewayPanel } from './Gateway';
 import { ApiErrorSummary, confirmDelete, ErrorBox, Field, FieldMessages, Link, Loading, Notice, PageHeader, parseNumberInput, splitError, TextField } from '../components/ui';
 import type { Cluster, Model, ScenarioDoc, Server } from '../types';
 
@@ -538,6 +539,7 @@ export function ClusterEditor({ id }: { id: number | null }) {
       {!isNew && loaded.data && <WorkloadEditor cluster={loaded.data} />}
       {!isNew && <ReplanPanel clusterId={id!} />}
       {!isNew && <DispatcherPanel clusterId={id!} />}
+      {!isNew && <GatewayPanel clusterId={id!} />}
     </section>
   );
 }
