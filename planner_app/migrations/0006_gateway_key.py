@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('planner_app', '0004_dispatch_token_revoked'),
+        ('planner_app', '0005_server_batch_slowdown'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
