@@ -439,8 +439,10 @@ class MemoryStore:
         return n
 
     # -- protocol.DispatchStore (as AsyncRedisStore) ---------------------------
-    def _start(self, cluster: int, wait_s: Any, policy: Any, uniform: float | None,
-               loop: asyncio.AbstractEventLoop | None) -> tuple[str, dict[str, Any], _Waiter | None, float]:
+    def _submit(self, cluster: int, wait_s: Any, policy: Any, uniform: float | None,
+                loop: asyncio.AbstractEventLoop | None, *, keep: bool = False
+                ) -> tuple[str, dict[str, Any], _Waiter | None, float]:
+        """Checked arguments into the acquire operation; a queued request gets its waiter under the same lock."""
         wait_s, policy = check_args(wait_s, policy)
         lid = new_id()
         u = self._rng.random() if uniform is None else uniform
@@ -450,6 +452,12 @@ class MemoryStore:
             w = None
             if d.get("queued"):
                 w = self._waiters[(int(cluster), lid)] = _Waiter(loop)
+                w.keep = keep
+        return lid, d, w, wait_s
+
+    def _start(self, cluster: int, wait_s: Any, policy: Any, uniform: float | None,
+               loop: asyncio.AbstractEventLoop | None) -> tuple[str, dict[str, Any], _Waiter | None, float]:
+        lid, d, w, wait_s = self._submit(cluster, wait_s, policy, uniform, loop)
         if d.get("error") == "no_plan":
             raise NoAdoptedPlan.for_cluster(cluster)
         if "lease" not in d and not d.get("queued"):
@@ -509,15 +517,7 @@ class MemoryStore:
 
     async def enqueue(self, cluster: int, *, policy: str | None = None, wait_s: float = 30.0,
                       uniform: float | None = None) -> tuple[str, dict[str, Any]]:
-        wait_s, policy = check_args(wait_s, policy)
-        lid = new_id()
-        u = self._rng.random() if uniform is None else uniform
-        with self._lock:
-            self.now = int(math.floor(self._clock()))
-            d = self._op_acquire(int(cluster), lid, policy, u, int(wait_s * 1000))
-            if d.get("queued"):
-                w = self._waiters[(int(cluster), lid)] = _Waiter(None)
-                w.keep = True
+        lid, d, _, _ = self._submit(cluster, wait_s, policy, uniform, None, keep=True)
         return lid, d
 
     async def granted(self, cluster: int, lid: str) -> LeaseJSON | None:
