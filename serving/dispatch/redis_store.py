@@ -46,6 +46,18 @@ def _retry() -> Retry:
 _RETRY_ON = [RedisConnectionError, RedisTimeoutError, ConnectionRefusedError]
 
 
+
+def acquire_queued(cluster: int, answer: dict[str, Any]) -> bool:
+    """What the acquire script answered: True when the request waits in the queue, False when it holds a
+    lease; the refusals raise (no adopted plan, or no free chain and no wait asked for)."""
+    if "lease" in answer:
+        return False
+    if answer.get("error") == "no_plan":
+        raise NoAdoptedPlan.for_cluster(cluster)
+    if not answer.get("queued"):
+        raise NoFreeChain.after_wait(answer.get("position", 1), 0)
+    return True
+
 class _Keys:
     def __init__(self, prefix: str):
         if not prefix or any(ch in prefix for ch in "*?[]{} \n"):
@@ -104,12 +116,8 @@ class AsyncRedisStore(_Keys):
         lid = new_id()
         u = self._rng.random() if uniform is None else uniform
         d = json.loads(await self._run_batched(cluster, "acquire", lid, policy, repr(u), int(wait_s * 1000)))
-        if "lease" in d:
+        if not acquire_queued(cluster, d):
             return lease_from_raw(d)
-        if d.get("error") == "no_plan":
-            raise NoAdoptedPlan.for_cluster(cluster)
-        if not d.get("queued"):
-            raise NoFreeChain.after_wait(d.get("position", 1), 0)
         try:
             got = await self._wait(cluster, lid, wait_s)
         except (asyncio.CancelledError, Exception):
@@ -236,12 +244,8 @@ class RedisStore(_Keys):
         lid = new_id()
         u = self._rng.random() if uniform is None else uniform
         d = json.loads(self._run(cluster, "acquire", lid, policy, repr(u), int(wait_s * 1000)))
-        if "lease" in d:
+        if not acquire_queued(cluster, d):
             return lease_from_raw(d)
-        if d.get("error") == "no_plan":
-            raise NoAdoptedPlan.for_cluster(cluster)
-        if not d.get("queued"):
-            raise NoFreeChain.after_wait(d.get("position", 1), 0)
         end = time.monotonic() + wait_s
         got = None
         while got is None and (left := end - time.monotonic()) > 0:
