@@ -106,7 +106,8 @@ class ServerDoc(BaseModel):
     calibration: CalibrationDoc | None = None
     # [[concurrency, factor], ...] (checked by BatchSlowdown.from_pairs, whose errors name the entry), or
     # "roofline": derived from tflops, mem_bandwidth_gb_s and the model's architecture (docs/calibration.md)
-    batch_slowdown: list[Any] | str | None = None
+    batch_slowdown: list[Any] | str | None = Field(
+        None, description='[[concurrency, factor], ...] ascending from [1, 1], or "roofline" (docs/calibration.md)')
 
 
 class TraceRequestDoc(BaseModel):

@@ -108,11 +108,18 @@ def _lenient(components: dict[str, dict[str, Any]]) -> None:
     trace["items"] = {"oneOf": [trace["items"], {"type": "array", "minItems": 3, "maxItems": 3,
                                                  "items": {"type": "number"}}]}
     trace["description"] = "per request an object, or compactly [arrival_s, input_tokens, output_tokens]"
+    pairs = {"type": "array", "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}}
     curve = components["ScenarioServerDoc"]["properties"]["batch_slowdown"]
-    curve["items"] = {"type": "array", "items": {"type": "number"}}
-    curve["description"] = ("[concurrency, factor] pairs: concurrencies integers ascending from 1, factors >= 1 "
-                            "and non-decreasing, [1, 1] first (docs/scenario-format.md)")
-    curve["example"] = [[1, 1], [8, 1.5], [64, 4]]
+    curve.clear()
+    curve.update({"nullable": True, "oneOf": [pairs, {"type": "string", "enum": ["roofline"]}],
+                  "description": ("[concurrency, factor] pairs: concurrencies integers ascending from 1, factors >= 1 "
+                                  "and non-decreasing, [1, 1] first (docs/scenario-format.md); or \"roofline\": "
+                                  "derived from tflops, mem_bandwidth_gb_s and the architecture (docs/calibration.md)"),
+                  "example": [[1, 1], [8, 1.5], [64, 4]]})
+    measured = components["ScenarioCalibrationDoc"]["properties"]["batch_slowdown"]
+    measured.clear()
+    measured.update({**pairs, "nullable": True,
+                     "description": "the probe's measured curve (its report's derived.batch_slowdown); wins"})
 
 
 @functools.cache

@@ -37,7 +37,8 @@ def test_every_field_of_the_scenario_models_is_in_the_served_schema(schema):
     assert "hf_config" in components["ScenarioModelDoc"]["properties"]
     assert {"block_time_base_s", "block_time_per_input_token_s", "block_time_per_output_token_s"} \
         <= set(components["ScenarioCalibrationDoc"]["properties"])
-    assert components["ScenarioServerDoc"]["properties"]["batch_slowdown"]["type"] == "array"
+    curve = components["ScenarioServerDoc"]["properties"]["batch_slowdown"]
+    assert [alt["type"] for alt in curve["oneOf"]] == ["array", "string"] and curve["oneOf"][1]["enum"] == ["roofline"]
 
 
 def test_the_endpoints_that_take_or_give_a_scenario_use_it(schema):
