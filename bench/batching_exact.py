@@ -33,13 +33,13 @@ SECTION = "## Simulator against exact results"
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
-def replace_section(text: str, body: str) -> str:
-    """``text`` with the section under ``SECTION`` (up to the next ``## ``) replaced or appended."""
+def replace_section(text: str, body: str, section: str = SECTION) -> str:
+    """``text`` with the section under ``section`` (up to the next ``## ``) replaced or appended."""
     lines = text.splitlines()
-    if SECTION not in lines:
+    if section not in lines:
         head = text.rstrip("\n") + "\n\n" if text.strip() else "# Servers that batch (issue 21)\n\n"
         return head + body
-    start = lines.index(SECTION)
+    start = lines.index(section)
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     return "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]).rstrip("\n") + "\n"
 

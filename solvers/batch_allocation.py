@@ -105,6 +105,15 @@ def best_capacities(model: BatchModel, chains: Sequence[Any], caps: Sequence[int
     caps = [ch.capacity for ch in chains] if caps is None else list(caps)
     if not model.active:
         return list(caps)
+    live = [k for k, cap in enumerate(caps) if cap > 0]
+    if len(live) < len(caps):
+        # a chain that may hold no job changes nothing, but every step below sums over the chains sharing a
+        # server: optimal-allocation offers allocations of thousands of enumerated chains, nearly all at 0
+        out = [0] * len(caps)
+        for k, v in zip(live, best_capacities(model, [chains[k] for k in live], [caps[k] for k in live],
+                                              arrival_rate)):
+            out[k] = v
+        return out
     by_rate = _max_saturation(model, chains, caps)
     if arrival_rate is None:
         return by_rate
