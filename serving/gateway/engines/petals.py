@@ -18,7 +18,6 @@ import asyncio
 import itertools
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
 
