@@ -28,7 +28,7 @@ import pytest
 from serving.dispatch.redis_store import RedisStore
 from serving.gateway.keys import key_digest
 from tests.dispatch.conftest import REDIS_URL, free_port, require_redis, snapshot
-from tests.petals.conftest import PETALS_PY, REPO, petals_env
+from tests.petals.conftest import PETALS_PY, REPO, petals_env, petals_generate
 
 openai = pytest.importorskip("openai")
 
@@ -130,26 +130,9 @@ def greedy(setup):
     return setup.client().completions.create(model=MODEL, prompt=PROMPT, max_tokens=10, temperature=0)
 
 
-def _petals_generate(setup, prompt: str, max_new: int) -> dict:
-    """PETALS' own generate over the plan's chain (tests/petals/petals_reference.py in .venv-petals)."""
-    from serving.petals.procs import process_tree, terminate_tree
-    swarm = setup.swarm
-    chain = [[s.peer_id, s.spec.start_block, s.spec.end_block] for s in swarm.servers]
-    proc = subprocess.Popen([str(PETALS_PY), str(REPO / "tests" / "petals" / "petals_reference.py"),
-                             str(swarm.model_dir), swarm.initial_peers[0], swarm.dht_prefix, json.dumps(chain), prompt,
-                             str(max_new)], env=petals_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.strip(), f"PETALS' generate printed nothing (exit code {proc.poll()})"
-        return json.loads(line)
-    finally:
-        terminate_tree(process_tree(proc.pid), timeout_s=5)
-        proc.wait(timeout=5)
-
-
 def test_sync_completion_is_petals_own_greedy_text_with_the_tokenizers_counts(setup, greedy):
-    want = _petals_generate(setup, PROMPT, 10)
+    chain = [[s.peer_id, s.spec.start_block, s.spec.end_block] for s in setup.swarm.servers]
+    want = petals_generate(setup.swarm, chain, PROMPT, 10)
     choice = greedy.choices[0]
     assert choice.text == want["text"] and want["text"].strip()
     assert greedy.model == MODEL and greedy.object == "text_completion"
