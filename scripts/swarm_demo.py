@@ -5,8 +5,13 @@
 3. a cluster of N loopback servers imported into the service, planned (``proposed``) and adopted;
 4. a private PETALS swarm placed by the adopted plan, its servers launched from the export
    (``serving.petals.launch``), the swarm file written for the gateway's ``petals`` engine;
-5. a dispatch token and a gateway key issued by the service, then the gateway
-   (``python -m serving.gateway``) on ``CHAINPLAN_GATEWAY_PORT`` (default: the service's port + 1).
+5. a gateway key issued by the service (``POST /api/v1/clusters/{id}/gateway/keys/``), then the gateway
+   (``python -m serving.gateway serve`` with the ``petals`` engine over the swarm file) on
+   ``CHAINPLAN_GATEWAY_PORT`` (default: the service's port + 1).  With ``CHAINPLAN_DISPATCH_REDIS`` (or
+   ``REDIS_URL``) set, the service and the gateway share the dispatcher's Redis store: leases straight from
+   it, and keys as the service mirrors them (a key revoked in the service is refused at once).  Without
+   Redis the dispatcher's state lives in the service's process: the gateway takes leases from its HTTP
+   endpoints with a dispatch token, and is given the key itself.
 
 Prints ``OpenAI base URL: ...``, ``API key: ...`` and ``model: ...`` once every part answers, then runs
 in the foreground; SIGTERM, SIGINT (Ctrl-C) or ``bash scripts/swarm.sh stop`` stop everything it started,
@@ -16,8 +21,10 @@ and so does any part that dies (a line names it).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -40,10 +47,13 @@ MAX_TOKENS = 256            # the longest sequence (prompt + answer) a request m
 # room for a few of the tiny model's blocks and their KV slots, so the plan splits the model into several hops
 SERVER_MEMORY_GB = 0.0012
 ARRIVAL_RATE = 20.0         # requests per second the plan is made for (enough that it uses several servers)
+DEFAULT_MAX_TOKENS = 128    # a chat request naming no max_tokens: room for its prompt within MAX_TOKENS
 
 
 class DemoError(RuntimeError):
-    pass
+    def __init__(self, msg: str, status: int | None = None):
+        super().__init__(msg)
+        self.status = status
 
 
 class _Stopped(BaseException):
@@ -68,7 +78,8 @@ class Api:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            raise DemoError(f"{method} /api/v1/{path}: HTTP {exc.code}: {exc.read().decode(errors='replace')[:500]}") from None
+            raise DemoError(f"{method} /api/v1/{path}: HTTP {exc.code}: {exc.read().decode(errors='replace')[:500]}",
+                            exc.code) from None
 
 
 def scenario(model_config: dict, servers: int) -> dict:
@@ -165,6 +176,62 @@ def wait_for_http(child: Child, url: str, headers: dict, timeout_s: float) -> No
     raise DemoError(f"the {child.name} does not answer {url} within {timeout_s:.0f} s; see {child.log_path}")
 
 
+def wait_for_answer(child: Child, base_url: str, key: str, timeout_s: float) -> None:
+    """One real completion through the gateway: the plan reached the dispatcher's store, the key is known,
+    and the gateway's PETALS client has joined the swarm (its first request starts it)."""
+    body = json.dumps({"model": MODEL_NAME, "prompt": "Hello", "max_tokens": 1}).encode()
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"{base_url}/completions", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=max(1.0, deadline - time.monotonic())):
+                return
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:300]}"
+            # 401: the key's digest is not in the store yet; 503: nor the adopted plan; anything else is final
+            if exc.code not in (401, 503):
+                raise DemoError(f"the gateway refused the first request: {last}") from None
+        except OSError as exc:
+            last = str(exc)
+        if not child.alive():
+            raise DemoError(f"the {child.name} exited with status {child.proc.returncode}; see {child.log_path}\n"
+                            + child.tail())
+        time.sleep(0.5)
+    raise DemoError(f"no answer through the gateway within {timeout_s:.0f} s (last: {last}); see {child.log_path}")
+
+
+class Store:
+    """Where the dispatcher's state lives for this demo: a Redis URL shared by the service and the gateway,
+    or none (the service's own process; the gateway then goes through its HTTP endpoints)."""
+
+    def __init__(self, var: Path):
+        self.redis_url = os.environ.get("CHAINPLAN_DISPATCH_REDIS") or os.environ.get("REDIS_URL") or ""
+        # a prefix of this demo's own (its cluster ids are its database's), unless one is set
+        default = "chainplan:swarm-demo:" + hashlib.sha256(str(var.resolve()).encode()).hexdigest()[:8]
+        self.prefix = os.environ.get("CHAINPLAN_DISPATCH_PREFIX") or default
+
+    def env(self) -> dict[str, str]:
+        return {"CHAINPLAN_DISPATCH_PREFIX": self.prefix} if self.redis_url else {}
+
+
+def gateway_key(api: Api, cluster: int, store: Store) -> tuple[str, bool]:
+    """(key, issued by the service?): a gateway key of the service (shown once) or, where the service has no
+    such endpoint, one made here and allowed in the shared store as ``python -m serving.gateway key`` does."""
+    try:
+        return api.call("POST", f"clusters/{cluster}/gateway/keys/", {})["key"], True
+    except DemoError as exc:
+        if exc.status != 404:
+            raise
+    key = "sk-" + secrets.token_urlsafe(32)
+    if store.redis_url:
+        from serving.dispatch.redis_store import RedisStore
+        from serving.gateway.keys import key_digest
+        RedisStore(store.redis_url, prefix=store.prefix).put_token(key_digest(key), cluster)
+    return key, False
+
+
 # --------------------------------------------------------------------------- the demo
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     children: list[Child] = []
     swarm = None
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    store = Store(var)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **store.env())
     try:
         log(f"starting the service on {host}:{port} (log: {work / 'service.log'})")
         service = Child("service", ["bash", "scripts/serve.sh"], work / "service.log", env=env)
@@ -217,16 +285,30 @@ def main(argv: list[str] | None = None) -> int:
         swarm.start()
         swarm_file = work / "swarm.json"
         swarm.info(MODEL_NAME).save(swarm_file)
-        dispatch_token = api.call("POST", f"clusters/{cluster}/dispatch/tokens/", {})["token"]
-        key = api.call("POST", f"clusters/{cluster}/gateway/keys/", {})["key"]
+        (work / "gateway.json").write_text(json.dumps({"models": [
+            {"name": MODEL_NAME, "cluster": cluster, "engine": "petals", "swarm_file": swarm_file.name}]}, indent=2))
+        key, from_service = gateway_key(api, cluster, store)
         log(f"starting the gateway on {host}:{gw_port} (log: {work / 'gateway.log'})")
-        gateway = Child("gateway", [sys.executable, "-m", "serving.gateway", "--host", host, "--port", str(gw_port),
-                                    "--service", f"http://{host}:{port}", "--cluster", str(cluster),
-                                    "--dispatch-token", dispatch_token, "--engine", "petals",
-                                    "--petals-swarm", str(swarm_file)], work / "gateway.log", env=env)
+        argv = [sys.executable, "-m", "serving.gateway", "--prefix", store.prefix, "serve",
+                "--config", str(work / "gateway.json"), "--host", host, "--port", str(gw_port),
+                "--default-max-tokens", str(DEFAULT_MAX_TOKENS)]
+        if store.redis_url:
+            argv += ["--dispatch", store.redis_url]
+        else:
+            token = api.call("POST", f"clusters/{cluster}/dispatch/tokens/", {})["token"]
+            argv += ["--dispatch", f"http://{host}:{port}", "--dispatch-token", f"{cluster}={token}",
+                     "--key", f"{cluster}={key}"]
+        gateway = Child("gateway", argv, work / "gateway.log", env=env)
         children.append(gateway)
-        wait_for_http(gateway, f"http://{host}:{gw_port}/v1/models", {"Authorization": f"Bearer {key}"}, 180)
-        print(f"\nOpenAI base URL: http://{host}:{gw_port}/v1\nAPI key: {key}\nmodel: {MODEL_NAME}\n"
+        base_url = f"http://{host}:{gw_port}/v1"
+        wait_for_http(gateway, f"{base_url}/health", {}, 60)
+        log("waiting for the first answer through the plan (the gateway's PETALS client joins the swarm)")
+        wait_for_answer(gateway, base_url, key, 300)
+        if not from_service:
+            log("the service issues no gateway keys (no /gateway/keys/ endpoint): this key was made here")
+        elif not store.redis_url:
+            log("without Redis the gateway was given the key itself: revoking it in the service needs a restart")
+        print(f"\nOpenAI base URL: {base_url}\nAPI key: {key}\nmodel: {MODEL_NAME}\n"
               "Press Ctrl-C (or run bash scripts/swarm.sh stop) to stop.", flush=True)
         running[0] = True
         while not stop.wait(1.0):

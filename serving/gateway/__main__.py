@@ -3,6 +3,8 @@
     python -m serving.gateway serve --config gateway.json --dispatch redis://127.0.0.1:6379/0
     python -m serving.gateway serve --model tiny --cluster 1 --engines-file engines.json \\
         --dispatch memory --plan 1=plan.json --key 1=sk-local          # everything in one process
+    python -m serving.gateway serve --model tiny-sp --cluster 1 --swarm-file swarm.json \\
+        --dispatch redis://127.0.0.1:6379/0                            # a PETALS swarm's chains
     python -m serving.gateway key CLUSTER KEY --redis URL              # allow a key without the service
 
 Leases come from the dispatcher's store directly (``--dispatch memory`` or a Redis URL: the
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from .params import Limits
@@ -44,11 +47,14 @@ def build(args: argparse.Namespace):
 
     if args.config:
         models: list[ServedModel] = load_models(args.config)
-    elif args.model and args.cluster and args.engines_file:
-        models = models_from_dict({"models": [{"name": args.model, "cluster": args.cluster, "engine": "openai",
-                                               "engines_file": args.engines_file}]})
+    elif args.model and args.cluster and bool(args.engines_file) != bool(args.swarm_file):
+        engine = ({"engine": "openai", "engines_file": args.engines_file} if args.engines_file
+                  else {"engine": "petals", "swarm_file": args.swarm_file})
+        models = models_from_dict({"models": [{"name": args.model, "cluster": args.cluster, **engine}]},
+                                  base_dir=Path.cwd())
     else:
-        raise ValueError("--config FILE, or --model NAME --cluster ID --engines-file FILE, is required")
+        raise ValueError("--config FILE, or --model NAME --cluster ID with one of --engines-file FILE "
+                         "(openai engines) or --swarm-file FILE (a PETALS swarm), is required")
 
     startup: list[Callable[[], Awaitable[Any]]] = []
     dispatch = args.dispatch
@@ -109,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--model", help="one model's name (with --cluster and --engines-file, instead of --config)")
     s.add_argument("--cluster", type=int)
     s.add_argument("--engines-file", help="the engines file `python -m solvers export --engines-file` wrote")
+    s.add_argument("--swarm-file", help="instead of --engines-file: the PETALS swarm file `python -m "
+                                        "serving.petals.launch` wrote (the petals engine)")
     s.add_argument("--dispatch", default="memory",
                    help="where leases come from: 'memory' (in this process), redis://... (the dispatcher's store, "
                         "directly) or http://... (its HTTP endpoints); default %(default)s")

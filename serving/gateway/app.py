@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from serving.dispatch.protocol import DispatchError, NoAdoptedPlan, NoFreeChain
 
-from .engine import Delta, Engine, EngineError, GenerationRequest
+from .engine import Delta, Engine, EngineError, GenerationRequest, RequestTooLong
 from .errors import OpenAIError
 from .keys import KeySource
 from .leases import LeaseSource
@@ -81,6 +81,30 @@ def _dispatch_error(exc: Exception, cluster: int) -> OpenAIError:
     detail = exc.detail if isinstance(exc, DispatchError) else str(exc) or type(exc).__name__
     return OpenAIError(503, f"the dispatcher could not be asked for a chain: {detail}",
                        code="dispatcher_unavailable", retry_after_s=1)
+
+
+def _engine_error(exc: EngineError, parsed: Parsed, chain: Any) -> OpenAIError:
+    """An engine's failure in OpenAI's shape: a request too long for the runtime is the request's
+    fault (400 naming what to shorten); anything else is the engine's (502)."""
+    if isinstance(exc, RequestTooLong):
+        param = parsed.prompt_param if exc.param == "prompt" else parsed.max_tokens_param
+        return OpenAIError(400, f"{exc}: shorten {param}", param=param, code="context_length_exceeded")
+    return OpenAIError(502, f"the engine failed on chain {chain}: {exc}", code="engine_error")
+
+
+async def _first(deltas: AsyncIterator[Delta]) -> Delta | None:
+    async for d in deltas:
+        return d
+    return None
+
+
+async def _then(first: Delta | None, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+    """``first``, then the rest of the engine's answer (closing this does not close ``rest``)."""
+    if first is None:
+        return
+    yield first
+    async for d in rest:
+        yield d
 
 
 async def _disconnected(receive) -> None:
@@ -282,15 +306,35 @@ class Gateway:
 
         answer = _Answer(parsed.request, served.name)
         deltas = served.engine.stream(parsed.request, lease.servers)
-        if parsed.stream:
-            return _EventStream(self._events(answer, deltas, parsed.include_usage), release)
+
+        async def finish() -> None:      # the engine's session closed first, then the slot given back
+            try:
+                await deltas.aclose()
+            finally:
+                await release()
+
+        # The first piece is awaited before any response starts: a refusal the engine can only make
+        # once it sees the tokens (a prompt too long for the servers) is still an HTTP error, not an
+        # error event inside a 200 stream.
         try:
-            gone, got = await _unless_gone(self._collect(deltas), request.receive)
+            gone, first = await _unless_gone(_first(deltas), request.receive)
         except EngineError as exc:
-            raise OpenAIError(502, f"the engine failed on chain {lease.chain}: {exc}", code="engine_error") from None
+            await finish()
+            raise _engine_error(exc, parsed, lease.chain) from None
+        except BaseException:
+            await finish()
+            raise
+        if gone:
+            await finish()
+            return Response(status_code=499)
+        if parsed.stream:
+            return _EventStream(self._events(answer, _then(first, deltas), parsed.include_usage), finish)
+        try:
+            gone, got = await _unless_gone(self._collect(_then(first, deltas)), request.receive)
+        except EngineError as exc:
+            raise _engine_error(exc, parsed, lease.chain) from None
         finally:
-            await deltas.aclose()
-            await release()
+            await finish()
         if gone:
             return Response(status_code=499)
         text, final, counted = got

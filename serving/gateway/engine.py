@@ -21,7 +21,7 @@ from typing import AsyncIterator, Literal, Protocol, Sequence, runtime_checkable
 
 from solvers.plan_format import HopDoc
 
-__all__ = ["ChatMessage", "GenerationRequest", "Delta", "EngineError", "Engine"]
+__all__ = ["ChatMessage", "GenerationRequest", "Delta", "EngineError", "RequestTooLong", "Engine"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,17 @@ class EngineError(RuntimeError):
     def __init__(self, message: str, *, server: str | None = None):
         super().__init__(message)
         self.server = server
+
+
+class RequestTooLong(EngineError):
+    """The request does not fit the runtime's longest sequence: the request's fault (a 400), no server's.
+
+    ``param`` says what to shorten: ``"prompt"`` (the prompt alone leaves no room for one token; the
+    gateway names ``messages`` or ``prompt``) or ``"max_tokens"`` (the prompt fits, the answer does not)."""
+
+    def __init__(self, message: str, *, param: Literal["prompt", "max_tokens"] = "max_tokens"):
+        super().__init__(message)
+        self.param = param
 
 
 @runtime_checkable

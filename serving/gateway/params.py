@@ -36,6 +36,11 @@ class Parsed:
     request: GenerationRequest
     stream: bool
     include_usage: bool
+    max_tokens_param: str = "max_tokens"    # the name the body gave it by (a refusal names that one)
+
+    @property
+    def prompt_param(self) -> str:
+        return "messages" if self.request.kind == "chat" else "prompt"
 
 
 def _refuse_unknown(body: Mapping[str, Any], known: frozenset[str], endpoint: str) -> None:
@@ -175,9 +180,11 @@ def parse_chat(body: Any, limits: Limits) -> Parsed:
     c = _common(body, CHAT_PARAMS, "/v1/chat/completions")
     messages = _messages(body.get("messages"))
     _check_size(sum(len(m.content) for m in messages), "messages", limits)
-    max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), limits.default_max_tokens, limits)
+    names = ("max_completion_tokens", "max_tokens")
+    max_tokens = _max_tokens(body, names, limits.default_max_tokens, limits)
     stream, usage = c.pop("_stream"), c.pop("_usage")
-    return Parsed(GenerationRequest(kind="chat", messages=messages, max_tokens=max_tokens, **c), stream, usage)
+    named = next((n for n in names if body.get(n) is not None), "max_tokens")
+    return Parsed(GenerationRequest(kind="chat", messages=messages, max_tokens=max_tokens, **c), stream, usage, named)
 
 
 def parse_completion(body: Any, limits: Limits) -> Parsed:

@@ -285,7 +285,8 @@ def serve(client: Client, max_workers: int) -> None:
         try:
             emit({"id": msg["id"], "event": "end", "ok": True, **generator.generate(msg, emit, cancels[msg["id"]])})
         except RequestTooLong as exc:
-            emit({"id": msg["id"], "event": "end", "ok": False, "error": str(exc), "too_long": True})
+            emit({"id": msg["id"], "event": "end", "ok": False, "error": str(exc), "too_long": True,
+                  "param": exc.param})
         except Exception as exc:  # the engine turns it into an EngineError naming the server
             emit({"id": msg["id"], "event": "end", "ok": False, "error": f"{type(exc).__name__}: {exc}",
                   "peer": failed_peer(exc, msg.get("chain"))})

@@ -24,7 +24,12 @@ from serving.petals.text import IncrementalDetokenizer, StopScanner
 
 
 class RequestTooLong(ValueError):
-    """The request cannot fit the servers' KV budget: the request's fault, not a server's."""
+    """The request cannot fit the servers' KV budget: the request's fault, not a server's.
+    ``param``: "prompt" when the prompt alone leaves no room for one token, else "max_tokens"."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,8 @@ class TextGenerator:
         limit = msg.get("max_length")
         if limit is not None and len(ids) + max_new > int(limit):
             raise RequestTooLong(f"the prompt ({len(ids)} tokens) plus max_tokens ({max_new}) exceed the longest "
-                                 f"sequence this swarm's servers take ({limit} tokens)")
+                                 f"sequence this swarm's servers take ({limit} tokens)",
+                                 "prompt" if len(ids) >= int(limit) else "max_tokens")
         sampling = Sampling(float(msg.get("temperature", 1.0)), float(msg.get("top_p", 1.0)), msg.get("seed"))
         gen = sampling.generator()
         detok = IncrementalDetokenizer(lambda t: tok.decode(t, skip_special_tokens=True), context=ids)

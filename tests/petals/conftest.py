@@ -3,7 +3,9 @@ environment a process of it runs with (offline, one thread, this worktree's code
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,20 @@ def petals_python() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return PETALS_PY
+
+
+def petals_generate(swarm, chain: list, prompt: str, max_new: int) -> dict:
+    """PETALS' own greedy ``generate`` over ``chain`` ([[peer_id, start, end], ...]) of a running ``Swarm``
+    (tests/petals/petals_reference.py in .venv-petals): ``{"prompt_ids", "ids", "text"}``."""
+    from serving.petals.procs import process_tree, terminate_tree
+    proc = subprocess.Popen([str(PETALS_PY), str(REPO / "tests" / "petals" / "petals_reference.py"),
+                             str(swarm.model_dir), swarm.initial_peers[0], swarm.dht_prefix, json.dumps(chain), prompt,
+                             str(max_new)], env=petals_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip(), f"PETALS' generate printed nothing (exit code {proc.poll()})"
+        return json.loads(line)
+    finally:
+        terminate_tree(process_tree(proc.pid), timeout_s=5)
+        proc.wait(timeout=5)

@@ -9,17 +9,15 @@ Needs .venv-petals (bash scripts/install_petals.sh): under CI=true its absence f
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from serving.gateway.engine import ChatMessage, Delta, Engine, EngineError, GenerationRequest
 from solvers.plan_format import HopDoc
-from tests.petals.conftest import PETALS_PY, REPO, petals_env
+from tests.petals.conftest import PETALS_PY, petals_env, petals_generate
 
 LAYERS = 4
 # a: blocks 0-1, b: 2-3, c: all four; chains [a, b] and [c]
@@ -79,22 +77,6 @@ def _sessions(log: str, blocks: str) -> tuple[int, int]:
             len(re.findall(rf"rpc_inference\.close\(blocks={blocks},", log)))
 
 
-def _petals_generate(swarm, chain, prompt: str, max_new: int) -> dict:
-    """PETALS' own generate over ``chain`` (tests/petals/petals_reference.py in .venv-petals)."""
-    from serving.petals.procs import process_tree, terminate_tree
-    proc = subprocess.Popen([str(PETALS_PY), str(REPO / "tests" / "petals" / "petals_reference.py"),
-                             str(swarm.model_dir), swarm.initial_peers[0], swarm.dht_prefix, json.dumps(chain), prompt,
-                             str(max_new)], env=petals_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.strip(), f"PETALS' generate printed nothing (exit code {proc.poll()})"
-        return json.loads(line)
-    finally:
-        terminate_tree(process_tree(proc.pid), timeout_s=5)
-        proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def greedy(engine, loop):
     return _collect(loop, engine, _completion(), AB)
@@ -105,7 +87,7 @@ def greedy(engine, loop):
 def test_greedy_completion_equals_petals_generate_over_the_same_route(engine, swarm, greedy):
     assert isinstance(engine, Engine)
     chain = engine.chain(AB)
-    want = _petals_generate(swarm, chain, PROMPT, 12)
+    want = petals_generate(swarm, chain, PROMPT, 12)
     *pieces, end = greedy
     assert [t for d in pieces for t in d.tokens] == want["ids"]
     assert "".join(d.text for d in pieces) == want["text"] and want["text"].strip()

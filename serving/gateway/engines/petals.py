@@ -18,13 +18,12 @@ import asyncio
 import itertools
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
 
-from serving.gateway.engine import Delta, EngineError, GenerationRequest
+from serving.gateway.engine import Delta, EngineError, GenerationRequest, RequestTooLong
 from serving.petals import procs
-from serving.petals.swarm import SwarmInfo
+from serving.petals.swarm import SwarmError, SwarmInfo
 from solvers.plan_format import HopDoc
 
 REPO = Path(__file__).resolve().parents[3]
@@ -35,10 +34,7 @@ CANCEL_WAIT_S = 1.0
 MAX_RETRIES = 2
 _LINE_LIMIT = 1 << 22
 
-
-class RequestTooLong(EngineError):
-    """The prompt plus ``max_tokens`` exceed the longest sequence the swarm's servers take (the
-    servers' KV budget, ``SwarmInfo.max_length``): the request's fault (a 400), no server's."""
+__all__ = ["PetalsEngine", "RequestTooLong", "from_spec"]
 
 
 class PetalsEngine:
@@ -144,8 +140,9 @@ class PetalsEngine:
                     yield Delta(text=msg["text"], tokens=tuple(msg.get("tokens", ())))
                     continue
                 ended = True
-                if msg.get("too_long"):
-                    raise RequestTooLong(msg.get("error", "the request is too long"))
+                if msg.get("too_long"):     # the prompt plus max_tokens exceed SwarmInfo.max_length
+                    raise RequestTooLong(msg.get("error", "the request is too long"),
+                                         param="prompt" if msg.get("param") == "prompt" else "max_tokens")
                 if not msg.get("ok"):
                     server = self._server_of.get(msg.get("peer") or "")
                     where = f"server {server}: " if server else ""
@@ -220,3 +217,33 @@ def _request_fields(request: GenerationRequest) -> dict[str, Any]:
     return {"kind": request.kind, "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "prompt": request.prompt, "max_tokens": request.max_tokens, "temperature": request.temperature,
             "top_p": request.top_p, "stop": list(request.stop), "seed": request.seed}
+
+
+def _path(spec: Mapping[str, Any], field: str, base_dir: Path | None, *, required: bool) -> Path | None:
+    value = spec.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{field}: a path is required for a 'petals' engine, got {value!r}")
+    p = Path(value).expanduser()
+    return p if p.is_absolute() or base_dir is None else base_dir / p
+
+
+def from_spec(spec: Mapping[str, Any], *, base_dir: Path | None = None) -> PetalsEngine:
+    """A model entry of the gateway's configuration:
+
+        {"engine": "petals", "swarm_file": "swarm.json", "python": ".venv-petals/bin/python"}
+
+    ``swarm_file`` is what ``python -m serving.petals.launch`` (or ``scripts/swarm.sh``) wrote once the
+    swarm was up; ``python`` (optional) the PETALS environment's interpreter, default ``.venv-petals``
+    of this checkout.  The gateway itself stays in its own environment: only the client child runs there.
+    """
+    unknown = sorted(set(spec) - {"name", "cluster", "engine", "swarm_file", "python"})
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a field of a 'petals' engine (it takes swarm_file and python)")
+    swarm_file = _path(spec, "swarm_file", base_dir, required=True)
+    try:
+        swarm = SwarmInfo.load(swarm_file)
+    except SwarmError as exc:
+        raise ValueError(f"swarm_file: {exc}") from None
+    return PetalsEngine(swarm, python=_path(spec, "python", base_dir, required=False))

@@ -1,0 +1,65 @@
+"""The gateway's configuration as shipped and as written by hand: the example compose mounts loads, and a
+``petals`` model entry is read from its swarm file with errors that name the field (no swarm is started)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serving.gateway.config import load_models, models_from_dict
+from serving.gateway.engines.openai import OpenAIEngine
+from serving.gateway.engines.petals import DEFAULT_PETALS_PYTHON, PetalsEngine
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "gateway"
+SWARM = {"model_dir": "/models/tiny-sp", "model_name": "tiny-sp", "dht_prefix": "chainplan-demo-1",
+         "initial_peers": ["/ip4/127.0.0.1/tcp/4100/p2p/QmA"], "peers": {"s0": "QmA", "s1": "QmB"}, "max_length": 256}
+
+
+def test_the_example_config_loads_with_its_engines_file():
+    data = json.loads((EXAMPLES / "gateway.json").read_text())
+    models = models_from_dict(data, base_dir=EXAMPLES)
+    assert [(m.name, m.cluster) for m in models] == [("bloom", 1)]
+    engine = models[0].engine
+    assert isinstance(engine, OpenAIEngine)
+    assert engine.engines.runtime == "vllm" and len(engine.engines.engines) >= 2
+    assert all(e.capacity >= 1 and e.url.endswith("/v1") for e in engine.engines.engines)
+
+
+def test_compose_mounts_the_example_directory_holding_the_config_it_names():
+    gateway = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["gateway"]
+    config = gateway["environment"]["CHAINPLAN_GATEWAY_CONFIG"]
+    mounts = {v.split(":")[1]: ROOT / v.split(":")[0] for v in gateway["volumes"]}
+    inside, name = str(Path(config).parent), Path(config).name
+    assert inside in mounts, f"{config} is in no mounted directory: {gateway['volumes']}"
+    assert [m.name for m in load_models(mounts[inside] / name)] == ["bloom"]
+
+
+def test_a_petals_entry_reads_its_swarm_file_relative_to_the_config(tmp_path):
+    (tmp_path / "swarm.json").write_text(json.dumps(SWARM))
+    (tmp_path / "gateway.json").write_text(json.dumps({"models": [
+        {"name": "tiny-sp", "cluster": 3, "engine": "petals", "swarm_file": "swarm.json"}]}))
+    [model] = load_models(tmp_path / "gateway.json")
+    assert isinstance(model.engine, PetalsEngine) and model.engine.name == "petals"
+    assert model.engine.swarm.peers == SWARM["peers"] and model.engine.swarm.max_length == 256
+    assert model.engine.python == str(DEFAULT_PETALS_PYTHON)      # the gateway stays in its own environment
+
+
+@pytest.mark.parametrize("entry, field", [
+    ({}, "swarm_file: a path is required"),
+    ({"swarm_file": 7}, "swarm_file: a path is required"),
+    ({"swarm_file": "missing.json"}, "swarm_file: swarm file"),
+    ({"swarm_file": "bad.json"}, "swarm_file: swarm file: peers"),
+    ({"swarm_file": "swarm.json", "python": ""}, "python: a path is required"),
+    ({"swarm_file": "swarm.json", "engines_file": "e.json"}, "engines_file: not a field of a 'petals' engine"),
+])
+def test_a_bad_petals_entry_is_refused_naming_the_field(tmp_path, entry, field):
+    (tmp_path / "swarm.json").write_text(json.dumps(SWARM))
+    (tmp_path / "bad.json").write_text(json.dumps({**SWARM, "peers": {}}))
+    spec = {"models": [{"name": "tiny-sp", "cluster": 3, "engine": "petals", **entry}]}
+    with pytest.raises(ValueError) as err:
+        models_from_dict(spec, base_dir=tmp_path)
+    assert str(err.value).startswith(f"gateway config: models[0].{field}"), str(err.value)
