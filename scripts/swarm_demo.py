@@ -141,6 +141,12 @@ class Child:
         except subprocess.TimeoutExpired:
             pass
 
+    def check_alive(self) -> None:
+        """A DemoError with the end of its log when the child has exited."""
+        if not self.alive():
+            raise DemoError(f"the {self.name} exited with status {self.proc.returncode}; see {self.log_path}\n"
+                            + self.tail())
+
     def tail(self, n: int = 5) -> str:
         try:
             return "\n".join("   " + line for line in self.log_path.read_text(errors="replace").splitlines()[-n:])
@@ -154,9 +160,7 @@ def wait_for_line(child: Child, prefix: str, timeout_s: float) -> str:
         for line in child.log_path.read_text(errors="replace").splitlines():
             if line.strip().startswith(prefix):
                 return line.split(prefix, 1)[1].strip()
-        if not child.alive():
-            raise DemoError(f"the {child.name} exited with status {child.proc.returncode}; see {child.log_path}\n"
-                            + child.tail())
+        child.check_alive()
         time.sleep(0.3)
     raise DemoError(f"the {child.name} did not print '{prefix}' within {timeout_s:.0f} s; see {child.log_path}")
 
@@ -169,9 +173,7 @@ def wait_for_http(child: Child, url: str, headers: dict, timeout_s: float) -> No
                 return
         except (OSError, urllib.error.HTTPError):
             pass
-        if not child.alive():
-            raise DemoError(f"the {child.name} exited with status {child.proc.returncode}; see {child.log_path}\n"
-                            + child.tail())
+        child.check_alive()
         time.sleep(0.3)
     raise DemoError(f"the {child.name} does not answer {url} within {timeout_s:.0f} s; see {child.log_path}")
 
@@ -195,9 +197,7 @@ def wait_for_answer(child: Child, base_url: str, key: str, timeout_s: float) -> 
                 raise DemoError(f"the gateway refused the first request: {last}") from None
         except OSError as exc:
             last = str(exc)
-        if not child.alive():
-            raise DemoError(f"the {child.name} exited with status {child.proc.returncode}; see {child.log_path}\n"
-                            + child.tail())
+        child.check_alive()
         time.sleep(0.5)
     raise DemoError(f"no answer through the gateway within {timeout_s:.0f} s (last: {last}); see {child.log_path}")
 
