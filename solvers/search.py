@@ -29,11 +29,7 @@ wall clock of the algorithm, the paper's method included: phases 1-3 stop at
 ``start + budget``.  The proposed plan is the floor of the guarantee, so it is
 always computed in full (its c-tuning is pruned: a few tenths of a second at
 J = 1,000); when it alone uses up the budget, its plan is returned as is and
-marked cut short.  Under a batch slowdown the batch-1 search's first placements
-(its ``proposed`` and its every-chain c-tuning, scored at batch-1 cost) are
-also computed in full and join the candidates scored under the curves, so the
-plan is never rated worse by its own score than where the batch-1 search
-starts, however little of the budget is left.  The overrun past the budget is at most one scoring (one GCA
+marked cut short.  The overrun past the budget is at most one scoring (one GCA
 run on one placement) or the remainder of the exact allocation, whose own time
 limit is what is left of the budget.  The plan's ``search`` object says how
 long it searched and whether the budget cut it short; ``search_steps.proposed_s``
@@ -49,7 +45,7 @@ from dataclasses import dataclass, replace
 
 from .algorithms import PlanOptions, register
 from .batch_allocation import batch_extras, best_capacities
-from .batching import NO_SLOWDOWN, BatchModel
+from .batching import BatchModel
 from .ctuning import loaded_bounds, memory_shortfall, tune_c
 from .gbpcr import ServerArrays, chain_sequence, gbpcr
 from .gca import gca
@@ -277,30 +273,6 @@ def exact_allocation(scenario: Scenario, placement: Placement, score: Scorer, hi
     return score.of_chains(allocated)
 
 
-def without_curves(scenario: Scenario) -> Scenario:
-    """The scenario every server of which runs at its one-job speed whatever it holds (the batch-1 model)."""
-    return scenario.with_servers(tuple(replace(s, batch_slowdown=NO_SLOWDOWN) for s in scenario.servers))
-
-
-def batch_one_starts(scenario: Scenario, score: Scorer) -> list[tuple[Scored, Placement, int, str]]:
-    """The batch-1 search's first placements (its proposed and its every-chain c-tuning), scored under the curves.
-
-    Under a batch slowdown each scoring costs more, so in one budget the aware search explores less than the
-    batch-1 one and could keep a plan its own score rates worse than where the batch-1 search starts.  Both
-    tunings score at batch-1 cost (pruned: a few tenths of a second at J = 1,000), so they run in full, like
-    the floor."""
-    plain = without_curves(scenario)
-    out = []
-    floor = tune_c(plain)
-    if floor.best is not None:
-        out.append((score(floor.best.placement.placement), floor.best.placement.placement, floor.best.c,
-                    "batch-1 proposed"))
-    keep_all = tune_c(replace(plain, workload=replace(plain.workload, target_load=KEEP_ALL_LOAD)), keep=PREFIX_C)
-    out += [(score(cand.placement.placement), cand.placement.placement, cand.c, "batch-1 all chains")
-            for cand in keep_all.top]
-    return out
-
-
 def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResult:
     if options.c is not None or options.c_objective != "lower-bound":
         # a fixed c or another c objective asks for the paper's method with that choice: the search itself
@@ -336,8 +308,6 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
     prop = score(prop_placement)
     # (score, placement, c, source)
     cands: list[tuple[Scored, Placement, int, str]] = [(prop, prop_placement, floor.best.c, "proposed")]
-    if score.model.active:
-        cands += batch_one_starts(scenario, score)
 
     # 1. keep every chain, c and the number kept chosen together
     options.report(0.3, f"{name}: keeping every chain, tuning c")

@@ -249,29 +249,3 @@ def test_a_box_closes_only_when_its_bound_is_its_solutions_rate():
     assert _split(model, chains, root, full) is not None
     occupied = model.occupancy(_chains_at(chains[:1], full[:1]))
     assert _split(model, chains[:1], {0: (occupied[0], slots[0])}, full[:1]) is None
-
-
-def test_search_under_a_curve_is_never_worse_than_the_batch_one_starts():
-    """Out of budget right after its floor, the aware search still keeps the batch-1 search's first placements
-    (its proposed and every-chain c-tuning) when its own score rates them better than the aware proposed."""
-    from solvers.ctuning import tune_c
-    from solvers.search import KEEP_ALL_LOAD, PREFIX_C, Scorer, without_curves
-
-    sc = with_curves(make_scenario([(3, 0.2, 0.03), (3, 0.01, 0.01), (5, 0.01, 0.005), (40, 0.2, 0.005),
-                                    (20, 0.05, 0.005), (40, 0.01, 0.01)], 3, cache_size_gb=0.5, arrival_rate=0.5),
-                     {"s1": THRASHING, "s3": BATCHING, "s4": THRASHING})
-    result = REGISTRY["search"].run(sc, PlanOptions(time_limit_s=1e-6))
-    assert result.feasible, result.reason
-    steps = result.extra["search_steps"]
-    assert result.extra["search"]["cut_short"]
-    # the batch-1 start is better than the aware proposed here, so the floor alone would not do
-    assert steps["response_time_lower_s"] < steps["proposed_response_time_lower_s"] * (1 - 1e-6)
-    assert steps["winner"].startswith("batch-1")
-    plain = without_curves(sc)
-    keep_all = tune_c(dataclasses.replace(plain, workload=dataclasses.replace(plain.workload,
-                                                                              target_load=KEEP_ALL_LOAD)),
-                      keep=PREFIX_C)
-    score = Scorer(sc)
-    starts = [tune_c(plain).best] + keep_all.top
-    assert min(score(cand.placement.placement).value for cand in starts) >= steps["response_time_lower_s"] * (1 - 1e-12)
-    assert score(result.placement).value == pytest.approx(steps["response_time_lower_s"])
