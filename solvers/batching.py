@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 from .errors import FieldError, ScenarioError
 
-__all__ = ["BatchSlowdown", "NO_SLOWDOWN", "TIME_SHARING", "server_occupancy", "hop_time", "slowdowns_by_server",
+__all__ = ["BatchSlowdown", "NO_SLOWDOWN", "TIME_SHARING", "server_occupancy", "slowdowns_by_server",
            "BatchModel", "chain_time", "full_occupancy", "saturation_rate", "has_slowdown",
            "MAX_POINTS", "MAX_CONCURRENCY", "MAX_FACTOR"]
 
@@ -128,11 +128,6 @@ def server_occupancy(chains: Sequence[Any], in_service: Sequence[int]) -> dict[s
         for sid in set(ch.servers):
             out[sid] = out.get(sid, 0) + int(z)
     return out
-
-
-def hop_time(comm_s: float, block_time_s: float, num_blocks: int, slowdown: BatchSlowdown, occupancy: float) -> float:
-    """One hop's time for one job with ``occupancy`` jobs on that server: network unslowed, compute slowed."""
-    return comm_s + block_time_s * num_blocks * slowdown.factor(occupancy)
 
 
 def slowdowns_by_server(servers: Sequence[Any]) -> Mapping[str, BatchSlowdown]:
