@@ -192,7 +192,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.planning.models.JobStatus"},
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.planning.models.JobStatus",
+                            "ServerStateEnum": "planner_app.liveness.models.STATE_CHOICES"},
     # the ASGI dispatcher's endpoints (not Django views) are described by the last hook
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "planner_app.core.schema.document_errors",
@@ -278,6 +279,13 @@ DISPATCH_REPLAN_COOLDOWN_S = env_float("CHAINPLAN_DISPATCH_REPLAN_COOLDOWN_S", 9
 DISPATCH_DRIFT_MIN_COMPLETED = env_int("CHAINPLAN_DISPATCH_DRIFT_MIN_COMPLETED", 30)
 DISPATCH_OBSERVATION_DAYS = env_int("CHAINPLAN_DISPATCH_OBSERVATION_DAYS", 14)
 METRICS_TOKEN = os.environ.get("CHAINPLAN_METRICS_TOKEN", "")
+# Server liveness (docs/liveness.md): how often the dispatcher's process reads the store's transitions and heals;
+# the shortest gap between two healing re-plans of a cluster; how long a server that came back must stay up
+# before its return re-plans; how long the history is kept.
+LIVENESS_POLL_S = env_float("CHAINPLAN_LIVENESS_POLL_S", 1.0)
+LIVENESS_REPLAN_MIN_INTERVAL_S = env_float("CHAINPLAN_LIVENESS_REPLAN_MIN_INTERVAL_S", 10.0)
+LIVENESS_REJOIN_STABLE_S = env_float("CHAINPLAN_LIVENESS_REJOIN_STABLE_S", 10.0)
+LIVENESS_HISTORY_DAYS = env_int("CHAINPLAN_LIVENESS_HISTORY_DAYS", 30)
 # the models the gateway mounted under /v1/ serves (docs/gateway.md); keys come from the dispatcher's store
 GATEWAY_CONFIG = os.environ.get("CHAINPLAN_GATEWAY_CONFIG", "")
 
