@@ -209,8 +209,8 @@ def states_apply(cluster: Cluster, states: list[dict[str, Any]]) -> int:
     for server in Server.objects.filter(cluster=cluster):
         st = held.get(server.server_id)
         row = ServerLiveness.objects.filter(server=server).first()
-        if st is None and row is None:
-            continue        # never reported on, and the store holds nothing: up by default
+        if row is None and (st is None or (st["state"] == "up" and st["since"] is None)):
+            continue        # never reported on (the store lists the plan's servers too): up by default
         want = st["state"] if st is not None else "up"
         if row is not None and row.drain_requested_at is not None and want not in ("draining", "down"):
             # the store lost the drain (restarted in-memory store, flushed Redis): the owner's drain stands
