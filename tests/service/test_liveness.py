@@ -332,6 +332,7 @@ def store(request, settings):
         settings.DISPATCH_PREFIX = f"test-liveness-{uuid.uuid4().hex[:8]}"
         store_mod._sync = None
     sync = store_mod.sync_store()
+    sync.clear()        # cluster ids repeat between tests (their rows are rolled back): nothing left of another
 
     class Store:
         """Blocking calls; acquire through the async store, which the in-memory one needs an event loop for."""
@@ -350,8 +351,8 @@ def store(request, settings):
             return asyncio.run(go())
 
     yield Store()
+    sync.clear()
     if request.param == "redis":
-        sync.clear()
         sync.close()
         store_mod._sync = None
 

@@ -43,6 +43,7 @@ def store(request, settings):
         settings.DISPATCH_PREFIX = f"test-liveness-{uuid.uuid4().hex[:8]}"
         store_mod._sync = None
     sync = store_mod.sync_store()
+    sync.clear()        # cluster ids repeat between tests (their rows are rolled back): nothing left of another
 
     class Store:
         def __getattr__(self, name):
@@ -59,8 +60,8 @@ def store(request, settings):
             return asyncio.run(go())
 
     yield Store()
+    sync.clear()
     if request.param == "redis":
-        sync.clear()
         sync.close()
         store_mod._sync = None
 
