@@ -17,6 +17,9 @@ PLANNABLE_STATES = frozenset({"up", "suspect"})
 AWAY_STATES = frozenset({"down", "draining", "joining"})
 
 STATE_CHOICES = [(s, s) for s in SERVER_STATES]
+# The store's cause when a failure ban simply ran out: the server is up again "on trial", which is no sign of
+# life.  Until a heartbeat (or the owner) says otherwise, healing treats it as still down.
+BAN_OVER_CAUSE = "failure ban over"
 
 
 class ServerLiveness(models.Model):
@@ -41,6 +44,12 @@ class ServerLiveness(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server}: {self.state}"
+
+    @property
+    def on_trial(self) -> bool:
+        """Up only because its failure ban ran out, and not heard from since."""
+        return (self.state == "up" and self.cause == BAN_OVER_CAUSE
+                and (self.last_heartbeat_at is None or self.last_heartbeat_at < self.since))
 
 
 class EventKind(models.TextChoices):

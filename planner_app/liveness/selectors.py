@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 
 from solvers.plan_format import PlanFormatError, read_chains
 
 from ..catalog.models import Cluster, Server
 from ..planning.models import Plan
-from .models import MASKING_STATES, PLANNABLE_STATES, ClusterLiveness, LivenessEvent, ServerLiveness
+from .models import BAN_OVER_CAUSE, MASKING_STATES, PLANNABLE_STATES, ClusterLiveness, LivenessEvent, ServerLiveness
 
 
 def states_of(cluster_id: int) -> dict[str, ServerLiveness]:
@@ -19,13 +19,21 @@ def states_of(cluster_id: int) -> dict[str, ServerLiveness]:
     return {row.server.server_id: row for row in rows}
 
 
+# up only because a failure ban ran out, not heard from since (ServerLiveness.on_trial)
+ON_TRIAL = (Q(state="up", cause=BAN_OVER_CAUSE)
+            & (Q(last_heartbeat_at__isnull=True) | Q(last_heartbeat_at__lt=F("since"))))
+
+
 def unavailable_servers(cluster_id: int) -> dict[str, str]:
-    """server id -> state, for the cluster's servers a re-plan must leave out (down, draining, joining).
+    """server id -> why, for the cluster's servers a re-plan must leave out: down, draining, joining, and up only
+    because a failure ban ran out (no sign of life since).
 
     Registered with re-planning (PlannerAppConfig.ready): every re-plan, whatever started it, plans on the
     servers that are up (or suspect: a probation, not a verdict)."""
-    return dict(ServerLiveness.objects.filter(server__cluster_id=cluster_id)
-                .exclude(state__in=PLANNABLE_STATES).values_list("server__server_id", "state"))
+    rows = ServerLiveness.objects.filter(server__cluster_id=cluster_id)
+    out = dict(rows.exclude(state__in=PLANNABLE_STATES).values_list("server__server_id", "state"))
+    out.update({sid: "failed, on trial" for sid in rows.filter(ON_TRIAL).values_list("server__server_id", flat=True)})
+    return out
 
 
 def plan_chains(plan_doc: Mapping[str, Any] | None) -> list[tuple[str, ...]]:

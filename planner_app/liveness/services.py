@@ -259,6 +259,8 @@ def drains_check(cluster: Cluster, now: datetime | None = None) -> int:
 def _why(sid: str, row: ServerLiveness) -> str:
     if row.state == "draining":
         return f"server {sid} drained"
+    if row.on_trial:
+        return f"server {sid} down (failure reports; up on trial since, not heard from)"
     return f"server {sid} down" + (f" ({row.cause})" if row.cause else "")
 
 
@@ -272,9 +274,13 @@ def heal(cluster_id: int, now: datetime | None = None) -> Job | None:
     rows = states_of(cluster_id)
     doc = adopted_document(cluster)
     in_plan = plan_servers(doc)
+    # lost: down, drained, or up only because a failure ban ran out (the store tries it again; the plan does not)
     lost = {sid: row for sid, row in rows.items()
-            if sid in in_plan and (row.state == "down" or (row.state == "draining" and row.drained_at))}
-    back = {sid: row for sid, row in rows.items() if row.state == "up" and row.rejoined_at is not None}
+            if sid in in_plan and (row.state == "down" or (row.state == "draining" and row.drained_at)
+                                   or row.on_trial)}
+    # back: up again after being away, with a sign of life (a heartbeat, the owner), not merely a ban run out
+    back = {sid: row for sid, row in rows.items()
+            if row.state == "up" and row.rejoined_at is not None and not row.on_trial}
     # a server back in a plan that still has it is owed nothing (it never left, or a re-plan took it back)
     settled = [row.pk for sid, row in back.items() if sid in in_plan]
     if settled:
@@ -317,10 +323,12 @@ def heal(cluster_id: int, now: datetime | None = None) -> Job | None:
             return None
         # the history says which server's death, drain or return started it
         for sid, row in list(lost.items()) + list(returned.items()):
-            entry = (LivenessEvent.objects.filter(cluster=cluster, server=sid, replan_job__isnull=True)
-                     .filter(kind=EventKind.DRAINED if row.state == "draining" else EventKind.TRANSITION)
-                     .filter(**({} if row.state == "draining" else {"state": row.state}))
-                     .order_by("-at", "-id").first())
+            entry = LivenessEvent.objects.filter(cluster=cluster, server=sid, replan_job__isnull=True)
+            if row.state == "draining":
+                entry = entry.filter(kind=EventKind.DRAINED)
+            else:
+                entry = entry.filter(kind=EventKind.TRANSITION, state="down" if row.on_trial else row.state)
+            entry = entry.order_by("-at", "-id").first()
             if entry is not None:
                 LivenessEvent.objects.filter(pk=entry.pk).update(replan_job=job)
         ServerLiveness.objects.filter(pk__in=[row.pk for row in returned.values()]).update(rejoined_at=None)

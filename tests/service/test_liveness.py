@@ -263,6 +263,36 @@ def test_a_death_replans_at_once_and_a_return_after_it_stayed_up(api, cluster):
     assert meta.replans == 2 and meta.replan_job_id == back.pk
 
 
+def test_a_failure_ban_that_runs_out_is_no_return(api, cluster):
+    """Two failure reports take a server down for a ban; when the ban runs out the store tries it again ("up on
+    trial"), which is no sign of life: the plan heals around it all the same, and takes it back only once it is
+    heard from."""
+    cid = cluster["id"]
+    doc = adopt(api, cid)
+    victim = sorted(used(doc))[0]
+    t0 = timezone.now()
+    # all three within one poll: the poller never sees it down, only the history does
+    record(cid, ev(victim, "up", "suspect", "failure report: connection reset", t0),
+           ev(victim, "suspect", "down", "failure report: connection reset", t0 + timedelta(milliseconds=200)),
+           ev(victim, "down", "up", "failure ban over", t0 + timedelta(seconds=1)))
+    row = ServerLiveness.objects.get(server__cluster_id=cid, server__server_id=victim)
+    assert row.state == "up" and row.on_trial
+    assert selectors.unavailable_servers(cid) == {victim: "failed, on trial"}
+    job = services.heal(cid, now=t0 + timedelta(seconds=1))
+    assert job is not None and f"server {victim} down (failure reports; up on trial" in job.trigger_detail
+    assert victim not in {s["id"] for s in job.scenario["servers"]}
+    assert LivenessEvent.objects.get(cluster_id=cid, server=victim, state="down").replan_job_id == job.pk
+    run_queued()
+    assert victim not in used(Cluster.objects.get(pk=cid).adopted_plan.document)
+    # up for a minute on trial, never heard from: no return
+    assert services.heal(cid, now=t0 + timedelta(seconds=60)) is None
+    # a heartbeat (what POST heartbeat/ records) is a sign of life: now it is a return
+    ServerLiveness.objects.filter(pk=row.pk).update(last_heartbeat_at=t0 + timedelta(seconds=61))
+    assert selectors.unavailable_servers(cid) == {}
+    back = services.heal(cid, now=t0 + timedelta(seconds=62))
+    assert back is not None and f"server {victim} back up" in back.trigger_detail
+
+
 def test_a_flapping_server_does_not_start_a_replan_storm(api, cluster):
     cid = cluster["id"]
     doc = adopt(api, cid)

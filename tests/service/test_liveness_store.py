@@ -212,6 +212,41 @@ def test_failure_reports_take_a_server_down_and_healing_replans_without_it(api, 
     assert ServerLiveness.objects.get(server__cluster_id=cid, server__server_id=victim).state == "down"
 
 
+def test_a_ban_run_out_keeps_the_server_out_until_it_is_heard_from(api, adopted, store, settings):
+    """The store's own cause for a ban that ran out (models.BAN_OVER_CAUSE) is what the service looks for."""
+    import time
+    cid = adopted.pk
+    capacity = sum(ch["capacity"] for ch in adopted.adopted_plan.document["chains"])
+    leases = [store.acquire(cid, wait_s=0) for _ in range(capacity)]
+    through: dict[str, list] = {}
+    for lease in leases:
+        for hop in lease["servers"]:
+            through.setdefault(hop["server"], []).append(lease)
+    victim = sorted(s for s, ls in through.items() if len(ls) >= 2)[0]
+    store.release(cid, through[victim][0]["lease"], failed={"server": victim, "error": "reset"})
+    store.release(cid, through[victim][1]["lease"], failed={"server": victim, "error": "reset"})
+    for lease in leases:
+        store.release(cid, lease["lease"])
+    time.sleep(1.3)         # the first ban: CHAINPLAN_DISPATCH_SUSPECT_S (1 s)
+    store.sweep(cid)
+    got = poll(cid)
+    assert got["replans"] == 1
+    history = list(LivenessEvent.objects.filter(cluster_id=cid, server=victim).order_by("at", "id")
+                   .values_list("prev", "state", "cause"))
+    assert history[-1] == ("down", "up", models.BAN_OVER_CAUSE), history
+    row = ServerLiveness.objects.get(server__cluster_id=cid, server__server_id=victim)
+    assert row.state == "up" and row.on_trial
+    run_queued()
+    t = timezone.now()
+    assert poll(cid, now=t + timedelta(seconds=30))["replans"] == 0          # no sign of life, no return
+    r = probe_client(cid, victim).post(f"{V1}/clusters/{cid}/servers/{victim}/heartbeat/", {"state": "up"},
+                                       format="json")
+    assert r.status_code == 200 and r.json()["state"] == "up"
+    assert poll(cid, now=t + timedelta(seconds=60))["replans"] == 1
+    back = Job.objects.filter(cluster_id=cid, trigger="servers").order_by("-id").first()
+    assert f"server {victim} back up" in back.trigger_detail
+
+
 def test_a_drain_the_store_lost_is_applied_again(api, adopted, store):
     cid = adopted.pk
     victim = sorted(selectors.plan_servers(adopted.adopted_plan.document))[0]
