@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, Union
 
 from django.db.models import F, Q, QuerySet
 
@@ -36,45 +38,81 @@ def unavailable_servers(cluster_id: int) -> dict[str, str]:
     return out
 
 
-def plan_chains(plan_doc: Mapping[str, Any] | None) -> list[tuple[str, ...]]:
-    """The servers of each chain of a plan document, in the document's order (the dispatcher's chain index)."""
+@dataclass(frozen=True)
+class PlanShape:
+    """What liveness needs of a plan: the servers holding blocks, and each chain's servers in the document's order
+    (the dispatcher's chain index)."""
+
+    servers: frozenset[str]
+    chains: tuple[tuple[str, ...], ...]
+
+
+def shape_of(plan_doc: Mapping[str, Any] | None) -> PlanShape:
     if not plan_doc:
-        return []
+        return PlanShape(frozenset(), ())
     try:
-        return [tuple(ch.servers) for ch in read_chains(plan_doc)]
+        chains = tuple(tuple(ch.servers) for ch in read_chains(plan_doc))
     except PlanFormatError:
-        return []
+        chains = ()
+    servers = frozenset(p["server"] for p in plan_doc.get("placement") or [] if int(p.get("num_blocks") or 0) > 0)
+    return PlanShape(servers, chains)
 
 
-def plan_servers(plan_doc: Mapping[str, Any] | None) -> set[str]:
-    """The servers that hold blocks in a plan document."""
-    if not plan_doc:
-        return set()
-    return {p["server"] for p in plan_doc.get("placement") or [] if int(p.get("num_blocks") or 0) > 0}
+@lru_cache(maxsize=64)
+def _stored_shape(plan_id: int, created_at: str) -> PlanShape:
+    # a stored plan never changes: read its document once per process, not at every poll (20,000-server
+    # plans are megabytes); created_at is in the key because test databases hand out the same ids again
+    return shape_of(Plan.objects.filter(pk=plan_id).values_list("document", flat=True).first())
 
 
-def chains_through(plan_doc: Mapping[str, Any] | None, server: str) -> list[int]:
-    return [k for k, servers in enumerate(plan_chains(plan_doc)) if server in servers]
+def adopted_shape(cluster: Cluster) -> PlanShape:
+    """The shape of the cluster's adopted plan (an empty one without)."""
+    if not cluster.adopted_plan_id:
+        return PlanShape(frozenset(), ())
+    created = Plan.objects.filter(pk=cluster.adopted_plan_id).values_list("created_at", flat=True).first()
+    if created is None:
+        return PlanShape(frozenset(), ())
+    return _stored_shape(cluster.adopted_plan_id, created.isoformat())
 
 
-def masked_chains(plan_doc: Mapping[str, Any] | None, states: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The adopted plan's chains that pass through a server in a masking state: ``[{"chain", "servers"}]``,
+PlanLike = Union[PlanShape, Mapping[str, Any], None]
+
+
+def _shape(plan: PlanLike) -> PlanShape:
+    return plan if isinstance(plan, PlanShape) else shape_of(plan)
+
+
+def plan_chains(plan: PlanLike) -> tuple[tuple[str, ...], ...]:
+    """The servers of each chain of a plan (a document or its shape), in the document's order."""
+    return _shape(plan).chains
+
+
+def plan_servers(plan: PlanLike) -> frozenset[str]:
+    """The servers that hold blocks in a plan (a document or its shape)."""
+    return _shape(plan).servers
+
+
+def chains_through(plan: PlanLike, server: str) -> list[int]:
+    return [k for k, servers in enumerate(plan_chains(plan)) if server in servers]
+
+
+def masked_chains(plan: PlanLike, states: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The plan's chains that pass through a server in a masking state: ``[{"chain", "servers"}]``,
     each with the servers that mask it (a chain is masked while any of its servers is not up)."""
     out = []
-    for k, servers in enumerate(plan_chains(plan_doc)):
+    for k, servers in enumerate(plan_chains(plan)):
         why = [s for s in servers if states.get(s, "up") in MASKING_STATES]
         if why:
             out.append({"chain": k, "servers": why})
     return out
 
 
-def leases_through(dispatch_state: Mapping[str, Any], server: str,
-                   plan_doc: Mapping[str, Any] | None = None) -> int:
+def leases_through(dispatch_state: Mapping[str, Any], server: str, plan: PlanLike = None) -> int:
     """Leases in flight on chains through ``server``, in every plan generation that still has leases.
 
     Read from the store's state: its generations in flight, each with per-chain busy counts and hops.  A state
     without them (a store that does not report generations) is read as its current chains with the servers of
-    the plan document."""
+    the plan."""
     raw = dispatch_state.get("_raw") or {}
     generations = raw.get("generations")
     if isinstance(generations, list):
@@ -85,22 +123,16 @@ def leases_through(dispatch_state: Mapping[str, Any], server: str,
                 if k < len(counts) and any(h[0] == server for h in chain_hops):
                     busy += int(counts[k] or 0)
         return busy
-    chains = plan_chains(plan_doc)
+    chains = plan_chains(plan)
     return sum(int(c.get("in_progress") or 0) for c in dispatch_state.get("chains") or []
                if c.get("chain") is not None and c["chain"] < len(chains) and server in chains[c["chain"]])
-
-
-def adopted_document(cluster: Cluster) -> dict[str, Any] | None:
-    if not cluster.adopted_plan_id:
-        return None
-    return Plan.objects.filter(pk=cluster.adopted_plan_id).values_list("document", flat=True).first()
 
 
 def servers_view(cluster: Cluster) -> dict[str, Any]:
     """The cluster page's liveness panel: each server's state, the chains masked now, the counters."""
     recorded = states_of(cluster.pk)
-    doc = adopted_document(cluster)
-    in_plan = plan_servers(doc)
+    shape = adopted_shape(cluster)
+    in_plan = shape.servers
     servers = []
     for server in Server.objects.filter(cluster=cluster).order_by("position", "id").only("server_id"):
         row = recorded.get(server.server_id)
@@ -120,7 +152,7 @@ def servers_view(cluster: Cluster) -> dict[str, Any]:
     job = meta.replan_job if meta else None
     return {
         "cluster": cluster.pk, "adopted_plan": cluster.adopted_plan_id, "servers": servers,
-        "masked_chains": masked_chains(doc, states), "chains": len(plan_chains(doc)),
+        "masked_chains": masked_chains(shape, states), "chains": len(shape.chains),
         "last_replan": None if job is None else {"job": job.pk, "status": job.status, "at": meta.replan_at,
                                                  "detail": job.trigger_detail},
     }
@@ -157,7 +189,8 @@ def metrics_rows() -> dict[str, Any]:
     for cid, sid in (Server.objects.filter(cluster_id__in=set(states) | set(adopted))
                      .order_by("cluster_id", "position", "id").values_list("cluster_id", "server_id")):
         servers.setdefault(cid, []).append(sid)
-    docs = dict(Plan.objects.filter(pk__in=list(adopted.values())).values_list("pk", "document"))
-    masked = {cid: len(masked_chains(docs.get(plan), states.get(cid, {}))) for cid, plan in adopted.items()}
+    created = dict(Plan.objects.filter(pk__in=list(adopted.values())).values_list("pk", "created_at"))
+    masked = {cid: len(masked_chains(_stored_shape(plan, created[plan].isoformat()), states.get(cid, {})))
+              for cid, plan in adopted.items() if plan in created}
     counters = {row.cluster_id: (row.transitions or {}, row.replans) for row in ClusterLiveness.objects.all()}
     return {"states": states, "servers": servers, "heartbeats": heartbeats, "masked": masked, "counters": counters}

@@ -29,8 +29,7 @@ from ..planning.models import Job, JobStatus, Trigger
 from ..replanning.services import replan_trigger
 from . import mirror
 from .models import AWAY_STATES, ClusterLiveness, EventKind, LivenessEvent, ServerLiveness
-from .selectors import (adopted_document, chains_through, leases_through, plan_servers, states_of,
-                        unavailable_servers)
+from .selectors import adopted_shape, chains_through, leases_through, states_of, unavailable_servers
 
 log = logging.getLogger("planner_app.liveness")
 
@@ -178,7 +177,7 @@ EVENTS_PAGE = 500
 def events_record(cluster: Cluster, events: list[dict[str, Any]]) -> list[LivenessEvent]:
     """The store's transitions (oldest first) into the history; each server's record follows them, and the
     cluster's cursor moves past the last one (in the same transaction: no event is recorded twice)."""
-    doc = adopted_document(cluster)
+    shape = adopted_shape(cluster)
     servers = {s.server_id: s for s in Server.objects.filter(cluster=cluster, server_id__in={e["server"] for e in events})}
     meta, _ = ClusterLiveness.objects.select_for_update().get_or_create(cluster=cluster)
     counts = dict(meta.transitions or {})
@@ -188,7 +187,7 @@ def events_record(cluster: Cluster, events: list[dict[str, Any]]) -> list[Livene
         out.append(LivenessEvent(cluster=cluster, kind=EventKind.TRANSITION, server=e["server"][:128],
                                  prev=e["prev"][:10], state=e["state"][:10], cause=e["cause"][:500], at=at,
                                  store_event=str(e["id"])[:64], plan_id=cluster.adopted_plan_id,
-                                 chains=chains_through(doc, e["server"])))
+                                 chains=chains_through(shape, e["server"])))
         counts[e["state"]] = counts.get(e["state"], 0) + 1
         server = servers.get(e["server"])
         if server is not None:
@@ -203,23 +202,34 @@ def events_record(cluster: Cluster, events: list[dict[str, Any]]) -> list[Livene
 
 
 def states_apply(cluster: Cluster, states: list[dict[str, Any]]) -> int:
-    """Make each server's record say what the store holds now; an owner's drain the store lost is applied again."""
+    """Make each server's record say what the store holds now; an owner's drain the store lost is applied again.
+    Reads every record of the cluster in one query and writes only those that differ."""
     held = {s["server"]: s for s in states}
-    changed = 0
-    for server in Server.objects.filter(cluster=cluster):
-        st = held.get(server.server_id)
-        row = ServerLiveness.objects.filter(server=server).first()
-        if row is None and (st is None or (st["state"] == "up" and st["since"] is None)):
-            continue        # never reported on (the store lists the plan's servers too): up by default
+    rows = {r.server.server_id: r for r in ServerLiveness.objects.filter(server__cluster=cluster)
+            .select_related("server")}
+    todo: dict[str, tuple[str, Any]] = {}
+    for sid, row in rows.items():
+        st = held.get(sid)
         want = st["state"] if st is not None else "up"
-        if row is not None and row.drain_requested_at is not None and want not in ("draining", "down"):
+        if row.drain_requested_at is not None and want not in ("draining", "down"):
             # the store lost the drain (restarted in-memory store, flushed Redis): the owner's drain stands
-            st = mirror.mirror_state(cluster.pk, server.server_id, "draining",
+            st = mirror.mirror_state(cluster.pk, sid, "draining",
                                      f"drain requested by {row.drain_requested_by or 'the owner'} (applied again)")
             want = st["state"]
+        if want != row.state:
+            todo[sid] = (want, st["since"] if st else None)
+    for sid, st in held.items():
+        # never reported on, and the store lists it only as a server of the plan: up by default, no record
+        if sid not in rows and not (st["state"] == "up" and st["since"] is None):
+            todo[sid] = (st["state"], st["since"])
+    servers = {s.server_id: s for s in Server.objects.filter(cluster=cluster, server_id__in=list(todo))}
+    changed = 0
+    for sid, (want, since) in todo.items():
+        if sid not in servers:
+            continue        # a server of an older plan, no longer in the cluster
         with transaction.atomic():
-            row = _row(server, lock=True)
-            if _set_state(row, want, st["since"] if st else None, "as the dispatcher's store holds it"):
+            row = _row(servers[sid], lock=True)
+            if _set_state(row, want, since, "as the dispatcher's store holds it"):
                 row.save(update_fields=ROW_FIELDS)
                 changed += 1
     return changed
@@ -231,13 +241,13 @@ def drains_check(cluster: Cluster, now: datetime | None = None) -> int:
                    .select_related("server"))
     if not waiting:
         return 0
-    doc = adopted_document(cluster)
-    in_plan = plan_servers(doc)
+    shape = adopted_shape(cluster)
+    in_plan = shape.servers
     state = mirror.dispatch_state(cluster.pk) if any(r.server.server_id in in_plan for r in waiting) else {}
     done = 0
     for row in waiting:
         sid = row.server.server_id
-        busy = leases_through(state, sid, doc) if sid in in_plan else 0
+        busy = leases_through(state, sid, shape) if sid in in_plan else 0
         if busy:
             continue
         at = now or timezone.now()
@@ -249,7 +259,7 @@ def drains_check(cluster: Cluster, now: datetime | None = None) -> int:
                 cluster=cluster, kind=EventKind.DRAINED, server=sid, prev="draining", state="draining", at=at,
                 cause="no lease in flight through it: it leaves the plan" if sid in in_plan
                 else "no lease in flight through it (it holds no blocks of the adopted plan)",
-                plan_id=cluster.adopted_plan_id, chains=chains_through(doc, sid))
+                plan_id=cluster.adopted_plan_id, chains=chains_through(shape, sid))
         done += 1
     return done
 
@@ -272,8 +282,10 @@ def heal(cluster_id: int, now: datetime | None = None) -> Job | None:
     if cluster is None or not cluster.adopted_plan_id:
         return None
     rows = states_of(cluster_id)
-    doc = adopted_document(cluster)
-    in_plan = plan_servers(doc)
+    if not any(row.state in ("down", "draining") or row.rejoined_at is not None or row.on_trial
+               for row in rows.values()):
+        return None         # nothing away, nothing back: the usual round ends here
+    in_plan = adopted_shape(cluster).servers
     # lost: down, drained, or up only because a failure ban ran out (the store tries it again; the plan does not)
     lost = {sid: row for sid, row in rows.items()
             if sid in in_plan and (row.state == "down" or (row.state == "draining" and row.drained_at)
