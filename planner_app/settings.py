@@ -286,6 +286,8 @@ LIVENESS_POLL_S = env_float("CHAINPLAN_LIVENESS_POLL_S", 1.0)
 LIVENESS_REPLAN_MIN_INTERVAL_S = env_float("CHAINPLAN_LIVENESS_REPLAN_MIN_INTERVAL_S", 10.0)
 LIVENESS_REJOIN_STABLE_S = env_float("CHAINPLAN_LIVENESS_REJOIN_STABLE_S", 10.0)
 LIVENESS_HISTORY_DAYS = env_int("CHAINPLAN_LIVENESS_HISTORY_DAYS", 30)
+# a heartbeat that changes no state is written to the database at most this often per server
+LIVENESS_HEARTBEAT_RECORD_S = env_float("CHAINPLAN_LIVENESS_HEARTBEAT_RECORD_S", 5.0)
 # the models the gateway mounted under /v1/ serves (docs/gateway.md); keys come from the dispatcher's store
 GATEWAY_CONFIG = os.environ.get("CHAINPLAN_GATEWAY_CONFIG", "")
 

@@ -82,14 +82,20 @@ def heartbeat_record(server: Server, state: str, info: dict[str, Any]) -> dict[s
     """A heartbeat from beside ``server``: mirrored to the store, which answers the state it holds now.
 
     An owner's drain stands until the owner ends it: a heartbeat saying "up" is passed on as "draining".
+    The record is written when the state changed, and otherwise at most every LIVENESS_HEARTBEAT_RECORD_S (the
+    store keeps every heartbeat; the database need not, with thousands of servers beating every 2 s).
     """
     if state not in HEARTBEAT_STATES:
         raise ValueError(f"a heartbeat's state is 'up' or 'draining', not {state!r}")
+    row = ServerLiveness.objects.filter(server=server).first()
+    sent = "draining" if row is not None and row.drain_requested_at is not None else state
+    answer = mirror.mirror_heartbeat(server.cluster_id, server.server_id, sent, info)
+    now = timezone.now()
+    if (row is not None and row.state == answer["state"] and row.last_heartbeat_at is not None
+            and (now - row.last_heartbeat_at).total_seconds() < settings.LIVENESS_HEARTBEAT_RECORD_S):
+        return {**_answer(row), "state": answer["state"]}
     with transaction.atomic():
         row = _row(server, lock=True)
-        sent = "draining" if row.drain_requested_at is not None else state
-        answer = mirror.mirror_heartbeat(server.cluster_id, server.server_id, sent, info)
-        now = timezone.now()
         _set_state(row, answer["state"], answer["since"], "heartbeat")
         row.last_heartbeat_at = now
         row.heartbeat = {**info, "state": state}

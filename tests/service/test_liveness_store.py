@@ -98,7 +98,7 @@ def test_the_service_knows_the_stores_states():
     assert models.PLANNABLE_STATES | models.MASKING_STATES == set(models.SERVER_STATES)
 
 
-def test_heartbeats_are_mirrored_and_answered_with_the_stores_state(api, adopted, store):
+def test_heartbeats_are_mirrored_and_answered_with_the_stores_state(api, adopted, store, settings):
     cid = adopted.pk
     doc = adopted.adopted_plan.document
     victim = sorted(selectors.plan_servers(doc))[0]
@@ -111,6 +111,12 @@ def test_heartbeats_are_mirrored_and_answered_with_the_stores_state(api, adopted
     assert held[victim]["state"] == "up"
     row = ServerLiveness.objects.get(server__cluster_id=cid, server__server_id=victim)
     assert row.heartbeat["free_memory_gb"] == 11.5 and row.last_heartbeat_at is not None
+    # a heartbeat that changes nothing is written at most every LIVENESS_HEARTBEAT_RECORD_S (the store has it)
+    assert probe.post(url, {"state": "up", "free_memory_gb": 9.0}, format="json").json()["state"] == "up"
+    assert ServerLiveness.objects.get(pk=row.pk).heartbeat["free_memory_gb"] == 11.5
+    settings.LIVENESS_HEARTBEAT_RECORD_S = 0
+    assert probe.post(url, {"state": "up", "free_memory_gb": 9.0}, format="json").json()["state"] == "up"
+    assert ServerLiveness.objects.get(pk=row.pk).heartbeat["free_memory_gb"] == 9.0
     # draining, said by the heartbeat: masked in the store at once; "up" again takes it back
     r = probe.post(url, {"state": "draining"}, format="json")
     assert r.json()["state"] == "draining"
