@@ -1,5 +1,6 @@
 """What the simulator predicts for a replay: the same arrivals on the same plan, with the chain
-times probed on the launched swarm (JFFC) or the model of PETALS' deployed client (``petals``)."""
+times probed on the launched swarm and each server's measured batch slowdown (JFFC, the batch-aware
+simulator), or the model of PETALS' deployed client (``petals``)."""
 
 from __future__ import annotations
 
@@ -47,10 +48,11 @@ def loaded_chain_times(plan_doc: dict, alone: list[float], system: list[float], 
     return {"service_s": times, "utilisation": util, "others_busy_share": [round(b, 3) for b in share]}
 
 
-def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20) -> dict:
+def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20, servers=None) -> dict:
     """JFFC on the replay's arrivals, each job's service time its chain's time times a lognormal factor of
     mean 1 and log-spread ``sigma``; ``draws`` independent draws pooled, so the mean and p95 are those
-    expected of one replay rather than of one draw."""
+    expected of one replay rather than of one draw.  ``servers`` (the scenario's, with their
+    ``batch_slowdown``): each job runs at the speed its servers have at each instant (batch model)."""
     from solvers.dispatch import make_dispatcher
     from solvers.simulator import ChainPolicy, Engine, Jobs
     arrivals = np.asarray(trace.arrival_s[:n], dtype=float)
@@ -59,7 +61,7 @@ def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20) -> d
     resp, wait, serv = [], [], []
     for _ in range(draws):
         jobs = Jobs(arrivals, rng.lognormal(-sigma * sigma / 2, sigma, len(arrivals)))
-        engine = Engine(jobs, ChainPolicy(chains, make_dispatcher("jffc", chains)))
+        engine = Engine(jobs, ChainPolicy(chains, make_dispatcher("jffc", chains), servers=servers))
         engine.run()
         start, end = np.asarray(engine.start_s), np.asarray(engine.end_s)
         resp += list(end - arrivals)
@@ -70,9 +72,27 @@ def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20) -> d
             "jitter_sigma": sigma, "draws": draws}
 
 
-def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = True) -> dict:
+MODELS = {
+    "batch": "the batch model: each chain's time alone probed on the launched swarm, slowed while jobs share its "
+             "servers by each server's measured batch slowdown curve (the batch-aware simulator)",
+    "batch-1": "the batch-1 model: each chain's time alone probed on the launched swarm, at that speed whatever "
+               "else runs (no server has a batch slowdown curve)",
+    "busy-plan": "the whole-plan-busy correction: each chain's time interpolated between alone and every slot of "
+                 "the plan busy by the simulated share of busy slots beside its jobs, constant speed",
+}
+
+
+def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = True, model: str = "batch") -> dict:
+    """``model`` (chain plans): "batch" simulates with the scenario's servers, so a server with a
+    ``batch_slowdown`` curve slows its jobs with its occupancy (with no curve anywhere that is the batch-1
+    model, and the result says so); "busy-plan" takes the plan's chain times as already corrected for the
+    load (``loaded_chain_times``) and simulates at constant speed."""
+    from solvers.batching import has_slowdown
     from solvers.simulator import simulate
     spec_model = None
+    servers = scenario.servers if model == "batch" else None
+    used = ("batch" if has_slowdown(scenario.servers) else "batch-1") if model == "batch" else model
+    full_s = None
     if algorithm == "petals":
         from solvers.baselines.common import run_slot_policy
         from solvers.baselines.petals import PetalsClientPolicy, PetalsPolicy, petals_placement
@@ -86,17 +106,22 @@ def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = Tr
         sim["failed_requests"] = len(client.failed)
         spec = run_slot_policy(scenario, PetalsPolicy(scenario, pp), n, seed=1, warmup_fraction=0.0)
         spec_model = {"mean_s": spec.get("mean_response_s"), "p95_s": spec.get("p95_response_s")}
+        used = "petals-client"
     else:
+        from solvers.batching import chain_time, full_occupancy
         from solvers.chains import Chain
         chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), c["service_time_s"], c["capacity"])
                   for c in plan_doc["chains"]]
         sigma = float(plan_doc.get("service_jitter_sigma") or 0.0)
         if sigma > 0:
-            sim = simulate_jittered(chains, scenario.workload.trace, n, sigma)
+            sim = simulate_jittered(chains, scenario.workload.trace, n, sigma, servers=servers)
         else:
             res = simulate(chains, dispatcher="jffc", trace=scenario.workload.trace, requests=n,
-                           job_sizes="trace", warmup_fraction=0.0, seed=1)
+                           job_sizes="trace", warmup_fraction=0.0, seed=1, servers=servers)
             sim = res.to_dict()
+        if used == "batch":   # each chain's time with every planned slot busy, under the curves
+            by_id, full = {s.id: s for s in scenario.servers}, full_occupancy(chains)
+            full_s = [chain_time(ch, by_id, full) for ch in chains]
     lower = upper = None
     if algorithm == "petals":
         why_not = "per-request routing, not JFFC: the bounds are JFFC's"
@@ -106,12 +131,16 @@ def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = Tr
         # The plan document says bounds do not apply because the scenario carries the replayed
         # arrivals as a trace; those arrivals are Poisson, so the JFFC bounds at the run's mean
         # rate do (job sizes here are fixed, not exponential: the bounds are the M/M model's).
-        from solvers.bounds import response_time_bounds
+        # Under the batch model they are the bounds that hold with each chain between its time
+        # alone and its time with every planned slot busy.
+        from solvers.bounds import batch_response_time_bounds, response_time_bounds
         rate = scenario.workload.arrival_rate
-        b = response_time_bounds(chains, rate)
+        b = (batch_response_time_bounds(chains, scenario.servers, rate) if servers is not None
+             else response_time_bounds(chains, rate))
         lower, upper = (b.lower_s, b.upper_s) if b.stable else (None, None)
         why_not = None if b.stable else f"load {b.load:.2f} >= 1 at the run's rate"
     return {"mean_s": sim.get("mean_response_s"), "p95_s": sim.get("p95_response_s"),
             "mean_service_s": sim.get("mean_service_s"), "mean_wait_s": sim.get("mean_wait_s"),
             "lower_s": lower, "upper_s": upper, "bounds_why_not": why_not,
-            "failed": sim.get("failed_requests", 0), "spec_model": spec_model}
+            "failed": sim.get("failed_requests", 0), "spec_model": spec_model, "model": used,
+            "chain_full_occupancy_s": full_s}
