@@ -303,14 +303,17 @@ def calibrate_deployed(python: str, model_dir: str, workdir: Path, profile: list
                        concurrency=concurrency, batch_slowdown=curves, batch_hop_ms=medians)
 
 
-def probe_blocks(model_dir: Path, tokens: tuple[int, int], device: str) -> dict | None:
-    """gpu_probe's figures for the tiny model's blocks on this machine (recorded next to the PETALS
-    calibration; None if the probe fails)."""
+def probe_blocks(model_dir: Path, tokens: tuple[int, int], device: str, max_batch: int = 4) -> dict | None:
+    """gpu_probe's figures for the tiny model's blocks on this machine, its batch sweep up to ``max_batch``
+    sequences in one batched step included (recorded next to the PETALS calibration; None if the probe
+    fails).  One torch thread, as tests/probe and bench/ run it: two OpenMP threads on this shared
+    two-core machine stall at barriers."""
     try:
         out = subprocess.run([sys.executable, "-m", "gpu_probe", "measure", "--model", str(model_dir / "config.json"),
                               "--device", device.split(":")[0], "--input-tokens", str(tokens[0]),
                               "--output-tokens", str(tokens[1]), "--max-tokens", str(4 * sum(tokens)),
                               "--prefill-lengths", f"{tokens[0]},{4 * tokens[0]}", "--decode-contexts", "8,64",
+                              "--max-batch", str(max(1, max_batch)), "--threads", "1",
                               "--json", "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120,
                              check=True)
         doc = json.loads(out.stdout)
@@ -318,7 +321,7 @@ def probe_blocks(model_dir: Path, tokens: tuple[int, int], device: str) -> dict 
         return {"decode_block_s": statistics.median(d["median_s"] for d in dec),
                 "prefill_block_s": m["prefill"][0]["median_s"],
                 "block_bytes": m["param_bytes_per_block_total"], "kv_bytes_per_token": m["kv_bytes_per_token"],
-                "device": doc["device"]["name"]}
+                "device": doc["device"]["name"], "batch_slowdown": doc["derived"].get("batch_slowdown")}
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as exc:
         log(f"testbed: gpu_probe failed ({exc}); not recorded")
         return None

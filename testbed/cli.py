@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         cal = calibrate(args.python, str(model_dir), workdir, tokens, args.calibration_reps, args.device,
                         server_env(args), profile if args.delay == "proxy" else None)
     log(f"testbed: calibration {cal.to_dict()}")
-    probe = probe_blocks(model_dir, tokens, args.device)
+    probe = probe_blocks(model_dir, tokens, args.device, args.max_batch)
     rate = args.rate
     if rate is None:   # the proposed plan's saturation rate (its service rate without batch slowdown) sets the load
         probe_doc = build_scenario(profile, cal, tokens, [0.0, 1.0])

@@ -72,13 +72,13 @@ def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20, serv
             "jitter_sigma": sigma, "draws": draws}
 
 
-MODELS = {
-    "batch": "the batch model: each chain's time alone probed on the launched swarm, slowed while jobs share its "
-             "servers by each server's measured batch slowdown curve (the batch-aware simulator)",
-    "batch-1": "the batch-1 model: each chain's time alone probed on the launched swarm, at that speed whatever "
-               "else runs (no server has a batch slowdown curve)",
-    "busy-plan": "the whole-plan-busy correction: each chain's time interpolated between alone and every slot of "
-                 "the plan busy by the simulated share of busy slots beside its jobs, constant speed",
+MODELS = {   # what the report says each prediction model is
+    "batch": "each chain's time alone probed on the launched swarm, slowed while jobs share its servers by each "
+             "server's measured batch slowdown curve (the batch-aware simulator)",
+    "batch-1": "each chain's time alone probed on the launched swarm, at that speed whatever else runs (no server "
+               "has a batch slowdown curve)",
+    "busy-plan": "each chain's time interpolated between alone and every slot of the plan busy by the simulated "
+                 "share of busy slots beside its jobs, at constant speed",
 }
 
 

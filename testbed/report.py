@@ -112,6 +112,13 @@ def _deployed_lines(meta: dict, results: dict) -> list[str]:
     return lines + _probe_lines(meta, results)
 
 
+def _gateway_shift(dp: dict) -> float:
+    """How much longer a request is through the gateway than through the testbed's own client (s)."""
+    if dp.get("gateway_client_ms") is None:
+        return 0.0
+    return (dp["gateway_client_ms"] - dp["client_ms"]) / 1e3
+
+
 def _probe_lines(meta: dict, results: dict) -> list[str]:
     lines = []
     for a, r in results.items():
@@ -132,7 +139,9 @@ def _probe_lines(meta: dict, results: dict) -> list[str]:
                   f"{dp['chain_service_alone_s']}, each chain's own slots busy {dp['chain_service_full_s']}, "
                   + f"every slot of the plan busy ({dp['sessions_system']} generations at once) "
                   f"{dp['chain_service_system_s']}"
-                  + (f"; the batch model's, every planned slot busy: {[round(t, 4) for t in r['predicted_chain_full_occupancy_s']]}"
+                  + (f"; the batch model's, every planned slot busy: "
+                     f"{[round(t - _gateway_shift(dp), 4) for t in r['predicted_chain_full_occupancy_s']]}"
+                     + (" (with the testbed client's time, as the probes)" if _gateway_shift(dp) else "")
                      if r.get("predicted_chain_full_occupancy_s") else "")
                   + (f"; used by the dispatcher and the prediction (alone, the client's time included; the batch "
                      f"model slows them as jobs share servers): **{dp['chain_service_s']}**"
@@ -279,12 +288,19 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
              (f"gpu_probe on the same blocks ({meta['gpu_probe']['device']}): decode "
               f"{meta['gpu_probe']['decode_block_s'] * 1e3:.3f} ms and prefill ({meta['input_tokens']} tokens) "
               f"{meta['gpu_probe']['prefill_block_s'] * 1e3:.3f} ms per block, {meta['gpu_probe']['block_bytes']} "
-              f"bytes of weights per block, {meta['gpu_probe']['kv_bytes_per_token']:g} KV bytes per token. Not used "
-              f"in the scenario: it times the block alone, while PETALS spends "
-              f"{meta['calibration']['block_s'] * 1e3:.3f} ms per block per step (measured above)."
+              f"bytes of weights per block, {meta['gpu_probe']['kv_bytes_per_token']:g} KV bytes per token"
+              + (f"; its batch sweep (that many sequences in one batched step of the block): "
+                 + ", ".join(f"{b}: {f:.2f}x" for b, f in meta["gpu_probe"]["batch_slowdown"])
+                 if meta["gpu_probe"].get("batch_slowdown") else "")
+              + f". Not used in the scenario: it times the block alone, while PETALS spends "
+              f"{meta['calibration']['block_s'] * 1e3:.3f} ms per block per step (measured above)"
+              + (", and a PETALS server runs each session's step on its own rather than in one batch with the "
+                 "others', which the sweep through PETALS measures" if meta["gpu_probe"].get("batch_slowdown")
+                 else "") + "."
               if meta.get("gpu_probe") else "gpu_probe: not recorded."), "",
-             f"Measured per-step hop time seen by the client (mean over the run, delay and the blocks' compute "
-             f"included, ms): {meta['hop_seen_ms']}.", "",
+             (f"Measured per-step hop time seen by the client (mean over the run, delay and the blocks' compute "
+              f"included, ms): {meta['hop_seen_ms']}." if meta.get("hop_seen_ms") else
+              "Per-step hop times: not seen through the gateway (its PETALS client runs inside the gateway)."), "",
              "| algorithm | done | bounds [lo, hi] s | predicted mean s | measured mean s | error | "
              "predicted p95 s | measured p95 s | error | service pred/meas s | wait pred/meas s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
