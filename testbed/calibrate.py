@@ -303,6 +303,33 @@ def calibrate_deployed(python: str, model_dir: str, workdir: Path, profile: list
                        concurrency=concurrency, batch_slowdown=curves, batch_hop_ms=medians)
 
 
+def launched_curves(alone: dict[tuple[str, int, int], list[dict]], full: dict[tuple[str, int, int], list[dict]],
+                    sessions: int, block_time_s: dict[str, float], l_out: int) -> dict[str, list[list[float]]]:
+    """Each launched server's batch slowdown on its planned hop: the hop probed with one session and with
+    ``sessions`` at once (``probe_launched``), made into a curve as ``batch_curves`` makes the calibration's
+    (the extra time on the hop's compute term, ``block_time_s x planned blocks``), ``[[1, 1], [sessions,
+    factor]]``, extended along that segment beyond.  A server on several hops: its widest one.  None for
+    ``sessions`` < 2 (nothing probed beyond one session)."""
+    from gpu_probe.report import slowdown_from_medians
+    if sessions < 2:
+        return {}
+    widest: dict[str, tuple[int, int, int]] = {}
+    for srv, a, b in alone:
+        if srv not in widest or b - a > widest[srv][2] - widest[srv][1]:
+            widest[srv] = (srv, a, b)
+    curves = {}
+    for srv, key in widest.items():
+        if not full.get(key) or srv not in block_time_s:
+            continue
+        one = statistics.median(hop_request_s(x, l_out) for x in alone[key])
+        many = statistics.median(hop_request_s(x, l_out) for x in full[key])
+        compute = block_time_s[srv] * (key[2] - key[1])
+        curve = slowdown_from_medians([(1, compute), (sessions, max(compute + many - one, 1e-9))])
+        if curve is not None:
+            curves[srv] = curve
+    return curves
+
+
 def probe_blocks(model_dir: Path, tokens: tuple[int, int], device: str, max_batch: int = 4) -> dict | None:
     """gpu_probe's figures for the tiny model's blocks on this machine, its batch sweep up to ``max_batch``
     sequences in one batched step included (recorded next to the PETALS calibration; None if the probe
@@ -422,6 +449,7 @@ def probe_launched(worker: Worker, plan_doc: dict, peers: dict[str, str], tokens
     chain_times = {"alone": deployed_chain_times(plan_doc, alone, tokens[1], client_s),
                    "full": deployed_chain_times(plan_doc, full, tokens[1], client_s),
                    "hops_alone": deployed_chain_times(plan_doc, alone, tokens[1], 0.0), "client_s": client_s,
+                   "hop_samples_alone": alone, "hop_samples_full": full, "sessions_full": slots,
                    "system": system, "jitter_sigma": jitter_sigma(system_samples)}
     probed = {"hops_ms": _median_ms(alone), "hops_full_ms": _median_ms(full),
               "sessions_per_hop_full": slots, "client_ms": round(1e3 * client_s, 2),

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from serving.petals import procs
 from testbed import REPO, log
-from testbed.calibrate import calibrate, calibrate_deployed, probe_blocks
+from testbed.calibrate import calibrate, calibrate_deployed, launched_curves, probe_blocks
 from testbed.host import StealMeter, uptime
-from testbed.predict import loaded_chain_times, predict
+from testbed.predict import predict
 from testbed.replay import run_algorithm, server_env
 from testbed.report import config_of, git_commit, history_entry, measured_hops, record_history, summarise, write_report
 from testbed.routes import DispatchRoutes, MemoryRoutes
@@ -82,12 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=4,
                    help="the deployed calibration's batch sweep: each server's hop probed with 1, 2, 4, ... up to "
                         "this many sessions at once gives its batch slowdown curve (servers[].batch_slowdown), which "
-                        "the plans and the prediction use; 1 skips it (the batch-1 model; default 4)")
-    p.add_argument("--prediction", choices=["batch", "busy-plan"], default="batch",
-                   help="how chain plans are predicted: batch (default): each chain's time alone on the launched "
-                        "swarm, slowed by the servers' measured batch slowdown curves as jobs share them (the "
-                        "batch-aware simulator); busy-plan: the earlier correction, each chain's time interpolated "
-                        "between alone and the whole plan busy. The report gives the other one beside it")
+                        "the plans use (the prediction uses the same made on the launched swarm); 1 skips it (default 4)")
     p.add_argument("--via", choices=["client", "gateway"], default="client",
                    help="how chain plans' requests are sent: the testbed's own PETALS client (default), or as "
                         "OpenAI calls (the openai SDK, async, streaming) through chainplan's gateway "
@@ -167,20 +162,23 @@ def main(argv: list[str] | None = None) -> int:
                         dispatcher, uptime_before, argv, results, all_rows, hop_seen, probe, run_steal, prompts)
 
 
-def _with_times(doc: dict, key: str) -> dict:
-    """A copy of a plan document whose chains' service times are their ``key`` figures."""
+def with_curves(scenario_doc: dict, curves: dict[str, list[list[float]]]) -> dict:
+    """A copy of the scenario document whose servers named in ``curves`` have that batch slowdown."""
     import copy
-    out = copy.deepcopy(doc)
-    for ch in out["chains"]:
-        ch["service_time_s"] = ch[key]
+    out = copy.deepcopy(scenario_doc)
+    for s in out["servers"]:
+        if s["id"] in curves:
+            s["batch_slowdown"] = curves[s["id"]]
     return out
 
 
 def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir, dispatcher,
              uptime_before, argv, results, all_rows, hop_seen, probe=None, run_steal=None, prompts=None) -> int:
     from solvers.runner import plan
+    from solvers.scenario import parse_scenario
     tokens = (args.input_tokens, args.output_tokens)
     rtt_seen: dict[str, list[float]] = {}
+    launched: dict[str, dict[str, list[list[float]]]] = {}
     for plan_id, algorithm in enumerate(algorithms, start=1):
         extra = {"attn_cache_tokens": JOBS_SMALL * sum(tokens)} if algorithm == "petals" else {}
         doc = plan(scenario, algorithm, **extra)
@@ -189,19 +187,20 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
             continue
         prepare = None
         if algorithm != "petals":
-            def prepare(chain_times, doc=doc, plan_id=plan_id):
-                # the chains' service times probed on the launched swarm replace the planned ones (what
-                # the dispatcher orders chains by, and what the prediction simulates): alone under the batch
-                # model (its curves slow them as jobs share servers), or the whole-plan-busy correction's
+            def prepare(chain_times, doc=doc, plan_id=plan_id, algorithm=algorithm):
+                # the chains' times alone, probed on the launched swarm, replace the planned ones (what the
+                # dispatcher orders chains by, and what the prediction slows with the servers' curves, which
+                # are made again from the same probe of each planned hop)
                 if chain_times is not None:
-                    times = loaded_chain_times(doc, chain_times["alone"], chain_times["system"], scenario)
-                    chain_times["utilisation"] = [round(u, 3) for u in times["utilisation"]]
-                    chain_times["others_busy_share"] = times["others_busy_share"]
                     doc["service_jitter_sigma"] = chain_times.get("jitter_sigma", 0.0)
-                    for ch, alone, busy in zip(doc["chains"], chain_times["alone"], times["service_s"]):
+                    for ch, alone in zip(doc["chains"], chain_times["alone"]):
                         ch["planned_service_time_s"] = ch["service_time_s"]
-                        ch["alone_service_time_s"], ch["busy_plan_service_time_s"] = alone, busy
-                        ch["service_time_s"] = alone if args.prediction == "batch" else busy
+                        ch["service_time_s"] = alone
+                    if args.max_batch > 1:
+                        block = {sv["id"]: sv["block_time_s"] for sv in scenario_doc["servers"]}
+                        curves = launched_curves(chain_times["hop_samples_alone"], chain_times["hop_samples_full"],
+                                                 chain_times["sessions_full"], block, tokens[1])
+                        chain_times["batch_slowdown"] = launched[algorithm] = curves
                 if dispatcher is not None:
                     dispatcher.load_plan(doc, plan_id)
                     return DispatchRoutes(dispatcher.base_url, 1, dispatcher.token)
@@ -220,14 +219,10 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
         run = run_algorithm(algorithm, doc, scenario_doc, arrivals, args, args.python, str(model_dir), workdir,
                             None, scenario, prepare=prepare, gateway=gateway, prompts=prompts)
         poisson = args.workload == "poisson"
-        pred = predict(algorithm, scenario, doc, len(arrivals), poisson=poisson, model=args.prediction)
-        if doc.get("chains") and "busy_plan_service_time_s" in doc["chains"][0]:
-            # the other model on the same replay, for the report
-            other = "busy-plan" if args.prediction == "batch" else "batch"
-            alt = predict(algorithm, scenario, _with_times(doc, "busy_plan_service_time_s" if other == "busy-plan"
-                                                           else "alone_service_time_s"),
-                          len(arrivals), poisson=poisson, model=other)
-            pred["alternative"] = {k: alt[k] for k in ("model", "mean_s", "p95_s", "mean_service_s", "mean_wait_s")}
+        # the launched servers' curves, where the probe made them, in place of the calibration's
+        predicted_on = parse_scenario(with_curves(scenario_doc, launched[algorithm])) if launched.get(algorithm) \
+            else scenario
+        pred = predict(algorithm, predicted_on, doc, len(arrivals), poisson=poisson)
         results[algorithm] = summarise(algorithm, run["rows"], pred, run)
         if doc.get("chains"):
             results[algorithm]["planned_chain_service_s"] = [
@@ -254,7 +249,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                       + ("; requests as OpenAI calls (openai SDK, async, streaming) through the gateway "
                          "(serving.gateway, petals engine, leases from that dispatcher's store)"
                          if args.via == "gateway" else ""),
-            "via": args.via, "prediction": args.prediction, "max_batch": args.max_batch, "calibration": cal.to_dict(),
+            "via": args.via, "max_batch": args.max_batch, "calibration": cal.to_dict(),
             "rtt_ms": {s["id"]: s["rtt_ms"] for s in profile}, "delay": args.delay, "gpu_probe": probe,
             "rtt_measured_ms": {k: round(1e3 * statistics.median(v), 1) for k, v in sorted(rtt_seen.items())},
             "hop_seen_ms": {k: round(1e3 * statistics.fmean(v), 1) for k, v in sorted(hop_seen.items())}}

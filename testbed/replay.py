@@ -101,15 +101,12 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                     gw_s, _ = gw_mod.client_time(gw, prompts, tokens[1], chain_times["hops_alone"])
                     shift = gw_s - chain_times["client_s"]
                     for ch in plan_doc["chains"]:
-                        for key in ("service_time_s", "alone_service_time_s", "busy_plan_service_time_s"):
-                            if key in ch:
-                                ch[key] += shift
+                        ch["service_time_s"] += shift
                     probed["gateway_client_ms"] = round(1e3 * gw_s, 2)
                 log(f"testbed: {algorithm}: requests go through the gateway at {gw.base_url}")
             if prepare is not None and chain_times is not None:
                 probed["chain_service_s"] = [round(ch["service_time_s"], 4) for ch in plan_doc["chains"]]
-                probed["chain_utilisation"] = chain_times.get("utilisation")
-                probed["others_busy_share"] = chain_times.get("others_busy_share")
+                probed["batch_slowdown"] = chain_times.get("batch_slowdown")
                 log(f"testbed: {algorithm}: probed on the launched swarm {probed}")
             if routes is None and args.petals_settle > 0:
                 # PETALS routes on what servers announce (every --update_period): their round trips to

@@ -17,7 +17,7 @@ from testbed import REPO, log
 from testbed.predict import MODELS
 from testbed.worker import CLIENT_MAX_RETRIES, CLIENT_UPDATE_S
 
-MODEL_NAMES = {"batch": "the batch model", "batch-1": "the batch-1 model", "busy-plan": "the whole-plan-busy correction"}
+MODEL_NAMES = {"batch": "the batch model", "batch-1": "the batch-1 model"}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -49,7 +49,7 @@ def summarise(algorithm: str, rows: list[dict], pred: dict, run: dict) -> dict:
             "on_granted_chain": on_chain, "servers": run["servers"], "cpu_steal": run.get("cpu_steal"),
             "max_in_progress": run["max_in_progress"], "capacity": run["capacity"],
             "deployed_probe": run.get("deployed_probe"),
-            "prediction_model": pred.get("model"), "predicted_alternative": pred.get("alternative"),
+            "prediction_model": pred.get("model"),
             "predicted_chain_full_occupancy_s": pred.get("chain_full_occupancy_s"),
             "measured_first_token_mean_s": statistics.fmean(first) if first else None,
             "measured_first_token_p95_s": _pct(first, 95) if first else None}
@@ -143,13 +143,13 @@ def _probe_lines(meta: dict, results: dict) -> list[str]:
                      f"{[round(t - _gateway_shift(dp), 4) for t in r['predicted_chain_full_occupancy_s']]}"
                      + (" (with the testbed client's time, as the probes)" if _gateway_shift(dp) else "")
                      if r.get("predicted_chain_full_occupancy_s") else "")
-                  + (f"; used by the dispatcher and the prediction (alone, the client's time included; the batch "
-                     f"model slows them as jobs share servers): **{dp['chain_service_s']}**"
-                     if r.get("prediction_model") in ("batch", "batch-1") else
-                     f"; at the simulated load (chain utilisation {dp['chain_utilisation']}; a job on each chain "
-                     f"has a share {dp['others_busy_share']} of the plan's other slots busy beside it on average): "
-                     f"**{dp['chain_service_s']}** (used by the dispatcher and the prediction)")
-                  + f" (planned: {r.get('planned_chain_service_s')})"
+                  + f"; used by the dispatcher and the prediction (alone, the client's time included): "
+                  f"**{dp['chain_service_s']}** (planned: {r.get('planned_chain_service_s')})"
+                  + (f"; each server's batch slowdown on its planned hop, from the same probe (1 against "
+                     f"{dp['sessions_per_hop_full']} sessions at once, made as the calibration's curves are; the "
+                     "prediction slows the chains with these): "
+                     + "; ".join(f"{k} {c[-1][1]:.2f}x at {c[-1][0]}" for k, c in dp["batch_slowdown"].items())
+                     if dp.get("batch_slowdown") else "")
                   + (f"; spread of one generation around its chain's median in the busy-plan probe: log-sd "
                      f"{dp['jitter_sigma']} (the prediction draws each job's time with it)." if dp.get("jitter_sigma")
                      else "."), ""]
@@ -339,13 +339,6 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
             notes.append(f"- {a}: mean error {100 * em:+.1f} % (target within 10 %: "
                          f"{'met' if abs(em) <= 0.10 else 'missed'}), p95 error {100 * ep:+.1f} % "
                          f"(target within 15 %: {'met' if abs(ep) <= 0.15 else 'missed'})")
-        alt = r.get("predicted_alternative")
-        if alt and alt.get("mean_s"):
-            am, ap = _err(alt["mean_s"], r["measured_mean_s"]), _err(alt["p95_s"], r["measured_p95_s"])
-            notes.append(f"- {a}: {MODEL_NAMES.get(alt['model'], alt['model'])} would have predicted mean "
-                         f"{fmt(alt['mean_s'])} s, p95 {fmt(alt['p95_s'])} s"
-                         + (f" (errors {100 * am:+.1f} % / {100 * ap:+.1f} %)" if am is not None and ap is not None
-                            else "") + ".")
         if r.get("measured_first_token_mean_s") is not None:
             notes.append(f"- {a}: time to first token measured at the client: mean "
                          f"{fmt(r['measured_first_token_mean_s'])} s, p95 {fmt(r['measured_first_token_p95_s'])} s.")

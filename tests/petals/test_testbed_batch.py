@@ -59,7 +59,7 @@ def test_noisy_sweep_is_made_non_decreasing():
     assert factors[0] == 1.0 and factors == sorted(factors) and factors[-1] > 1.0
 
 
-def _plan_and_predict(cal: Calibration, model: str = "batch"):
+def _plan_and_predict(cal: Calibration):
     from solvers.runner import plan
     from solvers.scenario import parse_scenario
     arrivals = arrivals_poisson(40, 4.0, seed=1)
@@ -67,10 +67,11 @@ def _plan_and_predict(cal: Calibration, model: str = "batch"):
     scenario = parse_scenario(doc)
     plan_doc = plan(scenario, "proposed")
     assert plan_doc["feasible"], plan_doc.get("reason")
-    return doc, scenario, plan_doc, predict("proposed", scenario, plan_doc, len(arrivals), model=model)
+    return doc, scenario, plan_doc, predict("proposed", scenario, plan_doc, len(arrivals))
 
 
 def test_scenario_carries_the_curves_and_the_prediction_uses_them():
+    from solvers.scenario import parse_scenario
     doc, scenario, plan_doc, pred = _plan_and_predict(_calibration(curves=True))
     assert all(s["batch_slowdown"][0] == [1, 1.0] and len(s["batch_slowdown"]) == 3 for s in doc["servers"])
     assert all(not s.batch_slowdown.is_identity for s in scenario.servers)
@@ -78,9 +79,10 @@ def test_scenario_carries_the_curves_and_the_prediction_uses_them():
     # with every planned slot busy each chain is slower than alone, by the curves
     alone = [c["service_time_s"] for c in plan_doc["chains"]]
     assert all(f > a for f, a in zip(pred["chain_full_occupancy_s"], alone))
-    # the same plan and arrivals without the curves: jobs that share a server no longer slow each other
-    _, _, _, flat = _plan_and_predict(_calibration(curves=True), model="busy-plan")
-    assert flat["model"] == "busy-plan" and flat["chain_full_occupancy_s"] is None
+    # the same plan and arrivals on servers without curves: jobs that share a server no longer slow each other
+    flat_doc = {**doc, "servers": [{k: v for k, v in s.items() if k != "batch_slowdown"} for s in doc["servers"]]}
+    flat = predict("proposed", parse_scenario(flat_doc), plan_doc, 40)
+    assert flat["model"] == "batch-1" and flat["chain_full_occupancy_s"] is None
     assert pred["mean_service_s"] > flat["mean_service_s"]
     # the bounds are the batch model's: the upper one takes every chain at its time with all slots busy
     assert pred["upper_s"] > flat["upper_s"]
@@ -90,3 +92,32 @@ def test_no_sweep_is_the_batch_1_model():
     doc, _, _, pred = _plan_and_predict(_calibration(curves=False))
     assert all("batch_slowdown" not in s for s in doc["servers"])
     assert pred["model"] == "batch-1" and pred["chain_full_occupancy_s"] is None
+
+
+def test_launched_swarm_curves_replace_the_calibrations_for_the_prediction():
+    from solvers.scenario import parse_scenario
+    from testbed.calibrate import launched_curves
+    from testbed.cli import with_curves
+    doc, scenario, plan_doc, pred = _plan_and_predict(_calibration(curves=True))
+    # the launched swarm's probe of each planned hop: 1 session, then 2 at once 40 ms slower per request
+    alone, full = {}, {}
+    for ch in plan_doc["chains"]:
+        start = 0
+        for srv, m in zip(ch["servers"], ch["blocks"]):
+            alone[(srv, start, start + m)] = [_sample(0.01, 0.02, 0.015)] * 3
+            full[(srv, start, start + m)] = [_sample(0.01, 0.02, 0.015 + 0.040 / (L_OUT - 1))] * 3
+            start += m
+    block = {s["id"]: s["block_time_s"] for s in doc["servers"]}
+    curves = launched_curves(alone, full, 2, block, L_OUT)
+    assert set(curves) == {srv for srv, _, _ in alone}
+    for (srv, a, b) in alone:
+        assert curves[srv][0] == [1, 1.0] and curves[srv][1][0] == 2
+        assert curves[srv][1][1] == pytest.approx(1 + 0.040 / (block[srv] * (b - a)), rel=1e-3)
+    relaunched = parse_scenario(with_curves(doc, curves))
+    again = predict("proposed", relaunched, plan_doc, 40)
+    by_id = {s.id: s.batch_slowdown.to_pairs() for s in relaunched.servers}
+    assert all(by_id[srv] == c for srv, c in curves.items())
+    # those curves, not the calibration's, set the chains' time with every slot busy
+    assert again["chain_full_occupancy_s"] != pred["chain_full_occupancy_s"]
+    # nothing probed beyond one session: no curve from the launched swarm (the calibration's stay)
+    assert launched_curves(alone, alone, 1, block, L_OUT) == {}
