@@ -195,7 +195,10 @@ def test_llama_cpp_tensor_split_puts_every_layer_on_its_planned_server():
         assert args[0] == "llama-server" and _flag(args, "-sm") == "layer"
         rpc = _flag(args, "--rpc").split(",")
         assert rpc == [f"{s}:50052" for s in eng["servers"][:-1]]
-        assert _flag(args, "--device").split(",") == [f"RPC[{r}]" for r in rpc] + ["CUDA0"]
+        # llama.cpp names the rpc-servers' devices RPC0, RPC1, ... in --rpc order
+        assert _flag(args, "--device").split(",") == [f"RPC{i}" for i in range(len(rpc))] + ["CUDA0"]
+        assert [r["server"] for r in eng["rpc_servers"]] == eng["servers"][:-1]
+        assert _flag(args, "--port") == "8080" and _flag(args, "--host") == "0.0.0.0"
         shares = [int(x) for x in _flag(args, "-ts").split(",")]
         owner = [i for i, (lo, hi) in enumerate(eng["layers"]) for _ in range(lo, hi)]
         assert [_llama_cpp_device_of_layer(shares, il) for il in range(32)] == owner
