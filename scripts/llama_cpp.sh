@@ -29,6 +29,10 @@ mkdir -p "$HOME_DIR"
 src="$HOME_DIR/llama_cpp_python-$VERSION"
 if [ ! -d "$src/vendor/llama.cpp" ]; then
     echo "== downloading llama-cpp-python $VERSION (source)" >&2
+    if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then      # a system python without pip: a throwaway venv's
+        "$PYTHON" -m venv "$HOME_DIR/pip-venv"
+        PYTHON="$HOME_DIR/pip-venv/bin/python"
+    fi
     PIP_DISABLE_PIP_VERSION_CHECK=1 "$PYTHON" -m pip download --quiet --no-deps --no-binary :all: \
         "llama-cpp-python==$VERSION" -d "$HOME_DIR/sdist" 2>&1 | { grep -v '^WARNING: Location' >&2 || true; }
     tar -xzf "$HOME_DIR/sdist/llama_cpp_python-$VERSION.tar.gz" -C "$HOME_DIR"

@@ -43,7 +43,10 @@ def export_llama_cpp(plan_doc, scenario, model_path, opts) -> dict[str, Any]:
         devices = [f"RPC{i}" for i in range(len(endpoints))] + ([] if on_cpu else [local])
         eff = stage_capacity(stages, sizes, memory)
         slots = max(1, int(ch["capacity"]) if eff is None else min(int(ch["capacity"]), eff))
-        if eff is not None and eff < int(ch["capacity"]):
+        if eff == 0:
+            warnings.append(f"chain {ch['plan_index']}: a stage cannot hold one full-length job's KV beside its "
+                            "weights, so llama-server will fail to allocate its context: re-plan for this memory")
+        elif eff is not None and eff < int(ch["capacity"]):
             warnings.append(f"chain {ch['plan_index']}: llama.cpp keeps the KV of all -np slots on every stage, "
                             f"so the weakest stage holds {eff} full-length jobs, not the {ch['capacity']} the plan "
                             f"gives the chain: -np {slots}")
