@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -36,31 +34,12 @@ from serving.gateway.keys import key_digest
 from serving.llama_cpp import llama_cpp_home
 from tests.dispatch.conftest import REDIS_URL, require_redis
 
-ROOT = Path(__file__).resolve().parents[2]
-PETALS_PY = ROOT / ".venv-petals" / "bin" / "python"
+from .real_engines import ROOT, env, free_port, require, run, start_gateway, stop, tiny_model, wait_line
+
 KEY = "sk-llama-cpp-" + uuid.uuid4().hex
 CLUSTER = 1
 MAX_TOKENS = 256               # the tokens one KV slot holds: the scenario's workload.max_tokens
 pytestmark = pytest.mark.timeout(300)
-
-
-def _require(ok: bool, msg: str) -> None:
-    if not ok:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))             # free on every address, the loopback ones included
-        return s.getsockname()[1]
-
-
-def _run(*args: str, **kw) -> str:
-    res = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=120, **kw)
-    assert res.returncode == 0, f"{' '.join(args)} failed ({res.returncode}): {res.stderr[-2000:]}"
-    return res.stdout
 
 
 def _scenario(hf_config: dict, hosts: list[str]) -> dict:
@@ -107,44 +86,28 @@ class Deployment:
             time.sleep(0.02)
 
 
-def _wait_line(proc: subprocess.Popen, want: str, timeout_s: float, log: Path) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        if want in log.read_text():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no {want!r} within {timeout_s} s: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     home = llama_cpp_home()
-    _require((home / "bin" / "llama-server").is_file() and (home / "src" / "convert_hf_to_gguf.py").is_file(),
-             f"llama.cpp is not built in {home}: run bash scripts/llama_cpp.sh")
-    _require(PETALS_PY.exists(), "PETALS environment missing (the tiny model and the GGUF converter run there): "
-                                 "run bash scripts/install_petals.sh")
+    require((home / "bin" / "llama-server").is_file() and (home / "src" / "convert_hf_to_gguf.py").is_file(),
+            f"llama.cpp is not built in {home}: run bash scripts/llama_cpp.sh")
     require_redis()
     root = tmp_path_factory.mktemp("llama-cpp")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    # the tiny LLaMA with its SentencePiece tokenizer (what llama.cpp's converter takes), fp32 as the plan counts it
-    _run(str(PETALS_PY), "-m", "serving.petals.tiny_model", str(root / "tiny"), "--layers", "4",
-         "--tokenizer", "sentencepiece", env=dict(env, PYTHONWARNINGS="ignore"))
+    model = tiny_model(root)            # fp32, as the plan counts it; GGUF by llama.cpp's own converter
     gguf = root / "tiny.gguf"
-    _run(sys.executable, "-m", "serving.llama_cpp.gguf", str(root / "tiny"), str(gguf), "--outtype", "f32", env=env)
+    run(sys.executable, "-m", "serving.llama_cpp.gguf", str(model), str(gguf), "--outtype", "f32", env=env())
 
     net = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"     # this run's own loopback addresses
     hosts = [f"{net}.{i}" for i in (11, 12, 13, 14)]
-    scenario = _scenario(json.loads((root / "tiny" / "config.json").read_text()), hosts)
+    scenario = _scenario(json.loads((model / "config.json").read_text()), hosts)
     (root / "scenario.json").write_text(json.dumps(scenario))
-    plan = json.loads(_run(sys.executable, "-m", "solvers", "plan", str(root / "scenario.json"), env=env))
+    plan = json.loads(run(sys.executable, "-m", "solvers", "plan", str(root / "scenario.json"), env=env()))
     (root / "plan.json").write_text(json.dumps(plan))
-    rpc_port, api_port = _free_port(), _free_port()
-    export = json.loads(_run(sys.executable, "-m", "solvers", "export", str(root / "plan.json"), "--scenario",
-                             str(root / "scenario.json"), "--runtime", "llama.cpp", "--model-path", str(gguf),
-                             "--local-device", "CPU", "--rpc-port", str(rpc_port), "--engine-port", str(api_port),
-                             "--engines-file", str(root / "engines.json"), "--json", env=env))
+    rpc_port, api_port = free_port(), free_port()
+    export = json.loads(run(sys.executable, "-m", "solvers", "export", str(root / "plan.json"), "--scenario",
+                            str(root / "scenario.json"), "--runtime", "llama.cpp", "--model-path", str(gguf),
+                            "--local-device", "CPU", "--rpc-port", str(rpc_port), "--engine-port", str(api_port),
+                            "--engines-file", str(root / "engines.json"), "--json", env=env()))
     (root / "export.json").write_text(json.dumps(export))
     engines = json.loads((root / "engines.json").read_text())
 
@@ -158,38 +121,19 @@ def deployment(tmp_path_factory):
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "serving.llama_cpp.launch", "--export", str(root / "export.json"), "--bind",
              "server", "--workdir", str(root / "run"), "--ready-file", str(root / "ready.json")],
-            env=dict(env, LLAMA_ARG_LOG_VERBOSITY="5", LLAMA_ARG_ENDPOINT_METRICS="1"), cwd=ROOT,
+            env=env(LLAMA_ARG_LOG_VERBOSITY="5", LLAMA_ARG_ENDPOINT_METRICS="1"), cwd=ROOT,
             stdout=open(launch_log, "w"), stderr=subprocess.STDOUT))
-        _wait_line(procs[-1], "chains ready:", 120, launch_log)
+        wait_line(procs[-1], "chains ready:", 120, launch_log)
         store.set_plan(CLUSTER, snapshot_from_document(1, plan))
         store.put_token(key_digest(KEY), CLUSTER)
-        port = _free_port()
-        gw_log = root / "gateway.log"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "serving.gateway", "--prefix", prefix, "serve", "--model", "tiny", "--cluster",
-             str(CLUSTER), "--engines-file", str(root / "engines.json"), "--dispatch", REDIS_URL, "--port", str(port),
-             "--max-tokens", "200", "--queue-wait-s", "5"],
-            env=env, cwd=ROOT, stdout=open(gw_log, "w"), stderr=subprocess.STDOUT))
-        _wait_line(procs[-1], "OpenAI base URL", 30, gw_log)
-        t0 = time.monotonic()
-        while True:                     # listening once /v1/models answers
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2,
-                             headers={"authorization": f"Bearer {KEY}"}).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() - t0 < 30, gw_log.read_text()[-2000:]
-            time.sleep(0.1)
+        gateway, base = start_gateway(["--model", "tiny", "--cluster", str(CLUSTER), "--engines-file",
+                                       str(root / "engines.json"), "--dispatch", REDIS_URL, "--max-tokens", "200",
+                                       "--queue-wait-s", "5"], root / "gateway.log", KEY, prefix=prefix)
+        procs.append(gateway)
         yield Deployment(root, scenario, plan, export, engines, json.loads((root / "ready.json").read_text()),
-                         f"http://127.0.0.1:{port}/v1", store)
+                         base, store)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         store.clear()
 
 
@@ -299,8 +243,7 @@ def test_engine_kv_concurrency_is_the_exports_effective_capacity(deployment):
 
 
 def _resolved_model(deployment) -> dict:
-    out = _run(sys.executable, "-m", "solvers", "validate", str(deployment.root / "scenario.json"),
-               env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    out = run(sys.executable, "-m", "solvers", "validate", str(deployment.root / "scenario.json"), env=env())
     return json.loads(out)["model"]
 
 
