@@ -42,12 +42,13 @@ def env(**extra: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", **extra)
 
 
-def tiny_model(root: Path, layers: int = 4) -> Path:
-    """The tiny LLaMA (fp32) with the SentencePiece tokenizer llama.cpp's converter and vLLM both take."""
+def tiny_model(root: Path, layers: int = 4, heads: int = 4) -> Path:
+    """The tiny LLaMA (fp32, hidden size 64) with the SentencePiece tokenizer llama.cpp's converter and vLLM
+    both take (vLLM's CPU attention needs heads of 32 or more: ``heads=2``)."""
     require(PETALS_PY.exists(), "PETALS environment missing (the tiny model is made there): run bash "
                                 "scripts/install_petals.sh")
     out = root / "tiny"
-    run(str(PETALS_PY), "-m", "serving.petals.tiny_model", str(out), "--layers", str(layers),
+    run(str(PETALS_PY), "-m", "serving.petals.tiny_model", str(out), "--layers", str(layers), "--heads", str(heads),
         "--tokenizer", "sentencepiece", env=env(PYTHONWARNINGS="ignore"))
     return out
 
