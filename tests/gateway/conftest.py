@@ -133,7 +133,8 @@ def pytest_collection_modifyitems(config, items):
     expr = config.getoption("markexpr") or ""
     if "slow" in expr or "vllm" in expr:
         return
-    left_out = [item for item in items if "vllm" in item.keywords]
+    # the marker, not item.keywords: a parametrised id such as [vllm-8000] is a keyword too
+    left_out = [item for item in items if item.get_closest_marker("vllm")]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if "vllm" not in item.keywords]
+        items[:] = [item for item in items if not item.get_closest_marker("vllm")]
