@@ -313,6 +313,7 @@ def state_from_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
         "arrivals": int(stats.get("arrivals", 0)), "grants": grants,
         "releases": int(stats.get("releases", 0)), "expiries": int(stats.get("expiries", 0)),
         "timeouts": int(stats.get("timeouts", 0)), "revoked": int(stats.get("revoked", 0)),
+        "failures": int(stats.get("failures", 0)),
         "mean_wait_s": (stats.get("wait_ms", 0) / grants / 1000.0) if grants else None,
         "wait_histogram_ms": {"buckets": raw.get("wait_buckets_ms", []),
                               "counts": {int(b): int(n) for b, n in _aslist(raw.get("wait_histogram"))}},

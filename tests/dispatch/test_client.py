@@ -31,7 +31,7 @@ def test_sync_http_client_holds_a_lease_past_its_ttl(dispatcher):
     with pytest.raises(LeaseGone):
         client.renew(lease)
     _check_renewed_and_released(dispatcher.store)
-    assert client.state()["chains"][0] == {"chain": 0, "capacity": 2, "in_progress": 0}
+    assert client.state()["chains"][0] == {"chain": 0, "capacity": 2, "in_progress": 0, "masked": False}
     client.close()
 
 
