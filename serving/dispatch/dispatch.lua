@@ -391,7 +391,7 @@ end
 
 local function lv_tick(rec)
   local c = rec.state
-  local silent = rec.heard > 0 and now >= rec.hdl
+  local silent = rec.hdl > 0 and now >= rec.hdl
   if (c == 'suspect' or c == 'down') and rec.till ~= 0 and now >= rec.till then
     local out = copy(rec)
     out.till = 0
@@ -416,7 +416,7 @@ local function lv_deadline(rec)
   local c = rec.state
   local t = nil
   if (c == 'suspect' or c == 'down') and rec.till ~= 0 then t = rec.till end
-  if rec.heard > 0 and (c == 'up' or c == 'suspect' or c == 'joining') then
+  if rec.hdl > 0 and (c == 'up' or c == 'suspect' or c == 'joining') then
     if t == nil or rec.hdl < t then t = rec.hdl end
   end
   return t

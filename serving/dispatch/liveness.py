@@ -174,7 +174,7 @@ def on_set(rec: dict, state: str, now: int, cause: str, suspect_ms: int, max_ms:
 def on_tick(rec: dict, now: int) -> tuple[dict, str | None]:
     """Time passed: a probation or ban ends, or heartbeats stopped."""
     cur = rec["state"]
-    silent = rec["heard"] > 0 and now >= rec["hdl"]
+    silent = rec["hdl"] > 0 and now >= rec["hdl"]      # hdl: last heartbeat + timeout (0: never heard)
     if cur in (SUSPECT, DOWN) and rec["till"] and now >= rec["till"]:
         out = dict(rec)
         out["till"] = 0
@@ -201,6 +201,6 @@ def deadline(rec: dict) -> int | None:
     times = []
     if cur in (SUSPECT, DOWN) and rec["till"]:
         times.append(rec["till"])
-    if rec["heard"] > 0 and cur in (UP, SUSPECT, JOINING):
+    if rec["hdl"] > 0 and cur in (UP, SUSPECT, JOINING):
         times.append(rec["hdl"])
     return min(times) if times else None

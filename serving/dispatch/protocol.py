@@ -277,9 +277,9 @@ def server_list_from_raw(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for s in sorted(servers):
         r = servers[s]
-        heard = r.get("heard") or 0
         extra = info.get(s)
-        out.append({**server_state_from_raw(s, r), "heard_at": iso_ms(heard) if heard else None,
+        out.append({**server_state_from_raw(s, r),
+                    "heard_at": iso_ms(r.get("heard") or 0) if r.get("hdl") else None,
                     "failures": int(r.get("fails", 0)), "last_error": r.get("err", ""),
                     "info": json.loads(extra) if extra else None})
     return out
