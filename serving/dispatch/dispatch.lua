@@ -374,10 +374,11 @@ local function lv_heartbeat(rec, state, tmo)
   return out, nil
 end
 
-local function lv_set(rec, state, cause, sm, mx)
+local function lv_set(rec, state, cause, sm, mx, tmo)
   if rec.state == state and rec.src == 'o' then return copy(rec), nil end
   local out = moved(rec, state, 'o')
   out.till = 0
+  if rec.hdl > 0 then out.hdl = now + tmo end
   if state == 'up' then
     out.ep = 0
   elseif state == 'suspect' then
@@ -881,11 +882,11 @@ elseif op == 'heartbeat' then
   return done(cjson.encode(new))
 
 elseif op == 'setstate' then
-  -- ARGV: server, state, cause, suspect_ms, max_ms
+  -- ARGV: server, state, cause, suspect_ms, max_ms, heartbeat timeout (ms)
   local s = ARGV[2]
   sweep()
   local old = lv_get(s)
-  local new, cause = lv_set(old, ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))
+  local new, cause = lv_set(old, ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
   lv_write(s, old, new, cause)
   return done(cjson.encode(new))
 

@@ -27,7 +27,8 @@ The rules (docs/dispatcher.md, "Liveness and masking"):
 - heartbeat ``up``: ``down`` (after any ban) and ``joining`` -> ``up``; ``draining`` that a heartbeat
   set -> ``up`` (one the owner set stays); ``suspect`` stays until its probation ends (or the owner).
 - heartbeat ``draining`` -> ``draining`` (unless a failure probation or ban is running).
-- the owner sets any state; ``up`` also ends the failure streak.
+- the owner sets any state; ``up`` also ends the failure streak; a server heard before gets a fresh
+  ``heartbeat_timeout_s`` to send its next heartbeat.
 
 A record is a plain dict (the same JSON dispatch.lua keeps in its ``sv`` hash); times are ms on the
 store's clock.  Each function returns ``(record, cause)``: the new record and, when the state
@@ -156,13 +157,16 @@ def on_heartbeat(rec: dict, state: str, now: int, timeout_ms: int) -> tuple[dict
     return out, None
 
 
-def on_set(rec: dict, state: str, now: int, cause: str, suspect_ms: int, max_ms: int
+def on_set(rec: dict, state: str, now: int, cause: str, suspect_ms: int, max_ms: int, timeout_ms: int
            ) -> tuple[dict, str | None]:
-    """The owner (or the service) sets the state."""
+    """The owner (or the service) sets the state.  A server heard before gets a fresh heartbeat period
+    (its old silence is not held against the owner's word)."""
     if rec["state"] == state and rec["src"] == BY_OWNER:
         return dict(rec), None
     out = _moved(rec, state, BY_OWNER, now)
     out["till"] = 0
+    if rec["hdl"] > 0:
+        out["hdl"] = now + timeout_ms
     if state == UP:
         out["ep"] = 0
     elif state == SUSPECT:

@@ -474,7 +474,7 @@ class MemoryStore:
         c = self._cl(cluster)
         self._sweep(cluster, c)
         old = self._server(c, server)
-        new, why = lv.on_set(old, state, self.now, cause, self._lv_args[0], self._lv_args[1])
+        new, why = lv.on_set(old, state, self.now, cause, *self._lv_args)
         self._lv_write(cluster, c, server, old, new, why)
         return new
 

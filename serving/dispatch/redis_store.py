@@ -80,7 +80,7 @@ class _Keys:
 
     def _setstate_args(self, server: str, state: str, cause: str) -> list[Any]:
         server, state = check_server(server), check_server_state(state)
-        return ["setstate", server, state, check_cause(cause), *self._lv_args[:2]]
+        return ["setstate", server, state, check_cause(cause), *self._lv_args]
 
     def cluster(self, cluster: int) -> str:
         return f"{self.prefix}:c{int(cluster)}:"

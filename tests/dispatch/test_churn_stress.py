@@ -50,8 +50,8 @@ async def churn(store, seed: int) -> dict:
             grants.append((ms(lease["expires_at"]) - round(lease["ttl_s"] * 1000), lease["plan"], lease["chain"],
                            hops))
             gone = False
-            for _ in range(crng.randint(0, 3)):        # hold it a while, renewing as the client library does
-                await asyncio.sleep(crng.uniform(0.005, TTL_S / 3))
+            for _ in range(crng.choice([0, 0, 1, 1, 2, 3])):   # hold it a while, renewing as the client library does
+                await asyncio.sleep(crng.uniform(0.002, 0.06) if crng.random() < 0.8 else TTL_S / 3)
                 try:
                     if await store.renew(1, lease["lease"]) is None:
                         gone = True
@@ -76,21 +76,26 @@ async def churn(store, seed: int) -> dict:
 
     async def chaos() -> None:
         plan = 1
+        masked: set[str] = set()
         next_switch = asyncio.get_running_loop().time() + 1.0
         while not stop.is_set():
-            await asyncio.sleep(rng.uniform(0.05, 0.2))
+            await asyncio.sleep(rng.uniform(0.1, 0.35))
             server = rng.choice(SERVERS)
             roll = rng.random()
-            if roll < 0.45:
+            if roll < 0.25:
                 state = rng.choice(["down", "down", "draining", "joining", "suspect"])
                 await store.set_server_state(1, server, state, cause="stress")
+                masked.add(server)
                 if state == "down":
                     dead.add(server)
             elif roll < 0.8:
+                server = rng.choice(sorted(masked)) if masked else server
                 await store.set_server_state(1, server, "up", cause="stress")
                 dead.discard(server)
+                masked.discard(server)
             else:
                 await store.heartbeat(1, server)        # it goes silent later: down by the timeout
+                masked.add(server)
             if asyncio.get_running_loop().time() > next_switch:
                 plan = 3 - plan
                 await store.set_plan(1, snapshot(PLANS[plan], plan_id=plan, ttl_s=TTL_S))
@@ -129,7 +134,8 @@ async def churn(store, seed: int) -> dict:
 
 def masked_grants(grants, events) -> tuple[list, int]:
     """Grants made while a server of their chain was in a masking state (by the store's clock, ms), and how
-    many grants were checked (a grant in the same millisecond as a transition of its server is ambiguous)."""
+    many grants could be checked.  Within one millisecond only the order is unknown: a grant in the ms of an
+    unmask is fine, and one in the ms where its server became masked (from up) cannot be told apart."""
     timeline: dict[str, list[tuple[int, str]]] = {}
     for e in events:
         timeline.setdefault(e["server"], []).append((ms(e["at"]), e["state"]))
@@ -137,11 +143,14 @@ def masked_grants(grants, events) -> tuple[list, int]:
     for g, plan, chain, hops in grants:
         ambiguous = False
         for s in hops:
-            before = [st for at, st in timeline.get(s, []) if at < g]
-            if any(at == g for at, _ in timeline.get(s, [])):
+            line = timeline.get(s, [])
+            before = [st for at, st in line if at < g]
+            masked_before = bool(before) and before[-1] in MASKING_STATES
+            during = [st for at, st in line if at == g]
+            if masked_before and all(st in MASKING_STATES for st in during):
+                bad.append((g, plan, chain, s, before[-1], during))
+            elif not masked_before and any(st in MASKING_STATES for st in during):
                 ambiguous = True
-            elif before and before[-1] in MASKING_STATES:
-                bad.append((g, plan, chain, s, before[-1]))
         checked += not ambiguous
     return bad, checked
 
@@ -155,7 +164,7 @@ def test_churn_keeps_every_invariant(store_factory):
     assert counts["killed"] >= 5 and counts["reported"] >= 10 and counts["server_down"] >= 1, counts
     bad, checked = masked_grants(out["grants"], out["events"])
     assert not bad, bad[:5]
-    assert checked >= 0.9 * len(out["grants"]) and len(out["grants"]) > 300, (checked, len(out["grants"]))
+    assert checked >= 0.9 * len(out["grants"]) and len(out["grants"]) > 150, (checked, len(out["grants"]))
     causes = {e["cause"] for e in out["events"]}
     assert {"stress", "failure report: stress"} <= causes and "heartbeat timeout" in causes, causes
     # nothing left behind: every grant ended by a release, an expiry or a revocation

@@ -111,17 +111,17 @@ def test_draining_is_left_only_by_the_owner_or_a_heartbeat():
     assert lv.deadline(rec) is None and lv.on_tick(rec, 10 * TMO)[1] is None     # no timeout while draining
     up, cause = lv.on_heartbeat(rec, "up", 100, TMO)
     assert up["state"] == "up" and cause == "heartbeat"
-    owner, cause = lv.on_set(lv.new_record(), "draining", 0, "", SM, MX)
+    owner, cause = lv.on_set(lv.new_record(), "draining", 0, "", SM, MX, TMO)
     assert owner["state"] == "draining" and cause == "set by owner"
     still, cause = lv.on_heartbeat(owner, "up", 100, TMO)
     assert still["state"] == "draining" and cause is None          # the owner's drain stands
-    up, cause = lv.on_set(still, "up", 200, "maintenance over", SM, MX)
+    up, cause = lv.on_set(still, "up", 200, "maintenance over", SM, MX, TMO)
     assert up["state"] == "up" and cause == "maintenance over"
 
 
 def test_heartbeat_up_brings_down_and_joining_back():
     for state in ("down", "joining"):
-        rec, cause = lv.on_set(lv.new_record(), state, 0, "", SM, MX)
+        rec, cause = lv.on_set(lv.new_record(), state, 0, "", SM, MX, TMO)
         assert cause == "set by owner"
         up, cause = lv.on_heartbeat(rec, "up", 10, TMO)
         assert up["state"] == "up" and cause == "heartbeat"
@@ -131,11 +131,11 @@ def test_heartbeat_up_brings_down_and_joining_back():
 
 def test_owner_sets_any_state_and_up_ends_the_streak():
     rec, _ = fail(lv.new_record(), "L1", 0)
-    same, cause = lv.on_set(rec, "suspect", 10, "", SM, MX)
+    same, cause = lv.on_set(rec, "suspect", 10, "", SM, MX, TMO)
     assert same["state"] == "suspect" and cause is None and same["ep"] == 2 and same["till"] == 10 + 2000
-    up, cause = lv.on_set(same, "up", 20, "", SM, MX)
+    up, cause = lv.on_set(same, "up", 20, "", SM, MX, TMO)
     assert up["state"] == "up" and up["ep"] == 0 and up["till"] == 0 and cause == "set by owner"
-    again, cause = lv.on_set(up, "up", 30, "", SM, MX)
+    again, cause = lv.on_set(up, "up", 30, "", SM, MX, TMO)
     assert cause is None and again["since"] == 20
 
 
@@ -152,3 +152,13 @@ def test_config_from_the_environment():
     assert cfg == lv.LivenessConfig(0.5, 60.0, 3.0) and cfg.args() == [500, 60000, 3000]
     with pytest.raises(ValueError, match="CHAINPLAN_DISPATCH_SUSPECT_MAX_S"):
         lv.LivenessConfig.from_env({"CHAINPLAN_DISPATCH_SUSPECT_MAX_S": "soon"})
+
+
+def test_the_owners_word_gives_a_silent_server_a_fresh_heartbeat_period():
+    rec, _ = lv.on_heartbeat(lv.new_record(), "up", 0, TMO)
+    down, _ = lv.on_tick(rec, TMO)
+    up, cause = lv.on_set(down, "up", 10_000, "", SM, MX, TMO)
+    assert up["state"] == "up" and lv.deadline(up) == 10_000 + TMO
+    assert lv.on_tick(up, 10_001)[1] is None and lv.on_tick(up, 10_000 + TMO)[1] == "heartbeat timeout"
+    never, _ = lv.on_set(lv.new_record(), "up", 5, "", SM, MX, TMO)
+    assert lv.deadline(never) is None             # never heard: heartbeats do not judge it
