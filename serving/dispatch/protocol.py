@@ -390,7 +390,7 @@ def check_cause(cause: Any) -> str:
 
 
 def check_events_args(after: Any, limit: Any) -> tuple[int, int]:
-    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2 ** 62):
         raise InvalidRequest(f"'after' must be an event id (an integer >= 0) or None, got {after!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
         raise InvalidRequest(f"'limit' must be an integer between 1 and {MAX_EVENTS}, got {limit!r}")

@@ -209,7 +209,7 @@ class AsyncRedisStore(_Keys):
 
     async def events(self, cluster: int, after: int | None = None, limit: int = 500) -> list[EventJSON]:
         after, limit = check_events_args(after, limit)
-        raw = json.loads(await self._run(cluster, "events", after, limit))
+        raw = json.loads(await self._run(cluster, "events", f"0-{after + 1}", limit))
         return events_from_raw(raw if isinstance(raw, list) else [])
 
     async def state(self, cluster: int) -> dict[str, Any]:
@@ -325,7 +325,7 @@ class RedisStore(_Keys):
 
     def events(self, cluster: int, after: int | None = None, limit: int = 500) -> list[EventJSON]:
         after, limit = check_events_args(after, limit)
-        raw = json.loads(self._run(cluster, "events", after, limit))
+        raw = json.loads(self._run(cluster, "events", f"0-{after + 1}", limit))
         return events_from_raw(raw if isinstance(raw, list) else [])
 
     def state(self, cluster: int) -> dict[str, Any]:

@@ -219,7 +219,7 @@ def test_states_and_arguments_are_checked_and_a_server_outside_the_plan_is_maske
             await s.heartbeat(1, "a", info=[1])
         with pytest.raises(InvalidRequest, match="at most 4096 bytes"):
             await s.heartbeat(1, "a", info={"x": "y" * 5000})
-        for bad in ({"after": -1}, {"limit": 0}, {"limit": 10001}, {"after": "3"}):
+        for bad in ({"after": -1}, {"limit": 0}, {"limit": 10001}, {"after": "3"}, {"after": 2 ** 70}):
             with pytest.raises(InvalidRequest):
                 await s.events(1, **bad)
         # no plan yet: a server may be set (it may join later) and the plan adopted then is masked by it
@@ -238,6 +238,7 @@ def test_states_and_arguments_are_checked_and_a_server_outside_the_plan_is_maske
         assert (await s.acquire(1, wait_s=0))["chain"] == 1
         ev = await s.events(1, after=1, limit=2)
         assert [e["id"] for e in ev] == [2, 3] and [e["id"] for e in await s.events(1, after=3)] == []
+        assert await s.events(1, after=2 ** 53) == []
     run(body())
 
 
