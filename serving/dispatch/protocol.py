@@ -227,9 +227,10 @@ class Lease:
     failed: FailedJSON | None = field(default=None, compare=False, repr=False)
 
     def fail(self, server: str, error: str = "") -> None:
-        """Report ``server`` (a hop of this lease) as failed when the lease is released."""
-        self.failed = check_failed({"server": server, "error": str(error)}, [h.server for h in self.servers],
-                                   self.lease)
+        """Report ``server`` (a hop of this lease) as failed when the lease is released (``error`` is cut to
+        MAX_ERROR characters; a server that is not a hop of the lease is an InvalidRequest at once)."""
+        self.failed = check_failed({"server": server, "error": str(error)[:MAX_ERROR]},
+                                   [h.server for h in self.servers], self.lease)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Lease":
