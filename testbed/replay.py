@@ -9,13 +9,15 @@ import json
 import math
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from serving.petals.swarm import ServerSpec, Swarm, plan_specs
+from testbed import gateway as gw_mod
 from testbed import log
 from testbed.calibrate import probe_launched
 from testbed.host import StealMeter
-from testbed.routes import Grant
+from testbed.routes import Grant, chain_hops
 from testbed.worker import Worker
 
 
@@ -45,10 +47,15 @@ def launch_specs(plan_doc: dict, algorithm: str, max_len: int, device: str = "cp
 
 
 def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: list[float], args, python: str,
-                  model_dir: str, workdir: Path, routes=None, scenario=None, prepare=None) -> dict:
+                  model_dir: str, workdir: Path, routes=None, scenario=None, prepare=None, gateway=None,
+                  prompts: list[str] | None = None) -> dict:
     """``routes``: where chains come from (None: PETALS routes by itself).  ``prepare(chain_times)``,
     for a chain plan, is called once the swarm is up with each chain's service time probed on it
-    (``--deployed-probe-reps`` > 0; None otherwise) and returns the routes to use."""
+    (``--deployed-probe-reps`` > 0; None otherwise) and returns the routes to use.
+
+    ``gateway(swarm_info)`` (``--via gateway``, chain plans): returns the ``testbed.gateway.GatewayRun``
+    that serves this swarm; the requests (``prompts``) are then OpenAI calls through it, and each chain's
+    predicted time carries the gateway path's own time per request instead of the testbed client's."""
     tokens = (args.input_tokens, args.output_tokens)
     max_len = sum(tokens)
     rtt = {s["id"]: s["rtt_ms"] / 1e3 for s in scenario_doc["servers"]}
@@ -63,7 +70,7 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
     capacity = [int(c["capacity"]) for c in plan_doc.get("chains", [])]
     active, max_active = [0] * len(capacity), [0] * len(capacity)
     count_lock = threading.Lock()
-    with Swarm(specs, model_dir, python=python, workdir=workdir / algorithm, log=log) as swarm:
+    with Swarm(specs, model_dir, python=python, workdir=workdir / algorithm, log=log) as swarm, ExitStack() as stack:
         peers = swarm.peer_of()
         server_of = {v: k for k, v in peers.items()}
         worker = Worker(python, model_dir, swarm.initial_peers, swarm.dht_prefix)
@@ -84,11 +91,23 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                     chain_times, probed = probe_launched(worker, plan_doc, peers, tokens, args.deployed_probe_reps,
                                                          tag=f"deployed-{algorithm}")
                 routes = prepare(chain_times)
+            if gateway is not None:
+                gw = stack.enter_context(gateway(swarm.info(gw_mod.MODEL_NAME)))
+                slots = sum(capacity)
+                gw_mod.warm(gw, prompts, tokens[1], slots)
                 if chain_times is not None:
-                    probed["chain_service_s"] = [round(ch["service_time_s"], 4) for ch in plan_doc["chains"]]
-                    probed["chain_utilisation"] = chain_times.get("utilisation")
-                    probed["others_busy_share"] = chain_times.get("others_busy_share")
-                    log(f"testbed: {algorithm}: probed on the launched swarm {probed}")
+                    # the gateway path's own time replaces the testbed client's in every chain's time (the same
+                    # shift on every chain: the dispatcher's fastest-first order, loaded above, stays right)
+                    gw_s, _ = gw_mod.client_time(gw, prompts, tokens[1], chain_times["hops_alone"])
+                    shift = gw_s - chain_times["client_s"]
+                    for ch in plan_doc["chains"]:
+                        ch["service_time_s"] += shift
+                    probed["gateway_client_ms"] = round(1e3 * gw_s, 2)
+                log(f"testbed: {algorithm}: requests go through the gateway at {gw.base_url}")
+            if prepare is not None and chain_times is not None:
+                probed["chain_service_s"] = [round(ch["service_time_s"], 4) for ch in plan_doc["chains"]]
+                probed["batch_slowdown"] = chain_times.get("batch_slowdown")
+                log(f"testbed: {algorithm}: probed on the launched swarm {probed}")
             if routes is None and args.petals_settle > 0:
                 # PETALS routes on what servers announce (every --update_period): their round trips to
                 # the servers of the next blocks are measured at announcement time, and a server that
@@ -130,6 +149,7 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                              "wait_s": (res["t_start"] - arrive) if res["ok"] else math.nan,
                              "service_s": (res["t_end"] - res["t_start"]) if res["ok"] else math.nan,
                              "response_s": done - arrive,
+                             "first_token_s": (res["t_first"] - arrive) if res.get("t_first") else math.nan,
                              "hops": json.dumps({server_of.get(p, p): round(t / max(1, res["steps"][p]), 5)
                                                  for p, t in res.get("hops", {}).items()}),
                              # per hop: opening + closing its session, and the first (prompt) step, s
@@ -139,8 +159,12 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                                                        for p, t in res.get("first", {}).items()})})
 
             base = arrivals[0]
+            hops_of = ["|".join(f"{h.server}:{h.start_block}-{h.start_block + h.num_blocks}" for h in chain_hops(ch))
+                       for ch in plan_doc.get("chains", [])]
             with StealMeter() as stolen:   # what the hypervisor took from this VM during the replay
-                for i, a in enumerate(arrivals):
+                if gateway is not None:
+                    rows += gw_mod.replay(gw, prompts, arrivals, tokens[1], algorithm, hops_of)
+                for i, a in enumerate(arrivals if gateway is None else []):
                     th = threading.Thread(target=one, args=(i, a - base), daemon=True)
                     th.start()
                     threads.append(th)
@@ -149,7 +173,8 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
         finally:
             worker.stop()
     rows.sort(key=lambda r: r["request"])
-    return {"rows": rows, "max_in_progress": max_active if routes else None,
+    # through the gateway its leases hold the slots: the testbed's count of jobs per chain is its own client's
+    return {"rows": rows, "max_in_progress": max_active if routes and gateway is None else None,
             "capacity": capacity if routes else None, "servers": len(specs), "measured_rtt_s": measured_rtt,
             "cpu_steal": stolen.share,
             "deployed_probe": probed}

@@ -242,6 +242,7 @@ class Client:
         self._start_timing()
         t_start = time.time()
         tokens = []
+        t_first = None
         with torch.inference_mode():
             session = InferenceSession(manager, max_length=ids.shape[1] + output_tokens)
             try:
@@ -251,13 +252,15 @@ class Client:
                     logits = self.model.lm_head(self.model.model.norm(out[:, -1:]))
                     nxt = logits.argmax(-1)
                     tokens.append(int(nxt))
+                    if t_first is None:
+                        t_first = time.time()     # the first token is out (a streaming client would have it)
                     hidden = self.model.model.embed_tokens(nxt)
                 route = [[s.span.peer_id.to_base58(), s.span.start, s.span.end] for s in session._server_sessions]
             finally:
                 session.close()
         t_end = time.time()
         timing = self._stop_timing()
-        return {"t_start": t_start, "t_end": t_end, "route": route, **timing, "tokens": tokens}
+        return {"t_start": t_start, "t_first": t_first, "t_end": t_end, "route": route, **timing, "tokens": tokens}
 
 
 def serve(client: Client, max_workers: int) -> None:
