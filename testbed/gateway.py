@@ -28,7 +28,7 @@ from pathlib import Path
 
 from serving.petals import procs
 from serving.petals.swarm import SwarmInfo, free_port
-from testbed import REPO, log
+from testbed import REPO
 
 CLUSTER = 1
 MODEL_NAME = "tiny-llama"
