@@ -52,6 +52,7 @@ from petals.client.inference_session import InferenceSession  # noqa: E402
 from petals.client.routing.sequence_manager import MissingBlocksError, RemoteSequenceManager  # noqa: E402
 from petals.data_structures import RemoteSpanInfo  # noqa: E402
 from hivemind.moe.client.remote_expert_worker import RemoteExpertWorker  # noqa: E402
+from hivemind.proto import runtime_pb2  # noqa: E402
 
 # --------------------------------------------------------------------------- hang fixes
 _ServerSession = _isess._ServerInferenceSession
@@ -61,7 +62,11 @@ _orig_close = _ServerSession.close
 def _close_marking_closed(self) -> None:
     t0 = time.perf_counter()
     try:
-        if self._outputs_stream is not None:
+        if self._outputs_stream is not None and getattr(self, "step_failed", False):
+            # its step failed (a dead or hung server): send the end of the session (a server that comes back
+            # frees its cache) without waiting for an answer that may never come
+            RemoteExpertWorker.run_coroutine(self._inputs_queue.put(runtime_pb2.ExpertRequest()))
+        elif self._outputs_stream is not None:
             # closing waits for the server's answer to the end-of-session message: bounded by the session's
             # request timeout, so a hung (stopped) server cannot hold the request's thread forever
             RemoteExpertWorker.run_coroutine(asyncio.wait_for(self._aclose_stream(), self.config.request_timeout))
@@ -110,6 +115,7 @@ def _delayed_step(self, *args, **kwargs):
         out = _orig_step(self, *args, **kwargs)
     except BaseException:
         _failed.peer = peer
+        self.step_failed = True
         raise
     dt = time.perf_counter() - t0
     _record("acc", peer, dt)
