@@ -129,6 +129,16 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
             threads = []
 
             def one(i: int, at: float) -> None:
+                try:
+                    attempt(i, at)
+                except Exception as exc:   # noqa: BLE001 - no chain within the wait, the dispatcher gone: a lost request
+                    rows.append({"algorithm": algorithm, "request": i, "arrival_s": at, "ok": False,
+                                 "error": f"{type(exc).__name__}: {exc}", "failovers": 0, "failed_servers": "",
+                                 "chain": "", "granted": "", "route": "", "wait_s": math.nan, "service_s": math.nan,
+                                 "response_s": time.time() - (t0 + at), "first_token_s": math.nan,
+                                 "hops": "{}", "setup": "{}", "first_step": "{}"})
+
+            def attempt(i: int, at: float) -> None:
                 delay = t0 + at - time.time()
                 if delay > 0:
                     time.sleep(delay)
