@@ -6,6 +6,7 @@ the contract's figures per algorithm side by side, with the timeline plots.
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -49,6 +50,18 @@ def main(out: Path) -> int:
             lines.append(f"| {a} | {c.get('server', '-')} | {r.get('lost')} | {_f(r.get('failed_over'))} | "
                          f"{_f(r.get('mask_s'))} | {_f(r.get('replan_s'))} | {mp('steady')} | {mp('churn')} | "
                          f"{mp('recovery')} | {_f(ratio)} |")
+        rows = list(csv.DictReader(open(out / f"churn-{kind}.csv")))
+        lines.append("")
+        for a, r in algs.items():
+            c = r.get("churn") or {}
+            w = c.get("windows", {}).get("churn", {})
+            lo, hi = w.get("from_s") or 0.0, w.get("to_s") or float("inf")
+            mine = [x for x in rows if x["algorithm"] == a]
+            lost = [float(x["arrival_s"]) for x in mine if x["ok"] != "True"]
+            through = sum(1 for x in mine if c.get("server") and c["server"] + ":" in x["route"])
+            lines.append(f"- {a}: lost per window (steady / churn / recovery): {sum(t < lo for t in lost)} / "
+                         f"{sum(lo <= t < hi for t in lost)} / {sum(t >= hi for t in lost)}; requests whose route "
+                         f"went through {c.get('server')}: {through}.")
         lines += ["", f"Per-run report: [churn-{kind}.md](churn-{kind}.md); every request's response time with the "
                   f"events marked:", "", f"![{kind}](churn-{kind}-timeline.png)", ""]
         for a, r in algs.items():
