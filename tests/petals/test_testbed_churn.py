@@ -1,4 +1,4 @@
-"""Churn on a real PETALS swarm (loopback, 4 servers): one server of the fastest chain is killed a
+"""Churn on a real PETALS swarm (loopback, 6 servers, the whole-model plan's two chains): one server of the fastest chain is killed a
 quarter into the replay; the testbed's client fails over (release naming the failed server, a new
 lease, the prompt plus the tokens already produced prefilled on the new chain), so no request is
 lost, the dispatcher grants no chain through the dead server within 2 s of the kill, and the testbed's
@@ -37,16 +37,19 @@ def test_fastest_is_the_most_shared_server_of_the_fastest_chain():
 @pytest.mark.timeout(420)
 def test_a_killed_server_loses_no_request(petals_python, tmp_path, capsys):
     from testbed.cli import main
-    rc = main(["--servers", "4", "--requests", "70", "--load", "0.5", "--algorithms", "proposed",
+    # whole-model: two chains (large-1, large-2), so killing the fastest leaves one to serve whatever the
+    # calibration's noise does to the plan (proposed on 4 servers sometimes made one chain, and a kill of its
+    # server then leaves nothing that can serve)
+    rc = main(["--servers", "6", "--requests", "60", "--load", "0.3", "--algorithms", "whole-model",
                "--calibration-reps", "2", "--deployed-probe-reps", "1", "--max-batch", "1",
                "--churn", "kill:fastest@12", "--python", str(petals_python), "--out", str(tmp_path / "out"),
                "--workdir", str(tmp_path / "work")])
     assert rc == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    r = last["algorithms"]["proposed"]
+    r = last["algorithms"]["whole-model"]
     assert {"lost", "failed_over", "mask_s", "replan_s"} <= set(r), r
-    recorded = json.loads((tmp_path / "out" / "testbed.json").read_text())["algorithms"]["proposed"]["churn"]
-    assert r["lost"] == 0 and r["completed"] == 70, (r, recorded)
+    recorded = json.loads((tmp_path / "out" / "testbed.json").read_text())["algorithms"]["whole-model"]["churn"]
+    assert r["lost"] == 0 and r["completed"] == 60, (r, recorded)
     assert r["mask_s"] is not None and r["mask_s"] <= 2.0, (r, recorded)
     assert r["replan_s"] is not None and r["replan_s"] <= 15.0, (r, recorded)
     killed = recorded["server"]
