@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="how chain plans' requests are sent: the testbed's own PETALS client (default), or as "
                         "OpenAI calls (the openai SDK, async, streaming) through chainplan's gateway "
                         "(serving.gateway with the petals engine, leases from the same dispatcher)")
+    p.add_argument("--churn", default=None, metavar="ACTION:SERVER@SECONDS,...",
+                   help="events during each replay, comma-separated: kill (SIGKILL), stop (SIGSTOP: a hang), cont "
+                        "(SIGCONT) or restart (a fresh start with its planned blocks) of SERVER (a server id, or "
+                        "'fastest': the server of the adopted plan's fastest chain that the most chains pass "
+                        "through) SECONDS after the replay starts; e.g. kill:fastest@30,restart:fastest@60 "
+                        "(docs/petals-testbed.md, Churn)")
     args = p.parse_args(argv)
     import signal
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run every finally: swarm and dispatcher stop
@@ -103,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
                 "to dispatch; leave it out of --algorithms (for example --algorithms proposed,whole-model)")
     if args.via == "gateway" and args.delay == "client":
         p.error("--via gateway needs --delay proxy: the gateway's PETALS client adds no per-hop sleep")
+    churn_events = None
+    if args.churn is not None:
+        from testbed.churn import ChurnError, check_servers, parse_churn
+        try:
+            churn_events = parse_churn(args.churn)
+            check_servers(churn_events, [s["id"] for s in server_profile(args.servers)])
+        except ChurnError as exc:
+            p.error(str(exc))
+    args.churn_events = churn_events
     if not Path(args.python).exists():
         p.error(f"no PETALS environment at {args.python}: run bash scripts/install_petals.sh")
     from solvers.runner import plan
@@ -154,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     dispatcher = None
     if args.routes == "dispatcher" and any(a != "petals" for a in algorithms):
         from testbed.dispatcher import LiveDispatcher
-        dispatcher = stack.enter_context(LiveDispatcher(args.redis))
+        from testbed.churn import env_for_dispatcher
+        dispatcher = stack.enter_context(LiveDispatcher(args.redis, env=env_for_dispatcher()))
         log(f"testbed: live dispatcher at {dispatcher.base_url} (Redis {args.redis}, prefix {dispatcher.prefix})")
     stack.callback(lambda: procs.remove_files(procs.stale_torch_shm(shm_before)))
     with stack:
@@ -172,12 +188,32 @@ def with_curves(scenario_doc: dict, curves: dict[str, list[list[float]]]) -> dic
     return out
 
 
+def _churn_plan(args, algorithm, doc, scenario, dispatcher, plan_id, fastest_seen):
+    """The run's churn events for this algorithm, ``fastest`` resolved: for a chain plan from its own chains
+    (the times probed on the launched swarm are put in before the replay, so it is resolved again there);
+    for PETALS' own routing, which has no chains, the server a chain plan of this run resolved, else the
+    proposed plan's on the same scenario."""
+    from testbed.churn import ChurnPlan, fastest_server
+    plan_doc = doc
+    server = None
+    if not doc.get("chains"):
+        server = fastest_seen.get("server")
+        if server is None:
+            from solvers.runner import plan
+            server = fastest_server(plan(scenario, "proposed"))
+    churn = ChurnPlan(list(args.churn_events), redis_url=args.redis if dispatcher else None,
+                      prefix=dispatcher.prefix if dispatcher else None, plan_id=plan_id)
+    churn.resolve = (lambda: fastest_server(plan_doc)) if server is None else (lambda: server)
+    return churn
+
+
 def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, rate, workdir, model_dir, dispatcher,
              uptime_before, argv, results, all_rows, hop_seen, probe=None, run_steal=None, prompts=None) -> int:
     from solvers.runner import plan
     from solvers.scenario import parse_scenario
     tokens = (args.input_tokens, args.output_tokens)
     rtt_seen: dict[str, list[float]] = {}
+    fastest_seen: dict[str, str] = {}    # 'fastest' as a chain plan of this run resolved it (for PETALS' routing)
     launched: dict[str, dict[str, list[list[float]]]] = {}
     for plan_id, algorithm in enumerate(algorithms, start=1):
         extra = {"attn_cache_tokens": JOBS_SMALL * sum(tokens)} if algorithm == "petals" else {}
@@ -204,7 +240,8 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                 if dispatcher is not None:
                     dispatcher.load_plan(doc, plan_id)
                     return DispatchRoutes(dispatcher.base_url, 1, dispatcher.token)
-                return MemoryRoutes(doc, plan_id)
+                from testbed.churn import liveness_config
+                return MemoryRoutes(doc, plan_id, liveness=liveness_config())
         gateway = None
         if args.via == "gateway" and algorithm != "petals":
             from testbed.gateway import GatewayRun
@@ -214,16 +251,29 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                 if dispatcher is not None:   # leases straight from the live dispatcher's store: the plan it holds
                     return GatewayRun(info, where, args.python, redis_url=args.redis, prefix=dispatcher.prefix)
                 return GatewayRun(info, where, args.python, plan_doc=doc)
+        churn = None
+        if args.churn_events is not None:
+            churn = _churn_plan(args, algorithm, doc, scenario, dispatcher, plan_id, fastest_seen)
         log(f"testbed: {algorithm}: running {len(arrivals)} requests"
-            + (" through the gateway" if gateway is not None else ""))
+            + (" through the gateway" if gateway is not None else "")
+            + (f" with churn {args.churn}" if churn is not None else ""))
         run = run_algorithm(algorithm, doc, scenario_doc, arrivals, args, args.python, str(model_dir), workdir,
-                            None, scenario, prepare=prepare, gateway=gateway, prompts=prompts)
+                            None, scenario, prepare=prepare, gateway=gateway, prompts=prompts, churn=churn)
+        if churn is not None and doc.get("chains"):
+            from testbed.churn import fastest_server
+            fastest_seen.setdefault("server", fastest_server(doc))
         poisson = args.workload == "poisson"
         # the launched servers' curves, where the probe made them, in place of the calibration's
         predicted_on = parse_scenario(with_curves(scenario_doc, launched[algorithm])) if launched.get(algorithm) \
             else scenario
         pred = predict(algorithm, predicted_on, doc, len(arrivals), poisson=poisson)
         results[algorithm] = summarise(algorithm, run["rows"], pred, run)
+        if churn is not None:
+            results[algorithm]["churn"] = {k: v for k, v in churn.result.items() if k != "t0"}
+            for key in ("lost", "failed_over", "mask_s", "replan_s"):
+                results[algorithm][key] = churn.result.get(key)
+            results[algorithm]["churn"]["t0"] = churn.result.get("t0")
+            log(f"testbed: {algorithm}: churn {json.dumps({k: churn.result.get(k) for k in ('lost', 'failed_over', 'mask_s', 'replan_s', 'windows')})}")
         if doc.get("chains"):
             results[algorithm]["planned_chain_service_s"] = [
                 round(ch.get("planned_service_time_s", ch["service_time_s"]), 4) for ch in doc["chains"]]
@@ -258,9 +308,10 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
                              history_entry(config_of(args, rate), command.strip(), meta, results))
     write_report(Path(args.out), args.name, command.strip(), meta, results, all_rows, history)
     (Path(args.out) / f"{args.name}.json").write_text(json.dumps({"meta": meta, "algorithms": results}, indent=1))
-    contract = {"algorithms": {a: {k: r[k] for k in ("requests", "completed", "predicted_mean_s", "measured_mean_s",
-                                                       "predicted_p95_s", "measured_p95_s")}
-                               for a, r in results.items()}}
+    keys = ("requests", "completed", "predicted_mean_s", "measured_mean_s", "predicted_p95_s", "measured_p95_s")
+    if args.churn_events is not None:
+        keys += ("lost", "failed_over", "mask_s", "replan_s")
+    contract = {"algorithms": {a: {k: r.get(k) for k in keys} for a, r in results.items()}}
     print(json.dumps(contract), flush=True)
     return 0
 

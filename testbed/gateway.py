@@ -189,10 +189,11 @@ def client_time(gateway: GatewayRun, prompts: list[str], l_out: int, hops_alone_
 
 
 def replay(gateway: GatewayRun, prompts: list[str], arrivals: list[float], l_out: int, algorithm: str,
-           hops_of_chain: list[str]) -> list[dict]:
+           hops_of_chain: list[str], t0: float | None = None) -> list[dict]:
     """The arrivals replayed as OpenAI calls; one row per request in the testbed's row shape (per-hop
     timings are the PETALS client's, inside the gateway: empty here).  The wait is the lease's queue wait;
-    the service time the rest of the response time."""
+    the service time the rest of the response time.  ``t0``: the replay's start (time.time(); default half
+    a second from now), shared with the churn events."""
     rows: list[dict] = []
     base = arrivals[0]
 
@@ -218,12 +219,13 @@ def replay(gateway: GatewayRun, prompts: list[str], arrivals: list[float], l_out
                      "wait_s": waited, "service_s": (done - arrive - waited) if ok and math.isfinite(waited) else math.nan,
                      "response_s": done - arrive,
                      "first_token_s": (got["first"] - arrive) if got and got["first"] else math.nan,
-                     "hops": "{}", "setup": "{}", "first_step": "{}"})
+                     "hops": "{}", "setup": "{}", "first_step": "{}",
+                     "failovers": "", "failed_servers": ""})   # a fail-over happens inside the gateway
 
     async def go() -> None:
         async with _client(gateway) as client:
-            t0 = time.time() + 0.5
-            await asyncio.gather(*(one(client, i, t0, a - base) for i, a in enumerate(arrivals)))
+            start = t0 if t0 is not None else time.time() + 0.5
+            await asyncio.gather(*(one(client, i, start, a - base) for i, a in enumerate(arrivals)))
     asyncio.run(go())
     rows.sort(key=lambda r: r["request"])
     return rows

@@ -352,8 +352,11 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
               + ("; under the batch model, with each chain between its time alone and its time with every planned "
                  "slot busy" if "batch" in models else "") + ").", *([""] + notes if notes else []),
               f"Per-request rows: `{name}.csv`; plot: `{name}.png`.", "",
+              *churn_lines(results, name),
               *history_lines(history or [], name)]
     (out / f"{name}.md").write_text("\n".join(lines))
+    if any("churn" in r for r in results.values()):
+        churn_plot(out / f"{name}-timeline.png", results, rows)
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -373,3 +376,78 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
         plt.close(fig)
     except Exception as exc:   # the figures stand in the table either way
         log(f"plot skipped: {exc}")
+
+
+def churn_lines(results: dict, name: str) -> list[str]:
+    """The churn run's figures per algorithm (``--churn``): lost, failed over, mask and re-plan times, and
+    mean / p95 response per window (steady before the first kill or stop, churn until its server rejoins,
+    recovery after)."""
+    churned = {a: r for a, r in results.items() if "churn" in r}
+    if not churned:
+        return []
+    lines = ["## Churn", "",
+             "| algorithm | server | lost | failed over | mask s | re-plan s | step deadline s | steady mean / p95 s (n) "
+             "| churn mean / p95 s (n) | recovery mean / p95 s (n) |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def w(c, k):
+        x = c["windows"].get(k) or {}
+        return f"{fmt(x.get('mean_s'))} / {fmt(x.get('p95_s'))} ({x.get('n', 0)})"
+    for a, r in churned.items():
+        c = r["churn"]
+        lines.append(f"| {a} | {c.get('server', '-')} | {r['lost']} | "
+                     f"{'n/a' if r['failed_over'] is None else r['failed_over']} | {fmt(r['mask_s'])} | "
+                     f"{fmt(r['replan_s'])} | {fmt(c.get('step_deadline_s'))} | {w(c, 'steady')} | {w(c, 'churn')} | "
+                     f"{w(c, 'recovery')} |")
+    lines.append("")
+    for a, r in churned.items():
+        c = r["churn"]
+        ev = "; ".join(f"{e['entry']} at {e['at_s']:.1f} s" + (f" (ready {e['ready_s']:.1f} s)" if "ready_s" in e else "")
+                       + (f" FAILED: {e['error']}" if "error" in e else "") for e in c.get("events_s", []))
+        ad = "; ".join(f"plan {x['plan_id']} without {x['without'] or 'none'} at {x['at_s']:.1f} s" for x in c.get("adoptions", []))
+        tr = "; ".join(f"{t['server']} {t['prev']}->{t['state']} at {t['at_s']:.1f} s ({t['cause']})"
+                       for t in c.get("transitions", [])[:20])
+        lines.append(f"- {a}: events {ev or 'none'}." + (f" Adopted: {ad}." if ad else "")
+                     + (f" Server states seen: {tr}." if tr else ""))
+    lines += ["", f"Response time of every request over the run, events marked: `{name}-timeline.png`.", ""]
+    return lines
+
+
+def churn_plot(path: Path, results: dict, rows: list[dict]) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        churned = [a for a, r in results.items() if "churn" in r]
+        fig, axes = plt.subplots(len(churned), 1, figsize=(9, 3.2 * len(churned)), squeeze=False, sharex=True)
+        colours = {"kill": "red", "stop": "darkorange", "cont": "green", "restart": "green"}
+        for ax, a in zip(axes[:, 0], churned):
+            c = results[a]["churn"]
+            mine = [r for r in rows if r["algorithm"] == a]
+            ok = [r for r in mine if r["ok"] and not r.get("failovers")]
+            fo = [r for r in mine if r["ok"] and r.get("failovers")]
+            bad = [r for r in mine if not r["ok"]]
+            ax.scatter([r["arrival_s"] for r in ok], [r["response_s"] for r in ok], s=9, label="completed")
+            if fo:
+                ax.scatter([r["arrival_s"] for r in fo], [r["response_s"] for r in fo], s=22, marker="^",
+                           color="purple", label="completed after a fail-over")
+            if bad:
+                ax.scatter([r["arrival_s"] for r in bad], [r["response_s"] for r in bad], s=30, marker="x",
+                           color="black", label="lost")
+            for e in c.get("events_s", []):
+                action = e["entry"].split(":")[0]
+                ax.axvline(e.get("ready_s", e["at_s"]), color=colours.get(action, "grey"), ls="--", lw=1)
+                ax.text(e.get("ready_s", e["at_s"]), ax.get_ylim()[1] * 0.95, " " + e["entry"], fontsize=7,
+                        color=colours.get(action, "grey"), va="top")
+            for x in c.get("adoptions", []):
+                ax.axvline(x["at_s"], color="blue", ls=":", lw=1)
+            ax.set_ylabel("response (s)")
+            ax.set_title(f"{a}: lost {results[a]['lost']}, failed over {results[a]['failed_over']}, "
+                         f"mask {fmt(results[a]['mask_s'])} s, re-plan {fmt(results[a]['replan_s'])} s "
+                         "(dotted: plan adopted)", fontsize=9)
+            ax.legend(fontsize=7, loc="upper left")
+        axes[-1, 0].set_xlabel("arrival (s from the replay's start)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    except Exception as exc:   # the figures stand in the table either way
+        log(f"churn plot skipped: {exc}")
