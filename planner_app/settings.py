@@ -278,6 +278,10 @@ DISPATCH_OBSERVE_S = env_float("CHAINPLAN_DISPATCH_OBSERVE_S", 60.0)   # store -
 DISPATCH_REPLAN_COOLDOWN_S = env_float("CHAINPLAN_DISPATCH_REPLAN_COOLDOWN_S", 900.0)
 DISPATCH_DRIFT_MIN_COMPLETED = env_int("CHAINPLAN_DISPATCH_DRIFT_MIN_COMPLETED", 30)
 DISPATCH_OBSERVATION_DAYS = env_int("CHAINPLAN_DISPATCH_OBSERVATION_DAYS", 14)
+# server liveness in the dispatcher's store (docs/dispatcher.md, "Liveness and masking"; serving/dispatch/liveness.py)
+DISPATCH_SUSPECT_S = env_float("CHAINPLAN_DISPATCH_SUSPECT_S", 1.0)                   # first failure's probation
+DISPATCH_SUSPECT_MAX_S = env_float("CHAINPLAN_DISPATCH_SUSPECT_MAX_S", 60.0)          # doubling up to this
+DISPATCH_HEARTBEAT_TIMEOUT_S = env_float("CHAINPLAN_DISPATCH_HEARTBEAT_TIMEOUT_S", 6.0)  # silence -> down
 METRICS_TOKEN = os.environ.get("CHAINPLAN_METRICS_TOKEN", "")
 # Server liveness (docs/liveness.md): how often the dispatcher's process reads the store's transitions and heals;
 # the shortest gap between two healing re-plans of a cluster; how long a server that came back must stay up

@@ -88,12 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--rpc-port", type=int, default=None, metavar="PORT",
                    help="llama.cpp: port of each rpc-server (default 50052)")
     e.add_argument("--local-device", default=None, metavar="DEVICE",
-                   help="llama.cpp: the device of the chain's last server, where llama-server runs (default CUDA0)")
+                   help="llama.cpp: the device of the chain's last server, where llama-server runs (default CUDA0; "
+                        "CPU: that server runs an rpc-server too, since llama.cpp cannot name the CPU as a device)")
     e.add_argument("--engines-file", default=None, metavar="FILE",
                    help="vLLM, SGLang, llama.cpp, exo: also write the gateway's engines file (each chain's OpenAI "
                         "URL keyed by its servers; docs/gateway.md)")
     e.add_argument("--engine-port", type=int, default=None, metavar="PORT",
-                   help="with --engines-file: the port each engine's OpenAI server listens on (default: the runtime's)")
+                   help="vLLM, SGLang, llama.cpp: the port each engine's OpenAI server listens on, in the commands "
+                        "and the engines file (default: the runtime's: 8000, 30000, 8080)")
     e.add_argument("--dist-init-port", type=int, default=None, metavar="PORT",
                    help="SGLang: rendezvous port on each chain's first server (default 5000)")
     e.add_argument("--no-new-swarm", dest="new_swarm", action="store_false", default=None,
@@ -365,12 +367,12 @@ def _export(args) -> int:
             if not 0 < value <= 1:
                 raise ScenarioError(FieldError("--" + key.replace("_", "-"), "must be in (0, 1]"))
             opts[key] = value
-    for key in ("rpc_port", "dist_init_port"):
+    for key in ("rpc_port", "dist_init_port", "engine_port"):
         value = getattr(args, key)
         if value is not None:
             if not 0 < value < 65536:
                 raise ScenarioError(FieldError("--" + key.replace("_", "-"), "must be a port number 1..65535"))
-            opts[key] = value
+            opts["api_port" if key == "engine_port" else key] = value
     if args.local_device:
         opts["local_device"] = args.local_device
     if args.new_swarm is not None:

@@ -9,7 +9,9 @@ times (docs/petals-testbed.md).  One module per job:
 * ``routes``    where a request's chain comes from: the dispatcher (in this process or over HTTP)
 * ``dispatcher`` the live dispatcher (serving.dispatch on Redis) started for a run
 * ``replay``    one plan launched as a swarm and the arrivals replayed on it
-* ``predict``   the simulator's prediction of the same arrivals
+* ``gateway``   ``--via gateway``: the gateway process for a swarm and the replay as OpenAI calls
+* ``prompts``   prompts that do the testbed's work as OpenAI requests (run in the PETALS environment)
+* ``predict``   the simulator's prediction of the same arrivals (the batch model)
 * ``report``    summaries, the Markdown/CSV/PNG report and the run history
 * ``cli``       ``python -m testbed`` (``scripts/testbed.sh``)
 * ``host``      facts about the machine a measurement ran on (also used by bench/)

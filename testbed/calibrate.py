@@ -40,13 +40,19 @@ class Calibration:
     method: str = "one-server"
     hops: dict[str, "HopFit"] = field(default_factory=dict)
     concurrency: int = 1
+    # per server: its batch slowdown curve, [[sessions, factor], ...] (servers[].batch_slowdown), and
+    # the median time of one request on its hop with that many sessions on it at once (ms); empty: no sweep
+    batch_slowdown: dict[str, list[list[float]]] = field(default_factory=dict)
+    batch_hop_ms: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"hop_overhead_s": self.hop_overhead_s, "block_s": self.block_s, "samples": self.samples,
                 "network_rtt_ms": {k: round(v * 1e3, 2) for k, v in self.network_rtt_s.items()},
                 "relay_base_rtt_ms": None if self.relay_base_rtt_s is None else round(self.relay_base_rtt_s * 1e3, 2),
                 "method": self.method, "concurrency": self.concurrency,
-                "hops_ms": {k: v.to_dict() for k, v in self.hops.items()}}
+                "hops_ms": {k: v.to_dict() for k, v in self.hops.items()},
+                "batch_slowdown": self.batch_slowdown,
+                "batch_hop_ms": {k: {str(b): round(t, 2) for b, t in v.items()} for k, v in self.batch_hop_ms.items()}}
 
 
 def measure_network(target_port: int, profile: list[dict], samples: int = 5) -> tuple[dict[str, float], float]:
@@ -218,13 +224,59 @@ def fit_hops(samples: dict[tuple[str, int], list[dict]]) -> dict[str, HopFit]:
     return fits
 
 
+def batch_grid(limit: int) -> list[int]:
+    """1, 2, 4, ... below ``limit``, then ``limit``: the GPU probe's grid of batch sizes
+    (``gpu_probe.measure.batch_grid``, which imports torch; this side runs without it)."""
+    grid = [1]
+    while grid[-1] * 2 < limit:
+        grid.append(grid[-1] * 2)
+    return grid + [limit] if limit > 1 else grid
+
+
+def hop_request_s(x: dict, l_out: int) -> float:
+    """One probe's time on its hop for a whole request: set-up, the prompt step, ``l_out - 1`` token steps."""
+    return x["setup"] + x["first"] + (l_out - 1) * x["step"]
+
+
+def batch_curves(by_batch: dict[int, dict[str, list[dict]]], fits: dict[str, HopFit], blocks: dict[str, int],
+                 l_out: int) -> tuple[dict[str, list[list[float]]], dict[str, dict[int, float]]]:
+    """Each server's batch slowdown curve from its hop probed with 1, 2, 4, ... sessions at once.
+
+    The batch model slows only a hop's compute, ``block_time_s x blocks x factor(b)`` (network time is not
+    slowed), so the time ``b`` sessions add to one request on the hop is put on that term: per ``b`` the
+    server's slowable time is ``block_time_s x blocks + (T(b) - T(1))``, ``T`` the median request time on
+    the hop, and the curve is made from those figures exactly as the GPU probe makes its
+    ``derived.batch_slowdown`` from its step medians (``gpu_probe.report.slowdown_from_medians``:
+    isotonic, over the batch-1 figure).  Returns (curves, the medians T(b) in ms)."""
+    from gpu_probe.report import slowdown_from_medians
+    from solvers.batching import BatchSlowdown
+    curves, medians = {}, {}
+    for srv, fit in fits.items():
+        med = {b: statistics.median(hop_request_s(x, l_out) for x in got[srv])
+               for b, got in sorted(by_batch.items()) if got.get(srv)}
+        if 1 not in med or len(med) < 2:
+            continue
+        compute = fit.block_time_s(l_out) * blocks[srv]
+        curve = slowdown_from_medians([(b, max(compute + t - med[1], 1e-9)) for b, t in med.items()])
+        if curve is not None:
+            curves[srv] = BatchSlowdown.from_pairs(curve, f"{srv}.batch_slowdown").to_pairs()
+            medians[srv] = {b: 1e3 * t for b, t in med.items()}
+    return curves, medians
+
+
 def calibrate_deployed(python: str, model_dir: str, workdir: Path, profile: list[dict], tokens: tuple[int, int],
-                       reps: int, concurrency: int, device: str = "cpu", env: dict | None = None) -> Calibration:
+                       reps: int, concurrency: int, device: str = "cpu", env: dict | None = None,
+                       max_batch: int = 1) -> Calibration:
     """Every server of the profile launched behind its relay (the deployment), each probed through
     PETALS with one block and with all its blocks, ``concurrency`` probe sessions in flight; and the
-    round trip through each relay (minus the same measurement on the server's own port)."""
+    round trip through each relay (minus the same measurement on the server's own port).
+
+    ``max_batch`` > 1 adds the batch sweep: each server's hop over all its blocks probed with 2, 4, ...
+    ``max_batch`` sessions at once (one server at a time, ``reps`` rounds each), which gives each
+    server's batch slowdown curve (``batch_curves``)."""
     from serving.petals.delay_proxy import libp2p_rtt
-    specs = calibration_specs(profile, sum(tokens), max(2, concurrency), device, env)
+    specs = calibration_specs(profile, sum(tokens), max(2, concurrency, max_batch), device, env)
+    by_batch: dict[int, dict[str, list[dict]]] = {}
     with Swarm(specs, model_dir, python=python, workdir=workdir / "calibration-swarm", log=log) as swarm:
         peers = swarm.peer_of()
         worker = Worker(python, model_dir, swarm.initial_peers, swarm.dht_prefix)
@@ -234,6 +286,10 @@ def calibrate_deployed(python: str, model_dir: str, workdir: Path, profile: list
             one = [(sp.id, peers[sp.id], sp.start_block, sp.start_block + 1) for sp in specs]
             probe_hops(worker, full, tokens, 1, concurrency, tag="warm")      # connections open first
             samples = probe_hops(worker, one + full, tokens, reps, concurrency)
+            by_batch[1] = {sp.id: samples[(sp.id, sp.end_block - sp.start_block)] for sp in specs}
+            for b in batch_grid(max_batch)[1:]:
+                got = probe_hops(worker, full, tokens, reps, 1, tag="batch", together=b)
+                by_batch[b] = {sp.id: got[(sp.id, sp.end_block - sp.start_block)] for sp in specs}
         finally:
             worker.stop()
         base = statistics.median(libp2p_rtt(srv.port) for srv in swarm.servers)
@@ -241,18 +297,50 @@ def calibrate_deployed(python: str, model_dir: str, workdir: Path, profile: list
     fits = fit_hops(samples)
     over = statistics.median(f.step_overhead_s - network[k] for k, f in fits.items())
     block = next(iter(fits.values())).step_block_s
+    curves, medians = batch_curves(by_batch, fits, {sp.id: sp.end_block - sp.start_block for sp in specs},
+                                   tokens[1]) if len(by_batch) > 1 else ({}, {})
     return Calibration(max(over, 0.0), block, reps, network, base, method="deployed", hops=fits,
-                       concurrency=concurrency)
+                       concurrency=concurrency, batch_slowdown=curves, batch_hop_ms=medians)
 
 
-def probe_blocks(model_dir: Path, tokens: tuple[int, int], device: str) -> dict | None:
-    """gpu_probe's figures for the tiny model's blocks on this machine (recorded next to the PETALS
-    calibration; None if the probe fails)."""
+def launched_curves(alone: dict[tuple[str, int, int], list[dict]], full: dict[tuple[str, int, int], list[dict]],
+                    sessions: int, block_time_s: dict[str, float], l_out: int) -> dict[str, list[list[float]]]:
+    """Each launched server's batch slowdown on its planned hop: the hop probed with one session and with
+    ``sessions`` at once (``probe_launched``), made into a curve as ``batch_curves`` makes the calibration's
+    (the extra time on the hop's compute term, ``block_time_s x planned blocks``), ``[[1, 1], [sessions,
+    factor]]``, extended along that segment beyond.  A server on several hops: its widest one.  None for
+    ``sessions`` < 2 (nothing probed beyond one session)."""
+    from gpu_probe.report import slowdown_from_medians
+    if sessions < 2:
+        return {}
+    widest: dict[str, tuple[int, int, int]] = {}
+    for srv, a, b in alone:
+        if srv not in widest or b - a > widest[srv][2] - widest[srv][1]:
+            widest[srv] = (srv, a, b)
+    curves = {}
+    for srv, key in widest.items():
+        if not full.get(key) or srv not in block_time_s:
+            continue
+        one = statistics.median(hop_request_s(x, l_out) for x in alone[key])
+        many = statistics.median(hop_request_s(x, l_out) for x in full[key])
+        compute = block_time_s[srv] * (key[2] - key[1])
+        curve = slowdown_from_medians([(1, compute), (sessions, max(compute + many - one, 1e-9))])
+        if curve is not None:
+            curves[srv] = curve
+    return curves
+
+
+def probe_blocks(model_dir: Path, tokens: tuple[int, int], device: str, max_batch: int = 4) -> dict | None:
+    """gpu_probe's figures for the tiny model's blocks on this machine, its batch sweep up to ``max_batch``
+    sequences in one batched step included (recorded next to the PETALS calibration; None if the probe
+    fails).  One torch thread, as tests/probe and bench/ run it: two OpenMP threads on this shared
+    two-core machine stall at barriers."""
     try:
         out = subprocess.run([sys.executable, "-m", "gpu_probe", "measure", "--model", str(model_dir / "config.json"),
                               "--device", device.split(":")[0], "--input-tokens", str(tokens[0]),
                               "--output-tokens", str(tokens[1]), "--max-tokens", str(4 * sum(tokens)),
                               "--prefill-lengths", f"{tokens[0]},{4 * tokens[0]}", "--decode-contexts", "8,64",
+                              "--max-batch", str(max(1, max_batch)), "--threads", "1",
                               "--json", "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120,
                              check=True)
         doc = json.loads(out.stdout)
@@ -260,7 +348,7 @@ def probe_blocks(model_dir: Path, tokens: tuple[int, int], device: str) -> dict 
         return {"decode_block_s": statistics.median(d["median_s"] for d in dec),
                 "prefill_block_s": m["prefill"][0]["median_s"],
                 "block_bytes": m["param_bytes_per_block_total"], "kv_bytes_per_token": m["kv_bytes_per_token"],
-                "device": doc["device"]["name"]}
+                "device": doc["device"]["name"], "batch_slowdown": doc["derived"].get("batch_slowdown")}
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as exc:
         log(f"testbed: gpu_probe failed ({exc}); not recorded")
         return None
@@ -360,6 +448,8 @@ def probe_launched(worker: Worker, plan_doc: dict, peers: dict[str, str], tokens
     system = [statistics.median(x) for x in system_samples]
     chain_times = {"alone": deployed_chain_times(plan_doc, alone, tokens[1], client_s),
                    "full": deployed_chain_times(plan_doc, full, tokens[1], client_s),
+                   "hops_alone": deployed_chain_times(plan_doc, alone, tokens[1], 0.0), "client_s": client_s,
+                   "hop_samples_alone": alone, "hop_samples_full": full, "sessions_full": slots,
                    "system": system, "jitter_sigma": jitter_sigma(system_samples)}
     probed = {"hops_ms": _median_ms(alone), "hops_full_ms": _median_ms(full),
               "sessions_per_hop_full": slots, "client_ms": round(1e3 * client_s, 2),

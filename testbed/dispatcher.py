@@ -28,8 +28,10 @@ class DispatcherError(RuntimeError):
 
 
 class LiveDispatcher(procs.StartStop):
-    def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", python: str = sys.executable):
+    def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", python: str = sys.executable,
+                 env: dict[str, str] | None = None):
         self.redis_url, self.python = redis_url, python
+        self.env = dict(os.environ, **(env or {}))    # e.g. the liveness constants (testbed.churn)
         self.prefix = f"chainplan:testbed:{os.getpid()}:{secrets.token_hex(4)}"
         self.port = free_port()
         self.token = secrets.token_urlsafe(24)
@@ -56,7 +58,7 @@ class LiveDispatcher(procs.StartStop):
             raise DispatcherError(f"the dispatcher needs Redis at {self.redis_url}: {exc}") from None
         self.proc = subprocess.Popen([self.python, "-m", "serving.dispatch", "--redis", self.redis_url,
                                       "--prefix", self.prefix, "serve", "--port", str(self.port)], cwd=REPO,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)
         self.pids = {self.proc.pid}
         deadline = time.monotonic() + 30

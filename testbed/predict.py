@@ -1,5 +1,6 @@
 """What the simulator predicts for a replay: the same arrivals on the same plan, with the chain
-times probed on the launched swarm (JFFC) or the model of PETALS' deployed client (``petals``)."""
+times probed on the launched swarm and each server's measured batch slowdown (JFFC, the batch-aware
+simulator), or the model of PETALS' deployed client (``petals``)."""
 
 from __future__ import annotations
 
@@ -9,48 +10,11 @@ from testbed.worker import (CLIENT_BAN_S, CLIENT_MAX_RETRIES, CLIENT_UPDATE_S, P
                             SERVER_ANNOUNCE_S)
 
 
-def loaded_chain_times(plan_doc: dict, alone: list[float], system: list[float], scenario, rounds: int = 4) -> dict:
-    """Each chain's service time at the load the replay will put on it, from two probes: alone (one
-    session on each hop) and system (every slot of every chain busy at once: the servers share one
-    machine's CPU, so jobs on other chains slow a job down too).  In the JFFC simulation of the same
-    arrivals, a job on chain k has on average a share b_k of the plan's other S - 1 slots busy beside
-    it (the time-average over its service, averaged over chain k's jobs: JFFC fills the fast chain
-    first, so the share differs by chain), and its time is taken as alone_k + (system_k - alone_k) * b_k,
-    linear between alone and all slots busy.  The simulation runs with the times it yields (a fixed
-    point, a few rounds); the chains' utilisation in it is returned for the report."""
-    from solvers.chains import Chain
-    from solvers.dispatch import make_dispatcher
-    from solvers.simulator import ChainPolicy, Engine, make_jobs
-    times = list(alone)
-    caps = [int(c["capacity"]) for c in plan_doc["chains"]]
-    slots = sum(caps)
-    jobs = make_jobs(None, trace=scenario.workload.trace, job_sizes="trace", rng=np.random.default_rng(1))
-    t0, t1 = float(jobs.arrival_s[0]), float(jobs.arrival_s[-1])
-    span = (t1 - t0) or 1.0
-    util, share = [0.0] * len(alone), [0.0] * len(alone)
-    for _ in range(rounds):
-        chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), t, c["capacity"])
-                  for c, t in zip(plan_doc["chains"], times)]
-        engine = Engine(jobs, ChainPolicy(chains, make_dispatcher("jffc", chains)))
-        engine.run()
-        start, end, res = np.asarray(engine.start_s), np.asarray(engine.end_s), np.asarray(engine.resource)
-        busy = np.clip(end, t0, t1) - np.clip(start, t0, t1)
-        util = [float(busy[res == k].sum()) / (c * span) for k, c in enumerate(caps)]
-        # per job: the time-average number of other jobs in service beside it
-        dur = np.maximum(end - start, 1e-12)
-        overlap = np.clip(np.minimum(end[:, None], end[None, :]) - np.maximum(start[:, None], start[None, :]), 0, None)
-        others = (overlap.sum(axis=1) - dur) / dur
-        mean_share = float(others.mean()) / (slots - 1) if slots > 1 else 0.0
-        share = [min(1.0, float(others[res == k].mean()) / (slots - 1)) if slots > 1 and (res == k).any()
-                 else min(1.0, mean_share) for k in range(len(caps))]
-        times = [a + max(y - a, 0.0) * b for a, y, b in zip(alone, system, share)]
-    return {"service_s": times, "utilisation": util, "others_busy_share": [round(b, 3) for b in share]}
-
-
-def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20) -> dict:
+def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20, servers=None) -> dict:
     """JFFC on the replay's arrivals, each job's service time its chain's time times a lognormal factor of
     mean 1 and log-spread ``sigma``; ``draws`` independent draws pooled, so the mean and p95 are those
-    expected of one replay rather than of one draw."""
+    expected of one replay rather than of one draw.  ``servers`` (the scenario's, with their
+    ``batch_slowdown``): each job runs at the speed its servers have at each instant (batch model)."""
     from solvers.dispatch import make_dispatcher
     from solvers.simulator import ChainPolicy, Engine, Jobs
     arrivals = np.asarray(trace.arrival_s[:n], dtype=float)
@@ -59,7 +23,7 @@ def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20) -> d
     resp, wait, serv = [], [], []
     for _ in range(draws):
         jobs = Jobs(arrivals, rng.lognormal(-sigma * sigma / 2, sigma, len(arrivals)))
-        engine = Engine(jobs, ChainPolicy(chains, make_dispatcher("jffc", chains)))
+        engine = Engine(jobs, ChainPolicy(chains, make_dispatcher("jffc", chains), servers=servers))
         engine.run()
         start, end = np.asarray(engine.start_s), np.asarray(engine.end_s)
         resp += list(end - arrivals)
@@ -70,9 +34,24 @@ def simulate_jittered(chains, trace, n: int, sigma: float, draws: int = 20) -> d
             "jitter_sigma": sigma, "draws": draws}
 
 
+MODELS = {   # what the report says each prediction model is
+    "batch": "each chain's time alone probed on the launched swarm, slowed while jobs share its servers by each "
+             "server's batch slowdown curve (the batch-aware simulator)",
+    "batch-1": "each chain's time alone probed on the launched swarm, at that speed whatever else runs (no server "
+               "has a batch slowdown curve)",
+}
+
+
 def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = True) -> dict:
+    """Chain plans: the batch-aware simulator with the scenario's servers, so a server with a
+    ``batch_slowdown`` curve slows its jobs with its occupancy (with no curve anywhere that is the batch-1
+    model, and ``model`` says so); ``petals``: the model of PETALS' deployed client."""
+    from solvers.batching import has_slowdown
     from solvers.simulator import simulate
     spec_model = None
+    servers = scenario.servers
+    used = "batch" if has_slowdown(servers) else "batch-1"
+    full_s = None
     if algorithm == "petals":
         from solvers.baselines.common import run_slot_policy
         from solvers.baselines.petals import PetalsClientPolicy, PetalsPolicy, petals_placement
@@ -86,17 +65,22 @@ def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = Tr
         sim["failed_requests"] = len(client.failed)
         spec = run_slot_policy(scenario, PetalsPolicy(scenario, pp), n, seed=1, warmup_fraction=0.0)
         spec_model = {"mean_s": spec.get("mean_response_s"), "p95_s": spec.get("p95_response_s")}
+        used = "petals-client"
     else:
+        from solvers.batching import chain_time, full_occupancy
         from solvers.chains import Chain
         chains = [Chain(tuple(c["servers"]), tuple(c["blocks"]), c["service_time_s"], c["capacity"])
                   for c in plan_doc["chains"]]
         sigma = float(plan_doc.get("service_jitter_sigma") or 0.0)
         if sigma > 0:
-            sim = simulate_jittered(chains, scenario.workload.trace, n, sigma)
+            sim = simulate_jittered(chains, scenario.workload.trace, n, sigma, servers=servers)
         else:
             res = simulate(chains, dispatcher="jffc", trace=scenario.workload.trace, requests=n,
-                           job_sizes="trace", warmup_fraction=0.0, seed=1)
+                           job_sizes="trace", warmup_fraction=0.0, seed=1, servers=servers)
             sim = res.to_dict()
+        if used == "batch":   # each chain's time with every planned slot busy, under the curves
+            by_id, full = {s.id: s for s in scenario.servers}, full_occupancy(chains)
+            full_s = [chain_time(ch, by_id, full) for ch in chains]
     lower = upper = None
     if algorithm == "petals":
         why_not = "per-request routing, not JFFC: the bounds are JFFC's"
@@ -106,12 +90,14 @@ def predict(algorithm: str, scenario, plan_doc: dict, n: int, poisson: bool = Tr
         # The plan document says bounds do not apply because the scenario carries the replayed
         # arrivals as a trace; those arrivals are Poisson, so the JFFC bounds at the run's mean
         # rate do (job sizes here are fixed, not exponential: the bounds are the M/M model's).
-        from solvers.bounds import response_time_bounds
-        rate = scenario.workload.arrival_rate
-        b = response_time_bounds(chains, rate)
+        # Under the batch model they are the bounds that hold with each chain between its time
+        # alone and its time with every planned slot busy.
+        from solvers.bounds import batch_response_time_bounds
+        b = batch_response_time_bounds(chains, servers, scenario.workload.arrival_rate)
         lower, upper = (b.lower_s, b.upper_s) if b.stable else (None, None)
         why_not = None if b.stable else f"load {b.load:.2f} >= 1 at the run's rate"
     return {"mean_s": sim.get("mean_response_s"), "p95_s": sim.get("p95_response_s"),
             "mean_service_s": sim.get("mean_service_s"), "mean_wait_s": sim.get("mean_wait_s"),
             "lower_s": lower, "upper_s": upper, "bounds_why_not": why_not,
-            "failed": sim.get("failed_requests", 0), "spec_model": spec_model}
+            "failed": sim.get("failed_requests", 0), "spec_model": spec_model, "model": used,
+            "chain_full_occupancy_s": full_s}

@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from testbed import REPO, log
+from testbed.predict import MODELS
 from testbed.worker import CLIENT_MAX_RETRIES, CLIENT_UPDATE_S
+
+MODEL_NAMES = {"batch": "the batch model", "batch-1": "the batch-1 model"}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -32,6 +35,7 @@ def summarise(algorithm: str, rows: list[dict], pred: dict, run: dict) -> dict:
     resp = [r["response_s"] for r in ok]
     serv = [r["service_s"] for r in ok]
     wait = [r["response_s"] - r["service_s"] for r in ok]
+    first = [r["first_token_s"] for r in ok if math.isfinite(r.get("first_token_s", math.nan))]
     on_chain = sum(1 for r in ok if not r["granted"] or r["granted"] == r["route"])
     return {"requests": len(rows), "completed": len(ok),
             "predicted_mean_s": pred["mean_s"], "measured_mean_s": statistics.fmean(resp) if resp else None,
@@ -44,7 +48,11 @@ def summarise(algorithm: str, rows: list[dict], pred: dict, run: dict) -> dict:
             "predicted_spec_model": pred.get("spec_model"),
             "on_granted_chain": on_chain, "servers": run["servers"], "cpu_steal": run.get("cpu_steal"),
             "max_in_progress": run["max_in_progress"], "capacity": run["capacity"],
-            "deployed_probe": run.get("deployed_probe")}
+            "deployed_probe": run.get("deployed_probe"),
+            "prediction_model": pred.get("model"),
+            "predicted_chain_full_occupancy_s": pred.get("chain_full_occupancy_s"),
+            "measured_first_token_mean_s": statistics.fmean(first) if first else None,
+            "measured_first_token_p95_s": _pct(first, 95) if first else None}
 
 
 def fmt_share(x) -> str:
@@ -89,7 +97,26 @@ def _deployed_lines(meta: dict, results: dict) -> list[str]:
              f"{meta['output_tokens'] - 1} x token-step overhead, `block_time_s` = prompt-step + "
              f"{meta['output_tokens'] - 1} x token-step per-block time. Round trip each relay adds (libp2p "
              f"request/answer through the relay minus the server's own port, ms): {cal['network_rtt_ms']}.", ""]
+    if cal.get("batch_slowdown"):
+        sizes = sorted({int(b) for v in cal["batch_hop_ms"].values() for b in v})
+        lines += [f"Batch slowdown of each server (`--max-batch {meta.get('max_batch')}`, the GPU probe's sweep made "
+                  f"through PETALS: the server's hop over all its blocks probed with {', '.join(map(str, sizes))} "
+                  f"sessions at once, {cal['samples']} rounds each, one server at a time; the time the extra sessions "
+                  "add to a request is put on the hop's compute term, `block_time_s x blocks x factor(b)`, and the "
+                  "medians made into `servers[].batch_slowdown` as the probe makes `derived.batch_slowdown`). Per "
+                  "server, median ms per request at " + "/".join(map(str, sizes)) + " sessions -> curve: "
+                  + "; ".join(f"{k} " + "/".join(f"{cal['batch_hop_ms'][k][str(b)]:.0f}" for b in sizes
+                                                  if str(b) in cal["batch_hop_ms"][k])
+                              + " -> " + ", ".join(f"{b}: {f:.2f}x" for b, f in cal["batch_slowdown"][k])
+                              for k in cal["batch_slowdown"]) + ".", ""]
     return lines + _probe_lines(meta, results)
+
+
+def _gateway_shift(dp: dict) -> float:
+    """How much longer a request is through the gateway than through the testbed's own client (s)."""
+    if dp.get("gateway_client_ms") is None:
+        return 0.0
+    return (dp["gateway_client_ms"] - dp["client_ms"]) / 1e3
 
 
 def _probe_lines(meta: dict, results: dict) -> list[str]:
@@ -104,14 +131,25 @@ def _probe_lines(meta: dict, results: dict) -> list[str]:
                   + f"; with {dp['sessions_per_hop_full']} sessions on the hop at once: "
                   + "; ".join(f"{h} {v['setup']:.1f}/{v['first']:.1f}/{v['step']:.1f}"
                               for h, v in dp["hops_full_ms"].items())
-                  + f". Client's own time per request {dp['client_ms']} ms. Chain service times, s: alone "
+                  + f". Client's own time per request {dp['client_ms']} ms"
+                  + (f"; through the gateway (the SDK, HTTP, the gateway and its lease, the engine's client; "
+                     f"requests one at a time minus their chain's hops) {dp['gateway_client_ms']} ms, which "
+                     "replaces it in every chain's time" if dp.get("gateway_client_ms") is not None else "")
+                  + f". Chain service times, s: alone "
                   f"{dp['chain_service_alone_s']}, each chain's own slots busy {dp['chain_service_full_s']}, "
                   + f"every slot of the plan busy ({dp['sessions_system']} generations at once) "
-                  f"{dp['chain_service_system_s']}; at the simulated load (chain utilisation "
-                  f"{dp['chain_utilisation']}; a job on each chain has a share {dp['others_busy_share']} of the "
-                  f"plan's other slots busy beside it on average): "
-                  + f"**{dp['chain_service_s']}** (used by the dispatcher and the prediction; planned: "
-                  f"{r.get('planned_chain_service_s')})"
+                  f"{dp['chain_service_system_s']}"
+                  + (f"; the batch model's, every planned slot busy: "
+                     f"{[round(t - _gateway_shift(dp), 4) for t in r['predicted_chain_full_occupancy_s']]}"
+                     + (" (with the testbed client's time, as the probes)" if _gateway_shift(dp) else "")
+                     if r.get("predicted_chain_full_occupancy_s") else "")
+                  + f"; used by the dispatcher and the prediction (alone, the client's time included): "
+                  f"**{dp['chain_service_s']}** (planned: {r.get('planned_chain_service_s')})"
+                  + (f"; each server's batch slowdown on its planned hop, from the same probe (1 against "
+                     f"{dp['sessions_per_hop_full']} sessions at once, made as the calibration's curves are; the "
+                     "prediction slows the chains with these): "
+                     + "; ".join(f"{k} {c[-1][1]:.2f}x at {c[-1][0]}" for k, c in dp["batch_slowdown"].items())
+                     if dp.get("batch_slowdown") else "")
                   + (f"; spread of one generation around its chain's median in the busy-plan probe: log-sd "
                      f"{dp['jitter_sigma']} (the prediction draws each job's time with it)." if dp.get("jitter_sigma")
                      else "."), ""]
@@ -137,10 +175,13 @@ def git_commit() -> str | None:
 
 def config_of(args, rate: float) -> dict:
     """What makes two runs comparable (the arrivals' seed is recorded but does not enter the comparison)."""
-    return {"servers": args.servers, "requests": args.requests,
-            "load": None if args.rate is not None else args.load,
-            "rate": args.rate, "workload": args.workload, "tokens": [args.input_tokens, args.output_tokens],
-            "device": args.device, "calibration": args.calibration, "routes": args.routes, "delay": args.delay}
+    config = {"servers": args.servers, "requests": args.requests,
+              "load": None if args.rate is not None else args.load,
+              "rate": args.rate, "workload": args.workload, "tokens": [args.input_tokens, args.output_tokens],
+              "device": args.device, "calibration": args.calibration, "routes": args.routes, "delay": args.delay}
+    if getattr(args, "via", "client") != "client":   # runs through the gateway are their own series
+        config["via"] = args.via
+    return config
 
 
 HISTORY_FIELDS = ("requests", "completed", "predicted_mean_s", "measured_mean_s", "predicted_p95_s", "measured_p95_s",
@@ -153,7 +194,8 @@ def history_entry(config: dict, command: str, meta: dict, results: dict) -> dict
     return {"date": meta["date"], "commit": meta.get("commit"), "command": command, "config": config,
             "rate": meta["rate"], "cpu_steal": finite(meta.get("cpu_steal")), "uptime_before": meta["uptime_before"],
             "petals_settle_s": meta.get("petals_settle_s"),
-            "algorithms": {a: {k: finite(r.get(k)) for k in HISTORY_FIELDS} for a, r in results.items()}}
+            "algorithms": {a: {k: finite(r.get(k)) for k in HISTORY_FIELDS} | {"model": r.get("prediction_model")}
+                           for a, r in results.items()}}
 
 
 def record_history(path: Path, entry: dict) -> list[dict]:
@@ -246,12 +288,19 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
              (f"gpu_probe on the same blocks ({meta['gpu_probe']['device']}): decode "
               f"{meta['gpu_probe']['decode_block_s'] * 1e3:.3f} ms and prefill ({meta['input_tokens']} tokens) "
               f"{meta['gpu_probe']['prefill_block_s'] * 1e3:.3f} ms per block, {meta['gpu_probe']['block_bytes']} "
-              f"bytes of weights per block, {meta['gpu_probe']['kv_bytes_per_token']:g} KV bytes per token. Not used "
-              f"in the scenario: it times the block alone, while PETALS spends "
-              f"{meta['calibration']['block_s'] * 1e3:.3f} ms per block per step (measured above)."
+              f"bytes of weights per block, {meta['gpu_probe']['kv_bytes_per_token']:g} KV bytes per token"
+              + (f"; its batch sweep (that many sequences in one batched step of the block): "
+                 + ", ".join(f"{b}: {f:.2f}x" for b, f in meta["gpu_probe"]["batch_slowdown"])
+                 if meta["gpu_probe"].get("batch_slowdown") else "")
+              + f". Not used in the scenario: it times the block alone, while PETALS spends "
+              f"{meta['calibration']['block_s'] * 1e3:.3f} ms per block per step (measured above)"
+              + (", and a PETALS server runs each session's step on its own rather than in one batch with the "
+                 "others', which the sweep through PETALS measures" if meta["gpu_probe"].get("batch_slowdown")
+                 else "") + "."
               if meta.get("gpu_probe") else "gpu_probe: not recorded."), "",
-             f"Measured per-step hop time seen by the client (mean over the run, delay and the blocks' compute "
-             f"included, ms): {meta['hop_seen_ms']}.", "",
+             (f"Measured per-step hop time seen by the client (mean over the run, delay and the blocks' compute "
+              f"included, ms): {meta['hop_seen_ms']}." if meta.get("hop_seen_ms") else
+              "Per-step hop times: not seen through the gateway (its PETALS client runs inside the gateway)."), "",
              "| algorithm | done | bounds [lo, hi] s | predicted mean s | measured mean s | error | "
              "predicted p95 s | measured p95 s | error | service pred/meas s | wait pred/meas s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -290,14 +339,24 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
             notes.append(f"- {a}: mean error {100 * em:+.1f} % (target within 10 %: "
                          f"{'met' if abs(em) <= 0.10 else 'missed'}), p95 error {100 * ep:+.1f} % "
                          f"(target within 15 %: {'met' if abs(ep) <= 0.15 else 'missed'})")
+        if r.get("measured_first_token_mean_s") is not None:
+            notes.append(f"- {a}: time to first token measured at the client: mean "
+                         f"{fmt(r['measured_first_token_mean_s'])} s, p95 {fmt(r['measured_first_token_p95_s'])} s.")
+    models = sorted({r.get("prediction_model") for r in results.values() if r.get("prediction_model") in MODEL_NAMES})
     lines += ["", "Error = (measured - predicted) / predicted. Predicted = the simulator on the same arrivals (chain "
-              "plans: each job's service time drawn around its chain's probed time, lognormal with the spread the "
-              "busy-plan probe showed, 20 draws pooled); "
+              "plans: " + "; ".join(f"{MODEL_NAMES[m]}: {MODELS[m]}" for m in models)
+              + ("; " if models else "") + "each job's service time drawn around its chain's probed time, lognormal "
+              "with the spread the busy-plan probe showed, 20 draws pooled); "
               "bounds are the closed-form JFFC bounds at the run's mean rate (Poisson arrivals; exponential job "
-              "sizes in the bound's model, fixed token counts here).", *([""] + notes if notes else []),
+              "sizes in the bound's model, fixed token counts here"
+              + ("; under the batch model, with each chain between its time alone and its time with every planned "
+                 "slot busy" if "batch" in models else "") + ").", *([""] + notes if notes else []),
               f"Per-request rows: `{name}.csv`; plot: `{name}.png`.", "",
+              *churn_lines(results, name),
               *history_lines(history or [], name)]
     (out / f"{name}.md").write_text("\n".join(lines))
+    if any("churn" in r for r in results.values()):
+        churn_plot(out / f"{name}-timeline.png", results, rows)
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -317,3 +376,78 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
         plt.close(fig)
     except Exception as exc:   # the figures stand in the table either way
         log(f"plot skipped: {exc}")
+
+
+def churn_lines(results: dict, name: str) -> list[str]:
+    """The churn run's figures per algorithm (``--churn``): lost, failed over, mask and re-plan times, and
+    mean / p95 response per window (steady before the first kill or stop, churn until its server rejoins,
+    recovery after)."""
+    churned = {a: r for a, r in results.items() if "churn" in r}
+    if not churned:
+        return []
+    lines = ["## Churn", "",
+             "| algorithm | server | lost | failed over | mask s | re-plan s | step deadline s | steady mean / p95 s (n) "
+             "| churn mean / p95 s (n) | recovery mean / p95 s (n) |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def w(c, k):
+        x = c["windows"].get(k) or {}
+        return f"{fmt(x.get('mean_s'))} / {fmt(x.get('p95_s'))} ({x.get('n', 0)})"
+    for a, r in churned.items():
+        c = r["churn"]
+        lines.append(f"| {a} | {c.get('server', '-')} | {r['lost']} | "
+                     f"{'n/a' if r['failed_over'] is None else r['failed_over']} | {fmt(r['mask_s'])} | "
+                     f"{fmt(r['replan_s'])} | {fmt(c.get('step_deadline_s'))} | {w(c, 'steady')} | {w(c, 'churn')} | "
+                     f"{w(c, 'recovery')} |")
+    lines.append("")
+    for a, r in churned.items():
+        c = r["churn"]
+        ev = "; ".join(f"{e['entry']} at {e['at_s']:.1f} s" + (f" (ready {e['ready_s']:.1f} s)" if "ready_s" in e else "")
+                       + (f" FAILED: {e['error']}" if "error" in e else "") for e in c.get("events_s", []))
+        ad = "; ".join(f"plan {x['plan_id']} without {x['without'] or 'none'} at {x['at_s']:.1f} s" for x in c.get("adoptions", []))
+        tr = "; ".join(f"{t['server']} {t['prev']}->{t['state']} at {t['at_s']:.1f} s ({t['cause']})"
+                       for t in c.get("transitions", [])[:20])
+        lines.append(f"- {a}: events {ev or 'none'}." + (f" Adopted: {ad}." if ad else "")
+                     + (f" Server states seen: {tr}." if tr else ""))
+    lines += ["", f"Response time of every request over the run, events marked: `{name}-timeline.png`.", ""]
+    return lines
+
+
+def churn_plot(path: Path, results: dict, rows: list[dict]) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        churned = [a for a, r in results.items() if "churn" in r]
+        fig, axes = plt.subplots(len(churned), 1, figsize=(9, 3.2 * len(churned)), squeeze=False, sharex=True)
+        colours = {"kill": "red", "stop": "darkorange", "cont": "green", "restart": "green"}
+        for ax, a in zip(axes[:, 0], churned):
+            c = results[a]["churn"]
+            mine = [r for r in rows if r["algorithm"] == a]
+            ok = [r for r in mine if r["ok"] and not r.get("failovers")]
+            fo = [r for r in mine if r["ok"] and r.get("failovers")]
+            bad = [r for r in mine if not r["ok"]]
+            ax.scatter([r["arrival_s"] for r in ok], [r["response_s"] for r in ok], s=9, label="completed")
+            if fo:
+                ax.scatter([r["arrival_s"] for r in fo], [r["response_s"] for r in fo], s=22, marker="^",
+                           color="purple", label="completed after a fail-over")
+            if bad:
+                ax.scatter([r["arrival_s"] for r in bad], [r["response_s"] for r in bad], s=30, marker="x",
+                           color="black", label="lost")
+            for e in c.get("events_s", []):
+                action = e["entry"].split(":")[0]
+                ax.axvline(e.get("ready_s", e["at_s"]), color=colours.get(action, "grey"), ls="--", lw=1)
+                ax.text(e.get("ready_s", e["at_s"]), ax.get_ylim()[1] * 0.95, " " + e["entry"], fontsize=7,
+                        color=colours.get(action, "grey"), va="top")
+            for x in c.get("adoptions", []):
+                ax.axvline(x["at_s"], color="blue", ls=":", lw=1)
+            ax.set_ylabel("response (s)")
+            ax.set_title(f"{a}: lost {results[a]['lost']}, failed over {results[a]['failed_over']}, "
+                         f"mask {fmt(results[a]['mask_s'])} s, re-plan {fmt(results[a]['replan_s'])} s "
+                         "(dotted: plan adopted)", fontsize=9)
+            ax.legend(fontsize=7, loc="upper left")
+        axes[-1, 0].set_xlabel("arrival (s from the replay's start)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    except Exception as exc:   # the figures stand in the table either way
+        log(f"churn plot skipped: {exc}")

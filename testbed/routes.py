@@ -44,8 +44,8 @@ class MemoryRoutes:
 
     name = "in-process JFFC"
 
-    def __init__(self, plan_doc: dict, plan_id: int = 1):
-        self.store = MemoryStore()
+    def __init__(self, plan_doc: dict, plan_id: int = 1, liveness=None):
+        self.store = MemoryStore(liveness=liveness)
         snapshot = snapshot_from_document(plan_id, plan_doc, policy="jffc", ttl_s=MEMORY_LEASE_TTL_S)
         asyncio.run(self.store.set_plan(MEMORY_CLUSTER, snapshot))
 
@@ -57,9 +57,10 @@ class MemoryRoutes:
         hops = [Hop(h["server"], int(h["start_block"]), int(h["num_blocks"])) for h in lease["servers"]]
         return Grant(lease["chain"], hops, lease["waited_s"], lease=lease["lease"])
 
-    def release(self, grant: Grant) -> None:
+    def release(self, grant: Grant, failed: dict | None = None) -> None:
+        """``failed``: ``{"server", "error"}``, a hop of the grant that failed (its chains are masked at once)."""
         # the store's release is a coroutine for the HTTP app; it never awaits, so a private loop is enough
-        asyncio.run(self.store.release(MEMORY_CLUSTER, grant.lease))
+        asyncio.run(self.store.release(MEMORY_CLUSTER, grant.lease, failed=failed))
 
 
 class DispatchRoutes:
@@ -83,5 +84,8 @@ class DispatchRoutes:
                     raise TimeoutError(f"no chain free within {timeout_s} s") from None
         return Grant(lz.chain, list(lz.servers), lz.waited_s, lease=lease)
 
-    def release(self, grant: Grant) -> None:
+    def release(self, grant: Grant, failed: dict | None = None) -> None:
+        """``failed``: ``{"server", "error"}``, reported with the release (the dispatcher masks the server)."""
+        if failed is not None:
+            grant.lease.fail(failed["server"], failed.get("error", ""))
         grant.lease.__exit__(None, None, None)

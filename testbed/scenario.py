@@ -39,6 +39,9 @@ def build_scenario(profile: list[dict], cal: Calibration, tokens: tuple[int, int
         servers = [{"id": p["id"], "memory_gb": p["memory_gb"], "rtt_ms": p["rtt_ms"],
                     "comm_time_s": cal.hops[p["id"]].comm_time_s(l_out),
                     "block_time_s": cal.hops[p["id"]].block_time_s(l_out)} for p in profile]
+        for s in servers:   # each server's measured batch slowdown (none measured: the batch-1 model)
+            if cal.batch_slowdown.get(s["id"]):
+                s["batch_slowdown"] = cal.batch_slowdown[s["id"]]
     else:
         servers = [{"id": p["id"], "memory_gb": p["memory_gb"], "rtt_ms": p["rtt_ms"],
                     "comm_time_s": l_out * (cal.network_rtt_s.get(p["id"], p["rtt_ms"] / 1e3) + cal.hop_overhead_s),

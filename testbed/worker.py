@@ -84,14 +84,24 @@ class Worker:
         self.send(msg)
         return self._wait_control(msg["op"], timeout)
 
-    def run(self, rid, chain, input_tokens: int, output_tokens: int, timeout: float = 300, op: str = "run") -> dict:
+    def run(self, rid, chain, input_tokens: int, output_tokens: int, timeout: float = 300, op: str = "run", *,
+            resume_tokens: list[int] | None = None, step_timeout_s: float | None = None,
+            max_retries: int | None = None) -> dict:
         """``op``: "run" generates through the whole model on ``chain`` (None: PETALS routes); "probe"
-        runs one session over exactly the chain's blocks (a sub-range allowed) on random hidden states."""
+        runs one session over exactly the chain's blocks (a sub-range allowed) on random hidden states.
+        ``resume_tokens`` (a fail-over): the tokens already produced, prefilled after the same prompt;
+        ``step_timeout_s`` / ``max_retries``: a forced chain's step deadline and attempts per hop.  A failed
+        run answers ``peer`` (the server that failed, where known) and ``tokens`` (produced so far)."""
         ev, box = threading.Event(), []
         with self._lock:
             self._waiters[rid] = (ev, box)
-        self.send({"op": op, "id": rid, "chain": chain, "input_tokens": input_tokens,
-                   "output_tokens": output_tokens, "seed": hash(rid) % 1000})
+        msg = {"op": op, "id": rid, "chain": chain, "input_tokens": input_tokens,
+               "output_tokens": output_tokens, "seed": hash(rid) % 1000}
+        for key, value in (("resume_tokens", resume_tokens), ("step_timeout_s", step_timeout_s),
+                           ("max_retries", max_retries)):
+            if value is not None:
+                msg[key] = value
+        self.send(msg)
         if not ev.wait(timeout):
             return {"id": rid, "ok": False, "error": f"no answer within {timeout:.0f} s"}
         return box[0]

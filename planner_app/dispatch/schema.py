@@ -7,6 +7,7 @@ what the dispatcher serves.
 
 from __future__ import annotations
 
+from serving.dispatch.protocol import MAX_ERROR, MAX_SERVER_ID, SERVER_STATES
 from solvers.dispatch_policy import LIVE_POLICIES
 
 DISPATCH_SECURITY = {"type": "apiKey", "in": "header", "name": "Authorization",
@@ -35,17 +36,40 @@ COMPONENTS = {
         "ttl_s": NUM, "expires_at": {"type": "string", "format": "date-time"}, "waited_s": NUM}),
     "DispatchLeaseRequest": _obj({"lease": {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}},
                                  additionalProperties=False),
-    "DispatchReleased": _obj({"released": {"type": "boolean"}}),
+    "DispatchFailedHop": _obj({
+        "server": {"type": "string", "minLength": 1, "maxLength": MAX_SERVER_ID,
+                   "description": "The server whose hop failed: one of the lease's servers (else 400)."},
+        "error": {"type": "string", "maxLength": MAX_ERROR, "description": "What went wrong (kept in the "
+                                                                          "server's event log)."},
+    }, required=["server"], additionalProperties=False),
+    "DispatchReleaseRequest": _obj({
+        "lease": {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"},
+        "failed": {"$ref": "#/components/schemas/DispatchFailedHop"},
+    }, required=["lease"], additionalProperties=False),
+    "DispatchReleased": _obj({
+        "released": {"type": "boolean", "description": "false: the lease was already released or had expired."},
+        "server_state": {"type": "string", "enum": list(SERVER_STATES),
+                         "description": "With a failure report: the reported server's state after it (an up "
+                                        "server turns suspect and its chains are masked at once)."},
+    }, required=["released"]),
     "DispatchRenewed": _obj({"ttl_s": NUM, "expires_at": {"type": "string", "format": "date-time"}}),
     "DispatchNotQueued": _obj({"queued": {"type": "boolean"}, "detail": {"type": "string"}}),
     "DispatchChainState": _obj({"chain": {"type": "integer"}, "capacity": {"type": "integer"},
-                                "in_progress": {"type": "integer"}}),
+                                "in_progress": {"type": "integer"},
+                                "masked": {"type": "boolean", "description": "A server of the chain is not up: "
+                                                                             "no new grants on it."}}),
+    "DispatchServerState": _obj({
+        "server": {"type": "string"}, "state": {"type": "string", "enum": list(SERVER_STATES)},
+        "since": {"type": "string", "format": "date-time", "nullable": True,
+                  "description": "When it entered that state; null: never reported, so up all along."}}),
     "DispatchState": _obj({
         "plan": {"type": "integer", "nullable": True}, "policy": {"type": "string", "nullable": True},
         "chains": {"type": "array", "items": {"$ref": "#/components/schemas/DispatchChainState"}},
         "queue_length": {"type": "integer"}, "arrival_rate": {**NUM, "nullable": True},
+        "servers": {"type": "array", "items": {"$ref": "#/components/schemas/DispatchServerState"},
+                    "description": "The adopted plan's servers and every server ever reported, by id."},
         "observations": {"type": "object", "additionalProperties": True, "description": "docs/dispatcher.md"},
-    }, required=["plan", "policy", "chains", "queue_length", "arrival_rate"]),
+    }, required=["plan", "policy", "chains", "queue_length", "arrival_rate", "servers"]),
 }
 
 
@@ -60,7 +84,8 @@ def _error(description: str) -> dict:
 
 def add_dispatch_paths(result, generator, request, public):
     refs = {"acquire": _ref("DispatchAcquireRequest"), "lease": _ref("DispatchLease"),
-            "lease_req": _ref("DispatchLeaseRequest"), "released": _ref("DispatchReleased"),
+            "lease_req": _ref("DispatchLeaseRequest"), "release_req": _ref("DispatchReleaseRequest"),
+            "released": _ref("DispatchReleased"),
             "renewed": _ref("DispatchRenewed"), "not_queued": _ref("DispatchNotQueued"), "state": _ref("DispatchState")}
     result.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
     result["components"].setdefault("securitySchemes", {})["DispatchAuth"] = DISPATCH_SECURITY
@@ -102,18 +127,29 @@ def add_dispatch_paths(result, generator, request, public):
                                   "content": {"application/json": {"schema": refs["not_queued"]}}}}}},
         base + "release/": {"post": {
             "operationId": "clusters_dispatch_release", "tags": tags, "security": security,
-            "summary": "Hand a chain back when the request ends (idempotent)",
-            "parameters": cluster_param, "requestBody": json_body(refs["lease_req"]),
-            "responses": {"200": ok(refs["released"]), "400": _error("Bad input."), **too_large, **common}}},
+            "summary": "Hand a chain back when the request ends (idempotent); optionally report the hop that failed",
+            "description": "With `failed`, the release reports a failed hop in the same atomic step: an `up` "
+                           "server turns `suspect` (a second report from another lease: `down`) and its "
+                           "chains get no new grants at once. docs/dispatcher.md, \"Liveness and masking\".",
+            "parameters": cluster_param, "requestBody": json_body(refs["release_req"]),
+            "responses": {"200": ok(refs["released"]),
+                          "400": _error("Bad input, or a `failed.server` that is not on the lease's chain."),
+                          **too_large, **common}}},
         base + "renew/": {"post": {
             "operationId": "clusters_dispatch_renew", "tags": tags, "security": security,
             "summary": "Extend a lease for a long request",
             "parameters": cluster_param, "requestBody": json_body(refs["lease_req"]),
             "responses": {"200": ok(refs["renewed"]), "400": _error("Bad input."),
-                          "410": _error("The lease expired or was released."), **too_large, **common}}},
+                          "410": {"description": "The lease expired or was released; or it is over because its "
+                                                 "chain passes through a server that is down (`server` names it).",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object", "required": ["detail"],
+                                      "properties": {"detail": {"type": "string"},
+                                                     "server": {"type": "string"}}}}}},
+                          **too_large, **common}}},
         base + "state/": {"get": {
             "operationId": "clusters_dispatch_state", "tags": tags, "security": security,
-            "summary": "Chains with capacity and jobs in progress, queue length, arrival rate",
+            "summary": "Chains with capacity, jobs in progress and masks, servers' states, queue length, arrival rate",
             "parameters": cluster_param,
             "responses": {"200": ok(refs["state"]), **common}}},
         "/api/v1/dispatch/metrics": {"get": {

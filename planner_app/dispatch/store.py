@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
+from serving.dispatch.liveness import LivenessConfig
 from serving.dispatch.memory_store import MemoryStore
 from serving.dispatch.protocol import DispatchStore, SyncDispatchStore
 
@@ -25,11 +26,17 @@ def uses_redis() -> bool:
     return bool(settings.DISPATCH_REDIS_URL)
 
 
+def liveness_config() -> LivenessConfig:
+    """The liveness rules' constants from the settings (DISPATCH_SUSPECT_S, ..._MAX_S, ..._HEARTBEAT_TIMEOUT_S)."""
+    return LivenessConfig(settings.DISPATCH_SUSPECT_S, settings.DISPATCH_SUSPECT_MAX_S,
+                          settings.DISPATCH_HEARTBEAT_TIMEOUT_S)
+
+
 def memory_store() -> MemoryStore:
     global _memory
     with _lock:
         if _memory is None:
-            _memory = MemoryStore()
+            _memory = MemoryStore(liveness=liveness_config())
         return _memory
 
 
@@ -37,7 +44,8 @@ def async_store() -> DispatchStore:
     """A store for the ASGI app (one per event loop: redis.asyncio connections belong to a loop)."""
     if uses_redis():
         from serving.dispatch.redis_store import AsyncRedisStore
-        return AsyncRedisStore(settings.DISPATCH_REDIS_URL, prefix=settings.DISPATCH_PREFIX)
+        return AsyncRedisStore(settings.DISPATCH_REDIS_URL, prefix=settings.DISPATCH_PREFIX,
+                               liveness=liveness_config())
     return memory_store()
 
 
@@ -49,7 +57,8 @@ def sync_store() -> SyncDispatchStore:
     with _lock:
         if _sync is None:
             from serving.dispatch.redis_store import RedisStore
-            _sync = RedisStore(settings.DISPATCH_REDIS_URL, prefix=settings.DISPATCH_PREFIX)
+            _sync = RedisStore(settings.DISPATCH_REDIS_URL, prefix=settings.DISPATCH_PREFIX,
+                               liveness=liveness_config())
         return _sync
 
 

@@ -3,7 +3,10 @@
     from serving.dispatch import DispatchClient
     client = DispatchClient("http://planner:8000", cluster=3, token="...")
     with client.acquire(wait_s=30) as lease:        # renewed in the background, released on exit
-        run_request(lease.servers)                  # [Hop(server, start_block, num_blocks), ...]
+        try:
+            run_request(lease.servers)              # [Hop(server, start_block, num_blocks), ...]
+        except HopFailed as exc:                    # (whatever your runtime raises for a failed hop)
+            lease.fail(exc.server, str(exc))        # reported with the release: the server's chains are masked
 
 ``AsyncDispatchClient`` is the same with ``async with``.  ``RedisDispatchClient``
 and ``AsyncRedisDispatchClient`` talk to the dispatcher's Redis directly (the
@@ -13,7 +16,8 @@ as Redis that wants to skip the HTTP hop.
 Errors (protocol.py; the same classes over HTTP and Redis-direct): ``NoAdoptedPlan``
 (the cluster has no adopted plan), ``NoFreeChain`` (no slot freed within ``wait_s``;
 ``retry_after_s`` says when to try again), ``LeaseGone`` (renewing a lease that
-expired or was released), ``InvalidRequest`` (a bad argument), all of them
+expired or was released; ``ServerDown``, a ``LeaseGone``, when the lease's chain passes
+through a server that is down: its ``server`` names it), ``InvalidRequest`` (a bad argument), all of them
 ``DispatchError``s, which is also what anything else the service refused raises
 (its ``status`` and ``detail`` name the problem).
 """
@@ -27,10 +31,11 @@ from typing import Any
 
 import httpx
 
-from .protocol import DispatchError, Hop, InvalidRequest, Lease, LeaseGone, NoAdoptedPlan, NoFreeChain, error_from_http
+from .protocol import (DispatchError, Hop, InvalidRequest, Lease, LeaseGone, NoAdoptedPlan, NoFreeChain, ServerDown,
+                       check_failed, error_from_http)
 
 __all__ = ["Hop", "Lease", "DispatchError", "InvalidRequest", "NoAdoptedPlan", "NoFreeChain", "LeaseGone",
-           "DispatchClient", "AsyncDispatchClient", "RedisDispatchClient", "AsyncRedisDispatchClient"]
+           "ServerDown", "DispatchClient", "AsyncDispatchClient", "RedisDispatchClient", "AsyncRedisDispatchClient"]
 
 
 def _raise_for(resp: httpx.Response) -> Any:
@@ -57,7 +62,13 @@ RELEASE_RETRY_S = 10.0     # a release that fails for a passing outage is retrie
 
 
 class _Held:
-    """``with client.acquire() as lease``: acquire on enter, renew in a thread, release on exit."""
+    """``with client.acquire() as lease``: acquire on enter, renew in a thread, release on exit.
+
+    ``lease.fail(server, error)`` (or this object's ``fail``) inside the block reports that hop as
+    failed with the release on exit; ``released`` is then the answer ({"released", "server",
+    "server_state"}).  ``lost`` says why background renewal stopped (a ``ServerDown`` names the
+    server that is down: the request cannot finish, take a new lease).
+    """
 
     def __init__(self, client: "_SyncBase", wait_s: float, policy: str | None):
         self._client, self._wait_s, self._policy = client, wait_s, policy
@@ -65,6 +76,13 @@ class _Held:
         self._thread: threading.Thread | None = None
         self.lease: Lease | None = None
         self.lost: BaseException | None = None       # why background renewal stopped, if it did
+        self.released: Any = None                    # release's answer on exit
+
+    def fail(self, server: str, error: str = "") -> None:
+        """Report ``server`` (a hop of the lease) as failed with the release on exit."""
+        if self.lease is None:
+            raise InvalidRequest("no lease to report a failure on: the acquire did not succeed")
+        self.lease.fail(server, error)
 
     def __enter__(self) -> Lease:
         self.lease = self._client.acquire_lease(wait_s=self._wait_s, policy=self._policy)
@@ -93,7 +111,7 @@ class _Held:
             pause = 0.05
             while True:
                 try:
-                    self._client.release(self.lease)
+                    self.released = self._client.release(self.lease)
                     return
                 except Exception as err:  # noqa: BLE001
                     if not _transient(err) or time.monotonic() + pause > end:
@@ -103,11 +121,19 @@ class _Held:
 
 
 class _AsyncHeld:
+    """``async with client.acquire() as lease``: as ``_Held``, renewing in a task."""
+
     def __init__(self, client: "_AsyncBase", wait_s: float, policy: str | None):
         self._client, self._wait_s, self._policy = client, wait_s, policy
         self._task: asyncio.Task | None = None
         self.lease: Lease | None = None
         self.lost: BaseException | None = None
+        self.released: Any = None
+
+    def fail(self, server: str, error: str = "") -> None:
+        if self.lease is None:
+            raise InvalidRequest("no lease to report a failure on: the acquire did not succeed")
+        self.lease.fail(server, error)
 
     async def __aenter__(self) -> Lease:
         self.lease = await self._client.acquire_lease(wait_s=self._wait_s, policy=self._policy)
@@ -139,7 +165,7 @@ class _AsyncHeld:
             pause = 0.05
             while True:
                 try:
-                    await self._client.release(self.lease)
+                    self.released = await self._client.release(self.lease)
                     return
                 except Exception as err:  # noqa: BLE001
                     if not _transient(err) or time.monotonic() + pause > end:
@@ -152,6 +178,18 @@ def _lease_id(lease: "Lease | str") -> str:
     return lease.lease if isinstance(lease, Lease) else str(lease)
 
 
+def _failed(lease: "Lease | str", failed: Any) -> Any:
+    """The failure report of a release: ``failed``, else the one ``lease.fail`` noted; checked here (the
+    server must be one of the lease's hops when the lease is a ``Lease``)."""
+    if failed is None and isinstance(lease, Lease):
+        failed = lease.failed
+    if failed is None:
+        return None
+    if isinstance(lease, Lease):
+        return check_failed(failed, [h.server for h in lease.servers], lease.lease)
+    return check_failed(failed)
+
+
 class _SyncBase:
     def acquire(self, wait_s: float = 30, policy: str | None = None) -> _Held:
         return _Held(self, wait_s, policy)
@@ -159,10 +197,14 @@ class _SyncBase:
     def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
         raise NotImplementedError
 
-    def release(self, lease: "Lease | str") -> bool:
+    def release(self, lease: "Lease | str", failed: Any = None) -> Any:
+        """True when the lease was held (False: already released or expired).  With a failure report
+        (``failed`` {"server", "error"}, or what ``lease.fail`` noted) the answer is
+        {"released", "server", "server_state"}."""
         raise NotImplementedError
 
     def renew(self, lease: "Lease | str") -> dict[str, Any]:
+        """The new deadline; LeaseGone when the lease is over (ServerDown: through a server that is down)."""
         raise NotImplementedError
 
 
@@ -173,7 +215,7 @@ class _AsyncBase:
     async def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
         raise NotImplementedError
 
-    async def release(self, lease: "Lease | str") -> bool:
+    async def release(self, lease: "Lease | str", failed: Any = None) -> Any:
         raise NotImplementedError
 
     async def renew(self, lease: "Lease | str") -> dict[str, Any]:
@@ -204,8 +246,12 @@ class DispatchClient(_SyncBase):
             body["policy"] = policy
         return Lease.from_json(self._post("acquire/", body, extra_timeout=float(wait_s)))
 
-    def release(self, lease: "Lease | str") -> bool:
-        return bool(self._post("release/", {"lease": _lease_id(lease)})["released"])
+    def release(self, lease: "Lease | str", failed: Any = None) -> Any:
+        f = _failed(lease, failed)
+        if f is None:
+            return bool(self._post("release/", {"lease": _lease_id(lease)})["released"])
+        got = self._post("release/", {"lease": _lease_id(lease), "failed": f})
+        return {"released": bool(got["released"]), "server": f["server"], "server_state": got["server_state"]}
 
     def renew(self, lease: "Lease | str") -> dict[str, Any]:
         return self._post("renew/", {"lease": _lease_id(lease)})
@@ -246,8 +292,12 @@ class AsyncDispatchClient(_AsyncBase):
             body["policy"] = policy
         return Lease.from_json(await self._post("acquire/", body, extra_timeout=float(wait_s)))
 
-    async def release(self, lease: "Lease | str") -> bool:
-        return bool((await self._post("release/", {"lease": _lease_id(lease)}))["released"])
+    async def release(self, lease: "Lease | str", failed: Any = None) -> Any:
+        f = _failed(lease, failed)
+        if f is None:
+            return bool((await self._post("release/", {"lease": _lease_id(lease)}))["released"])
+        got = await self._post("release/", {"lease": _lease_id(lease), "failed": f})
+        return {"released": bool(got["released"]), "server": f["server"], "server_state": got["server_state"]}
 
     async def renew(self, lease: "Lease | str") -> dict[str, Any]:
         return await self._post("renew/", {"lease": _lease_id(lease)})
@@ -280,8 +330,11 @@ class RedisDispatchClient(_SyncBase):
     def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
         return Lease.from_json(self.store.acquire(self.cluster, wait_s=wait_s, policy=policy))
 
-    def release(self, lease: "Lease | str") -> bool:
-        return self.store.release(self.cluster, _lease_id(lease))
+    def release(self, lease: "Lease | str", failed: Any = None) -> Any:
+        f = _failed(lease, failed)
+        if f is None:
+            return self.store.release(self.cluster, _lease_id(lease))
+        return self.store.release(self.cluster, _lease_id(lease), failed=f)
 
     def renew(self, lease: "Lease | str") -> dict[str, Any]:
         got = self.store.renew(self.cluster, _lease_id(lease))
@@ -307,8 +360,11 @@ class AsyncRedisDispatchClient(_AsyncBase):
     async def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
         return Lease.from_json(await self.store.acquire(self.cluster, wait_s=wait_s, policy=policy))
 
-    async def release(self, lease: "Lease | str") -> bool:
-        return await self.store.release(self.cluster, _lease_id(lease))
+    async def release(self, lease: "Lease | str", failed: Any = None) -> Any:
+        f = _failed(lease, failed)
+        if f is None:
+            return await self.store.release(self.cluster, _lease_id(lease))
+        return await self.store.release(self.cluster, _lease_id(lease), failed=f)
 
     async def renew(self, lease: "Lease | str") -> dict[str, Any]:
         got = await self.store.renew(self.cluster, _lease_id(lease))

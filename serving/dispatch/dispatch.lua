@@ -37,6 +37,17 @@
 --   wh             hash bucket -> count: waiting-time histogram of the grants (their sum is the grant count)
 --   svc:<g>        hash "<k>:n" / "<k>:s": count and sum of measured service times (ms) of generation g
 --   arr            hash second -> arrivals; first: time of the first arrival (ms)
+--
+-- Liveness and masking (the rules: serving/dispatch/liveness.py, mirrored by the lv_* functions below):
+--   sv             hash server -> its liveness record (JSON: state, since, src, till, ep, fl, heard, hdl,
+--                  fails, err); a server with no record is up
+--   svi            hash server -> the last heartbeat's info (JSON)
+--   lvdl           zset server -> when the liveness rules over time may next change its record (ms)
+--   mk:<g>         hash chain -> servers of the chain in a masking state, for the current generation g
+--                  only; a masked chain is kept out of free:<g> (so JFFC's read of its head is unchanged)
+--   ev, evn        stream of state transitions (ids 0-<n>, n from the counter evn), capped near EVENTS_KEPT
+--   m's fields mk (1 while a chain of the current plan is masked), dn (servers down), ep (servers in a
+--   failure streak) and lvn (the head of lvdl) let the hot path skip every liveness check when none applies
 
 local P = KEYS[1]
 local op = ARGV[1]
@@ -44,6 +55,7 @@ local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local WAIT_BUCKETS = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000}
 local ARRIVAL_WINDOW_S = 60
+local EVENTS_KEPT = 10000
 local M = P .. 'm'
 
 local function num(v) if v then return tonumber(v) end return 0 end
@@ -62,8 +74,9 @@ end
 local meta = nil
 local function cur()
   if meta == nil then
-    local v = redis.call('HMGET', M, 'cur', 'policy', 'ttl', 'plan', 'multi')
-    meta = {g = v[1], policy = v[2], ttl = tonumber(v[3]), plan = v[4], multi = (v[5] == '1')}
+    local v = redis.call('HMGET', M, 'cur', 'policy', 'ttl', 'plan', 'multi', 'mk', 'dn', 'ep', 'lvn')
+    meta = {g = v[1], policy = v[2], ttl = tonumber(v[3]), plan = v[4], multi = (v[5] == '1'), mk = (v[6] == '1'),
+            dn = tonumber(v[7]) or 0, ep = tonumber(v[8]) or 0, lvn = tonumber(v[9])}
   end
   return meta
 end
@@ -174,7 +187,7 @@ end
 
 local function drop_generation(g)
   redis.call('DEL', P .. 'plan:' .. g, P .. 'planx:' .. g, P .. 'pg:' .. g, P .. 'z:' .. g, P .. 'free:' .. g,
-             P .. 'svc:' .. g)
+             P .. 'svc:' .. g, P .. 'mk:' .. g)
   acc[P .. 'svc:' .. g] = nil
   plans[g] = nil
 end
@@ -280,6 +293,276 @@ local function drain()
   end
 end
 
+-- liveness: the rules of serving/dispatch/liveness.py, function by function ---------------------------
+-- (built on the first call that needs it: a call with no liveness work creates none of these closures)
+local function make_lv()
+  local MASKING = {suspect = true, down = true, draining = true, joining = true}
+
+  local function copy(t)
+    local o = {}
+    for key, v in pairs(t) do o[key] = v end
+    return o
+  end
+
+  local function lv_new()
+    return {state = 'up', since = 0, src = '', till = 0, ep = 0, fl = '', heard = 0, hdl = 0, fails = 0, err = ''}
+  end
+
+  local function lv_get(s)
+    local raw = redis.call('HGET', P .. 'sv', s)
+    if raw then return cjson.decode(raw) end
+    return lv_new()
+  end
+
+  local function probation(ep, sm, mx)
+    local p = sm
+    for _ = 1, ep - 1 do
+      p = p * 2
+      if p >= mx then return mx end
+    end
+    if p > mx then return mx end
+    return p
+  end
+
+  local function moved(rec, state, src)
+    local out = copy(rec)
+    out.state, out.src = state, src
+    if rec.state ~= state then out.since = now end
+    return out
+  end
+
+  local function in_period(rec)
+    return rec.src == 'f' and (rec.state == 'suspect' or rec.state == 'down') and now < rec.till
+  end
+
+  -- (the caller has cut err to liveness.MAX_CAUSE characters)
+  local function lv_failure(rec, lease, err, sm, mx)
+    local out = copy(rec)
+    out.fails = rec.fails + 1
+    out.err = err
+    local cause = 'failure report'
+    if err ~= '' then cause = 'failure report: ' .. err end
+    if rec.state == 'up' then
+      out = moved(out, 'suspect', 'f')
+      out.ep = rec.ep + 1
+      out.till = now + probation(out.ep, sm, mx)
+      out.fl = lease
+      return out, cause
+    end
+    if rec.state == 'suspect' and lease ~= rec.fl then
+      out = moved(out, 'down', 'f')
+      out.till = now + probation(math.max(1, rec.ep), sm, mx)
+      return out, cause
+    end
+    return out, nil
+  end
+
+  local function lv_heartbeat(rec, state, tmo)
+    local out = copy(rec)
+    out.heard, out.hdl = now, now + tmo
+    if in_period(rec) then return out, nil end
+    local c = rec.state
+    if state == 'draining' then
+      if c == 'draining' then return out, nil end
+      out = moved(out, 'draining', 'h')
+      out.till = 0
+      return out, 'heartbeat: draining'
+    end
+    if c == 'down' or c == 'joining' or (c == 'draining' and rec.src == 'h') then
+      out = moved(out, 'up', 'h')
+      out.till = 0
+      return out, 'heartbeat'
+    end
+    return out, nil
+  end
+
+  local function lv_set(rec, state, cause, sm, mx, tmo)
+    if rec.state == state and rec.src == 'o' then return copy(rec), nil end
+    local out = moved(rec, state, 'o')
+    out.till = 0
+    if rec.hdl > 0 then out.hdl = now + tmo end
+    if state == 'up' then
+      out.ep = 0
+    elseif state == 'suspect' then
+      out.ep = rec.ep + 1
+      out.till = now + probation(out.ep, sm, mx)
+    end
+    if rec.state == state then return out, nil end
+    if cause == '' then cause = 'set by owner' end
+    return out, cause
+  end
+
+  local function lv_tick(rec)
+    local c = rec.state
+    local silent = rec.hdl > 0 and now >= rec.hdl
+    if (c == 'suspect' or c == 'down') and rec.till ~= 0 and now >= rec.till then
+      local out = copy(rec)
+      out.till = 0
+      if silent then
+        local why = nil
+        if c ~= 'down' then why = 'heartbeat timeout' end
+        return moved(out, 'down', 't'), why
+      end
+      local why = 'failure ban over'
+      if c == 'suspect' then why = 'suspect period over' end
+      return moved(out, 'up', 'p'), why
+    end
+    if silent and (c == 'up' or c == 'suspect' or c == 'joining') then
+      local out = moved(rec, 'down', 't')
+      out.till = 0
+      return out, 'heartbeat timeout'
+    end
+    return rec, nil
+  end
+
+  local function lv_deadline(rec)
+    local c = rec.state
+    local t = nil
+    if (c == 'suspect' or c == 'down') and rec.till ~= 0 then t = rec.till end
+    if rec.hdl > 0 and (c == 'up' or c == 'suspect' or c == 'joining') then
+      if t == nil or rec.hdl < t then t = rec.hdl end
+    end
+    return t
+  end
+
+  -- waiters committed to chain k0 of generation g (masked now) move to the central queue, in arrival order
+  local function requeue_chain(g, k0)
+    local qk = P .. 'q:' .. g .. ':' .. k0
+    if redis.call('LLEN', qk) == 0 then return end
+    local live = {}
+    for _, id in ipairs(redis.call('LRANGE', P .. 'q', 0, -1)) do
+      local raw = redis.call('HGET', P .. 'tk', id)
+      if raw then live[#live + 1] = {cjson.decode(raw).seq, id} end
+    end
+    local n = 0
+    for _, id in ipairs(redis.call('LRANGE', qk, 0, -1)) do
+      local raw = redis.call('HGET', P .. 'tk', id)
+      if raw then
+        local t = cjson.decode(raw)
+        t.k = -1
+        redis.call('HSET', P .. 'tk', id, cjson.encode(t))
+        live[#live + 1] = {t.seq, id}
+        n = n + 1
+      end
+    end
+    redis.call('DEL', qk, P .. 'q')
+    if n > 0 then redis.call('HINCRBY', P .. 'st', 'nq', -n) end
+    table.sort(live, function(a, b) return a[1] < b[1] end)
+    for _, e in ipairs(live) do redis.call('RPUSH', P .. 'q', e[2]) end
+  end
+
+  -- server s entered (+1) or left (-1) a masking state: the current plan's chains through it
+  local function mask_server(s, delta)
+    local m = cur()
+    local g = m.g
+    if not g then return end
+    local p = plan_of(g)
+    local mkk = P .. 'mk:' .. g
+    for k = 1, #p.c do
+      local on = false
+      for _, h in ipairs(p.hops[k]) do
+        if h[1] == s then on = true; break end
+      end
+      if on then
+        local k0 = k - 1
+        local room = p.c[k] > 0 and num(redis.call('HGET', P .. 'z:' .. g, k0)) < p.c[k]
+        local n = redis.call('HINCRBY', mkk, k0, delta)
+        if delta > 0 and n == 1 then
+          redis.call('ZREM', P .. 'free:' .. g, k0)
+          requeue_chain(g, k0)
+        elseif n <= 0 then
+          redis.call('HDEL', mkk, k0)
+          if room then redis.call('ZADD', P .. 'free:' .. g, redis.call('HGET', P .. 'pg:' .. g, 'r' .. k0), k0) end
+        end
+      end
+    end
+    m.mk = redis.call('HLEN', mkk) > 0
+    if m.mk then redis.call('HSET', M, 'mk', 1) else redis.call('HSET', M, 'mk', 0) end
+    drain()
+  end
+
+  -- store a server's new record; a change of state is an event, and masks or unmasks its chains
+  local function lv_write(s, old, new, cause)
+    local m = cur()
+    redis.call('HSET', P .. 'sv', s, cjson.encode(new))
+    local dl = lv_deadline(new)
+    if dl then redis.call('ZADD', P .. 'lvdl', dl, s) else redis.call('ZREM', P .. 'lvdl', s) end
+    local top = redis.call('ZRANGE', P .. 'lvdl', 0, 0, 'WITHSCORES')
+    if top[1] then
+      redis.call('HSET', M, 'lvn', top[2])
+      m.lvn = tonumber(top[2])
+    else
+      redis.call('HDEL', M, 'lvn')
+      m.lvn = nil
+    end
+    local de = 0
+    if new.ep > 0 then de = de + 1 end
+    if old.ep > 0 then de = de - 1 end
+    if de ~= 0 then m.ep = redis.call('HINCRBY', M, 'ep', de) end
+    if old.state == new.state then return end
+    local n = redis.call('INCR', P .. 'evn')
+    redis.call('XADD', P .. 'ev', 'MAXLEN', '~', EVENTS_KEPT, '0-' .. n, 'server', s, 'state', new.state,
+               'prev', old.state, 'at', now, 'cause', cause or '')
+    local dd = 0
+    if new.state == 'down' then dd = dd + 1 end
+    if old.state == 'down' then dd = dd - 1 end
+    if dd ~= 0 then m.dn = redis.call('HINCRBY', M, 'dn', dd) end
+    local was, is = MASKING[old.state] == true, MASKING[new.state] == true
+    if was ~= is then
+      if is then mask_server(s, 1) else mask_server(s, -1) end
+    end
+  end
+
+  -- the rules over time, for the servers whose deadline passed
+  local function lv_sweep()
+    for _, s in ipairs(redis.call('ZRANGEBYSCORE', P .. 'lvdl', '-inf', now)) do
+      local old = lv_get(s)
+      local new, cause = lv_tick(old)
+      lv_write(s, old, new, cause)
+    end
+  end
+
+  -- a successful release through chain k of generation g: each up server's failure streak ends
+  local function lv_success(g, k)
+    local names, seen = {}, {}
+    for _, h in ipairs(hops_of(g, k)) do
+      if not seen[h[1]] then seen[h[1]] = true; names[#names + 1] = h[1] end
+    end
+    local recs = redis.call('HMGET', P .. 'sv', unpack(names))
+    local m = cur()
+    for i, raw in ipairs(recs) do
+      if raw then
+        local r = cjson.decode(raw)
+        if r.ep > 0 and r.state == 'up' then
+          r.ep = 0
+          redis.call('HSET', P .. 'sv', names[i], cjson.encode(r))
+          m.ep = redis.call('HINCRBY', M, 'ep', -1)
+        end
+      end
+    end
+  end
+
+  -- the first server of chain k of generation g that is down, or nil
+  local function down_on(g, k)
+    local names = {}
+    for i, h in ipairs(hops_of(g, k)) do names[i] = h[1] end
+    local recs = redis.call('HMGET', P .. 'sv', unpack(names))
+    for i, raw in ipairs(recs) do
+      if raw and string.find(raw, '"state":"down"', 1, true) then return names[i] end
+    end
+    return nil
+  end
+
+  return {MASKING = MASKING, get = lv_get, new = lv_new, failure = lv_failure, heartbeat = lv_heartbeat,
+          set = lv_set, write = lv_write, sweep = lv_sweep, success = lv_success, down_on = down_on}
+end
+
+local LV = nil
+local function lv()
+  if LV == nil then LV = make_lv() end
+  return LV
+end
+
 local function release(id, kind)
   local raw = redis.call('HGET', P .. 'lease', id)
   if not raw then return false end
@@ -288,10 +571,13 @@ local function release(id, kind)
   redis.call('ZREM', P .. 'dl', id)
   if l == nil then return false end
   local g, k = l.g, l.k
-  if redis.call('HINCRBY', P .. 'z:' .. g, k, -1) == l.c - 1 then
-    redis.call('ZADD', P .. 'free:' .. g, l.r, k)
-  end
   local m = cur()
+  if redis.call('HINCRBY', P .. 'z:' .. g, k, -1) == l.c - 1 then
+    -- a masked chain stays out of free:<g> (m.mk: some chain of the current plan is masked)
+    if not (m.mk and g == m.g and redis.call('HEXISTS', P .. 'mk:' .. g, k) == 1) then
+      redis.call('ZADD', P .. 'free:' .. g, l.r, k)
+    end
+  end
   if m.multi then
     for _, h in ipairs(hops_of(g, k)) do redis.call('HINCRBY', P .. 'srv', h[1], -h[2]) end
   end
@@ -299,6 +585,12 @@ local function release(id, kind)
     inc(P .. 'st', 'releases', 1)
     inc(P .. 'svc:' .. g, k .. ':n', 1)
     inc(P .. 'svc:' .. g, k .. ':s', now - l.t0)
+    if m.ep > 0 then lv().success(g, k) end
+  elseif kind == 'failed' then        -- a failed request's time is no service time
+    inc(P .. 'st', 'releases', 1)
+    inc(P .. 'st', 'failures', 1)
+  elseif kind == 'revoked' then
+    inc(P .. 'st', 'revoked', 1)
   else
     inc(P .. 'st', 'expiries', 1)
   end
@@ -324,6 +616,8 @@ local function sweep()
   -- once per call: a batch runs at one instant, and a lease granted in it expires later
   if swept then return 0 end
   swept = true
+  local m = cur()
+  if m.lvn and now >= m.lvn then lv().sweep() end
   local gone = redis.call('ZRANGEBYSCORE', P .. 'dl', '-inf', now, 'LIMIT', 0, 256)
   for _, id in ipairs(gone) do release(id, 'expiry') end
   if #gone > 0 then drain() end
@@ -373,22 +667,45 @@ local function arrival_rate()
 end
 
 -- the immediate-dispatch policies of solvers.dispatch: the chain (0-based) a job is committed to
+-- (masked chains are left out; -1: every chain is masked, the job waits in the central queue)
 local function choose(g, policy, u)
   local p = full(plan_of(g), g)
   local K = #p.c
+  local masked, any = {}, false
+  if cur().mk then
+    local mv = redis.call('HGETALL', P .. 'mk:' .. g)
+    for i = 1, #mv, 2 do masked[tonumber(mv[i]) + 1] = true; any = true end
+  end
   if policy == 'random' then
-    local total = p.cum[K]
+    if not any then
+      local total = p.cum[K]
+      local x = u * total
+      for k = 1, K do
+        if p.cum[k] > x then return k - 1 end     -- bisect_right
+      end
+      return K - 1
+    end
+    -- the unmasked chains' rates, summed in index order as MemoryStore._choose does
+    local cum, total, last = {}, 0, -1
+    for k = 1, K do
+      if not masked[k] and p.c[k] > 0 then
+        total = total + p.c[k] / p.t[k]
+        last = k - 1
+      end
+      cum[k] = total
+    end
+    if total <= 0 then return -1 end
     local x = u * total
     for k = 1, K do
-      if p.cum[k] > x then return k - 1 end     -- bisect_right
+      if cum[k] > x then return k - 1 end
     end
-    return K - 1
+    return last
   end
   local zs = busy(p, g)
   local best, best_key, best_rank = nil, nil, nil
   for k = 1, K do
     local c = p.c[k]
-    if c > 0 then
+    if c > 0 and not masked[k] then
       local n = zs[k] + redis.call('LLEN', P .. 'q:' .. g .. ':' .. (k - 1))
       local key
       if policy == 'jsq' then
@@ -403,6 +720,7 @@ local function choose(g, policy, u)
       end
     end
   end
+  if best == nil then return -1 end
   return best - 1
 end
 
@@ -458,7 +776,8 @@ local function op_acquire(id, policy, u, wait_ms)
     if nw == 0 or head(P .. 'q', false) == nil then k = fastest_free(g) end
   else
     local kc = choose(g, policy, u)
-    if nw == 0 or (redis.call('LLEN', P .. 'q:' .. g .. ':' .. kc) == 0 and head(P .. 'q', false) == nil) then
+    if kc >= 0 and (nw == 0 or (redis.call('LLEN', P .. 'q:' .. g .. ':' .. kc) == 0
+                                and head(P .. 'q', false) == nil)) then
       if is_free(g, kc) then k = kc end
     end
     committed = kc
@@ -495,6 +814,14 @@ local function op_renew(id)
   local raw = redis.call('HGET', P .. 'lease', id)
   local l = raw and parse_lease(raw)
   if not l then drain(); return '{"gone":true}' end
+  if cur().dn > 0 then
+    local s = lv().down_on(l.g, l.k)
+    if s then     -- the request cannot finish: the lease ends, the client is told why
+      release(id, 'revoked')
+      drain()
+      return '{"gone":true,"server":' .. cjson.encode(s) .. '}'
+    end
+  end
   l.dl = now + l.ttl
   redis.call('HSET', P .. 'lease', id, lease_record(l))
   redis.call('ZADD', P .. 'dl', l.dl, id)
@@ -532,6 +859,80 @@ elseif op == 'batch' then
     end
   end
   return done(out)
+
+elseif op == 'fail' then
+  local L = lv()
+  -- a release with a failure report, in one step (ARGV: lease, server, error, suspect_ms, max_ms): the
+  -- server's new state (and masks) before the slot frees, so the freed slot never goes back to its chain
+  local id, s, err = ARGV[2], ARGV[3], ARGV[4]
+  sweep()
+  local raw = redis.call('HGET', P .. 'lease', id)
+  local l = raw and parse_lease(raw)
+  if not l then
+    return done(cjson.encode({released = false, server = s, server_state = L.get(s).state}))
+  end
+  local names, on = {}, false
+  for i, h in ipairs(hops_of(l.g, l.k)) do
+    names[i] = h[1]
+    if h[1] == s then on = true end
+  end
+  if not on then return done(cjson.encode({error = 'not_on_chain', server = s, servers = names})) end
+  local old = L.get(s)
+  local new, cause = L.failure(old, id, err, tonumber(ARGV[5]), tonumber(ARGV[6]))
+  L.write(s, old, new, cause)
+  release(id, 'failed')
+  drain()
+  return done(cjson.encode({released = true, server = s, server_state = new.state}))
+
+elseif op == 'heartbeat' then
+  local L = lv()
+  -- ARGV: server, state ('up' | 'draining'), info (JSON or ''), heartbeat timeout (ms)
+  local s = ARGV[2]
+  sweep()
+  local old = L.get(s)
+  local new, cause = L.heartbeat(old, ARGV[3], tonumber(ARGV[5]))
+  L.write(s, old, new, cause)
+  if ARGV[4] ~= '' then redis.call('HSET', P .. 'svi', s, ARGV[4]) end
+  return done(cjson.encode(new))
+
+elseif op == 'setstate' then
+  local L = lv()
+  -- ARGV: server, state, cause, suspect_ms, max_ms, heartbeat timeout (ms)
+  local s = ARGV[2]
+  sweep()
+  local old = L.get(s)
+  local new, cause = L.set(old, ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+  L.write(s, old, new, cause)
+  return done(cjson.encode(new))
+
+elseif op == 'servers' then
+  local L = lv()
+  sweep()
+  local out = {}
+  local g = cur().g
+  if g then
+    for s, _ in pairs(full(plan_of(g), g).L) do out[s] = L.new() end
+  end
+  local sv = redis.call('HGETALL', P .. 'sv')
+  for i = 1, #sv, 2 do out[sv[i]] = cjson.decode(sv[i + 1]) end
+  local info = {}
+  local si = redis.call('HGETALL', P .. 'svi')
+  for i = 1, #si, 2 do info[si[i]] = si[i + 1] end
+  return done(cjson.encode({servers = out, info = info}))
+
+elseif op == 'events' then
+  -- ARGV: the first stream id to answer ('0-<after + 1>'), limit
+  sweep()
+  local rows = redis.call('XRANGE', P .. 'ev', ARGV[2], '+', 'COUNT', tonumber(ARGV[3]))
+  local out = {}
+  for _, r in ipairs(rows) do
+    local e = {id = tonumber(string.match(r[1], '^0%-(%d+)$'))}
+    local f = r[2]
+    for i = 1, #f, 2 do e[f[i]] = f[i + 1] end
+    e.at = tonumber(e.at)
+    out[#out + 1] = e
+  end
+  return done(cjson.encode(out))
 
 elseif op == 'cancel' then
   -- the waiter's wait ended: leave the queue, or take the lease granted meanwhile
@@ -574,6 +975,9 @@ elseif op == 'plan' then
   local old = m.g
   if old and snap ~= '' and redis.call('HGET', M, 'fp') == fp then return tonumber(old) end
   if old then
+    redis.call('DEL', P .. 'mk:' .. old)     -- masks are kept for the plan dispatched to only
+    redis.call('HSET', M, 'mk', 0)
+    m.mk = false
     requeue_committed(old)
     local n = 0
     for _, v in ipairs(redis.call('HVALS', P .. 'z:' .. old)) do n = n + tonumber(v) end
@@ -605,17 +1009,34 @@ elseif op == 'plan' then
   redis.call('SET', P .. 'plan:' .. g, cjson.encode({plan = whole.plan, policy = whole.policy, ttl_ms = whole.ttl_ms,
                                                      c = whole.c, hops = whole.hops}))
   redis.call('SET', P .. 'planx:' .. g, cjson.encode({t = whole.t, rank = whole.rank, cum = whole.cum, L = whole.L}))
-  local fields, free = {'plan', planjson}, {}
+  -- the chains masked from the start: those through a server in a masking state
+  local states = {}
+  local sv = redis.call('HGETALL', P .. 'sv')
+  for i = 1, #sv, 2 do states[sv[i]] = string.match(sv[i + 1], '"state":"(%a+)"') end
+  local fields, free, masks = {'plan', planjson}, {}, {}
   for k = 1, #whole.c do
     local k0 = k - 1
     fields[#fields + 1] = 'o' .. k0; fields[#fields + 1] = whole.out[k]
     fields[#fields + 1] = 'c' .. k0; fields[#fields + 1] = whole.c[k]
     fields[#fields + 1] = 'r' .. k0; fields[#fields + 1] = whole.rank[k]
     fields[#fields + 1] = 'h' .. k0; fields[#fields + 1] = cjson.encode(whole.hops[k])
-    if whole.c[k] > 0 then free[#free + 1] = whole.rank[k]; free[#free + 1] = k0 end
+    local n = 0
+    for _, h in ipairs(whole.hops[k]) do
+      if lv().MASKING[states[h[1]] or 'up'] then n = n + 1 end
+    end
+    if n > 0 then
+      masks[#masks + 1] = k0; masks[#masks + 1] = n
+    elseif whole.c[k] > 0 then
+      free[#free + 1] = whole.rank[k]; free[#free + 1] = k0
+    end
   end
   redis.call('HSET', P .. 'pg:' .. g, unpack(fields))
   if #free > 0 then redis.call('ZADD', P .. 'free:' .. g, unpack(free)) end
+  if #masks > 0 then
+    redis.call('HSET', P .. 'mk:' .. g, unpack(masks))
+    redis.call('HSET', M, 'mk', 1)
+    m.mk = true
+  end
   redis.call('HSET', M, 'cur', g, 'fp', fp, 'policy', whole.policy, 'ttl', whole.ttl_ms, 'plan', planjson)
   m.g, m.policy, m.ttl, m.plan = g, whole.policy, tonumber(whole.ttl_ms), planjson
   if m.multi then recompute_limits(g) end
@@ -664,6 +1085,16 @@ elseif op == 'state' then
     for s, v in pairs(p.L) do servers[s] = {used = used[s] or 0, limit = v} end
   end
   out.servers = servers
+  local states = {}
+  if g then
+    for s, _ in pairs(p.L) do states[s] = {state = 'up', since = 0} end
+  end
+  local sv = redis.call('HGETALL', P .. 'sv')
+  for i = 1, #sv, 2 do
+    local r = cjson.decode(sv[i + 1])
+    states[sv[i]] = {state = r.state, since = r.since}
+  end
+  out.server_states = states
   -- generations with leases in flight: the older ones (gin), then the current one
   local gens = {}
   local inflight = {}
@@ -696,12 +1127,16 @@ elseif op == 'state' then
     local svc = redis.call('HGETALL', P .. 'svc:' .. g)
     local sm = {}
     for i = 1, #svc, 2 do sm[svc[i]] = tonumber(svc[i + 1]) end
+    local masked = {}
+    local mv = redis.call('HGETALL', P .. 'mk:' .. g)
+    for i = 1, #mv, 2 do masked[tonumber(mv[i]) + 1] = true end
     local chains = {}
     for k = 1, #p.c do
       local n = sm[(k - 1) .. ':n'] or 0
       local mean = cjson.null
       if n > 0 then mean = (sm[(k - 1) .. ':s'] or 0) / n / 1000 end
-      chains[k] = {chain = k - 1, capacity = p.c[k], in_progress = zs[k], service_time_s = p.t[k],
+      chains[k] = {chain = k - 1, capacity = p.c[k], in_progress = zs[k], masked = masked[k] == true,
+                   service_time_s = p.t[k],
                    measured_service_time_s = mean, completed = n,
                    waiting = redis.call('LLEN', P .. 'q:' .. g .. ':' .. (k - 1))}
     end

@@ -7,7 +7,7 @@ app (Django's) so both answer on one host and port.
 
 Routes (all JSON):
   POST /api/v1/clusters/{id}/dispatch/acquire/  {"wait_s": 0..300, "policy"?: ...}
-  POST /api/v1/clusters/{id}/dispatch/release/  {"lease": "..."}
+  POST /api/v1/clusters/{id}/dispatch/release/  {"lease": "...", "failed"?: {"server": "...", "error": "..."}}
   POST /api/v1/clusters/{id}/dispatch/renew/    {"lease": "..."}
   GET  /api/v1/clusters/{id}/dispatch/state/
   GET  /api/v1/dispatch/metrics                 Prometheus text format
@@ -31,7 +31,7 @@ import time
 from typing import Any, Awaitable, Callable, Iterable
 
 from .metrics import render_metrics
-from .protocol import DispatchError, DispatchStore, LeaseGone, check_args
+from .protocol import DispatchError, DispatchStore, LeaseGone, check_args, check_failed
 
 log = logging.getLogger("serving.dispatch")
 
@@ -39,7 +39,7 @@ MAX_BODY = 16 * 1024
 ROUTE = re.compile(r"^/api/v1/clusters/(\d{1,12})/dispatch/(acquire|release|renew|state)/$")
 METRICS_PATHS = ("/api/v1/dispatch/metrics", "/api/v1/dispatch/metrics/")
 HEALTH_PATH = "/api/v1/dispatch/health/"
-ALLOWED = {"acquire": {"wait_s", "policy"}, "release": {"lease"}, "renew": {"lease"}}
+ALLOWED = {"acquire": {"wait_s", "policy"}, "release": {"lease", "failed"}, "renew": {"lease"}}
 CACHE_S = 5.0
 
 OwnerAuth = Callable[[str, int], Awaitable[bool | None]]   # (api token, cluster) -> True owner / False not / None invalid
@@ -250,7 +250,13 @@ class DispatchApp:
         if action == "acquire":
             return await self._acquire(cluster, data, receive)
         if action == "release":
-            ok = await self.store.release(cluster, _lease_arg(data))
+            lease = _lease_arg(data)
+            if "failed" in data:
+                # a failure report: the server turns suspect (its chains masked) in the release's own step
+                got = await self.store.release(cluster, lease, failed=check_failed(data["failed"]))
+                return 200, json.dumps({"released": got["released"], "server_state": got["server_state"]}).encode(), \
+                    _json_headers()
+            ok = await self.store.release(cluster, lease)
             return 200, b'{"released":true}' if ok else b'{"released":false}', _json_headers()
         if action == "renew":
             lease = _lease_arg(data)

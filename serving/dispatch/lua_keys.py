@@ -31,6 +31,14 @@ LUA_KEYS: dict[str, str] = {
     "service_times": "svc:<g>",           # "<k>:n" / "<k>:s": completed jobs and their summed time (ms)
     "arrivals_per_second": "arr",
     "first_arrival": "first",
+    # liveness and masking (liveness.py's rules)
+    "server_states": "sv",                # server -> its liveness record (JSON)
+    "server_info": "svi",                 # server -> the last heartbeat's info (JSON)
+    "liveness_deadlines": "lvdl",         # server -> when the rules over time may next change it (ms)
+    "liveness_next": "m",                 # hash m, field lvn: the earliest of those deadlines
+    "masked_chains": "mk:<g>",            # chain -> its servers in a masking state (current generation)
+    "events": "ev",                       # stream of state transitions (ids 0-<n>)
+    "event_seq": "evn",
 }
 
 

@@ -27,8 +27,12 @@ from typing import Any, Callable, Mapping
 
 from solvers.dispatch_policy import FreeChains, jsq_key, rate_proportional_pick, sed_key
 
-from .protocol import (SWEEP_SLICE_S, LeaseJSON, NoAdoptedPlan, NoFreeChain, RenewalJSON, check_args,
-                       lease_from_raw, new_id, renewal_from_raw, state_from_raw)
+from . import liveness as lv
+from .protocol import (EVENTS_KEPT, HEARTBEAT_STATES, MASKING_STATES, SWEEP_SLICE_S, EventJSON, LeaseJSON,
+                       NoAdoptedPlan, NoFreeChain, ReleasedJSON, RenewalJSON, ServerStateJSON, check_args,
+                       check_cause, check_events_args, check_failed, check_info, check_server, check_server_state,
+                       events_from_raw, lease_from_raw, new_id, released_from_raw, renewal_from_raw,
+                       server_list_from_raw, server_state_from_raw, state_from_raw)
 from .snapshot import snapshot_json
 
 WAIT_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000]
@@ -76,6 +80,14 @@ class ClusterState:
     service_times: dict[int, dict[str, float]] = field(default_factory=dict)
     arrivals_per_second: dict[int, int] = field(default_factory=dict)
     first_arrival: int | None = None
+    # liveness (liveness.py's records) and masking
+    server_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    server_info: dict[str, str] = field(default_factory=dict)
+    liveness_deadlines: dict[str, int] = field(default_factory=dict)
+    liveness_next: int | None = None
+    masked_chains: dict[int, dict[int, int]] = field(default_factory=dict)
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    event_seq: int = 0
 
 
 class _Waiter:
@@ -99,9 +111,12 @@ class _Waiter:
 class MemoryStore:
     """One process's dispatcher state (a ``protocol.DispatchStore``; ``acquire_blocking`` for threads)."""
 
-    def __init__(self, clock_ms: Callable[[], float] | None = None, rng: random.Random | None = None):
+    def __init__(self, clock_ms: Callable[[], float] | None = None, rng: random.Random | None = None,
+                 liveness: lv.LivenessConfig | None = None):
         self._clock = clock_ms or (lambda: time.time() * 1000.0)
         self._rng = rng or random.Random()
+        self.liveness = liveness or lv.LivenessConfig.from_env()
+        self._lv_args = self.liveness.args()
         self._lock = threading.RLock()
         self._c: dict[int, ClusterState] = {}
         self._tokens: dict[str, int] = {}
@@ -126,7 +141,7 @@ class MemoryStore:
 
     def _is_free(self, c: ClusterState, p: dict, g: int, k: int) -> bool:
         cap = p["c"][k]
-        if cap <= 0 or c.in_progress[g][k] >= cap:
+        if cap <= 0 or c.in_progress[g][k] >= cap or c.masked_chains.get(g, {}).get(k):
             return False
         return self._fits(c, p, k)
 
@@ -145,6 +160,7 @@ class MemoryStore:
 
     def _drop_generation(self, c: ClusterState, g: int) -> None:
         p = c.plans.pop(g, None)
+        c.masked_chains.pop(g, None)
         c.in_progress.pop(g, None)
         c.free_chains.pop(g, None)
         c.service_times.pop(g, None)
@@ -229,7 +245,7 @@ class MemoryStore:
         p = c.plans.get(g)
         c.in_progress[g][k] -= 1
         if p is not None:
-            if c.in_progress[g][k] == p["c"][k] - 1:
+            if c.in_progress[g][k] == p["c"][k] - 1 and not c.masked_chains.get(g, {}).get(k):
                 c.free_chains[g].freed(k)
             for s, m in p["hops"][k]:
                 c.server_used[s] = c.server_used.get(s, 0) - m
@@ -239,6 +255,13 @@ class MemoryStore:
             svc = c.service_times.setdefault(g, {})
             svc[f"{k}:n"] = svc.get(f"{k}:n", 0) + 1
             svc[f"{k}:s"] = svc.get(f"{k}:s", 0) + d
+            if c.server_states and p is not None:
+                self._lv_success(c, p, k)
+        elif kind == "failed":        # a failed request's time is no service time
+            self._inc(c, "releases")
+            self._inc(c, "failures")
+        elif kind == "revoked":
+            self._inc(c, "revoked")
         else:
             self._inc(c, "expiries")
         c.leases_in_flight[g] -= 1
@@ -251,6 +274,8 @@ class MemoryStore:
         return True
 
     def _sweep(self, cluster: int, c: ClusterState) -> int:
+        if c.liveness_next is not None and self.now >= c.liveness_next:
+            self._lv_tick(cluster, c)
         gone = sorted((lease.deadline_ms, lid) for lid, lease in c.leases.items() if lease.deadline_ms <= self.now)[:256]
         for _, lid in gone:
             self._release(c, lid, "expiry")
@@ -277,20 +302,34 @@ class MemoryStore:
         return n / span
 
     def _choose(self, c: ClusterState, p: dict, g: int, policy: str, u: float) -> int:
-        """The immediate-dispatch policies: the chain a job is committed to (keys of solvers.dispatch_policy)."""
+        """The immediate-dispatch policies: the chain a job is committed to (keys of solvers.dispatch_policy);
+        masked chains are left out (-1: every chain is masked, the job waits in the central queue)."""
+        masked = c.masked_chains.get(g) or {}
         if policy == "random":
-            return rate_proportional_pick(p["cum"], u)
+            if not masked:
+                return rate_proportional_pick(p["cum"], u)
+            # the unmasked chains' rates, summed in index order as dispatch.lua does
+            cum, total, last = [], 0.0, -1
+            for k in range(len(p["c"])):
+                if k not in masked and p["c"][k] > 0:
+                    total += p["c"][k] / p["t"][k]
+                    last = k
+                cum.append(total)
+            if total <= 0:
+                return -1
+            x = u * total
+            return next((k for k in range(len(cum)) if cum[k] > x), last)
         best = None
         for k in range(len(p["c"])):
             cap = p["c"][k]
-            if cap <= 0:
+            if cap <= 0 or k in masked:
                 continue
             n = c.in_progress[g][k] + len(c.committed_queues.get((g, k), ()))
             key = jsq_key(n, cap) if policy == "jsq" else sed_key(n, cap, p["t"][k])
             cand = (key, p["rank"][k], k)
             if best is None or cand < best:
                 best = cand
-        return best[2]
+        return best[2] if best is not None else -1
 
     def _requeue_committed(self, c: ClusterState, g: int) -> None:
         p = c.plans.get(g)
@@ -305,6 +344,155 @@ class MemoryStore:
                     live.append((t.seq, lid))
         c.counters["nq"] = 0
         c.queue = deque(lid for _, lid in sorted(live))
+
+    # -- liveness and masking: liveness.py's rules (dispatch.lua's lv_* functions mirror these) -------
+    def _server(self, c: ClusterState, s: str) -> dict[str, Any]:
+        return c.server_states.get(s) or lv.new_record()
+
+    def _lv_write(self, cluster: int, c: ClusterState, s: str, old: dict, new: dict, cause: str | None) -> None:
+        """Store a server's new record; a change of state is an event, and masks or unmasks its chains."""
+        c.server_states[s] = new
+        dl = lv.deadline(new)
+        if dl is None:
+            c.liveness_deadlines.pop(s, None)
+        else:
+            c.liveness_deadlines[s] = dl
+        c.liveness_next = min(c.liveness_deadlines.values()) if c.liveness_deadlines else None
+        if old["state"] != new["state"]:
+            c.event_seq += 1
+            c.events.append({"id": c.event_seq, "server": s, "state": new["state"], "prev": old["state"],
+                             "at": self.now, "cause": cause or ""})
+            was, masking = old["state"] in MASKING_STATES, new["state"] in MASKING_STATES
+            if was != masking:
+                self._mask_server(cluster, c, s, 1 if masking else -1)
+
+    def _mask_server(self, cluster: int, c: ClusterState, s: str, delta: int) -> None:
+        """Server ``s`` entered (+1) or left (-1) a masking state: the current plan's chains through it."""
+        g = c.current_generation
+        if g is None:
+            return
+        p = c.plans[g]
+        masked = c.masked_chains.setdefault(g, {})
+        for k, hops in enumerate(p["hops"]):
+            if not any(h[0] == s for h in hops):
+                continue
+            n = masked.get(k, 0) + delta
+            has_room = p["c"][k] > 0 and c.in_progress[g][k] < p["c"][k]
+            if delta > 0 and n == 1:
+                masked[k] = n
+                if has_room:
+                    c.free_chains[g].filled(k)
+                self._requeue_chain(c, g, k)
+            elif n <= 0:
+                masked.pop(k, None)
+                if has_room:
+                    c.free_chains[g].freed(k)
+            else:
+                masked[k] = n
+        self._drain(cluster, c)
+
+    def _requeue_chain(self, c: ClusterState, g: int, k: int) -> None:
+        """Waiters committed to masked chain k move to the central queue, in arrival order."""
+        qk = c.committed_queues.pop((g, k), None)
+        if not qk:
+            return
+        live = [(t.seq, lid) for lid in c.queue if (t := c.tickets.get(lid)) is not None]
+        for lid in qk:
+            t = c.tickets.get(lid)
+            if t is not None:
+                t.chain = -1
+                live.append((t.seq, lid))
+                self._inc(c, "nq", -1)
+        c.queue = deque(lid for _, lid in sorted(live))
+
+    def _compute_masks(self, c: ClusterState, g: int) -> None:
+        """A new generation's masked chains, from the servers' states."""
+        p = c.plans[g]
+        masked: dict[int, int] = {}
+        if c.server_states:
+            for k, hops in enumerate(p["hops"]):
+                n = sum(1 for h in hops if (r := c.server_states.get(h[0])) is not None
+                        and r["state"] in MASKING_STATES)
+                if n:
+                    masked[k] = n
+        c.masked_chains[g] = masked
+        for k in masked:
+            if p["c"][k] > 0:
+                c.free_chains[g].filled(k)
+
+    def _lv_tick(self, cluster: int, c: ClusterState) -> None:
+        due = sorted((dl, s) for s, dl in c.liveness_deadlines.items() if dl <= self.now)
+        for _, s in due:
+            old = self._server(c, s)
+            new, cause = lv.on_tick(old, self.now)
+            self._lv_write(cluster, c, s, old, new, cause)
+
+    def _lv_success(self, c: ClusterState, p: dict, k: int) -> None:
+        for s, _ in p["hops"][k]:
+            rec = c.server_states.get(s)
+            if rec is not None:
+                new = lv.on_success(rec)
+                if new is not None:
+                    c.server_states[s] = new        # no state change: no event, same deadline
+
+    def _down_on(self, c: ClusterState, g: int, k: int) -> str | None:
+        """The first server of chain k of generation g that is down, or None."""
+        for s, _ in c.plans[g]["hops"][k]:
+            rec = c.server_states.get(s)
+            if rec is not None and rec["state"] == "down":
+                return s
+        return None
+
+    def _op_fail(self, cluster: int, lid: str, server: str, error: str) -> dict[str, Any]:
+        """Release with a failure report, atomically: the server's new state (and masks) before the slot frees."""
+        c = self._cl(cluster)
+        self._sweep(cluster, c)
+        lease = c.leases.get(lid)
+        if lease is None:
+            return {"released": False, "server": server, "server_state": self._server(c, server)["state"]}
+        names = [h[0] for h in c.plans[lease.generation]["hops"][lease.chain]]
+        if server not in names:
+            return {"error": "not_on_chain", "server": server, "servers": names}
+        old = self._server(c, server)
+        new, cause = lv.on_failure(old, lid, error, self.now, self._lv_args[0], self._lv_args[1])
+        self._lv_write(cluster, c, server, old, new, cause)
+        self._release(c, lid, "failed")
+        self._drain(cluster, c)
+        return {"released": True, "server": server, "server_state": new["state"]}
+
+    def _op_heartbeat(self, cluster: int, server: str, state: str, info: str) -> dict[str, Any]:
+        c = self._cl(cluster)
+        self._sweep(cluster, c)
+        old = self._server(c, server)
+        new, cause = lv.on_heartbeat(old, state, self.now, self._lv_args[2])
+        self._lv_write(cluster, c, server, old, new, cause)
+        if info:
+            c.server_info[server] = info
+        return new
+
+    def _op_setstate(self, cluster: int, server: str, state: str, cause: str) -> dict[str, Any]:
+        c = self._cl(cluster)
+        self._sweep(cluster, c)
+        old = self._server(c, server)
+        new, why = lv.on_set(old, state, self.now, cause, *self._lv_args)
+        self._lv_write(cluster, c, server, old, new, why)
+        return new
+
+    def _plan_servers(self, c: ClusterState) -> list[str]:
+        g = c.current_generation
+        return list(c.plans[g]["L"]) if g is not None else []
+
+    def _op_servers(self, cluster: int) -> dict[str, Any]:
+        c = self._cl(cluster)
+        self._sweep(cluster, c)
+        out = {s: self._server(c, s) for s in self._plan_servers(c)}
+        out.update(c.server_states)
+        return {"servers": out, "info": dict(c.server_info)}
+
+    def _op_events(self, cluster: int, after: int, limit: int) -> list[dict[str, Any]]:
+        c = self._cl(cluster)
+        self._sweep(cluster, c)
+        return [e for e in c.events if e["id"] > after][:limit]
 
     def _op_acquire(self, cluster: int, lid: str, policy: str, u: float, wait_ms: int) -> dict[str, Any]:
         c = self._cl(cluster)
@@ -321,7 +509,8 @@ class MemoryStore:
                 k = self._fastest_free(c, p, g)
         else:
             kc = self._choose(c, p, g, policy, u)
-            if not c.committed_queues.get((g, kc)) and self._head(c, c.queue, False)[0] is None and self._is_free(c, p, g, kc):
+            if kc >= 0 and not c.committed_queues.get((g, kc)) and self._head(c, c.queue, False)[0] is None \
+                    and self._is_free(c, p, g, kc):
                 k = kc
             committed = kc
         if k is not None:
@@ -360,6 +549,7 @@ class MemoryStore:
         if old is not None and snap is not None and c.fingerprint == fp:
             return old
         if old is not None:
+            c.masked_chains.pop(old, None)      # masks are kept for the plan dispatched to only
             self._requeue_committed(c, old)
             if c.leases_in_flight.get(old, 0) <= 0:
                 self._drop_generation(c, old)
@@ -374,6 +564,7 @@ class MemoryStore:
         c.in_progress[g] = [0] * len(p["c"])
         c.free_chains[g] = FreeChains(p["order"], p["rank"], p["c"])
         c.current_generation, c.fingerprint = g, fp
+        self._compute_masks(c, g)
         self._recompute_limits(c, g)
         self._sweep(cluster, c)
         self._drain(cluster, c)
@@ -395,14 +586,19 @@ class MemoryStore:
                              "hops": c.plans[g]["hops"], "L": c.plans[g]["L"]}
                             for g, n in c.leases_in_flight.items() if g in c.plans],
         }
+        states = {s: {"state": "up", "since": 0} for s in self._plan_servers(c)}
+        states.update({s: {"state": r["state"], "since": r["since"]} for s, r in c.server_states.items()})
+        out["server_states"] = states
         if c.current_generation is None:
             out["plan"] = None
             return out
         g = c.current_generation
         p = c.plans[g]
         svc = c.service_times.get(g, {})
+        masked = c.masked_chains.get(g) or {}
         out.update(generation=g, plan=p["plan"], policy=p["policy"], chains=[
-            {"chain": k, "capacity": p["c"][k], "in_progress": c.in_progress[g][k], "service_time_s": p["t"][k],
+            {"chain": k, "capacity": p["c"][k], "in_progress": c.in_progress[g][k], "masked": k in masked,
+             "service_time_s": p["t"][k],
              "measured_service_time_s": (svc[f"{k}:s"] / svc[f"{k}:n"] / 1000) if svc.get(f"{k}:n") else None,
              "completed": int(svc.get(f"{k}:n", 0)), "waiting": len(c.committed_queues.get((g, k), ()))}
             for k in range(len(p["c"]))])
@@ -428,6 +624,12 @@ class MemoryStore:
         if lease is None:
             self._drain(cluster, c)
             return {"gone": True}
+        if c.server_states:
+            down = self._down_on(c, lease.generation, lease.chain)
+            if down is not None:        # the request cannot finish: the lease ends, the client is told why
+                self._release(c, lid, "revoked")
+                self._drain(cluster, c)
+                return {"gone": True, "server": down}
         ttl = c.plans[lease.generation]["ttl_ms"]
         lease.deadline_ms = self.now + ttl
         return {"ttl_ms": ttl, "expires_ms": lease.deadline_ms}
@@ -528,11 +730,33 @@ class MemoryStore:
             del self._waiters[(int(cluster), lid)]
             return lease_from_raw(w.value)
 
-    async def release(self, cluster: int, lease: str) -> bool:
-        return self._call("release", int(cluster), str(lease))
+    async def release(self, cluster: int, lease: str, *, failed: Mapping[str, str] | None = None
+                      ) -> "bool | ReleasedJSON":
+        if failed is None:
+            return self._call("release", int(cluster), str(lease))
+        f = check_failed(failed)
+        return released_from_raw(str(lease), self._call("fail", int(cluster), str(lease), f["server"],
+                                                        f["error"][:lv.MAX_CAUSE]))
 
     async def renew(self, cluster: int, lease: str) -> RenewalJSON | None:
-        return renewal_from_raw(self._call("renew", int(cluster), str(lease)))
+        return renewal_from_raw(self._call("renew", int(cluster), str(lease)), str(lease))
+
+    async def set_server_state(self, cluster: int, server: str, state: str, *, cause: str = ""
+                               ) -> ServerStateJSON:
+        server, state = check_server(server), check_server_state(state)
+        return server_state_from_raw(server, self._call("setstate", int(cluster), server, state, check_cause(cause)))
+
+    async def heartbeat(self, cluster: int, server: str, *, state: str = "up",
+                        info: Mapping[str, Any] | None = None) -> ServerStateJSON:
+        server, state = check_server(server), check_server_state(state, HEARTBEAT_STATES)
+        return server_state_from_raw(server, self._call("heartbeat", int(cluster), server, state, check_info(info)))
+
+    async def server_states(self, cluster: int) -> list[ServerStateJSON]:
+        return server_list_from_raw(self._call("servers", int(cluster)))
+
+    async def events(self, cluster: int, after: int | None = None, limit: int = 500) -> list[EventJSON]:
+        after, limit = check_events_args(after, limit)
+        return events_from_raw(self._call("events", int(cluster), after, limit))
 
     async def state(self, cluster: int) -> dict[str, Any]:
         return state_from_raw(self._call("state", int(cluster)))

@@ -32,7 +32,16 @@ class _Collector:
         counters = {name: CounterMetricFamily(f"chainplan_dispatch_{name}", help_, labels=["cluster"])
                     for name, help_ in (("grants", "Leases granted"), ("releases", "Leases released"),
                                         ("expiries", "Leases that expired without release or renewal"),
-                                        ("timeouts", "Requests that gave up waiting for a chain"))}
+                                        ("timeouts", "Requests that gave up waiting for a chain"),
+                                        ("failures", "Releases that reported a failed hop"),
+                                        ("revoked", "Leases ended on renewal because a server of their chain "
+                                                    "is down"))}
+        masked = GaugeMetricFamily("chainplan_dispatch_chain_masked",
+                                   "1 while a chain gets no new grants (a server of it is not up)",
+                                   labels=["cluster", "chain"])
+        server_state = GaugeMetricFamily("chainplan_dispatch_server_state",
+                                         "1 for the state each server is in (up, suspect, down, draining, joining)",
+                                         labels=["cluster", "server", "state"])
         wait = HistogramMetricFamily("chainplan_dispatch_wait_seconds", "Time from acquire to grant",
                                      labels=["cluster"])
         for cluster, st in sorted(self.states.items()):
@@ -44,10 +53,13 @@ class _Collector:
             for ch, o in zip(st.get("chains", []), obs.get("chains", [])):
                 k = str(ch["chain"])
                 inprog.add_metric([c, k], ch["in_progress"])
+                masked.add_metric([c, k], 1.0 if ch.get("masked") else 0.0)
                 cap.add_metric([c, k], ch["capacity"])
                 svc.add_metric([c, k, "predicted"], o["predicted_service_time_s"])
                 if o.get("measured_service_time_s") is not None:
                     svc.add_metric([c, k, "measured"], o["measured_service_time_s"])
+            for srv in st.get("servers", []):
+                server_state.add_metric([c, srv["server"], srv["state"]], 1.0)
             for name, fam in counters.items():
                 fam.add_metric([c], obs.get(name, 0))
             hist = obs.get("wait_histogram_ms", {})
@@ -61,7 +73,7 @@ class _Collector:
             buckets.append(("+Inf", acc))
             mean = obs.get("mean_wait_s")
             wait.add_metric([c], buckets, sum_value=(mean or 0.0) * obs.get("grants", 0))
-        yield from (rate, queue, inprog, cap, svc, wait, *counters.values())
+        yield from (rate, queue, inprog, cap, svc, wait, masked, server_state, *counters.values())
 
 
 def render_metrics(states: Mapping[int, Mapping[str, Any]]) -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ No Redis, no HTTP library: both stores and the client import this module.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,12 +26,24 @@ from solvers.dispatch_policy import live_policy
 from solvers.plan_format import HopDoc as Hop   # a lease hop is a plan chain's hop
 
 __all__ = ["DispatchStore", "SyncDispatchStore", "DispatchError", "InvalidRequest", "NoAdoptedPlan",
-           "NoFreeChain", "LeaseGone", "error_from_http", "Hop", "Lease", "LeaseJSON", "RenewalJSON",
-           "check_args", "new_id", "MAX_WAIT_S", "SWEEP_SLICE_S"]
+           "NoFreeChain", "LeaseGone", "ServerDown", "error_from_http", "Hop", "Lease", "LeaseJSON", "RenewalJSON",
+           "ServerStateJSON", "EventJSON", "check_args", "check_failed", "check_server", "check_server_state",
+           "new_id", "MAX_WAIT_S", "SWEEP_SLICE_S", "SERVER_STATES", "MASKING_STATES", "HEARTBEAT_STATES"]
 
 MAX_WAIT_S = 300.0
 SWEEP_SLICE_S = 0.25     # a waiter sweeps expired leases this often
 RETRY_AFTER_S = 1.0      # what a refused acquire is told to wait before trying again
+
+# a server's liveness (docs/dispatcher.md, "Liveness and masking"; the rules: liveness.py).  A server never
+# mentioned is "up"; a chain through a server in a masking state gets no new grant.
+SERVER_STATES: tuple[str, ...] = ("up", "suspect", "down", "draining", "joining")
+MASKING_STATES: frozenset[str] = frozenset({"suspect", "down", "draining", "joining"})
+HEARTBEAT_STATES: tuple[str, ...] = ("up", "draining")
+MAX_SERVER_ID = 200      # characters of a server id
+MAX_ERROR = 2000         # characters of a failure report's error text
+MAX_INFO = 4096          # bytes of a heartbeat's info, as JSON
+EVENTS_KEPT = 10000      # the event log keeps about this many transitions per cluster
+MAX_EVENTS = 10000       # events() answers at most this many at once
 
 
 # -- refusals -------------------------------------------------------------------------------------
@@ -108,6 +121,23 @@ class LeaseGone(DispatchError):
         return cls(f"lease {lease} expired or was released; acquire a new one")
 
 
+class ServerDown(LeaseGone):
+    """Renewing a lease whose chain passes through a server that is down (410, the body names it).
+
+    The lease is ended: stop waiting for the request, report it if you like, take a new lease.
+    """
+
+    def __init__(self, detail: str, *, server: str, body: Any = None, message: str | None = None):
+        super().__init__(detail, body=body if body is not None else {"detail": detail, "server": server},
+                         message=message)
+        self.server = server
+
+    @classmethod
+    def for_lease(cls, lease: str, server: str = "") -> "ServerDown":  # type: ignore[override]
+        return cls(f"lease {lease} is over: its chain passes through server {server!r}, which is down; "
+                   f"acquire a new one", server=server)
+
+
 def error_from_http(status: int, body: Any, text: str, retry_after: str | None) -> DispatchError:
     """The refusal an HTTP answer carries (the client's side of ``DispatchError.http_answer``)."""
     detail = body.get("detail", text) if isinstance(body, dict) else text
@@ -118,6 +148,8 @@ def error_from_http(status: int, body: Any, text: str, retry_after: str | None) 
         return NoFreeChain(detail, body=body, message=message,
                            retry_after_s=float(retry_after) if retry_after else None)
     if status == 410:
+        if isinstance(body, dict) and isinstance(body.get("server"), str):
+            return ServerDown(detail, server=body["server"], body=body, message=message)
         return LeaseGone(detail, body=body, message=message)
     if status == 400:
         return InvalidRequest(detail, body=body, message=message)
@@ -149,9 +181,41 @@ class RenewalJSON(TypedDict):
     expires_at: str
 
 
+class ServerStateJSON(TypedDict):
+    server: str
+    state: str               # one of SERVER_STATES
+    since: str | None        # when it entered that state (None: never mentioned, so up all along)
+
+
+class EventJSON(TypedDict):
+    id: int                  # increasing
+    server: str
+    state: str
+    prev: str
+    at: str
+    cause: str
+
+
+class FailedJSON(TypedDict):
+    server: str
+    error: str
+
+
+class ReleasedJSON(TypedDict):
+    """release()'s answer when it carried a failure report."""
+
+    released: bool
+    server: str
+    server_state: str
+
+
 @dataclass
 class Lease:
-    """A granted chain: run the request on ``servers`` in order; renew within ``ttl_s``; release."""
+    """A granted chain: run the request on ``servers`` in order; renew within ``ttl_s``; release.
+
+    ``fail(server, error)`` notes that a hop failed: the context managers (``client.acquire()``)
+    report it to the dispatcher with their release, which masks the server's chains at once.
+    """
 
     lease: str
     chain: int
@@ -160,6 +224,13 @@ class Lease:
     expires_at: str
     waited_s: float
     plan: int | None = field(default=None, compare=False)
+    failed: FailedJSON | None = field(default=None, compare=False, repr=False)
+
+    def fail(self, server: str, error: str = "") -> None:
+        """Report ``server`` (a hop of this lease) as failed when the lease is released (``error`` is cut to
+        MAX_ERROR characters; a server that is not a hop of the lease is an InvalidRequest at once)."""
+        self.failed = check_failed({"server": server, "error": str(error)[:MAX_ERROR]},
+                                   [h.server for h in self.servers], self.lease)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Lease":
@@ -182,10 +253,37 @@ def lease_from_raw(raw: Mapping[str, Any]) -> LeaseJSON:
     }
 
 
-def renewal_from_raw(raw: Mapping[str, Any]) -> RenewalJSON | None:
+def renewal_from_raw(raw: Mapping[str, Any], lease: str = "") -> RenewalJSON | None:
+    """The new deadline; None for a lease gone; ServerDown for one ended by a server that is down."""
     if raw.get("gone"):
+        if raw.get("server"):
+            raise ServerDown.for_lease(lease, raw["server"])
         return None
     return {"ttl_s": raw["ttl_ms"] / 1000.0, "expires_at": iso_ms(raw["expires_ms"])}
+
+
+def released_from_raw(lease: str, raw: Mapping[str, Any]) -> "ReleasedJSON":
+    """A release with a failure report: the answer, or InvalidRequest for a server not on the lease's chain."""
+    if raw.get("error") == "not_on_chain":
+        raise not_on_chain(raw.get("server", ""), lease, _aslist(raw.get("servers")))
+    return {"released": bool(raw["released"]), "server": raw["server"], "server_state": raw["server_state"]}
+
+
+def server_list_from_raw(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """server_states(): each server's state and since, with what else the store knows of it:
+    ``heard_at`` (the last heartbeat), ``failures`` (reports so far), ``last_error``, ``info``
+    (the last heartbeat's)."""
+    servers = raw.get("servers") if isinstance(raw.get("servers"), dict) else {}
+    info = raw.get("info") if isinstance(raw.get("info"), dict) else {}
+    out = []
+    for s in sorted(servers):
+        r = servers[s]
+        extra = info.get(s)
+        out.append({**server_state_from_raw(s, r),
+                    "heard_at": iso_ms(r.get("heard") or 0) if r.get("hdl") else None,
+                    "failures": int(r.get("fails", 0)), "last_error": r.get("err", ""),
+                    "info": json.loads(extra) if extra else None})
+    return out
 
 
 def _aslist(v: Any) -> list:
@@ -197,9 +295,10 @@ def state_from_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
     chains = _aslist(raw.get("chains"))
     state = {
         "plan": raw.get("plan"), "policy": raw.get("policy"),
-        "chains": [{"chain": c["chain"], "capacity": c["capacity"], "in_progress": c["in_progress"]}
-                   for c in chains],
+        "chains": [{"chain": c["chain"], "capacity": c["capacity"], "in_progress": c["in_progress"],
+                    "masked": bool(c.get("masked"))} for c in chains],
         "queue_length": raw.get("waiting", 0), "arrival_rate": raw.get("arrival_rate"),
+        "servers": server_states_from_raw(raw.get("server_states")),
     }
     stats = raw.get("stats") or {}
     if not isinstance(stats, dict):
@@ -214,7 +313,8 @@ def state_from_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
                     for s, v in sorted((raw.get("servers") or {}).items())] if isinstance(raw.get("servers"), dict) else [],
         "arrivals": int(stats.get("arrivals", 0)), "grants": grants,
         "releases": int(stats.get("releases", 0)), "expiries": int(stats.get("expiries", 0)),
-        "timeouts": int(stats.get("timeouts", 0)),
+        "timeouts": int(stats.get("timeouts", 0)), "revoked": int(stats.get("revoked", 0)),
+        "failures": int(stats.get("failures", 0)),
         "mean_wait_s": (stats.get("wait_ms", 0) / grants / 1000.0) if grants else None,
         "wait_histogram_ms": {"buckets": raw.get("wait_buckets_ms", []),
                               "counts": {int(b): int(n) for b, n in _aslist(raw.get("wait_histogram"))}},
@@ -226,7 +326,97 @@ def state_from_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
     return state
 
 
+def server_state_from_raw(server: str, rec: Mapping[str, Any]) -> ServerStateJSON:
+    since = rec.get("since") or 0
+    return {"server": server, "state": rec.get("state", "up"), "since": iso_ms(since) if since else None}
+
+
+def server_states_from_raw(raw: Any) -> list[ServerStateJSON]:
+    """The store's {server: {"state", "since" (ms, 0 never)}} as the contract's list, by server id."""
+    if not isinstance(raw, dict):
+        return []
+    return [server_state_from_raw(s, raw[s]) for s in sorted(raw)]
+
+
+def events_from_raw(raw: Iterable[Mapping[str, Any]]) -> list[EventJSON]:
+    return [{"id": int(e["id"]), "server": e["server"], "state": e["state"], "prev": e["prev"],
+             "at": iso_ms(float(e["at"])), "cause": e.get("cause", "")} for e in raw]
+
+
 # -- argument checks and ids ----------------------------------------------------------------------
+
+def check_server(server: Any) -> str:
+    """A server id: a non-empty string of at most MAX_SERVER_ID characters."""
+    if not isinstance(server, str) or not server:
+        raise InvalidRequest(f"a server id must be a non-empty string, got {server!r}")
+    if len(server) > MAX_SERVER_ID:
+        raise InvalidRequest(f"a server id has at most {MAX_SERVER_ID} characters, got {len(server)}")
+    return server
+
+
+def check_server_state(state: Any, allowed: Iterable[str] = SERVER_STATES) -> str:
+    allowed = tuple(allowed)
+    if state not in allowed:
+        raise InvalidRequest(f"invalid server state {state!r}; choose one of {', '.join(allowed)}")
+    return state
+
+
+def check_failed(failed: Any, chain_servers: Iterable[str] | None = None, lease: str = "") -> FailedJSON:
+    """A release's failure report {"server", "error"?}; with ``chain_servers``, the server must be one of them."""
+    if not isinstance(failed, Mapping):
+        raise InvalidRequest(f"'failed' must be an object {{\"server\": <server id>, \"error\": <text>}}, "
+                             f"got {type(failed).__name__}")
+    unknown = sorted(set(failed) - {"server", "error"})
+    if unknown:
+        raise InvalidRequest(f"unknown key(s) {', '.join(map(repr, unknown))} in 'failed'; it accepts error, server")
+    if "server" not in failed:
+        raise InvalidRequest("'failed' needs 'server': the id of the server whose hop failed")
+    server = check_server(failed["server"])
+    error = failed.get("error", "")
+    if not isinstance(error, str):
+        raise InvalidRequest(f"'failed.error' must be a string, got {type(error).__name__}")
+    if len(error) > MAX_ERROR:
+        raise InvalidRequest(f"'failed.error' has at most {MAX_ERROR} characters, got {len(error)}")
+    if chain_servers is not None:
+        names = list(chain_servers)
+        if server not in names:
+            raise not_on_chain(server, lease, names)
+    return {"server": server, "error": error}
+
+
+def check_cause(cause: Any) -> str:
+    if not isinstance(cause, str):
+        raise InvalidRequest(f"a state change's cause must be a string, got {type(cause).__name__}")
+    return cause[:MAX_ERROR]
+
+
+def check_events_args(after: Any, limit: Any) -> tuple[int, int]:
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2 ** 62):
+        raise InvalidRequest(f"'after' must be an event id (an integer >= 0) or None, got {after!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
+        raise InvalidRequest(f"'limit' must be an integer between 1 and {MAX_EVENTS}, got {limit!r}")
+    return (after or 0), limit
+
+
+def check_info(info: Any) -> str:
+    """A heartbeat's info as JSON text ('' for none): a JSON object of at most MAX_INFO bytes."""
+    if info is None:
+        return ""
+    if not isinstance(info, Mapping):
+        raise InvalidRequest(f"a heartbeat's info must be a JSON object, got {type(info).__name__}")
+    try:
+        text = json.dumps(dict(info), separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"a heartbeat's info must be plain JSON: {exc}") from None
+    if len(text.encode()) > MAX_INFO:
+        raise InvalidRequest(f"a heartbeat's info has at most {MAX_INFO} bytes as JSON, got {len(text.encode())}")
+    return text
+
+
+def not_on_chain(server: str, lease: str, names: Iterable[str]) -> InvalidRequest:
+    return InvalidRequest(f"server {server!r} is not on lease {lease}'s chain (its servers: "
+                          f"{', '.join(map(repr, names))}); report the hop that failed")
+
 
 def check_args(wait_s: Any, policy: Any) -> tuple[float, str]:
     """(wait_s, policy) of an acquire, checked; policy '' means the plan's own."""
@@ -278,23 +468,48 @@ class DispatchStore(Protocol):
     async def granted(self, cluster: int, lid: str) -> LeaseJSON | None:
         """The lease granted to a ticket that ``enqueue`` queued, once it was granted."""
 
-    async def release(self, cluster: int, lease: str) -> bool:
-        """True when the lease was held (idempotent: False for one released or expired)."""
+    async def release(self, cluster: int, lease: str, *, failed: Mapping[str, str] | None = None
+                      ) -> "bool | ReleasedJSON":
+        """True when the lease was held (idempotent: False for one released or expired).
+
+        With ``failed`` ({"server", "error"}: a hop of the lease's chain that failed; InvalidRequest
+        for a server not on it), the report and the release are one atomic step: an ``up`` server
+        turns ``suspect`` and its chains are masked before the slot is freed.  The answer is then
+        ``{"released", "server", "server_state"}`` (the server's state after the report).  A lease
+        already gone records no failure (its chain is unknown) and answers the server's state.
+        """
 
     async def renew(self, cluster: int, lease: str) -> RenewalJSON | None:
-        """The new deadline, or None when the lease is gone."""
+        """The new deadline, or None when the lease is gone; ServerDown (the lease ends) when its chain
+        passes through a server that is down."""
 
     async def state(self, cluster: int) -> dict[str, Any]:
         """The state body plus ``observations`` (and ``_raw``, the store's own answer)."""
 
     async def sweep(self, cluster: int) -> int:
-        """Expire leases past their deadline; how many."""
+        """Expire leases past their deadline, and apply the liveness rules over time; how many leases."""
 
     async def set_plan(self, cluster: int, snapshot: Mapping[str, Any] | None) -> int:
         """Dispatch by this snapshot from now on (None: withdraw); the generation (0 when withdrawn)."""
 
     async def clusters(self) -> list[int]:
         """The clusters that have a plan to dispatch to."""
+
+    async def set_server_state(self, cluster: int, server: str, state: str, *, cause: str = ""
+                               ) -> ServerStateJSON:
+        """Set a server's state (any of SERVER_STATES; a server not in the plan is allowed: it may join
+        later).  Masks or unmasks its chains at once; the event's cause is ``cause`` or "set by owner"."""
+
+    async def heartbeat(self, cluster: int, server: str, *, state: str = "up",
+                        info: Mapping[str, Any] | None = None) -> ServerStateJSON:
+        """A heartbeat from beside the server ("up" or "draining"; ``info`` is kept as the latest); its
+        state after it."""
+
+    async def server_states(self, cluster: int) -> list[ServerStateJSON]:
+        """Every server of the current plan and every server ever mentioned, by id."""
+
+    async def events(self, cluster: int, after: int | None = None, limit: int = 500) -> list[EventJSON]:
+        """State transitions in order (ids increasing; the last EVENTS_KEPT kept), only those after ``after``."""
 
     async def put_token(self, digest: str, cluster: int) -> None: ...
 
@@ -320,7 +535,8 @@ class SyncDispatchStore(Protocol):
     def acquire(self, cluster: int, *, wait_s: float = 30.0, policy: str | None = None,
                 uniform: float | None = None) -> LeaseJSON: ...
 
-    def release(self, cluster: int, lease: str) -> bool: ...
+    def release(self, cluster: int, lease: str, *, failed: Mapping[str, str] | None = None
+                ) -> "bool | ReleasedJSON": ...
 
     def renew(self, cluster: int, lease: str) -> RenewalJSON | None: ...
 
@@ -331,6 +547,15 @@ class SyncDispatchStore(Protocol):
     def set_plan(self, cluster: int, snapshot: Mapping[str, Any] | None) -> int: ...
 
     def clusters(self) -> list[int]: ...
+
+    def set_server_state(self, cluster: int, server: str, state: str, *, cause: str = "") -> ServerStateJSON: ...
+
+    def heartbeat(self, cluster: int, server: str, *, state: str = "up",
+                  info: Mapping[str, Any] | None = None) -> ServerStateJSON: ...
+
+    def server_states(self, cluster: int) -> list[ServerStateJSON]: ...
+
+    def events(self, cluster: int, after: int | None = None, limit: int = 500) -> list[EventJSON]: ...
 
     def put_token(self, digest: str, cluster: int) -> None: ...
 

@@ -26,10 +26,14 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from . import liveness as lv
 from .lua_keys import lua_key
 from .pipelined import PipelinedRedis, ScriptChannel
-from .protocol import (MAX_WAIT_S, SWEEP_SLICE_S, DispatchError, LeaseJSON, NoAdoptedPlan, NoFreeChain,  # noqa: F401
-                       RenewalJSON, check_args, iso_ms, lease_from_raw, new_id, renewal_from_raw, state_from_raw)
+from .protocol import (HEARTBEAT_STATES, MAX_WAIT_S, SWEEP_SLICE_S, DispatchError, EventJSON,  # noqa: F401
+                       LeaseJSON, NoAdoptedPlan, NoFreeChain, ReleasedJSON, RenewalJSON, ServerStateJSON,
+                       check_args, check_cause, check_events_args, check_failed, check_info, check_server,
+                       check_server_state, events_from_raw, iso_ms, lease_from_raw, new_id, released_from_raw,
+                       renewal_from_raw, server_list_from_raw, server_state_from_raw, state_from_raw)
 from .snapshot import snapshot_json
 
 LUA = (Path(__file__).with_name("dispatch.lua")).read_text()
@@ -59,10 +63,24 @@ def acquire_queued(cluster: int, answer: dict[str, Any]) -> bool:
     return True
 
 class _Keys:
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, liveness: lv.LivenessConfig | None = None):
         if not prefix or any(ch in prefix for ch in "*?[]{} \n"):
             raise ValueError(f"invalid key prefix {prefix!r}")
         self.prefix = prefix
+        self.liveness = liveness or lv.LivenessConfig.from_env()
+        self._lv_args = self.liveness.args()
+
+    def _fail_args(self, lease: str, failed: Mapping[str, str]) -> list[Any]:
+        f = check_failed(failed)
+        return ["fail", str(lease), f["server"], f["error"][:lv.MAX_CAUSE], *self._lv_args[:2]]
+
+    def _heartbeat_args(self, server: str, state: str, info: Any) -> list[Any]:
+        server, state = check_server(server), check_server_state(state, HEARTBEAT_STATES)
+        return ["heartbeat", server, state, check_info(info), self._lv_args[2]]
+
+    def _setstate_args(self, server: str, state: str, cause: str) -> list[Any]:
+        server, state = check_server(server), check_server_state(state)
+        return ["setstate", server, state, check_cause(cause), *self._lv_args]
 
     def cluster(self, cluster: int) -> str:
         return f"{self.prefix}:c{int(cluster)}:"
@@ -84,8 +102,9 @@ class AsyncRedisStore(_Keys):
     Redis-direct client."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "chainplan:dispatch",
-                 max_connections: int = 1024, rng: random.Random | None = None):
-        super().__init__(prefix)
+                 max_connections: int = 1024, rng: random.Random | None = None,
+                 liveness: lv.LivenessConfig | None = None):
+        super().__init__(prefix, liveness)
         self.redis = aioredis.Redis.from_url(
             url, retry=_retry(), retry_on_error=_RETRY_ON, max_connections=max_connections,
             socket_connect_timeout=2, health_check_interval=10, decode_responses=True)
@@ -166,11 +185,32 @@ class AsyncRedisStore(_Keys):
         raw = await self.redis.lpop(self.mailbox(cluster, lid))
         return lease_from_raw(json.loads(raw)) if raw else None
 
-    async def release(self, cluster: int, lease: str) -> bool:
-        return bool(await self._run_batched(cluster, "release", str(lease)))
+    async def release(self, cluster: int, lease: str, *, failed: Mapping[str, str] | None = None
+                      ) -> "bool | ReleasedJSON":
+        if failed is None:
+            return bool(await self._run_batched(cluster, "release", str(lease)))
+        return released_from_raw(str(lease), json.loads(await self._run(cluster, *self._fail_args(lease, failed))))
 
     async def renew(self, cluster: int, lease: str) -> RenewalJSON | None:
-        return renewal_from_raw(json.loads(await self._run_batched(cluster, "renew", str(lease))))
+        return renewal_from_raw(json.loads(await self._run_batched(cluster, "renew", str(lease))), str(lease))
+
+    async def set_server_state(self, cluster: int, server: str, state: str, *, cause: str = ""
+                               ) -> ServerStateJSON:
+        args = self._setstate_args(server, state, cause)
+        return server_state_from_raw(server, json.loads(await self._run(cluster, *args)))
+
+    async def heartbeat(self, cluster: int, server: str, *, state: str = "up",
+                        info: Mapping[str, Any] | None = None) -> ServerStateJSON:
+        args = self._heartbeat_args(server, state, info)
+        return server_state_from_raw(server, json.loads(await self._run(cluster, *args)))
+
+    async def server_states(self, cluster: int) -> list[ServerStateJSON]:
+        return server_list_from_raw(json.loads(await self._run(cluster, "servers")))
+
+    async def events(self, cluster: int, after: int | None = None, limit: int = 500) -> list[EventJSON]:
+        after, limit = check_events_args(after, limit)
+        raw = json.loads(await self._run(cluster, "events", f"0-{after + 1}", limit))
+        return events_from_raw(raw if isinstance(raw, list) else [])
 
     async def state(self, cluster: int) -> dict[str, Any]:
         return state_from_raw(json.loads(await self._run(cluster, "state")))
@@ -227,8 +267,8 @@ class RedisStore(_Keys):
     """The same store, blocking (a ``protocol.SyncDispatchStore``: threads, Django, the sync Redis-direct client)."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "chainplan:dispatch",
-                 rng: random.Random | None = None):
-        super().__init__(prefix)
+                 rng: random.Random | None = None, liveness: lv.LivenessConfig | None = None):
+        super().__init__(prefix, liveness)
         self.redis = redis.Redis.from_url(url, retry=_retry(), retry_on_error=_RETRY_ON,
                                           socket_connect_timeout=2, health_check_interval=10,
                                           decode_responses=True)
@@ -262,11 +302,31 @@ class RedisStore(_Keys):
             return lease_from_raw(d2)
         raise NoFreeChain.after_wait(d.get("position", 1), wait_s)
 
-    def release(self, cluster: int, lease: str) -> bool:
-        return bool(self._run(cluster, "release", str(lease)))
+    def release(self, cluster: int, lease: str, *, failed: Mapping[str, str] | None = None
+                ) -> "bool | ReleasedJSON":
+        if failed is None:
+            return bool(self._run(cluster, "release", str(lease)))
+        return released_from_raw(str(lease), json.loads(self._run(cluster, *self._fail_args(lease, failed))))
 
     def renew(self, cluster: int, lease: str) -> RenewalJSON | None:
-        return renewal_from_raw(json.loads(self._run(cluster, "renew", str(lease))))
+        return renewal_from_raw(json.loads(self._run(cluster, "renew", str(lease))), str(lease))
+
+    def set_server_state(self, cluster: int, server: str, state: str, *, cause: str = "") -> ServerStateJSON:
+        args = self._setstate_args(server, state, cause)
+        return server_state_from_raw(server, json.loads(self._run(cluster, *args)))
+
+    def heartbeat(self, cluster: int, server: str, *, state: str = "up",
+                  info: Mapping[str, Any] | None = None) -> ServerStateJSON:
+        args = self._heartbeat_args(server, state, info)
+        return server_state_from_raw(server, json.loads(self._run(cluster, *args)))
+
+    def server_states(self, cluster: int) -> list[ServerStateJSON]:
+        return server_list_from_raw(json.loads(self._run(cluster, "servers")))
+
+    def events(self, cluster: int, after: int | None = None, limit: int = 500) -> list[EventJSON]:
+        after, limit = check_events_args(after, limit)
+        raw = json.loads(self._run(cluster, "events", f"0-{after + 1}", limit))
+        return events_from_raw(raw if isinstance(raw, list) else [])
 
     def state(self, cluster: int) -> dict[str, Any]:
         return state_from_raw(json.loads(self._run(cluster, "state")))

@@ -133,6 +133,14 @@ async def _unless_gone(work: Awaitable[T], receive) -> tuple[bool, T | None]:
     return True, None
 
 
+def _granted(response: Response, lease: Any) -> Response:
+    """Which chain of the plan served the answer and how long it queued for it (headers a client may read,
+    as the PETALS testbed does to compare its measurements with the prediction)."""
+    response.headers["x-chainplan-chain"] = str(lease.chain)
+    response.headers["x-chainplan-queue-wait-s"] = f"{float(lease.waited_s):.6f}"
+    return response
+
+
 def _sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
@@ -328,7 +336,8 @@ class Gateway:
             await finish()
             return Response(status_code=499)
         if parsed.stream:
-            return _EventStream(self._events(answer, _then(first, deltas), parsed.include_usage), finish)
+            return _granted(_EventStream(self._events(answer, _then(first, deltas), parsed.include_usage), finish),
+                            lease)
         try:
             gone, got = await _unless_gone(self._collect(_then(first, deltas)), request.receive)
         except EngineError as exc:
@@ -338,7 +347,8 @@ class Gateway:
         if gone:
             return Response(status_code=499)
         text, final, counted = got
-        return JSONResponse(answer.whole(text, final.finish_reason if final else None, _usage(final, counted)))
+        return _granted(JSONResponse(answer.whole(text, final.finish_reason if final else None, _usage(final, counted))),
+                        lease)
 
     @staticmethod
     async def _collect(deltas: AsyncIterator[Delta]) -> tuple[str, Delta | None, int]:

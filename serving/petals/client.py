@@ -33,6 +33,8 @@ stops it after the step in flight and closes its session.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -49,6 +51,8 @@ from petals.client import inference_session as _isess  # noqa: E402
 from petals.client.inference_session import InferenceSession  # noqa: E402
 from petals.client.routing.sequence_manager import MissingBlocksError, RemoteSequenceManager  # noqa: E402
 from petals.data_structures import RemoteSpanInfo  # noqa: E402
+from hivemind.moe.client.remote_expert_worker import RemoteExpertWorker  # noqa: E402
+from hivemind.proto import runtime_pb2  # noqa: E402
 
 # --------------------------------------------------------------------------- hang fixes
 _ServerSession = _isess._ServerInferenceSession
@@ -58,8 +62,15 @@ _orig_close = _ServerSession.close
 def _close_marking_closed(self) -> None:
     t0 = time.perf_counter()
     try:
-        _orig_close(self)
-    except Exception:  # broken pipe while closing: the stream is gone either way
+        if self._outputs_stream is not None and getattr(self, "step_failed", False):
+            # its step failed (a dead or hung server): send the end of the session (a server that comes back
+            # frees its cache) without waiting for an answer that may never come
+            RemoteExpertWorker.run_coroutine(self._inputs_queue.put(runtime_pb2.ExpertRequest()))
+        elif self._outputs_stream is not None:
+            # closing waits for the server's answer to the end-of-session message: bounded by the session's
+            # request timeout, so a hung (stopped) server cannot hold the request's thread forever
+            RemoteExpertWorker.run_coroutine(asyncio.wait_for(self._aclose_stream(), self.config.request_timeout))
+    except Exception:  # broken pipe or no answer while closing: the stream is gone either way
         pass
     finally:
         self._outputs_stream = self._inputs_queue = None
@@ -104,6 +115,7 @@ def _delayed_step(self, *args, **kwargs):
         out = _orig_step(self, *args, **kwargs)
     except BaseException:
         _failed.peer = peer
+        self.step_failed = True
         raise
     dt = time.perf_counter() - t0
     _record("acc", peer, dt)
@@ -193,10 +205,22 @@ class Client:
             time.sleep(0.5)
         raise RuntimeError(f"servers not visible in the DHT: {sorted(peers - seen)}")
 
-    def manager_for(self, chain) -> RemoteSequenceManager:
+    def manager_for(self, chain, *, step_timeout_s: float | None = None,
+                    max_retries: int | None = None) -> RemoteSequenceManager:
+        """``step_timeout_s``: a forced chain's deadline per hop step and session opening (PETALS'
+        ``request_timeout`` / ``connect_timeout``: a hung server fails the step instead of holding it
+        for minutes); ``max_retries``: attempts per hop (1: fail at once, whoever holds the lease fails over)."""
         if chain is None:
             return self.base
-        return ChainSequenceManager(self.base.config, self.base.block_uids, dht=self.base.dht,
+        config = self.base.config
+        changes = {}
+        if step_timeout_s is not None:
+            changes.update(request_timeout=float(step_timeout_s), connect_timeout=float(step_timeout_s))
+        if max_retries is not None:
+            changes["max_retries"] = int(max_retries)
+        if changes:
+            config = dataclasses.replace(config, **changes)
+        return ChainSequenceManager(config, self.base.block_uids, dht=self.base.dht,
                                     state=self.base.state, chain=chain)
 
     def _start_timing(self) -> None:
@@ -235,29 +259,59 @@ class Client:
             timing = self._stop_timing()
         return {"t_start": t_start, "t_end": time.time(), **timing}
 
-    def run(self, chain, input_tokens: int, output_tokens: int, seed: int = 0) -> dict:
+    def run(self, chain, input_tokens: int, output_tokens: int, seed: int = 0, *,
+            resume_tokens: list[int] | None = None, step_timeout_s: float | None = None,
+            max_retries: int | None = None) -> dict:
+        """Greedy generation of ``output_tokens`` after a random prompt of ``input_tokens`` (from ``seed``).
+        ``resume_tokens``: the tokens a failed attempt already produced; the prompt plus them is prefilled
+        and only the rest is generated (a fail-over resumes without repeating or losing a token).  On a
+        failure the exception carries ``tokens`` (all produced so far, resumed ones included)."""
         gen = torch.Generator().manual_seed(seed)
-        ids = torch.randint(3, self.vocab, (1, max(1, input_tokens)), generator=gen)
-        manager = self.manager_for(chain)
+        prompt = torch.randint(3, self.vocab, (1, max(1, input_tokens)), generator=gen)
+        tokens = [int(t) for t in (resume_tokens or [])]
+        ids = torch.cat([prompt, torch.tensor([tokens], dtype=prompt.dtype)], dim=1) if tokens else prompt
+        manager = self.manager_for(chain, step_timeout_s=step_timeout_s, max_retries=max_retries)
+        _failed.peer = None       # this thread's last failure belongs to an earlier request
         self._start_timing()
         t_start = time.time()
-        tokens = []
+        t_first = None
         with torch.inference_mode():
-            session = InferenceSession(manager, max_length=ids.shape[1] + output_tokens)
+            session = InferenceSession(manager, max_length=prompt.shape[1] + output_tokens)
             try:
                 hidden = self.model.model.embed_tokens(ids)
-                for _ in range(output_tokens):
+                for _ in range(output_tokens - len(tokens)):
                     out = session.step(hidden)
                     logits = self.model.lm_head(self.model.model.norm(out[:, -1:]))
                     nxt = logits.argmax(-1)
                     tokens.append(int(nxt))
+                    if t_first is None:
+                        t_first = time.time()     # the first token is out (a streaming client would have it)
                     hidden = self.model.model.embed_tokens(nxt)
                 route = [[s.span.peer_id.to_base58(), s.span.start, s.span.end] for s in session._server_sessions]
+            except BaseException as exc:
+                exc.tokens = list(tokens)     # what a fail-over resumes from
+                raise
             finally:
                 session.close()
         t_end = time.time()
         timing = self._stop_timing()
-        return {"t_start": t_start, "t_end": t_end, "route": route, **timing, "tokens": tokens}
+        return {"t_start": t_start, "t_first": t_first, "t_end": t_end, "route": route, **timing, "tokens": tokens}
+
+
+def failed_peer(exc: BaseException, chain) -> str | None:
+    """The server (peer id) a failed ``run`` points at: its last step or session opening that failed on
+    this thread, else the hop holding the blocks PETALS found no server for (as the gateway's engine does)."""
+    peer = getattr(_failed, "peer", None)
+    if peer:
+        return peer
+    if isinstance(exc, MissingBlocksError):
+        import re
+        m = re.search(r"blocks (\[[\d, ]*\]|\d+)", str(exc))
+        blocks = [int(b) for b in re.findall(r"\d+", m.group(1))] if m else []
+        for p, start, end in chain or []:
+            if any(int(start) <= b < int(end) for b in blocks):
+                return p
+    return None
 
 
 def serve(client: Client, max_workers: int) -> None:
@@ -270,12 +324,18 @@ def serve(client: Client, max_workers: int) -> None:
 
     def handle(msg: dict) -> None:
         try:
-            fn = client.probe if msg.get("op") == "probe" else client.run
-            res = fn(msg.get("chain"), int(msg["input_tokens"]), int(msg["output_tokens"]),
-                     seed=int(msg.get("seed", 0)))
+            if msg.get("op") == "probe":
+                res = client.probe(msg.get("chain"), int(msg["input_tokens"]), int(msg["output_tokens"]),
+                                   seed=int(msg.get("seed", 0)))
+            else:
+                res = client.run(msg.get("chain"), int(msg["input_tokens"]), int(msg["output_tokens"]),
+                                 seed=int(msg.get("seed", 0)), resume_tokens=msg.get("resume_tokens"),
+                                 step_timeout_s=msg.get("step_timeout_s"), max_retries=msg.get("max_retries"))
             emit({"id": msg["id"], "ok": True, **res})
-        except Exception as exc:  # reported per request; the orchestrator decides
-            emit({"id": msg["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        except Exception as exc:  # reported per request; the orchestrator decides (a fail-over needs the server)
+            emit({"id": msg["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                  "peer": failed_peer(exc, msg.get("chain")), "tokens": getattr(exc, "tokens", []),
+                  "t_fail": time.time()})
 
     cancels: dict[object, threading.Event] = {}
     generator = None

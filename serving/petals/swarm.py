@@ -283,6 +283,52 @@ class Swarm(procs.StartStop):
         return SwarmInfo(str(self.model_dir), model_name, self.dht_prefix, tuple(self.initial_peers), self.peer_of(),
                          None if None in lengths else min(lengths))
 
+    # -- churn (the testbed's --churn) ------------------------------------------
+    def server(self, server_id: str) -> RunningServer:
+        with self._lock:
+            for s in self.servers:
+                if s.spec.id == server_id:
+                    return s
+        raise SwarmError(f"no server {server_id!r} in this swarm (it has {[s.spec.id for s in self.servers]})")
+
+    def signal_server(self, server_id: str, sig: int) -> int:
+        """Send ``sig`` to every process of the server's tree (main process, DHT, handlers, its p2pd), as a
+        machine that dies (SIGKILL) or freezes (SIGSTOP) takes all of them; returns how many got it."""
+        import signal as _signal
+        s = self.server(server_id)
+        if s.proc.poll() is not None:
+            return 0            # already dead: its recorded pids may belong to others by now
+        s.pids |= procs.running_tree(s.proc)
+        sent = 0
+        for pid in sorted(s.pids):
+            try:
+                os.kill(pid, sig)
+                sent += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        if sig == _signal.SIGKILL:
+            procs.reap(s.proc)
+            time.sleep(0.2)
+            s.pids = {p for p in s.pids if procs.alive(p)}     # never signal a reused pid later
+        return sent
+
+    def restart(self, server_id: str) -> RunningServer:
+        """A fresh start of the server with its planned blocks: what is left of the old process tree is
+        killed, and a new one starts on the same ports (its relay still points there) and identity (so the
+        same peer id), joining through a server that is running."""
+        import signal as _signal
+        old = self.server(server_id)
+        if old.proc.poll() is None:
+            self.signal_server(server_id, _signal.SIGCONT)
+            self.signal_server(server_id, _signal.SIGKILL)
+        with self._lock:
+            self.servers.remove(old)
+            joinable = [s for s in self.servers if s.proc.poll() is None and s.peer_id]
+        fresh = self._spawn(old.spec, [joinable[0].maddr] if joinable else [])
+        self._wait_ready(fresh)
+        fresh.pids |= set(procs.process_tree(fresh.proc.pid))
+        return fresh
+
     # -- stop -----------------------------------------------------------------
     def stop(self) -> dict[str, int]:
         """SIGTERM every process of every server's tree; remove sockets and shared memory."""

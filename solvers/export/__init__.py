@@ -64,7 +64,8 @@ def export_plan(plan_doc: dict[str, Any], runtime: str, scenario: Any | None = N
     local path; a GGUF file for llama.cpp); it defaults to the model's name.
     Options: ``initial_peers`` (PETALS, Parallax), ``new_swarm`` (PETALS),
     ``gpu_memory_utilization`` (vLLM), ``mem_fraction_static`` (SGLang),
-    ``rpc_port`` and ``local_device`` (llama.cpp).
+    ``rpc_port`` and ``local_device`` (llama.cpp), ``api_port`` (where vLLM, SGLang and llama.cpp answer the
+    OpenAI API; the engines file follows it).
     """
     if runtime not in EXPORTERS:
         import difflib

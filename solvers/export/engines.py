@@ -30,21 +30,23 @@ def _capacity(row: dict[str, Any]) -> int:
 
 
 def engines_file(export: dict[str, Any], *, model: str | None = None, port: int | None = None) -> dict[str, Any]:
-    """The engines file of one export (``export_plan``'s answer); ``port`` overrides the runtime's default."""
+    """The engines file of one export (``export_plan``'s answer); ``port`` overrides the port the export gave
+    (its ``api_port`` option, else the runtime's default)."""
     runtime = export.get("runtime", "")
     rows = export.get("engines") or export.get("instances") or []
     if runtime not in DEFAULT_API_PORTS or not rows:
         raise ScenarioError(FieldError("--engines-file", f"runtime {runtime!r} has no per-chain OpenAI engines to "
                                                          f"list (known: {', '.join(DEFAULT_API_PORTS)}); PETALS "
                                                          "chains run in the gateway itself"))
-    port = port or DEFAULT_API_PORTS[runtime]
     engines = []
     for row in rows:
         servers = [s if isinstance(s, str) else s.get("server") for s in row.get("servers") or []]
         if not servers or not all(servers):
             continue
         host = servers[-1] if runtime in _API_ON_LAST else servers[0]
-        engines.append({"chain": row.get("chain"), "servers": servers, "url": f"http://{host}:{port}/v1",
+        # the port the export's command listens on (row "port"), unless the caller names another
+        at = port or row.get("port") or DEFAULT_API_PORTS[runtime]
+        engines.append({"chain": row.get("chain"), "servers": servers, "url": f"http://{host}:{at}/v1",
                         "capacity": _capacity(row)})
     return {"format": ENGINES_FORMAT, "runtime": runtime, "model": model or export.get("model_path"),
             "engines": engines}

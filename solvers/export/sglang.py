@@ -15,6 +15,7 @@ def export_sglang(plan_doc, scenario, model_path, opts) -> dict[str, Any]:
     frac = float(opts.get("mem_fraction_static") or SGLANG_DEFAULT_MEM_FRACTION_STATIC)
     dtype = dtype_flags(sizes, "SGLang", warnings)
     port = int(opts.get("dist_init_port") or 5000)
+    api_port = int(opts.get("api_port") or 30000)
     engines, commands = [], []
     for ch in chains:
         stages = chain_stages(ch)
@@ -36,13 +37,13 @@ def export_sglang(plan_doc, scenario, model_path, opts) -> dict[str, Any]:
             if sizes.max_tokens:
                 args += ["--context-length", str(sizes.max_tokens)]
             if rank == 0:
-                args += ["--host", "0.0.0.0", "--port", "30000"]
+                args += ["--host", "0.0.0.0", "--port", str(api_port)]
             per_rank.append({"server": st.server, "node_rank": rank, "args": args})
             lines.append(f"# on {st.server} (rank {rank}, layers {st.start}..{st.start + st.count - 1}):")
             lines.append(f"SGLANG_PP_LAYER_PARTITION={partition} {shell_line(args)}")
         commands.append("\n".join(lines))
         engines.append(dict(engine_row(0, ch, stages, eff), env={"SGLANG_PP_LAYER_PARTITION": partition},
-                            ranks=per_rank, max_running_requests=max(1, running)))
+                            ranks=per_rank, max_running_requests=max(1, running), port=api_port))
     notes = ["--node-rank i runs on the i-th server of the chain, so the rank order is the plan's order.",
              "--max-running-requests keeps each engine at the plan's capacity."]
     return {"engines": engines, "commands": commands, "warnings": warnings, "notes": notes,

@@ -34,6 +34,8 @@ def export_vllm(plan_doc, scenario, model_path, opts) -> dict[str, Any]:
             args += ["--distributed-executor-backend", "ray"]
         if sizes.max_tokens:
             args += ["--max-model-len", str(sizes.max_tokens)]
+        if opts.get("api_port"):
+            args += ["--port", str(int(opts["api_port"]))]
         lines = [f"# chain {ch['plan_index']}: {' -> '.join(s.server for s in stages)}"]
         if len(stages) > 1:
             lines.append(f"# Ray cluster: on {head}: ray start --head --port=6379; on "
@@ -43,7 +45,7 @@ def export_vllm(plan_doc, scenario, model_path, opts) -> dict[str, Any]:
         commands.append("\n".join(lines))
         engines.append(dict(engine_row(k, ch, stages, eff), env={"VLLM_PP_LAYER_PARTITION":
                                                                   ",".join(str(s.count) for s in stages)},
-                            args=args, max_num_seqs=max(1, seqs)))
+                            args=args, max_num_seqs=max(1, seqs), port=int(opts.get("api_port") or 8000)))
     notes = ["VLLM_PP_LAYER_PARTITION lists the layers of each pipeline rank in rank order; vLLM gives rank 0 "
              "to the node where `vllm serve` starts and orders the other Ray nodes itself (by address), so check "
              "the rank-to-host lines it logs at start-up against the chain order above.",

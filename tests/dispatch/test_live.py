@@ -223,7 +223,7 @@ def test_bad_input_gets_a_4xx_naming_the_problem(dispatcher):
     assert set(_post(url, tok1, base + "renew/", {"lease": lease["lease"]}).json()) == {"ttl_s", "expires_at"}
     st = httpx.get(url + base + "state/", headers={"Authorization": f"Dispatch {tok1}"}).json()
     assert {"plan", "policy", "chains", "queue_length", "arrival_rate"} <= set(st)
-    assert st["chains"][0] == {"chain": 0, "capacity": 2, "in_progress": 1}
+    assert st["chains"][0] == {"chain": 0, "capacity": 2, "in_progress": 1, "masked": False}
     assert _post(url, tok1, base + "release/", {"lease": lease["lease"]}).json() == {"released": True}
     assert _post(url, tok1, base + "release/", {"lease": lease["lease"]}).json() == {"released": False}
     # full: 503 with Retry-After and queued false

@@ -18,7 +18,7 @@ from serving.dispatch.http import DispatchApp, digest
 from serving.dispatch.lua_keys import LUA_KEYS, lua_key
 from serving.dispatch.memory_store import ClusterState, MemoryStore
 from serving.dispatch.protocol import (DispatchError, DispatchStore, InvalidRequest, LeaseGone, NoAdoptedPlan,
-                                       NoFreeChain, SyncDispatchStore, check_args, error_from_http)
+                                       NoFreeChain, ServerDown, SyncDispatchStore, check_args, error_from_http)
 from serving.dispatch.redis_store import AsyncRedisStore, RedisStore
 
 from .conftest import ROOT, run, snapshot
@@ -142,3 +142,59 @@ def test_old_plan_module_still_works_and_warns():
 def test_old_error_names_of_the_redis_store_are_the_protocols():
     from serving.dispatch.redis_store import NoPlan, NotGranted
     assert NoPlan is NoAdoptedPlan and NotGranted is NoFreeChain
+
+
+def test_server_down_crosses_http_as_itself_naming_the_server():
+    exc = ServerDown.for_lease("abc", "gpu-7")
+    status, body, headers = exc.http_answer()
+    assert (status, body) == (410, {"detail": exc.detail, "server": "gpu-7"}) and "'gpu-7'" in exc.detail
+    back = error_from_http(status, json.loads(json.dumps(body)), "", None)
+    assert type(back) is ServerDown and back.server == "gpu-7" and isinstance(back, LeaseGone)
+    assert type(error_from_http(410, {"detail": "gone"}, "", None)) is LeaseGone
+
+
+def test_http_failure_reports_masks_and_410_over_a_memory_store():
+    """The app every deployment mounts (standalone and in the service), over a MemoryStore."""
+    from serving.dispatch.liveness import LivenessConfig
+    store = MemoryStore(liveness=LivenessConfig(suspect_s=30, suspect_max_s=60, heartbeat_timeout_s=30))
+    app = DispatchApp(store)
+    auth = {"Authorization": "Dispatch tok"}
+
+    async def body():
+        await store.put_token(digest("tok"), 1)
+        await store.set_plan(1, snapshot([(["a", "b"], [2, 2], 1.0, 3), (["c"], [4], 2.0, 1)]))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://d") as http:
+            url = "/api/v1/clusters/1/dispatch/"
+            leases = [(await http.post(url + "acquire/", json={"wait_s": 0}, headers=auth)).json()["lease"]
+                      for _ in range(3)]
+            for bad, words in (({"server": "c", "error": "x"}, "server 'c' is not on lease"),
+                               ({"server": "a", "why": "x"}, "unknown key(s) 'why' in 'failed'"),
+                               ({"error": "x"}, "needs 'server'"), (None, "must be an object"),
+                               ("a", "must be an object"), ({"server": "a", "error": ["x"]}, "must be a string")):
+                r = await http.post(url + "release/", json={"lease": leases[0], "failed": bad}, headers=auth)
+                assert r.status_code == 400 and words in r.json()["detail"], (bad, r.text)
+            r = await http.post(url + "release/", json={"lease": leases[0], "failed": {"server": "b", "error": "EOF"}},
+                                headers=auth)
+            assert r.status_code == 200 and r.json() == {"released": True, "server_state": "suspect"}
+            r = await http.post(url + "release/", json={"lease": leases[1], "failed": {"server": "b"}}, headers=auth)
+            assert r.json() == {"released": True, "server_state": "down"}
+            r = await http.post(url + "release/", json={"lease": leases[1], "failed": {"server": "b"}}, headers=auth)
+            assert r.json() == {"released": False, "server_state": "down"}
+            r = await http.post(url + "renew/", json={"lease": leases[2]}, headers=auth)
+            assert r.status_code == 410 and r.json()["server"] == "b" and "'b', which is down" in r.json()["detail"]
+            with pytest.raises(ServerDown) as got:
+                client._raise_for(r)
+            assert got.value.server == "b"
+            r = await http.post(url + "release/", json={"lease": leases[2]}, headers=auth)
+            assert r.json() == {"released": False}
+            st = (await http.get(url + "state/", headers=auth)).json()
+            assert st["chains"] == [{"chain": 0, "capacity": 3, "in_progress": 0, "masked": True},
+                                    {"chain": 1, "capacity": 1, "in_progress": 0, "masked": False}]
+            assert [(s["server"], s["state"]) for s in st["servers"]] == [("a", "up"), ("b", "down"), ("c", "up")]
+            assert st["servers"][0]["since"] is None and st["servers"][1]["since"].endswith("Z")
+            assert (st["observations"]["failures"], st["observations"]["revoked"]) == (2, 1)
+            m = (await http.get("/api/v1/dispatch/metrics")).text
+            assert 'chainplan_dispatch_chain_masked{chain="0",cluster="1"} 1.0' in m
+            assert 'chainplan_dispatch_server_state{cluster="1",server="b",state="down"} 1.0' in m
+            assert 'chainplan_dispatch_revoked_total{cluster="1"} 1.0' in m
+    run(body())

@@ -78,6 +78,19 @@ def test_sync_streams_with_usage(client):
     assert pieces[-1].choices[0].finish_reason == "length" and all(p.usage is None for p in pieces)
 
 
+def test_answers_name_their_chain_and_queue_wait(client):
+    """x-chainplan-chain / x-chainplan-queue-wait-s on whole and streamed answers (read by the PETALS testbed)."""
+    from .conftest import CHAINS
+    raw = client.completions.with_raw_response.create(model="tiny", prompt="Hello", max_tokens=2)
+    assert raw.parse().usage.completion_tokens == 2
+    # one request with every slot free: the fastest chain, at once
+    assert raw.headers["x-chainplan-chain"] == "0" and float(raw.headers["x-chainplan-queue-wait-s"]) == 0.0
+    raw = client.completions.with_raw_response.create(model="tiny", prompt="Hello", max_tokens=2, stream=True)
+    assert 0 <= int(raw.headers["x-chainplan-chain"]) < len(CHAINS)
+    assert float(raw.headers["x-chainplan-queue-wait-s"]) >= 0.0
+    assert [c.choices[0].finish_reason for c in raw.parse()][-1] == "length"
+
+
 def test_async_sdk_streaming_and_not(gateway):
     async def body():
         async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0) as c:

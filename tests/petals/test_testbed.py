@@ -96,3 +96,50 @@ def test_plan_runs_on_its_granted_chains(petals_python, tmp_path, capsys):
     relays = subprocess.run(["pgrep", "-f", f"{tmp_path}|serving.petals.delay_proxy"], capture_output=True,
                             text=True).stdout.split()
     assert not relays, f"processes of this run still alive: {relays}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_via_gateway_replays_as_openai_calls(petals_python, tmp_path, capsys):
+    """``--via gateway``: the same replay sent as OpenAI calls (the openai SDK, streaming) through the gateway
+    with the petals engine, leases from the run's live dispatcher; kept short (a lean calibration) for CI."""
+    import csv
+    import subprocess
+
+    from serving.petals.procs import p2p_sockets
+    from testbed.cli import main
+
+    sockets_before = p2p_sockets()
+    rc = main(["--servers", "3", "--requests", "10", "--load", "0.4", "--algorithms", "proposed", "--via", "gateway",
+               "--calibration-reps", "2", "--deployed-probe-reps", "1", "--max-batch", "2",
+               "--python", str(petals_python), "--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "work")])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["algorithms"]["proposed"]
+    assert r["requests"] == 10 and r["completed"] == 10, r
+    recorded = json.loads((tmp_path / "out" / "testbed.json").read_text())
+    meta, full = recorded["meta"], recorded["algorithms"]["proposed"]
+    assert meta["via"] == "gateway" and "through the gateway" in meta["routes"], meta["routes"]
+    # the servers' curves came from the sweep and the prediction used them
+    assert set(meta["calibration"]["batch_slowdown"]) == set(meta["rtt_ms"])
+    assert full["prediction_model"] == "batch"
+    # the gateway path's own time was measured before the replay and is in the chains' times
+    assert full["deployed_probe"]["gateway_client_ms"] > 0, full["deployed_probe"]
+    rows = list(csv.DictReader(open(tmp_path / "out" / "testbed.csv")))
+    assert len(rows) == 10
+    for row in rows:
+        # every answer named its chain (the gateway's header), and its first text came before its end
+        assert row["chain"] != "" and row["granted"], row
+        assert 0 < float(row["first_token_s"]) < float(row["response_s"]), row
+    lo, hi = SERVICE_TOLERANCE
+    ratio = full["measured_service_s"] / full["predicted_service_s"]
+    assert lo <= ratio <= hi, f"measured/predicted service time {ratio:.2f} outside {SERVICE_TOLERANCE}"
+    # the engine ran each request on exactly the granted hops: the servers' logs show those sessions
+    for row in rows:
+        for hop in row["granted"].split("|"):
+            server, rng = hop.split(":")
+            log = (tmp_path / "work" / "proposed" / f"server-{server}.log").read_text(errors="replace")
+            assert f"rpc_inference.open(blocks={rng.replace('-', ':')}" in log, (server, rng)
+    # the gateway and its PETALS client child are gone with the swarm
+    assert p2p_sockets() <= sockets_before
+    left = subprocess.run(["pgrep", "-f", f"{tmp_path}"], capture_output=True, text=True).stdout.split()
+    assert not left, f"processes of this run still alive: {left}"

@@ -80,6 +80,20 @@ def check_dispatch(stack, client, other) -> None:
     metrics = requests.get(stack.url + "/api/v1/dispatch/metrics", timeout=10).text
     assert f'chainplan_dispatch_grants_total{{cluster="{cid}"}} 2.0' in metrics
 
+    # a failure report masks the reported server's chains at once (docs/dispatcher.md, "Liveness and masking")
+    lease = dc.acquire_lease(wait_s=5)
+    server = lease.servers[-1].server
+    r = requests.post(f"{stack.url}/api/v1/clusters/{cid}/dispatch/release/", timeout=10,
+                      json={"lease": lease.lease, "failed": {"server": server, "cause": "x"}},
+                      headers={"Authorization": f"Dispatch {token}"})
+    assert r.status_code == 400 and "unknown key(s) 'cause'" in r.json()["detail"]
+    assert dc.release(lease, failed={"server": server, "error": "test: hop failed"}) == {
+        "released": True, "server": server, "server_state": "suspect"}
+    st = dc.state()
+    assert {s["server"]: s["state"] for s in st["servers"]}[server] == "suspect"
+    masked = [c["chain"] for c in st["chains"] if c["masked"]]
+    assert lease.chain in masked and all(server in chains[k]["servers"] for k in masked)
+
 
 def test_dispatcher_in_the_service_with_redis(live):
     check_dispatch(live, live.client("dispatch-alice"), live.client("dispatch-bob"))
@@ -94,6 +108,11 @@ def test_dispatcher_in_the_service_with_redis(live):
     ref = lease["$ref"].rsplit("/", 1)[1]
     assert set(schema["components"]["schemas"][ref]["properties"]) == {
         "lease", "chain", "servers", "ttl_s", "expires_at", "waited_s"}
+    components = schema["components"]["schemas"]
+    release = paths["/api/v1/clusters/{id}/dispatch/release/"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(components[release["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]) == {"lease", "failed"}
+    assert set(components["DispatchState"]["properties"]) >= {"servers", "chains"}
+    assert "masked" in components["DispatchChainState"]["properties"]
 
 
 def test_embedded_dispatcher_without_redis(stack_factory):

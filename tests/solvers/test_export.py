@@ -195,11 +195,70 @@ def test_llama_cpp_tensor_split_puts_every_layer_on_its_planned_server():
         assert args[0] == "llama-server" and _flag(args, "-sm") == "layer"
         rpc = _flag(args, "--rpc").split(",")
         assert rpc == [f"{s}:50052" for s in eng["servers"][:-1]]
-        assert _flag(args, "--device").split(",") == [f"RPC[{r}]" for r in rpc] + ["CUDA0"]
+        # llama.cpp names the rpc-servers' devices RPC0, RPC1, ... in --rpc order
+        assert _flag(args, "--device").split(",") == [f"RPC{i}" for i in range(len(rpc))] + ["CUDA0"]
+        assert [r["server"] for r in eng["rpc_servers"]] == eng["servers"][:-1]
+        assert _flag(args, "--port") == "8080" and _flag(args, "--host") == "0.0.0.0"
         shares = [int(x) for x in _flag(args, "-ts").split(",")]
         owner = [i for i, (lo, hi) in enumerate(eng["layers"]) for _ in range(lo, hi)]
         assert [_llama_cpp_device_of_layer(shares, il) for il in range(32)] == owner
         assert _llama_cpp_device_of_layer(shares, 32) == len(shares) - 1     # output layer stays local
+
+
+def test_llama_cpp_slots_are_the_weakest_stages_jobs_with_the_plans_kv_type(disjoint):
+    sc, doc = disjoint
+    out = export_plan(doc, "llama.cpp", sc, model_path="llama-2-7b.f16.gguf")
+    s_m, s_c = sc.model.block_size_gb, sc.model.cache_size_gb
+    assert len(out["engines"]) == len(doc["chains"])
+    for eng, cmd in zip(out["engines"], out["commands"]):
+        ch, args = doc["chains"][eng["chain"]], _args(cmd)
+        # llama.cpp holds -np slots' KV on every stage: the weakest stage's full-length jobs (all its memory)
+        weakest = min(math.floor((8 - s_m * m) / (s_c * m)) for m in ch["blocks"])
+        assert eng["effective_capacity"] == weakest
+        assert eng["parallel"] == min(eng["capacity_alone"], weakest) == int(_flag(args, "-np"))
+        assert int(_flag(args, "-c")) == eng["parallel"] * 2048
+        assert (_flag(args, "-ctk"), _flag(args, "-ctv")) == ("f16", "f16")      # the plan's fp16 KV cache
+    assert not any("weakest stage" in w for w in out["warnings"])
+    # the same plan on servers with less memory than it was made for: the weakest stage caps -np, with a warning
+    small = _scenario([(sid, 7.5, tc, tp) for sid, _, tc, tp in DISJOINT], arrival_rate=2.0)
+    out = export_plan(doc, "llama.cpp", small, model_path="m.gguf")
+    capped = [e for e in out["engines"] if e["effective_capacity"] < e["capacity_alone"]]
+    assert capped
+    for eng in capped:
+        assert eng["parallel"] == eng["effective_capacity"] == int(_flag(eng["args"], "-np")) >= 1
+        assert any(w.startswith(f"chain {eng['chain']}: llama.cpp keeps the KV of all -np slots") for w in out["warnings"])
+    # too little memory for even one job: said plainly (llama-server would fail to allocate)
+    tiny = _scenario([(sid, 7, tc, tp) for sid, _, tc, tp in DISJOINT], arrival_rate=2.0)
+    out = export_plan(doc, "llama.cpp", tiny, model_path="m.gguf")
+    assert all(e["effective_capacity"] == 0 for e in out["engines"])
+    assert sum("cannot hold one full-length job" in w for w in out["warnings"]) == len(out["engines"])
+
+
+def test_llama_cpp_cpu_head_runs_every_stage_as_an_rpc_server(disjoint):
+    sc, doc = disjoint
+    out = export_plan(doc, "llama.cpp", sc, model_path="m.gguf", local_device="CPU", rpc_port=50100, api_port=9100)
+    for eng in out["engines"]:
+        args = eng["args"]
+        # llama.cpp cannot name the CPU in --device: the last server is an rpc-server too, the head only samples
+        assert [r["server"] for r in eng["rpc_servers"]] == eng["servers"]
+        assert _flag(args, "--rpc").split(",") == [f"{s}:50100" for s in eng["servers"]]
+        assert _flag(args, "--device").split(",") == [f"RPC{i}" for i in range(len(eng["servers"]))]
+        owner = [i for i, (lo, hi) in enumerate(eng["layers"]) for _ in range(lo, hi)]
+        shares = [int(x) for x in _flag(args, "-ts").split(",")]
+        assert [_llama_cpp_device_of_layer(shares, il) for il in range(32)] == owner
+        assert _flag(args, "--port") == "9100" and eng["port"] == 9100
+        assert all(r["args"] == ["rpc-server", "--host", "0.0.0.0", "--port", "50100"] for r in eng["rpc_servers"])
+    assert any("--local-device CPU" in n for n in out["notes"])
+
+
+@pytest.mark.parametrize("runtime", ["vllm", "sglang", "llama.cpp"])
+def test_the_api_port_is_where_the_command_listens_and_the_engines_file_points(disjoint, runtime):
+    from solvers.export.engines import engines_file
+    sc, doc = disjoint
+    out = export_plan(doc, runtime, sc, model_path="m", api_port=9100)
+    for eng, entry in zip(out["engines"], engines_file(out)["engines"]):
+        args = eng["ranks"][0]["args"] if runtime == "sglang" else eng["args"]
+        assert _flag(args, "--port") == "9100" and entry["url"].endswith(":9100/v1")
 
 
 def test_parallax_and_exo_layer_ranges():

@@ -1,0 +1,81 @@
+"""bench/results/churn.md from the testbed's churn runs (``--name churn-kill`` and ``--name churn-hang``):
+the contract's figures per algorithm side by side, with the timeline plots.
+
+    python bench/churn_report.py [bench/results]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+GOALS = "lost 0; mask <= 2 s (kill), <= 5 s (hang); re-plan <= 15 s; churn-window p95 <= 2x steady"
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def main(out: Path) -> int:
+    lines = ["# Churn on the real swarm: a server of the fastest chain killed, or hung, then back", "",
+             f"Goals (issue 22): {GOALS}; back to steady within a minute of the rejoin.", ""]
+    found = False
+    for kind in ("kill", "hang"):
+        path = out / f"churn-{kind}.json"
+        if not path.exists():
+            lines += [f"## {kind}: not recorded", ""]
+            continue
+        found = True
+        doc = json.loads(path.read_text())
+        meta, algs = doc["meta"], doc["algorithms"]
+        hist = [json.loads(x) for x in (out / f"churn-{kind}-history.jsonl").read_text().splitlines()]
+        lines += [f"## {kind}", "", f"Command: `{hist[-1]['command']}`", "",
+                  f"Recorded {meta['date']}, code {meta['commit']}; `uptime` at start `{meta['uptime_before']}`, at end "
+                  f"`{meta['uptime_after']}` (a shared 2-core VM: other sessions' work ran beside it); "
+                  f"{meta['servers']} servers, {meta['requests']} requests per algorithm at {meta['rate']:.3f}/s.", "",
+                  "| algorithm | server | lost | failed over | mask s | re-plan s | steady mean/p95 s | churn mean/p95 s "
+                  "| recovery mean/p95 s | churn p95 / steady p95 |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for a, r in algs.items():
+            c = r.get("churn") or {}
+            w = c.get("windows", {})
+
+            def mp(k):
+                x = w.get(k) or {}
+                return f"{_f(x.get('mean_s'))} / {_f(x.get('p95_s'))} (n={x.get('n', 0)})"
+            ratio = None
+            if (w.get("steady") or {}).get("p95_s") and (w.get("churn") or {}).get("p95_s"):
+                ratio = w["churn"]["p95_s"] / w["steady"]["p95_s"]
+            lines.append(f"| {a} | {c.get('server', '-')} | {r.get('lost')} | {_f(r.get('failed_over'))} | "
+                         f"{_f(r.get('mask_s'))} | {_f(r.get('replan_s'))} | {mp('steady')} | {mp('churn')} | "
+                         f"{mp('recovery')} | {_f(ratio)} |")
+        rows = list(csv.DictReader(open(out / f"churn-{kind}.csv")))
+        lines.append("")
+        for a, r in algs.items():
+            c = r.get("churn") or {}
+            w = c.get("windows", {}).get("churn", {})
+            lo, hi = w.get("from_s") or 0.0, w.get("to_s") or float("inf")
+            mine = [x for x in rows if x["algorithm"] == a]
+            lost = [float(x["arrival_s"]) for x in mine if x["ok"] != "True"]
+            through = sum(1 for x in mine if c.get("server") and c["server"] + ":" in x["route"])
+            lines.append(f"- {a}: lost per window (steady / churn / recovery): {sum(t < lo for t in lost)} / "
+                         f"{sum(lo <= t < hi for t in lost)} / {sum(t >= hi for t in lost)}; requests whose route "
+                         f"went through {c.get('server')}: {through}.")
+        lines += ["", f"Per-run report: [churn-{kind}.md](churn-{kind}.md); every request's response time with the "
+                  f"events marked:", "", f"![{kind}](churn-{kind}-timeline.png)", ""]
+        for a, r in algs.items():
+            c = r.get("churn") or {}
+            tr = "; ".join(f"{t['server']} {t['prev']}->{t['state']} at {t['at_s']:.1f} s ({t['cause'][:60]})"
+                           for t in c.get("transitions", [])[:12])
+            ad = "; ".join(f"plan {x['plan_id']} without {x['without'] or 'none'} at {x['at_s']:.1f} s"
+                           for x in c.get("adoptions", []))
+            ev = "; ".join(f"{e['entry']} at {e['at_s']:.1f} s" for e in c.get("events_s", []))
+            lines.append(f"- {a}: events {ev}." + (f" States: {tr}." if tr else "") + (f" Adopted: {ad}." if ad else ""))
+        lines.append("")
+    (out / "churn.md").write_text("\n".join(lines) + "\n")
+    return 0 if found else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results")))
