@@ -1,9 +1,10 @@
-"""Command line: ``python -m gpu_probe measure|run``."""
+"""Command line: ``python -m gpu_probe measure|run|watch``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,37 @@ def _positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError("must be >= 1")
     return v
+
+
+def _interval(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.1 <= v <= 3600:
+        raise argparse.ArgumentTypeError("must be between 0.1 and 3600 seconds")
+    return v
+
+
+def _cluster_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a cluster id is a positive integer, got {text!r}")
+    return int(text)
+
+
+def _server_id(text: str) -> str:
+    if not text or len(text) > 128 or "/" in text:
+        raise argparse.ArgumentTypeError("a server id is 1 to 128 characters, without '/'")
+    return text
+
+
+def _base_url(text: str) -> str:
+    from urllib.parse import urlparse
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise argparse.ArgumentTypeError(f"expected the service's http(s) base URL, e.g. http://planner:8000, "
+                                         f"got {text!r}")
+    return text
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -95,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="chainplan GPU probe: measure one decoder block's memory and speed and the round "
                     "trip to the service on this server, and report them so plans use measured numbers.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{measure,run}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{measure,run,watch}")
 
     m = sub.add_parser("measure", help="measure and print the report; sends nothing",
                        description="Measure and print the report (nothing is sent).")
@@ -116,6 +148,35 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--upload-timeout", type=float, default=30.0,
                    help="seconds to wait for the service (default: %(default)s)")
     _common(r)
+
+    w = sub.add_parser(
+        "watch", help="send heartbeats (alive or draining, free memory) to the service until stopped",
+        description="Send a heartbeat every --interval seconds to "
+                    "{url}/api/v1/clusters/{cluster}/servers/{server}/heartbeat/ with this server's probe token: "
+                    "'up', or 'draining' while --drain-file exists or after SIGUSR1 (SIGUSR2 undoes SIGUSR1), with "
+                    "the GPU's free memory (nvidia-smi; the host's without it). The service's dispatcher takes a "
+                    "server whose heartbeats stop for down after its heartbeat timeout (6 s by default), so keep "
+                    "the interval well below it, and drain before planned maintenance. SIGTERM or Ctrl-C stops "
+                    "it (exit 0). Exit 4: the service refused the heartbeats (bad token, another server's token, "
+                    "a refused body), or --once did not get its heartbeat through; otherwise an unreachable service "
+                    "or a 5xx is retried. Needs neither torch nor Django.",
+        epilog="example: python -m gpu_probe watch --url http://planner:8000 --cluster 3 --server gpu-a "
+               "--token $PROBE_TOKEN --drain-file /run/chainplan/drain")
+    w.add_argument("--url", required=True, type=_base_url, help="the service's base URL, e.g. http://planner:8000")
+    w.add_argument("--cluster", required=True, type=_cluster_id, help="the cluster id this server belongs to")
+    w.add_argument("--server", required=True, type=_server_id, help="this server's server_id in the cluster")
+    w.add_argument("--token", default=os.environ.get("CHAINPLAN_PROBE_TOKEN"),
+                   help="this server's probe token (POST /api/v1/clusters/{id}/servers/{server_id}/probe-token/); "
+                        "default: $CHAINPLAN_PROBE_TOKEN, which keeps it out of the process list")
+    w.add_argument("--interval", type=_interval, default=2.0,
+                   help="seconds between heartbeats, 0.1 to 3600 (default: %(default)s)")
+    w.add_argument("--drain-file", type=Path, metavar="PATH",
+                   help="say 'draining' while this file exists (create it before maintenance)")
+    w.add_argument("--device-index", type=int, default=0, help="the GPU nvidia-smi reports on (default: %(default)s)")
+    w.add_argument("--timeout", type=_interval, default=5.0,
+                   help="seconds to wait for the service per heartbeat (default: %(default)s)")
+    w.add_argument("--once", action="store_true", help="send one heartbeat and exit (a check of the setup)")
+    w.add_argument("--quiet", action="store_true", help="no messages on stderr but errors")
     return parser
 
 
@@ -229,12 +290,19 @@ def summary(doc: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     quiet = args.quiet  # progress goes to stderr, so --json output on stdout stays clean
 
     def say(msg: str) -> None:
         if not quiet:
             print(f"[gpu_probe] {msg}", file=sys.stderr, flush=True)
+
+    if args.command == "watch":
+        if not args.token:
+            parser.error("watch needs --token (or CHAINPLAN_PROBE_TOKEN): this server's probe token")
+        from .watch import run_watch
+        return run_watch(args, say)
 
     try:
         doc = make_report(args, say)

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from .models import Cluster, Job, ModelSpec, Plan, PlanAdoption, ProbeToken, ReplanSchedule, Server, ServerCalibration
+from .models import (Cluster, Job, LivenessEvent, ModelSpec, Plan, PlanAdoption, ProbeToken, ReplanSchedule, Server,
+                     ServerCalibration, ServerLiveness)
 
 
 class ServerInline(admin.TabularInline):
@@ -88,3 +89,19 @@ class ServerCalibrationAdmin(admin.ModelAdmin):
 class ProbeTokenAdmin(admin.ModelAdmin):
     list_display = ["id", "server", "created_at"]
     raw_id_fields = ["server"]
+
+
+@admin.register(ServerLiveness)
+class ServerLivenessAdmin(admin.ModelAdmin):
+    # the store decides states (docs/liveness.md): an edit here would not reach it, so this is for reading
+    list_display = ["id", "server", "state", "since", "cause", "last_heartbeat_at", "drain_requested_at"]
+    list_filter = ["state"]
+    raw_id_fields = ["server"]
+
+
+@admin.register(LivenessEvent)
+class LivenessEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "cluster", "kind", "server", "prev", "state", "cause", "at", "replan_job"]
+    list_filter = ["kind", "state"]
+    search_fields = ["server", "cause"]
+    raw_id_fields = ["cluster", "plan", "replan_job"]

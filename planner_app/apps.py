@@ -21,3 +21,7 @@ class PlannerAppConfig(AppConfig):
         from .dispatch import signals as dispatch_signals  # noqa: F401,F811
         # gateway: a key deleted with its cluster leaves the dispatcher's store
         from .gateway import signals as gateway_signals  # noqa: F401
+        # liveness: every re-plan leaves out the servers that are not up (re-planning does not import liveness)
+        from .liveness.selectors import unavailable_servers
+        from .replanning.services import register_unavailable_servers
+        register_unavailable_servers(unavailable_servers)

@@ -29,6 +29,7 @@ from serving.dispatch.http import DispatchApp, mount  # noqa: E402
 from .dispatch import background  # noqa: E402
 from .dispatch.store import async_store  # noqa: E402
 from .gateway import background as gateway_background  # noqa: E402
+from .liveness import background as liveness_background  # noqa: E402
 
 
 def _owner_check(key: str, cluster: int) -> bool | None:
@@ -50,9 +51,11 @@ _owner_auth = sync_to_async(_owner_check, thread_sensitive=False)
 def _dispatcher() -> DispatchApp:
     store = async_store()
     # the dispatcher's process keeps the store in step with the database: plans and dispatch tokens,
-    # and the gateway's keys (the gateway reads them from the same store)
+    # and the gateway's keys (the gateway reads them from the same store); and it records the store's server
+    # transitions and heals the plan (liveness)
     return DispatchApp(store, owner_auth=_owner_auth,
-                       background=background.tasks(store) + gateway_background.tasks(store),
+                       background=background.tasks(store) + gateway_background.tasks(store)
+                       + liveness_background.tasks(store),
                        metrics_token=settings.METRICS_TOKEN or None)
 
 

@@ -11,7 +11,9 @@ from .replanning.models import PlanAdoption, ReplanSchedule
 from .probe.models import ProbeToken, ServerCalibration, _new_probe_key
 from .dispatch.models import DispatchObservation, DispatchToken
 from .gateway.models import GatewayKey
+from .liveness.models import ClusterLiveness, LivenessEvent, ServerLiveness
 
 __all__ = ["TimeStamped", "ModelSpec", "Cluster", "Server", "ServerCalibration", "ProbeToken", "JobStatus",
            "TERMINAL_STATUSES", "Trigger", "Job", "Plan", "PlanAdoption", "ReplanSchedule", "_new_probe_key",
-           "DispatchToken", "DispatchObservation", "GatewayKey"]
+           "DispatchToken", "DispatchObservation", "GatewayKey", "ServerLiveness", "LivenessEvent",
+           "ClusterLiveness"]

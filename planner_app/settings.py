@@ -192,7 +192,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.planning.models.JobStatus"},
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "planner_app.planning.models.JobStatus",
+                            "ServerStateEnum": "planner_app.liveness.models.STATE_CHOICES"},
     # the ASGI dispatcher's endpoints (not Django views) are described by the last hook
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "planner_app.core.schema.document_errors",
@@ -282,6 +283,15 @@ DISPATCH_SUSPECT_S = env_float("CHAINPLAN_DISPATCH_SUSPECT_S", 1.0)             
 DISPATCH_SUSPECT_MAX_S = env_float("CHAINPLAN_DISPATCH_SUSPECT_MAX_S", 60.0)          # doubling up to this
 DISPATCH_HEARTBEAT_TIMEOUT_S = env_float("CHAINPLAN_DISPATCH_HEARTBEAT_TIMEOUT_S", 6.0)  # silence -> down
 METRICS_TOKEN = os.environ.get("CHAINPLAN_METRICS_TOKEN", "")
+# Server liveness (docs/liveness.md): how often the dispatcher's process reads the store's transitions and heals;
+# the shortest gap between two healing re-plans of a cluster; how long a server that came back must stay up
+# before its return re-plans; how long the history is kept.
+LIVENESS_POLL_S = env_float("CHAINPLAN_LIVENESS_POLL_S", 1.0)
+LIVENESS_REPLAN_MIN_INTERVAL_S = env_float("CHAINPLAN_LIVENESS_REPLAN_MIN_INTERVAL_S", 10.0)
+LIVENESS_REJOIN_STABLE_S = env_float("CHAINPLAN_LIVENESS_REJOIN_STABLE_S", 10.0)
+LIVENESS_HISTORY_DAYS = env_int("CHAINPLAN_LIVENESS_HISTORY_DAYS", 30)
+# a heartbeat that changes no state is written to the database at most this often per server
+LIVENESS_HEARTBEAT_RECORD_S = env_float("CHAINPLAN_LIVENESS_HEARTBEAT_RECORD_S", 5.0)
 # the models the gateway mounted under /v1/ serves (docs/gateway.md); keys come from the dispatcher's store
 GATEWAY_CONFIG = os.environ.get("CHAINPLAN_GATEWAY_CONFIG", "")
 

@@ -14,16 +14,19 @@ from .catalog import views as catalog
 from .core import views as core
 from .dispatch import views as dispatch
 from .gateway import views as gateway
+from .liveness import views as liveness
 from .planning import views as planning
 from .probe import views as probe
 from .replanning import ingest as replanning_ingest, views as replanning
 
 
 class ClusterViewSet(replanning_ingest.ClusterImportActions, replanning.ClusterReplanningActions, probe.ClusterProbeActions,
-                     dispatch.ClusterDispatchActions, gateway.ClusterGatewayActions, catalog.ClusterViewSet):
+                     dispatch.ClusterDispatchActions, liveness.ClusterLivenessActions, gateway.ClusterGatewayActions,
+                     catalog.ClusterViewSet):
     # /clusters/: catalog (CRUD, import, export); re-planning (adopted-plan, adoptions, candidates, apply,
     # observed-load, replan, schedules); probe (servers/{server_id}/probe-token); dispatch (dispatch/tokens,
-    # dispatcher; acquire/release/renew/state are the ASGI dispatcher's, see planner_app.asgi); gateway
+    # dispatcher; acquire/release/renew/state are the ASGI dispatcher's, see planner_app.asgi); liveness
+    # (servers/{server_id}/heartbeat, servers/{server_id}/drain, liveness, liveness/servers); gateway
     # (gateway/keys, gateway; the OpenAI endpoints under /v1/ are the ASGI gateway's).
     # (No docstring: a viewset's docstring would become every operation's description in the schema.)
     pass
@@ -53,6 +56,8 @@ api = [
     path("algorithms/", planning.AlgorithmsView.as_view(), name="algorithms"),
     # probe
     path("probe/reports/", probe.ProbeReportView.as_view(), name="probe-reports"),
+    # liveness: Prometheus text, next to the dispatcher's /api/v1/dispatch/metrics
+    path("liveness/metrics", liveness.LivenessMetricsView.as_view(), name="liveness-metrics"),
     # the API's own description
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

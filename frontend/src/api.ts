@@ -4,6 +4,7 @@
 
 import type { DispatcherPanelData } from './lib/dispatch';
 import type { GatewayKey, GatewayKeyCreated, GatewayPanelData } from './lib/gateway';
+import type { LivenessEvent, LivenessServers } from './lib/liveness';
 import { ApiError, toApiError } from './lib/errors';
 import { buildQuery, type QueryValue } from './lib/query';
 import type { Health } from './lib/health';
@@ -166,6 +167,15 @@ export const api = {
   // live dispatcher (docs/dispatcher.md)
   dispatcher: (id: number) => request<DispatcherPanelData>('GET', `/clusters/${id}/dispatcher/`),
   dispatchToken: (id: number) => request<{ token: string }>('POST', `/clusters/${id}/dispatch/tokens/`, {}),
+
+  // server liveness (docs/liveness.md)
+  livenessServers: (id: number) => request<LivenessServers>('GET', `/clusters/${id}/liveness/servers/`),
+  livenessHistory: (id: number, params: ListParams = {}) =>
+    request<Page<LivenessEvent>>('GET', `/clusters/${id}/liveness/` + buildQuery(params)),
+  drain: (id: number, server: string) =>
+    request<{ server: string; state: string }>('POST', `/clusters/${id}/servers/${encodeURIComponent(server)}/drain/`, {}),
+  drainEnd: (id: number, server: string) =>
+    request<{ server: string; state: string }>('DELETE', `/clusters/${id}/servers/${encodeURIComponent(server)}/drain/`),
 
   // OpenAI gateway keys (docs/gateway.md)
   gateway: (id: number) => request<GatewayPanelData>('GET', `/clusters/${id}/gateway/`),

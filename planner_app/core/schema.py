@@ -43,6 +43,16 @@ EXTRA = {
     "auth_token_create": ["429"],
     "auth_login_create": ["403", "429"],
     "plans_diff_retrieve": ["404"],
+    "clusters_servers_heartbeat_create": ["503"],
+    "clusters_servers_drain_create": ["503"],
+    "clusters_servers_drain_destroy": ["409", "503"],
+}
+# operationId -> code -> description, where the general one above does not fit
+DESCRIBED = {
+    "clusters_servers_heartbeat_create": {"503": "The dispatcher's store is unavailable (Retry-After); retry shortly"},
+    "clusters_servers_drain_create": {"503": "The dispatcher's store is unavailable (Retry-After); retry shortly"},
+    "clusters_servers_drain_destroy": {"409": "The server is not draining",
+                                       "503": "The dispatcher's store is unavailable (Retry-After); retry shortly"},
 }
 
 
@@ -66,7 +76,7 @@ def document_errors(result, generator, request, public):
             for code in sorted(codes):
                 if code in op["responses"]:
                     continue
-                response = {"description": DESCRIPTIONS[code]}
+                response = {"description": DESCRIBED.get(op.get("operationId"), {}).get(code, DESCRIPTIONS[code])}
                 if code != "414":
                     response["content"] = {"application/json": {"schema": ERROR_REF}}
                 op["responses"][code] = response

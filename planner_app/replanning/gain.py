@@ -25,7 +25,8 @@ def replan_gain(current: Plan | None, new_doc: dict[str, Any], scenario) -> dict
     old_mean, missing = retimed_lower_bound(scenario, current.document)
     out["predicted_old_s"] = old_mean
     if missing:
-        return {**out, "forced": True, "why": f"the adopted plan uses servers no longer in the cluster: "
+        return {**out, "forced": True, "why": f"the adopted plan uses servers no longer in the cluster or left out "
+                                              f"of this re-plan (down or draining): "
                                               f"{', '.join(missing[:10])}"}
     if old_mean is None:
         return {**out, "forced": True, "why": "the adopted plan is overloaded at the current arrival rate"}

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "planner_app"
 
 # Lowest first: a domain may import itself and the domains before it, never one after it.
-LAYERS = ["core", "catalog", "planning", "replanning", "probe", "dispatch", "gateway"]
+LAYERS = ["core", "catalog", "planning", "replanning", "probe", "dispatch", "liveness", "gateway"]
 # The composition root (app registry, URL map, admin, settings, Celery app) sees every domain;
 # no domain imports it.
 ROOT_MODULES = {"planner_app", "planner_app.models", "planner_app.urls", "planner_app.admin", "planner_app.apps",
@@ -147,6 +147,7 @@ EXPECTED = {
     "replanning": {"models", "services", "selectors", "serializers", "views", "tasks"},
     "probe": {"models", "services", "serializers", "views"},
     "gateway": {"models", "services", "selectors", "serializers", "views"},
+    "liveness": {"models", "services", "selectors", "serializers", "views"},
 }
 
 
@@ -178,6 +179,9 @@ django.setup()
 from planner_app.planning import services as planning_services
 from planner_app.replanning.services import REPLAN_RUNNER
 assert planning_services._runner() is REPLAN_RUNNER, "AppConfig.ready did not register the re-plan runner"
+from planner_app.replanning.services import replans
+from planner_app.liveness.selectors import unavailable_servers
+assert replans._unavailable is unavailable_servers, "AppConfig.ready did not register the liveness provider"
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)     # the shims warn by design
     for name in sys.argv[1:]:

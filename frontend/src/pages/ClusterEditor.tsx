@@ -13,6 +13,7 @@ import { ReplanPanel } from './Replanning';
 import { WorkloadEditor } from './WorkloadEditor';
 import { DispatcherPanel } from './Dispatcher';
 import { GatewayPanel } from './Gateway';
+import { LivenessPanel } from './Liveness';
 import { ApiErrorSummary, confirmDelete, ErrorBox, Field, FieldMessages, Link, Loading, Notice, PageHeader, parseNumberInput, splitError, TextField } from '../components/ui';
 import type { Cluster, Model, ScenarioDoc, Server } from '../types';
 
@@ -538,6 +539,7 @@ export function ClusterEditor({ id }: { id: number | null }) {
       {models.error !== null && <p class="hint">Models could not be loaded: {messageOf(models.error)}</p>}
       {!isNew && loaded.data && <WorkloadEditor cluster={loaded.data} />}
       {!isNew && <ReplanPanel clusterId={id!} />}
+      {!isNew && <LivenessPanel clusterId={id!} />}
       {!isNew && <DispatcherPanel clusterId={id!} />}
       {!isNew && <GatewayPanel clusterId={id!} />}
     </section>

@@ -1,6 +1,7 @@
 """Write paths of re-planning (README "Re-planning"), one module per job.
 
-- ``replans``: re-plan requests (a manual one, or a trigger: servers, calibration, load, schedule);
+- ``replans``: re-plan requests (a manual one, or a trigger: servers, calibration, load, schedule), on the servers
+  that are up (the liveness domain registers which are not);
 - ``runner``: how planning computes a re-plan job (registered by ``PlannerAppConfig.ready``);
 - ``adoption``: a plan becomes the cluster's, by a user or by a re-plan judged by ``..gain``;
 - ``webhooks``: the adoption POSTed to the cluster's URL (with the check that it is a public address);
@@ -15,7 +16,8 @@ from ..gain import replan_gain
 from .adoption import adoption_create, plan_adopt, replan_decide
 from .ingest import cluster_import_runtime
 from .observed_load import observed_load_record
-from .replans import ReplanRefused, replan_request, replan_trigger, replan_workload
+from .replans import (ReplanRefused, register_unavailable_servers, replan_request, replan_trigger, replan_workload,
+                      unavailable_servers)
 from .runner import REPLAN_RUNNER, replan_compute
 from .schedules import REPLAN_SCHEDULED, replan_scheduled, schedule_delete, schedule_save
 from .webhooks import NOTIFY_ADOPTION, adoption_notify, adoption_notify_enqueue, adoption_payload, webhook_target_error
@@ -23,6 +25,7 @@ from .webhooks import NOTIFY_ADOPTION, adoption_notify, adoption_notify_enqueue,
 __all__ = [
     "NOTIFY_ADOPTION", "REPLAN_RUNNER", "REPLAN_SCHEDULED", "ReplanRefused", "adoption_create", "adoption_notify",
     "adoption_notify_enqueue", "adoption_payload", "cluster_import_runtime", "observed_load_record", "plan_adopt",
-    "replan_compute", "replan_decide", "replan_gain", "replan_request", "replan_scheduled", "replan_trigger",
-    "replan_workload", "schedule_delete", "schedule_save", "webhook_target_error",
+    "register_unavailable_servers", "replan_compute", "replan_decide", "replan_gain", "replan_request",
+    "replan_scheduled", "replan_trigger", "replan_workload", "schedule_delete", "schedule_save",
+    "unavailable_servers", "webhook_target_error",
 ]

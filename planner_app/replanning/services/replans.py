@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from django.conf import settings
 
@@ -21,6 +21,22 @@ class ReplanRefused(Exception):
     """The cluster cannot be re-planned as it stands (no model, no servers, no workload, invalid figures)."""
 
 
+# server id -> why a re-plan must leave it out (its state: down, draining, ...), per cluster.  Registered by the
+# liveness domain in PlannerAppConfig.ready, so every re-plan plans on the servers that are up without
+# re-planning importing the layer above it; None (no liveness domain loaded): every server counts.
+UnavailableServers = Callable[[int], Mapping[str, str]]
+_unavailable: UnavailableServers | None = None
+
+
+def register_unavailable_servers(provider: UnavailableServers | None) -> None:
+    global _unavailable
+    _unavailable = provider
+
+
+def unavailable_servers(cluster_id: int) -> dict[str, str]:
+    return dict(_unavailable(cluster_id)) if _unavailable is not None else {}
+
+
 def replan_workload(cluster: Cluster) -> dict[str, Any] | None:
     """The cluster's default workload, with the observed arrival rate when the service was told one."""
     workload = dict(cluster.default_workload or {})
@@ -30,9 +46,13 @@ def replan_workload(cluster: Cluster) -> dict[str, Any] | None:
     return workload or None
 
 
-def replan_request(cluster_id: int, trigger: str, detail: str) -> Job:
+def replan_request(cluster_id: int, trigger: str, detail: str, *,
+                   leave_out: Mapping[str, str] | None = None) -> Job:
     """Queue a switching-aware re-plan of the cluster against its adopted plan.
 
+    It plans on the cluster's servers but those in ``leave_out`` (server id -> why; by default the servers
+    that are not up: ``unavailable_servers``), so a down or draining server gets no blocks; an adopted
+    plan that uses one is then replaced whatever the gain (``gain.replan_gain``: forced).
     A trigger (not a manual request) that finds a re-plan of the cluster still queued or
     running gets that job back instead of a second one.
     """
@@ -51,6 +71,12 @@ def replan_request(cluster_id: int, trigger: str, detail: str) -> Job:
     servers = list(Server.objects.filter(cluster=cluster).select_related("latest_calibration"))
     if not servers:
         raise ReplanRefused("the cluster has no servers")
+    leave_out = unavailable_servers(cluster.pk) if leave_out is None else dict(leave_out)
+    if leave_out:
+        servers = [s for s in servers if s.server_id not in leave_out]
+        if not servers:
+            out = ", ".join(f"{sid} {why}" for sid, why in sorted(leave_out.items())[:10])
+            raise ReplanRefused(f"no server is up to plan on ({out})")
     workload = replan_workload(cluster)
     if workload is None:
         raise ReplanRefused("the cluster has no default workload (set default_workload)")
@@ -88,10 +114,11 @@ def _same_replan(cluster: Cluster, scenario: dict[str, Any], options: dict[str, 
     return None
 
 
-def replan_trigger(cluster_id: int, trigger: str, detail: str) -> Job | None:
+def replan_trigger(cluster_id: int, trigger: str, detail: str, *,
+                   leave_out: Mapping[str, str] | None = None) -> Job | None:
     """An automatic re-plan: never fails its caller (a calibration, an edit); a refusal is logged."""
     try:
-        return replan_request(cluster_id, trigger, detail)
+        return replan_request(cluster_id, trigger, detail, leave_out=leave_out)
     except ReplanRefused as exc:
         log.warning("re-plan of cluster %s (%s: %s) not started: %s", cluster_id, trigger, detail, exc)
         return None
