@@ -179,7 +179,7 @@ class _Bounds:
         failure = Failure(self.number, lease.lease, lease.chain, server, error, time.monotonic() - self.t0, state)
         self.failures.append(failure)
         self.last = exc
-        log.warning("request failed over: attempt %d, %s (server now %s)", failure.attempt, failure.describe(), state)
+        log.warning("hop failed: attempt %d, %s (server now %s)", failure.attempt, failure.describe(), state)
         if self.on_failover is not None:
             self.on_failover(failure)
         if self.can_resume is not None and not self.can_resume(self.state, failure):

@@ -255,7 +255,7 @@ class _EventStream(Response):
 class Gateway:
     def __init__(self, config: GatewayConfig):
         self.config = config
-        self.failovers_total = 0        # requests resumed on a new chain after a hop failed (for metrics)
+        self.failovers_total = 0        # attempts resumed on a new chain after a hop failed (for metrics)
         self.by_cluster: dict[int, dict[str, ServedModel]] = {}
         for m in config.models:
             self.by_cluster.setdefault(m.cluster, {})[m.name] = m
@@ -369,6 +369,8 @@ class Gateway:
 
         def attempt(a: Attempt) -> AsyncIterator[Delta]:
             progress.started, progress.chain = True, a.lease.chain
+            if a.resumed:
+                self.failovers_total += 1
             resume = progress.resume()
             return engine.stream(req if resume is None else replace(req, resume=resume), a.lease.servers)
 
@@ -377,14 +379,10 @@ class Gateway:
             progress.refusal = None if resume is None else engine.resume_refusal(req, resume)
             return progress.refusal is None
 
-        def failed_over(failure: Failure) -> None:
-            self.failovers_total += 1
-
         async def noted() -> AsyncIterator[Delta]:
             async for d in astream(client, attempt, state=progress, wait_s=self.config.queue_wait_s,
                                    max_attempts=self.config.failover_attempts,
-                                   max_failover_s=self.config.failover_window_s, on_failover=failed_over,
-                                   can_resume=can_resume):
+                                   max_failover_s=self.config.failover_window_s, can_resume=can_resume):
                 progress.add(d)
                 yield d
         return noted()

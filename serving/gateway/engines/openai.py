@@ -133,7 +133,8 @@ class Tokenizer:
         if not getattr(self.tok, "chat_template", None):
             raise ValueError("the model's tokenizer has no chat template")
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        want = list(self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        got = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        want = list(got["input_ids"] if isinstance(got, Mapping) else got)     # transformers 5 answers a BatchEncoding
         text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         bos = self.tok.bos_token or ""
         for candidate in (text, text[len(bos):] if bos and text.startswith(bos) else None):
