@@ -7,8 +7,9 @@
 * a per-hop delay in the client transport: every step sent to a server waits that
   server's injected round-trip time first (netem is not available here; see
   docs/petals-testbed.md).
-* two fixes for known client hangs: a server session's ``close()`` marks it closed even
-  when closing the stream fails (broken pipe), and ``__del__`` never blocks (it may run
+* three fixes for known client hangs: a server session's ``close()`` marks it closed even
+  when closing the stream fails (broken pipe), waits for a hung server's last answer at
+  most one step deadline (``request_timeout``), and ``__del__`` never blocks (it may run
   on the event-loop thread during garbage collection or at interpreter shutdown).
 
 ``python -m serving.petals.client MODEL_DIR --initial-peers MADDR --dht-prefix P`` serves
@@ -37,6 +38,7 @@ closes its session.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -52,18 +54,21 @@ from petals import AutoDistributedModelForCausalLM  # noqa: E402
 from petals.client import inference_session as _isess  # noqa: E402
 from petals.client.inference_session import InferenceSession  # noqa: E402
 from petals.client.routing.sequence_manager import MissingBlocksError, RemoteSequenceManager  # noqa: E402
+from hivemind.moe.client.remote_expert_worker import RemoteExpertWorker  # noqa: E402
 from petals.data_structures import RemoteSpanInfo  # noqa: E402
 
 # --------------------------------------------------------------------------- hang fixes
 _ServerSession = _isess._ServerInferenceSession
-_orig_close = _ServerSession.close
 
 
 def _close_marking_closed(self) -> None:
     t0 = time.perf_counter()
     try:
-        _orig_close(self)
-    except Exception:  # broken pipe while closing: the stream is gone either way
+        if self._outputs_stream is not None:
+            # PETALS' close waits for the server's last answer with no limit: a hung server would hold the
+            # request forever, so it gets one step's deadline (request_timeout) to answer
+            RemoteExpertWorker.run_coroutine(asyncio.wait_for(self._aclose_stream(), self.config.request_timeout))
+    except Exception:  # broken pipe or no answer while closing: the stream is gone either way
         pass
     finally:
         self._outputs_stream = self._inputs_queue = None
@@ -297,14 +302,23 @@ def serve(client: Client, max_workers: int) -> None:
 
     def generate(msg: dict) -> None:
         from serving.petals.generate import RequestTooLong, StepTimeout, failed_peer
+        sent = threading.Event()
+
+        def end(fields: dict) -> None:          # once: a failure is reported before the sessions close
+            if not sent.is_set():
+                sent.set()
+                emit({"id": msg["id"], "event": "end", **fields})
+
+        def fail(exc: BaseException) -> None:
+            if isinstance(exc, RequestTooLong):
+                end({"ok": False, "error": str(exc), "too_long": True, "param": exc.param})
+            else:  # the engine turns it into an EngineError (a HopError when the peer is known)
+                end({"ok": False, "error": f"{type(exc).__name__}: {exc}", "peer": failed_peer(exc, msg.get("chain")),
+                     "timeout": isinstance(exc, StepTimeout)})
         try:
-            emit({"id": msg["id"], "event": "end", "ok": True, **generator.generate(msg, emit, cancels[msg["id"]])})
-        except RequestTooLong as exc:
-            emit({"id": msg["id"], "event": "end", "ok": False, "error": str(exc), "too_long": True,
-                  "param": exc.param})
-        except Exception as exc:  # the engine turns it into an EngineError naming the server
-            emit({"id": msg["id"], "event": "end", "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                  "peer": failed_peer(exc, msg.get("chain")), "timeout": isinstance(exc, StepTimeout)})
+            end({"ok": True, **generator.generate(msg, emit, cancels[msg["id"]], fail)})
+        except Exception as exc:
+            fail(exc)
         finally:
             cancels.pop(msg["id"], None)
 

@@ -114,8 +114,11 @@ class TextGenerator:
             ids = [tok.bos_token_id]
         return ids
 
-    def generate(self, msg: dict, emit: Callable[[dict], None], cancelled: threading.Event) -> dict:
-        """Run one ``generate`` message; ``emit`` gets the deltas; returns the end message's fields."""
+    def generate(self, msg: dict, emit: Callable[[dict], None], cancelled: threading.Event,
+                 fail: Callable[[BaseException], None] | None = None) -> dict:
+        """Run one ``generate`` message; ``emit`` gets the deltas; returns the end message's fields.  A
+        failure mid-session goes to ``fail`` before the sessions close (closing a hung server's session
+        waits up to a step deadline: the gateway can fail over meanwhile), then is raised."""
         rid, chain = msg["id"], msg["chain"]
         tok, model = self.tokenizer, self.client.model
         ids = self.prompt_ids(msg)
@@ -199,6 +202,10 @@ class TextGenerator:
                     finish = "stop" if stopped else "length"
                 if pending and finish != "cancelled":     # ids whose text never showed (held back, then cut)
                     emit({"id": rid, "event": "delta", "text": "", "tokens": list(pending)})
+            except Exception as exc:
+                if fail is not None:
+                    fail(exc)
+                raise
             finally:
                 session.close()
         return {"finish_reason": finish, "prompt_tokens": len(ids), "completion_tokens": n_out}
