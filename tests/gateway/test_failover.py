@@ -227,6 +227,7 @@ def test_a_hung_engine_is_taken_for_dead_within_5_s_and_the_chat_resumes(healthy
             setup.engines[0].signal(signal.SIGSTOP)        # accepts connections, never answers
             stopped_at = time.monotonic()
     assert resumed_after is not None and resumed_after < 5.0, resumed_after
+    print(f"\nhang: the next piece reached the client {resumed_after:.2f} s after the SIGSTOP")
     assert got == want
     assert setup.server_states()["s1"] == "suspect" and _masked(setup) == [True, False]
     setup.leases_all_released()
@@ -240,15 +241,19 @@ def test_an_engine_killed_mid_stream_fails_over_without_a_seam(healthy):
     failures = setup.state()["observations"]["failures"]
     stream = setup.client().completions.create(model="tiny-chars", prompt=prompt, temperature=0, max_tokens=N,
                                                stream=True, stream_options={"include_usage": True})
-    got, chunks, killed_at = "", [], None
+    got, chunks, killed_at, t_kill, gap = "", [], None, 0.0, None
     for chunk in stream:
         chunks.append(chunk)
-        got += chunk.choices[0].text if chunk.choices else ""
+        piece = chunk.choices[0].text if chunk.choices else ""
+        if piece and killed_at is not None and gap is None:
+            gap = time.monotonic() - t_kill
+        got += piece
         if killed_at is None and len(got) >= 20:
             assert _masked(setup) == [False, False] and setup.held() == 1
             setup.engines[0].kill()                        # SIGKILL, mid-answer
-            killed_at = len(got)
+            killed_at, t_kill = len(got), time.monotonic()
     assert killed_at is not None and killed_at < len(want) - 50, "the engine was not killed mid-answer"
+    print(f"\nkill: the next piece reached the client {gap:.2f} s after the SIGKILL")
     assert got == want                                     # no piece repeated or lost
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == finish
     last = chunks[-1]

@@ -97,16 +97,20 @@ def test_a_server_killed_mid_stream_costs_the_answer_nothing(setup):
     b = next(s for s in swarm.servers if s.spec.id == "b")
     stream = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=N, temperature=0, stream=True,
                                        stream_options={"include_usage": True})
-    got, chunks, killed_at = "", [], None
+    got, chunks, killed_at, t_kill, gap = "", [], None, 0.0, None
     for chunk in stream:
         chunks.append(chunk)
-        got += chunk.choices[0].text if chunk.choices else ""
+        piece = chunk.choices[0].text if chunk.choices else ""
+        if piece and killed_at is not None and gap is None:
+            gap = time.monotonic() - t_kill
+        got += piece
         if killed_at is None and len([c for c in chunks if c.choices and c.choices[0].text]) >= 3:
             assert [c["in_progress"] for c in store.state(CLUSTER)["chains"]] == [1, 0]
             for pid in running_tree(b.proc):
                 os.kill(pid, signal.SIGKILL)
-            killed_at = len(got)
+            killed_at, t_kill = len(got), time.monotonic()
     assert killed_at is not None and killed_at < len(want), "server b was not killed mid-answer"
+    print(f"\nkill: the next piece reached the client {gap:.2f} s after the SIGKILL")
     assert got == want, (killed_at, got, want)
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
     usage = chunks[-1].usage
