@@ -317,3 +317,35 @@ def test_when_every_engine_is_dead_one_clear_error_and_no_slot_is_held(setup):
                 for e in setup.engines:
                     e.kill()
     setup.leases_all_released()
+
+
+def test_the_resume_request_is_the_prompt_the_chain_saw_and_the_answer_so_far(tmp_path):
+    """What an openai engine sends after a fail-over, with the model's real tokenizer (no engine needed)."""
+    import asyncio
+    from dataclasses import replace
+
+    from serving.gateway.engine import ChatMessage, GenerationRequest, Resume
+    from serving.gateway.engines.openai import EngineEntry, EnginesFile, OpenAIEngine, Tokenizer
+    from solvers.plan_format import HopDoc
+
+    model = _char_model(tmp_path / "char-model")
+    entry = EngineEntry(("s3",), f"http://127.0.0.1:{free_port()}/v1", 1, "m")      # nothing listens there
+    engine = OpenAIEngine(EnginesFile("transformers", "m", (entry,)), tokenizer=Tokenizer(model))
+    chat = GenerationRequest(kind="chat", model="tiny-chars", messages=(ChatMessage("user", "Hi"),), max_tokens=10,
+                             stop=("zz",))
+    so_far = Resume("abc", (), 2)
+    assert engine.resume_refusal(chat, so_far) is None
+    call = engine._resume_call(replace(chat, resume=so_far), entry)
+    assert call.path == "/completions" and "messages" not in call.body
+    assert call.body["prompt"] == "user: Hi\nassistant:abc" and call.body["stop"] == ["zz"]
+    assert (call.body["max_tokens"], call.resumed, call.prompt_tokens) == (7, 3, len("user: Hi\nassistant:"))
+
+    async def rest(req):
+        return [d async for d in engine.stream(req, (HopDoc("s3", 0, 4),))]
+    whole = Resume("x" * 10, (), 10)                      # every token was out: only the end was lost
+    [end] = asyncio.run(rest(replace(chat, resume=whole)))
+    assert (end.finish_reason, end.prompt_tokens, end.completion_tokens) == ("length", call.prompt_tokens, 10)
+
+    assert "partial character" in engine.resume_refusal(chat, Resume("ab\ufffd", (), 1))
+    bare = OpenAIEngine(EnginesFile("transformers", "m", (entry,)))
+    assert "no tokenizer" in bare.resume_refusal(chat, so_far)

@@ -148,6 +148,7 @@ class _Call:
     path: str
     body: dict[str, Any]
     resumed: int = 0              # tokens of the answer the client already has (a resume)
+    prompt_tokens: int | None = None      # the original prompt's, as the engine counts them (a resume)
 
 
 class OpenAIEngine:
@@ -212,12 +213,13 @@ class OpenAIEngine:
         if why is not None or tok is None:
             raise EngineError(f"cannot resume the answer: {why}")
         prompt = tok.chat_prompt(request) if request.kind == "chat" else request.prompt
-        resumed = tok.count(prompt + resume.text) - tok.count(prompt)
+        prompt_tokens = tok.count(prompt)
+        resumed = tok.count(prompt + resume.text) - prompt_tokens
         _, body = self.body(request, entry)
         body.pop("messages", None)
         body["prompt"] = prompt + resume.text
         body["max_tokens"] = request.max_tokens - resumed
-        return _Call("/completions", body, resumed)
+        return _Call("/completions", body, resumed, prompt_tokens)
 
     # -- one request ----------------------------------------------------------------------------
     async def stream(self, request: GenerationRequest, hops: Sequence[HopDoc]) -> AsyncIterator[Delta]:
@@ -227,7 +229,7 @@ class OpenAIEngine:
         else:
             call = await asyncio.to_thread(self._resume_call, request, entry)
             if call.body["max_tokens"] < 1:          # every token was out; only the end was lost
-                yield Delta(finish_reason="length", completion_tokens=call.resumed)
+                yield Delta(finish_reason="length", prompt_tokens=call.prompt_tokens, completion_tokens=call.resumed)
                 return
         async with self._slots[entry.servers]:
             try:
