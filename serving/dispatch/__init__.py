@@ -7,13 +7,16 @@
   the script's keys) and ``memory_store`` (one process, the embedded default);
 - ``snapshot``: compiles an adopted plan for the stores (the order and choices come from the
   core in ``solvers.dispatch_policy``, which the simulator shares);
-- ``http``: the ASGI service; ``client``: what serving code uses (HTTP or Redis-direct).
+- ``http``: the ASGI service; ``client``: what serving code uses (HTTP or Redis-direct);
+- ``failover``: running a request with fail-over (a new lease and a resume when a hop fails).
 
 See docs/dispatcher.md.
 """
 
 from .client import (AsyncDispatchClient, AsyncRedisDispatchClient, DispatchClient, DispatchError, Hop,
-                     InvalidRequest, Lease, LeaseGone, NoAdoptedPlan, NoFreeChain, RedisDispatchClient, ServerDown)
+                     InvalidRequest, Lease, LeaseGone, NoAdoptedPlan, NoFreeChain, RedisDispatchClient, ServerDown,
+                     StoreClient)
 
 __all__ = ["AsyncDispatchClient", "AsyncRedisDispatchClient", "DispatchClient", "DispatchError", "Hop",
-           "InvalidRequest", "Lease", "LeaseGone", "NoAdoptedPlan", "NoFreeChain", "RedisDispatchClient", "ServerDown"]
+           "InvalidRequest", "Lease", "LeaseGone", "NoAdoptedPlan", "NoFreeChain", "RedisDispatchClient", "ServerDown",
+           "StoreClient"]

@@ -35,7 +35,8 @@ from .protocol import (DispatchError, Hop, InvalidRequest, Lease, LeaseGone, NoA
                        check_failed, error_from_http)
 
 __all__ = ["Hop", "Lease", "DispatchError", "InvalidRequest", "NoAdoptedPlan", "NoFreeChain", "LeaseGone",
-           "ServerDown", "DispatchClient", "AsyncDispatchClient", "RedisDispatchClient", "AsyncRedisDispatchClient"]
+           "ServerDown", "DispatchClient", "AsyncDispatchClient", "RedisDispatchClient", "AsyncRedisDispatchClient",
+           "StoreClient"]
 
 
 def _raise_for(resp: httpx.Response) -> Any:
@@ -67,7 +68,7 @@ class _Held:
     ``lease.fail(server, error)`` (or this object's ``fail``) inside the block reports that hop as
     failed with the release on exit; ``released`` is then the answer ({"released", "server",
     "server_state"}).  ``lost`` says why background renewal stopped (a ``ServerDown`` names the
-    server that is down: the request cannot finish, take a new lease).
+    server that is down: the request cannot finish, take a new lease); ``ended`` is set at that moment.
     """
 
     def __init__(self, client: "_SyncBase", wait_s: float, policy: str | None):
@@ -76,6 +77,7 @@ class _Held:
         self._thread: threading.Thread | None = None
         self.lease: Lease | None = None
         self.lost: BaseException | None = None       # why background renewal stopped, if it did
+        self.ended = threading.Event()               # set when renewal stopped for good (the lease is gone)
         self.released: Any = None                    # release's answer on exit
 
     def fail(self, server: str, error: str = "") -> None:
@@ -98,6 +100,7 @@ class _Held:
                 lease.ttl_s, lease.expires_at = got["ttl_s"], got["expires_at"]
             except LeaseGone as exc:
                 self.lost = exc
+                self.ended.set()
                 return
             except Exception as exc:  # noqa: BLE001 - keep trying until the lease ends; the next renew may work
                 self.lost = exc
@@ -128,6 +131,7 @@ class _AsyncHeld:
         self._task: asyncio.Task | None = None
         self.lease: Lease | None = None
         self.lost: BaseException | None = None
+        self.ended = asyncio.Event()                 # set when renewal stopped for good (the lease is gone)
         self.released: Any = None
 
     def fail(self, server: str, error: str = "") -> None:
@@ -149,6 +153,7 @@ class _AsyncHeld:
                 lease.ttl_s, lease.expires_at = got["ttl_s"], got["expires_at"]
             except LeaseGone as exc:
                 self.lost = exc
+                self.ended.set()
                 return
             except Exception as exc:  # noqa: BLE001
                 self.lost = exc
@@ -318,14 +323,15 @@ class AsyncDispatchClient(_AsyncBase):
 class RedisDispatchClient(_SyncBase):
     """Redis-direct client: the same scripts as the HTTP dispatcher, no HTTP hop (needs ``redis``).
 
-    ``prefix`` must be the dispatcher's key prefix (setting CHAINPLAN_DISPATCH_PREFIX).
+    ``prefix`` must be the dispatcher's key prefix (setting CHAINPLAN_DISPATCH_PREFIX); ``liveness`` (a
+    ``LivenessConfig``; default from the environment) judges the failure reports this client sends.
     Authentication is Redis's own: whoever may reach this Redis may dispatch.
     """
 
-    def __init__(self, redis_url: str, cluster: int, *, prefix: str = "chainplan:dispatch"):
+    def __init__(self, redis_url: str, cluster: int, *, prefix: str = "chainplan:dispatch", liveness: Any = None):
         from .redis_store import RedisStore
         self.cluster = int(cluster)
-        self.store = RedisStore(redis_url, prefix=prefix)
+        self.store = RedisStore(redis_url, prefix=prefix, liveness=liveness)
 
     def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
         return Lease.from_json(self.store.acquire(self.cluster, wait_s=wait_s, policy=policy))
@@ -352,10 +358,10 @@ class RedisDispatchClient(_SyncBase):
 
 
 class AsyncRedisDispatchClient(_AsyncBase):
-    def __init__(self, redis_url: str, cluster: int, *, prefix: str = "chainplan:dispatch"):
+    def __init__(self, redis_url: str, cluster: int, *, prefix: str = "chainplan:dispatch", liveness: Any = None):
         from .redis_store import AsyncRedisStore
         self.cluster = int(cluster)
-        self.store = AsyncRedisStore(redis_url, prefix=prefix)
+        self.store = AsyncRedisStore(redis_url, prefix=prefix, liveness=liveness)
 
     async def acquire_lease(self, wait_s: float = 30, policy: str | None = None) -> Lease:
         return Lease.from_json(await self.store.acquire(self.cluster, wait_s=wait_s, policy=policy))
@@ -379,3 +385,15 @@ class AsyncRedisDispatchClient(_AsyncBase):
 
     async def aclose(self) -> None:
         await self.store.close()
+
+
+class StoreClient(AsyncRedisDispatchClient):
+    """The Redis-direct client's calls over any ``DispatchStore`` of this process (an ``AsyncRedisStore``,
+    or the in-process ``MemoryStore``); the store is the caller's, so closing this client leaves it open."""
+
+    def __init__(self, store: Any, cluster: int):      # no super(): the store is given, not opened
+        self.cluster = int(cluster)
+        self.store = store
+
+    async def aclose(self) -> None:
+        return None

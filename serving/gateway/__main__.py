@@ -50,6 +50,12 @@ def build(args: argparse.Namespace):
     elif args.model and args.cluster and bool(args.engines_file) != bool(args.swarm_file):
         engine = ({"engine": "openai", "engines_file": args.engines_file} if args.engines_file
                   else {"engine": "petals", "swarm_file": args.swarm_file})
+        if args.tokenizer:
+            if not args.engines_file:
+                raise ValueError("--tokenizer: only with --engines-file (a PETALS swarm's client reads its own)")
+            engine["tokenizer"] = args.tokenizer
+        if args.expected_step_s is not None:
+            engine["expected_step_s"] = args.expected_step_s
         models = models_from_dict({"models": [{"name": args.model, "cluster": args.cluster, **engine}]},
                                   base_dir=Path.cwd())
     else:
@@ -97,8 +103,13 @@ def build(args: argparse.Namespace):
 
     limits = Limits(max_tokens=args.max_tokens, default_max_tokens=min(args.default_max_tokens, args.max_tokens),
                     max_prompt_chars=args.max_prompt_chars)
+    if args.failover_attempts < 1:
+        raise ValueError(f"--failover-attempts: at least 1 (no fail-over), got {args.failover_attempts}")
+    if not args.failover_window_s > 0:
+        raise ValueError(f"--failover-window-s: a positive number of seconds, got {args.failover_window_s}")
     config = GatewayConfig(models=models, keys=StoreKeys(key_store), leases=leases, limits=limits,
-                           queue_wait_s=args.queue_wait_s, max_body_bytes=args.max_body_bytes)
+                           queue_wait_s=args.queue_wait_s, max_body_bytes=args.max_body_bytes,
+                           failover_attempts=args.failover_attempts, failover_window_s=args.failover_window_s)
     names = ", ".join(f"{m.name} (cluster {m.cluster}, {m.engine.name})" for m in models)
     return create_app(config, startup=startup), names
 
@@ -117,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--engines-file", help="the engines file `python -m solvers export --engines-file` wrote")
     s.add_argument("--swarm-file", help="instead of --engines-file: the PETALS swarm file `python -m "
                                         "serving.petals.launch` wrote (the petals engine)")
+    s.add_argument("--tokenizer", help="with --engines-file: the model's local directory (its tokenizer and chat "
+                                       "template), so that an answer cut by a failed chain resumes on another")
+    s.add_argument("--expected-step-s", type=float, default=None,
+                   help="a token step's expected time on the chains (a hop silent for max(2 s, 10x this) is taken "
+                        "for hung; default 0.1)")
+    s.add_argument("--failover-attempts", type=int, default=3,
+                   help="chains a request may try when hops fail (default %(default)s: the first and two fail-overs)")
+    s.add_argument("--failover-window-s", type=float, default=30.0,
+                   help="from a request's first hop failure, the longest it waits for a new chain (default %(default)s)")
     s.add_argument("--dispatch", default="memory",
                    help="where leases come from: 'memory' (in this process), redis://... (the dispatcher's store, "
                         "directly) or http://... (its HTTP endpoints); default %(default)s")

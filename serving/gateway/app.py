@@ -7,6 +7,12 @@ a lease from the dispatcher (waits up to ``queue_wait_s``; 429 with Retry-After 
 stays busy, 503 when there is no adopted plan or the dispatcher is away) -> the engine runs it on
 exactly the granted chain -> the lease is released when the answer ends, the client goes away
 (the engine's task is cancelled at once: its session closes) or anything fails.
+
+When a hop fails mid-answer (the engine raises ``HopError``), the request fails over
+(``serving.dispatch.failover.astream``): the failed server is reported with the release (masked at
+once), a new lease is taken, and the engine continues the answer on the new chain after what the
+client already has, so the client sees one uninterrupted answer; when no chain can finish it, one
+503 with Retry-After (an ``error`` event once the stream has started).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from starlette.applications import Starlette
@@ -26,9 +32,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from serving.dispatch.failover import MAX_ATTEMPTS, MAX_FAILOVER_S, Attempt, FailoverExhausted, Failure, astream
 from serving.dispatch.protocol import DispatchError, NoAdoptedPlan, NoFreeChain
 
-from .engine import Delta, Engine, EngineError, GenerationRequest, RequestTooLong
+from .engine import Delta, Engine, EngineError, GenerationRequest, RequestTooLong, Resume
 from .errors import OpenAIError
 from .keys import KeySource
 from .leases import LeaseSource
@@ -58,6 +65,8 @@ class GatewayConfig:
     limits: Limits = field(default_factory=Limits)
     queue_wait_s: float = 30.0          # a request's deadline for a free slot
     max_body_bytes: int = 1 << 20
+    failover_attempts: int = MAX_ATTEMPTS       # leases per request: the first and the fail-overs
+    failover_window_s: float = MAX_FAILOVER_S   # from a request's first hop failure, the longest it waits for a new lease
 
 
 def is_gateway_path(path: str) -> bool:
@@ -83,13 +92,44 @@ def _dispatch_error(exc: Exception, cluster: int) -> OpenAIError:
                        code="dispatcher_unavailable", retry_after_s=1)
 
 
-def _engine_error(exc: EngineError, parsed: Parsed, chain: Any) -> OpenAIError:
+def _engine_error(exc: EngineError, parsed: Parsed, progress: "_Progress") -> OpenAIError:
     """An engine's failure in OpenAI's shape: a request too long for the runtime is the request's
     fault (400 naming what to shorten); anything else is the engine's (502)."""
     if isinstance(exc, RequestTooLong):
         param = parsed.prompt_param if exc.param == "prompt" else parsed.max_tokens_param
         return OpenAIError(400, f"{exc}: shorten {param}", param=param, code="context_length_exceeded")
-    return OpenAIError(502, f"the engine failed on chain {chain}: {exc}", code="engine_error")
+    why = f" (no fail-over: {progress.refusal})" if progress.refusal else ""
+    return OpenAIError(502, f"the engine failed on chain {progress.chain}: {exc}{why}", code="engine_error")
+
+
+def _failover_error(exc: FailoverExhausted) -> OpenAIError:
+    return OpenAIError(503, f"no chain could answer: {exc.detail}", code="no_chain_available",
+                       retry_after_s=exc.retry_after_s)
+
+
+class _Progress:
+    """What the client has received of the answer so far: a fail-over resumes after it."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.tokens: list[int] = []
+        self.pieces = 0
+        self.chain: int | None = None       # the chain of the attempt running now
+        self.started = False                # an attempt ran (so an error is no longer the dispatcher's refusal)
+        self.refusal: str | None = None     # why the engine could not resume, when it could not
+        self.waited_s = 0.0                 # the first lease's time in the dispatcher's queue
+
+    def add(self, d: Delta) -> None:
+        if d.text:
+            self.text.append(d.text)
+            self.pieces += 1
+        if d.tokens:
+            self.tokens.extend(d.tokens)
+
+    def resume(self) -> Resume | None:
+        if not self.pieces and not self.tokens:
+            return None              # nothing reached the client: the next chain simply runs the request
+        return Resume("".join(self.text), tuple(self.tokens), self.pieces)
 
 
 async def _first(deltas: AsyncIterator[Delta]) -> Delta | None:
@@ -133,11 +173,12 @@ async def _unless_gone(work: Awaitable[T], receive) -> tuple[bool, T | None]:
     return True, None
 
 
-def _granted(response: Response, lease: Any) -> Response:
-    """Which chain of the plan served the answer and how long it queued for it (headers a client may read,
-    as the PETALS testbed does to compare its measurements with the prediction)."""
-    response.headers["x-chainplan-chain"] = str(lease.chain)
-    response.headers["x-chainplan-queue-wait-s"] = f"{float(lease.waited_s):.6f}"
+def _granted(response: Response, progress: "_Progress") -> Response:
+    """Which chain of the plan served the answer (the one running when the answer started) and how long
+    its first lease queued (headers a client may read, as the PETALS testbed does to compare its
+    measurements with the prediction)."""
+    response.headers["x-chainplan-chain"] = str(progress.chain)
+    response.headers["x-chainplan-queue-wait-s"] = f"{progress.waited_s:.6f}"
     return response
 
 
@@ -224,6 +265,7 @@ class _EventStream(Response):
 class Gateway:
     def __init__(self, config: GatewayConfig):
         self.config = config
+        self.failovers_total = 0        # attempts resumed on a new chain after a hop failed (for metrics)
         self.by_cluster: dict[int, dict[str, ServedModel]] = {}
         for m in config.models:
             self.by_cluster.setdefault(m.cluster, {})[m.name] = m
@@ -296,59 +338,81 @@ class Gateway:
         cluster = await self._cluster(request)
         parsed = parse(await self._json(request), self.config.limits)
         served = self._model(cluster, parsed.request.model)
+        progress = _Progress()
         try:
-            held = self.config.leases.client(served.cluster).acquire(wait_s=self.config.queue_wait_s)
-            gone, lease = await _unless_gone(held.__aenter__(), request.receive)
-        except (DispatchError, OSError, Exception) as exc:  # noqa: BLE001 - every failure to lease is a 429/503
-            if isinstance(exc, OpenAIError):
-                raise
+            client = self.config.leases.client(served.cluster)
+        except Exception as exc:  # noqa: BLE001 - no way to lease (no dispatch token): 503
             raise _dispatch_error(exc, served.cluster) from None
-        if gone:
-            return Response(status_code=499)
+        deltas = self._answer(served, parsed.request, client, progress)
 
-        async def release() -> None:
-            try:
-                await held.__aexit__(None, None, None)
-            except Exception:  # noqa: BLE001 - the lease expires by itself within its TTL
-                log.warning("could not release lease %s; it expires with its TTL", lease.lease, exc_info=True)
-
-        answer = _Answer(parsed.request, served.name)
-        deltas = served.engine.stream(parsed.request, lease.servers)
-
-        async def finish() -> None:      # the engine's session closed first, then the slot given back
-            try:
-                await deltas.aclose()
-            finally:
-                await release()
-
-        # The first piece is awaited before any response starts: a refusal the engine can only make
-        # once it sees the tokens (a prompt too long for the servers) is still an HTTP error, not an
-        # error event inside a 200 stream.
+        # The first piece is awaited before any response starts: a refusal (no free slot, a prompt too
+        # long for the servers, no chain left after fail-overs) is still an HTTP error, not an error
+        # event inside a 200 stream.
         try:
             gone, first = await _unless_gone(_first(deltas), request.receive)
-        except EngineError as exc:
-            await finish()
-            raise _engine_error(exc, parsed, lease.chain) from None
-        except BaseException:
-            await finish()
-            raise
+        except BaseException as exc:
+            await deltas.aclose()
+            raise self._error(exc, parsed, progress, served.cluster) from None
         if gone:
-            await finish()
+            await deltas.aclose()
             return Response(status_code=499)
+        answer = _Answer(parsed.request, served.name)
         if parsed.stream:
-            return _granted(_EventStream(self._events(answer, _then(first, deltas), parsed.include_usage), finish),
-                            lease)
+            return _granted(_EventStream(self._events(answer, _then(first, deltas), parsed.include_usage, parsed,
+                                             progress), deltas.aclose), progress)
         try:
             gone, got = await _unless_gone(self._collect(_then(first, deltas)), request.receive)
-        except EngineError as exc:
-            raise _engine_error(exc, parsed, lease.chain) from None
+        except BaseException as exc:
+            raise self._error(exc, parsed, progress, served.cluster) from None
         finally:
-            await finish()
+            await deltas.aclose()
         if gone:
             return Response(status_code=499)
         text, final, counted = got
         return _granted(JSONResponse(answer.whole(text, final.finish_reason if final else None, _usage(final, counted))),
-                        lease)
+                        progress)
+
+    def _answer(self, served: ServedModel, req: GenerationRequest, client: Any,
+                progress: _Progress) -> AsyncIterator[Delta]:
+        """The answer, over as many leases as fail-overs need; every delta the caller takes is noted in
+        ``progress`` first, so a resumed attempt starts exactly after what the client was given."""
+        engine = served.engine
+
+        def attempt(a: Attempt) -> AsyncIterator[Delta]:
+            progress.started, progress.chain = True, a.lease.chain
+            if not a.resumed:
+                progress.waited_s = float(a.lease.waited_s)
+            if a.resumed:
+                self.failovers_total += 1
+            resume = progress.resume()
+            return engine.stream(req if resume is None else replace(req, resume=resume), a.lease.servers)
+
+        def can_resume(state: Any, failure: Failure) -> bool:
+            resume = progress.resume()
+            progress.refusal = None if resume is None else engine.resume_refusal(req, resume)
+            return progress.refusal is None
+
+        async def noted() -> AsyncIterator[Delta]:
+            async for d in astream(client, attempt, state=progress, wait_s=self.config.queue_wait_s,
+                                   max_attempts=self.config.failover_attempts,
+                                   max_failover_s=self.config.failover_window_s, can_resume=can_resume):
+                progress.add(d)
+                yield d
+        return noted()
+
+    @staticmethod
+    def _error(exc: BaseException, parsed: Parsed, progress: _Progress, cluster: int) -> BaseException:
+        """What a failure before the answer was complete becomes: the dispatcher's refusals (429, 503),
+        the engine's (400, 502), no chain left after fail-overs (503); anything else as it was."""
+        if isinstance(exc, OpenAIError):
+            return exc
+        if isinstance(exc, FailoverExhausted):
+            return _failover_error(exc)
+        if isinstance(exc, EngineError):
+            return _engine_error(exc, parsed, progress)
+        if isinstance(exc, Exception) and (isinstance(exc, DispatchError) or not progress.started):
+            return _dispatch_error(exc, cluster)      # every failure to lease is a 429/503
+        return exc
 
     @staticmethod
     async def _collect(deltas: AsyncIterator[Delta]) -> tuple[str, Delta | None, int]:
@@ -362,7 +426,8 @@ class Gateway:
         return "".join(parts), final, counted
 
     @staticmethod
-    async def _events(answer: _Answer, deltas: AsyncIterator[Delta], include_usage: bool) -> AsyncIterator[bytes]:
+    async def _events(answer: _Answer, deltas: AsyncIterator[Delta], include_usage: bool, parsed: Parsed,
+                      progress: _Progress) -> AsyncIterator[bytes]:
         final, counted = None, 0
         try:
             if answer.chat:
@@ -377,8 +442,9 @@ class Gateway:
             if include_usage:
                 yield _sse(answer.usage_chunk(_usage(final, counted)))
             yield b"data: [DONE]\n\n"
-        except EngineError as exc:       # mid-stream: the SDKs raise on an "error" event
-            yield _sse(OpenAIError(502, f"the engine failed: {exc}", code="engine_error").body())
+        except (EngineError, FailoverExhausted) as exc:       # mid-stream: the SDKs raise on an "error" event
+            err = _failover_error(exc) if isinstance(exc, FailoverExhausted) else _engine_error(exc, parsed, progress)
+            yield _sse(err.body())
         finally:
             await deltas.aclose()
 

@@ -12,6 +12,12 @@ normalised request, it yields the answer as it is produced.  Two kinds to start 
 Cancellation is the contract for a client that goes away: the gateway cancels the task iterating
 ``stream()``, and the engine must close its runtime session (PETALS inference session, HTTP stream)
 in its ``finally``/``aclose`` within a second.
+
+Fail-over (docs/gateway.md): when a hop of the chain fails (a connection refused or reset, no answer
+within the step deadline) the engine raises ``HopError`` naming that hop's server; the gateway reports
+it to the dispatcher, takes a new lease and calls ``stream()`` again with ``request.resume`` set (the
+answer the client already has): the engine continues the answer after it, exactly, or says why it cannot
+(``resume_refusal``).
 """
 
 from __future__ import annotations
@@ -19,15 +25,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Literal, Protocol, Sequence, runtime_checkable
 
+from serving.dispatch.failover import HopFailed
 from solvers.plan_format import HopDoc
 
-__all__ = ["ChatMessage", "GenerationRequest", "Delta", "EngineError", "RequestTooLong", "Engine"]
+__all__ = ["ChatMessage", "GenerationRequest", "Resume", "Delta", "EngineError", "HopError", "RequestTooLong",
+           "Engine", "STEP_FLOOR_S", "STEP_FACTOR", "step_deadline"]
+
+# A hop that does not answer a step within max(STEP_FLOOR_S, STEP_FACTOR x the expected step time) is taken
+# for hung (docs/gateway.md, "Fail-over").
+STEP_FLOOR_S = 2.0
+STEP_FACTOR = 10.0
+
+
+def step_deadline(expected_step_s: float) -> float:
+    return max(STEP_FLOOR_S, STEP_FACTOR * expected_step_s)
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The answer so far, when a request resumes on a new chain after a hop failed: ``text`` is what the
+    client has received, ``tokens`` its token ids where the engine reports them (PETALS), ``pieces`` the
+    number of text deltas it came in."""
+
+    text: str
+    tokens: tuple[int, ...] = ()
+    pieces: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,12 +71,14 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    resume: Resume | None = None               # set when continuing after a fail-over: produce only what follows
 
 
 @dataclass(frozen=True)
 class Delta:
     """A piece of the answer.  The last one an engine yields carries ``finish_reason``
-    ("stop": end of sequence or a stop string; "length": max_tokens reached) and the token counts."""
+    ("stop": end of sequence or a stop string; "length": max_tokens reached) and the token counts (of
+    the whole answer and the original prompt, also when the request resumed)."""
 
     text: str = ""
     finish_reason: Literal["stop", "length"] | None = None
@@ -63,6 +93,14 @@ class EngineError(RuntimeError):
     def __init__(self, message: str, *, server: str | None = None):
         super().__init__(message)
         self.server = server
+
+
+class HopError(EngineError, HopFailed):
+    """A hop of the granted chain failed (connection refused or reset, no answer within the step deadline):
+    ``server`` names it.  The gateway fails over: it reports the server and resumes on another chain."""
+
+    def __init__(self, message: str, *, server: str | None):
+        super().__init__(message, server=server)
 
 
 class RequestTooLong(EngineError):
@@ -82,6 +120,10 @@ class Engine(Protocol):
 
     def stream(self, request: GenerationRequest, hops: Sequence[HopDoc]) -> AsyncIterator[Delta]:
         """Run ``request`` on the chain ``hops`` (in order, block ranges as granted); yield the answer."""
+        ...
+
+    def resume_refusal(self, request: GenerationRequest, resume: Resume) -> str | None:
+        """None when ``stream()`` can continue ``request`` exactly after ``resume``; else why not."""
         ...
 
     async def aclose(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping, Protocol
 
-from serving.dispatch import AsyncDispatchClient, AsyncRedisDispatchClient
+from serving.dispatch import AsyncDispatchClient, AsyncRedisDispatchClient, StoreClient
 from serving.dispatch.protocol import DispatchError, DispatchStore
 
 __all__ = ["LeaseSource", "StoreLeases", "HttpLeases", "NoDispatchCredentials"]
@@ -27,29 +27,17 @@ class LeaseSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _StoreClient(AsyncRedisDispatchClient):
-    """The Redis-direct client's calls over any ``DispatchStore`` (Redis, or the in-process memory
-    store when the gateway is mounted in the service); the store is shared, so closing is its owner's."""
-
-    def __init__(self, store: DispatchStore, cluster: int):      # no super(): the store is given, not opened
-        self.cluster = int(cluster)
-        self.store = store
-
-    async def aclose(self) -> None:
-        return None
-
-
 class StoreLeases:
     """Leases straight from a store: ``AsyncRedisStore`` (Redis-direct) or a ``MemoryStore``."""
 
     def __init__(self, store: DispatchStore):
         self.store = store
-        self._clients: dict[int, _StoreClient] = {}
+        self._clients: dict[int, StoreClient] = {}
 
-    def client(self, cluster: int) -> _StoreClient:
+    def client(self, cluster: int) -> StoreClient:
         got = self._clients.get(cluster)
         if got is None:
-            got = self._clients[cluster] = _StoreClient(self.store, cluster)
+            got = self._clients[cluster] = StoreClient(self.store, cluster)
         return got
 
     async def aclose(self) -> None:

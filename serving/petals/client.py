@@ -7,8 +7,9 @@
 * a per-hop delay in the client transport: every step sent to a server waits that
   server's injected round-trip time first (netem is not available here; see
   docs/petals-testbed.md).
-* two fixes for known client hangs: a server session's ``close()`` marks it closed even
-  when closing the stream fails (broken pipe), and ``__del__`` never blocks (it may run
+* three fixes for known client hangs: a server session's ``close()`` marks it closed even
+  when closing the stream fails (broken pipe), waits for a hung server's last answer at
+  most one step deadline (``request_timeout``), and ``__del__`` never blocks (it may run
   on the event-loop thread during garbage collection or at interpreter shutdown).
 
 ``python -m serving.petals.client MODEL_DIR --initial-peers MADDR --dht-prefix P`` serves
@@ -26,8 +27,12 @@ chain's blocks (a sub-range of the model allowed) on random hidden states: the c
 from the model's directory, one KV session over exactly the chain, and as tokens come
 ``{"id": .., "event": "delta", "text": .., "tokens": [..]}``, then ``{"id": .., "event": "end", "ok":
 true, "finish_reason": "stop" | "length" | "cancelled", "prompt_tokens", "completion_tokens"}`` (or
-``"ok": false, "error", "peer"``: the server that failed, where known).  ``{"op": "cancel", "id": ..}``
-stops it after the step in flight and closes its session.
+``"ok": false, "error", "peer"``: the server that failed, where known, and ``"timeout": true`` when it
+did not answer within its step deadline).  A ``generate`` may carry ``"resume_ids"`` and ``"resume_text"``
+(the answer so far, after a fail-over: prefilled with the prompt, only what follows is streamed) and
+``"deadline": {"floor_s", "factor", "expected_step_s"}`` (a step not answered within ``max(floor_s,
+factor x expected)`` fails its hop).  ``{"op": "cancel", "id": ..}`` stops it after the step in flight and
+closes its session.
 """
 
 from __future__ import annotations
@@ -56,7 +61,6 @@ from hivemind.proto import runtime_pb2  # noqa: E402
 
 # --------------------------------------------------------------------------- hang fixes
 _ServerSession = _isess._ServerInferenceSession
-_orig_close = _ServerSession.close
 
 
 def _close_marking_closed(self) -> None:
@@ -150,16 +154,25 @@ InferenceSession._enter_server_sessions = _timed_enter
 class ChainSequenceManager(RemoteSequenceManager):
     """Routes every session over ``chain`` = [(peer_id, start, end), ...] exactly."""
 
-    def __init__(self, config, block_uids, *, dht=None, state=None, chain=None, offset: int = 0):
+    def __init__(self, config, block_uids, *, dht=None, state=None, chain=None, offset: int = 0,
+                 routing_feedback: bool = True):
         super().__init__(config, block_uids, dht=dht, state=state)
         self.chain = list(chain or [])
         self.offset = offset        # the model's block number of this manager's block 0 (a sub-range)
+        # False: a failed hop is not dropped from the shared routing table nor banned (the gateway's
+        # dispatcher masks it instead, for as long as its liveness rules say)
+        self.routing_feedback = routing_feedback
 
     def __getitem__(self, ix):
         sub = super().__getitem__(ix)
         sub.chain = self.chain
         sub.offset = self.offset + (ix.start or 0 if isinstance(ix, slice) else int(ix))
+        sub.routing_feedback = self.routing_feedback
         return sub
+
+    def on_request_failure(self, peer_id):
+        if self.routing_feedback:
+            super().on_request_failure(peer_id)
 
     def make_sequence(self, start_index: int = 0, end_index: int | None = None, *, mode: str,
                       cache_tokens_needed: int | None = None) -> list[RemoteSpanInfo]:
@@ -205,14 +218,16 @@ class Client:
             time.sleep(0.5)
         raise RuntimeError(f"servers not visible in the DHT: {sorted(peers - seen)}")
 
-    def manager_for(self, chain, *, step_timeout_s: float | None = None,
-                    max_retries: int | None = None) -> RemoteSequenceManager:
-        """``step_timeout_s``: a forced chain's deadline per hop step and session opening (PETALS'
+    def manager_for(self, chain, *, config=None, routing_feedback: bool = True,
+                    step_timeout_s: float | None = None, max_retries: int | None = None) -> RemoteSequenceManager:
+        """The manager for one request: PETALS' own routing (``chain`` None) or exactly ``chain``.
+        ``config`` (a copy of the model's, e.g. with the request's own timeouts) replaces the shared one;
+        ``step_timeout_s``: a forced chain's deadline per hop step and session opening (PETALS'
         ``request_timeout`` / ``connect_timeout``: a hung server fails the step instead of holding it
         for minutes); ``max_retries``: attempts per hop (1: fail at once, whoever holds the lease fails over)."""
         if chain is None:
             return self.base
-        config = self.base.config
+        config = config or self.base.config
         changes = {}
         if step_timeout_s is not None:
             changes.update(request_timeout=float(step_timeout_s), connect_timeout=float(step_timeout_s))
@@ -221,7 +236,7 @@ class Client:
         if changes:
             config = dataclasses.replace(config, **changes)
         return ChainSequenceManager(config, self.base.block_uids, dht=self.base.dht,
-                                    state=self.base.state, chain=chain)
+                                    state=self.base.state, chain=chain, routing_feedback=routing_feedback)
 
     def _start_timing(self) -> None:
         _hop_times.acc, _hop_times.steps, _hop_times.first, _hop_times.setup = {}, {}, {}, {}
@@ -341,15 +356,24 @@ def serve(client: Client, max_workers: int) -> None:
     generator = None
 
     def generate(msg: dict) -> None:
-        from serving.petals.generate import RequestTooLong, failed_peer
+        from serving.petals.generate import RequestTooLong, StepTimeout, failed_peer
+        sent = threading.Event()
+
+        def end(fields: dict) -> None:          # once: a failure is reported before the sessions close
+            if not sent.is_set():
+                sent.set()
+                emit({"id": msg["id"], "event": "end", **fields})
+
+        def fail(exc: BaseException) -> None:
+            if isinstance(exc, RequestTooLong):
+                end({"ok": False, "error": str(exc), "too_long": True, "param": exc.param})
+            else:  # the engine turns it into an EngineError (a HopError when the peer is known)
+                end({"ok": False, "error": f"{type(exc).__name__}: {exc}", "peer": failed_peer(exc, msg.get("chain")),
+                     "timeout": isinstance(exc, StepTimeout)})
         try:
-            emit({"id": msg["id"], "event": "end", "ok": True, **generator.generate(msg, emit, cancels[msg["id"]])})
-        except RequestTooLong as exc:
-            emit({"id": msg["id"], "event": "end", "ok": False, "error": str(exc), "too_long": True,
-                  "param": exc.param})
-        except Exception as exc:  # the engine turns it into an EngineError naming the server
-            emit({"id": msg["id"], "event": "end", "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                  "peer": failed_peer(exc, msg.get("chain"))})
+            end({"ok": True, **generator.generate(msg, emit, cancels[msg["id"]], fail)})
+        except Exception as exc:
+            fail(exc)
         finally:
             cancels.pop(msg["id"], None)
 

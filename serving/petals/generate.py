@@ -5,12 +5,21 @@ this module runs one: the tokenizer and chat template from the model's directory
 session over exactly the granted spans, sampling on the client (greedy at temperature 0), tokens
 turned into text as they come (``serving.petals.text``), stop strings, and a session closed in every
 case (end, stop, cancel, failure).
+
+Fail-over: every step has a deadline (``max(floor, factor x expected step time)``, the expected time
+being the larger of the gateway's figure and this session's mean step so far; the prompt's step scaled
+by its length), and a hop that fails is not retried here (the lease names one chain: the gateway takes
+a new one).  A resumed request (``resume_ids``: the answer so far) prefills the prompt and those ids in
+one step and replays them through the detokenizer and the stop scanner, so the text that follows is
+exactly what the uninterrupted answer would have streamed next.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,6 +30,18 @@ from petals.client.routing.sequence_manager import MissingBlocksError
 
 from serving.petals import client as _client
 from serving.petals.text import IncrementalDetokenizer, StopScanner
+
+
+PREFILL_TOKENS_PER_STEP = 128   # a prompt step gets one step deadline per this many tokens (at least one)
+
+
+class StepTimeout(TimeoutError):
+    """A hop gave no answer within its step deadline (hung, or far slower than expected)."""
+
+
+def deadline_s(spec: dict, expected_s: float) -> float:
+    """max(floor, factor x expected): the gateway's rule (serving.gateway.engine.step_deadline)."""
+    return max(float(spec.get("floor_s", 2.0)), float(spec.get("factor", 10.0)) * expected_s)
 
 
 class RequestTooLong(ValueError):
@@ -93,8 +114,11 @@ class TextGenerator:
             ids = [tok.bos_token_id]
         return ids
 
-    def generate(self, msg: dict, emit: Callable[[dict], None], cancelled: threading.Event) -> dict:
-        """Run one ``generate`` message; ``emit`` gets the deltas; returns the end message's fields."""
+    def generate(self, msg: dict, emit: Callable[[dict], None], cancelled: threading.Event,
+                 fail: Callable[[BaseException], None] | None = None) -> dict:
+        """Run one ``generate`` message; ``emit`` gets the deltas; returns the end message's fields.  A
+        failure mid-session goes to ``fail`` before the sessions close (closing a hung server's session
+        waits up to a step deadline: the gateway can fail over meanwhile), then is raised."""
         rid, chain = msg["id"], msg["chain"]
         tok, model = self.tokenizer, self.client.model
         ids = self.prompt_ids(msg)
@@ -110,7 +134,7 @@ class TextGenerator:
         stops = StopScanner(msg.get("stop") or ())
         eos = tok.eos_token_id
         pending: list[int] = []     # ids whose text is not out yet
-        finish, n_out = "length", 0
+        finish = "length"
 
         def out(text: str, token: int | None = None) -> None:
             if token is not None:
@@ -119,17 +143,47 @@ class TextGenerator:
                 emit({"id": rid, "event": "delta", "text": text, "tokens": list(pending)})
                 pending.clear()
 
+        resume_ids = [int(t) for t in msg.get("resume_ids") or ()]
+        if len(resume_ids) > max_new:
+            raise ValueError(f"resume_ids: {len(resume_ids)} tokens already, max_tokens is {max_new}")
+        replayed = []                 # the answer so far through the same text pipeline: its state, not its text
+        for t in resume_ids:
+            text, stopped = stops.push(detok.push(t))
+            replayed.append(text)
+            if stopped:
+                raise ValueError("resume_ids: the answer so far already ends at a stop string")
+        if "".join(replayed) != (msg.get("resume_text") or ""):
+            raise ValueError("resume_text is not what resume_ids stream as: cannot resume exactly")
+        n_out = len(resume_ids)
+
+        spec = msg.get("deadline") or {}
+        expected = float(spec.get("expected_step_s", 0.1))
+        prefill = ids + resume_ids
+        config = copy.copy(self.client.base.config)
+        config.max_retries = 1        # fail at once: the gateway fails over to another chain
+        config.request_timeout = deadline_s(spec, expected) * max(1.0, len(prefill) / PREFILL_TOKENS_PER_STEP)
+        config.connect_timeout = min(config.connect_timeout, config.request_timeout)
+        _ = self.client.base.rpc_info      # fetched once, with the shared config's patience
         _client._failed.peer = None
-        manager = self.client.manager_for(chain)
+        manager = self.client.manager_for(chain, config=config, routing_feedback=False)
+        steps, spent = 0, 0.0
         with torch.inference_mode():
             session = InferenceSession(manager, max_length=len(ids) + max_new)
             try:
-                hidden = model.model.embed_tokens(torch.tensor([ids]))
-                for _ in range(max_new):
+                hidden = model.model.embed_tokens(torch.tensor([prefill]))
+                for _ in range(max_new - n_out):        # none when only the end was lost: the flush below
                     if cancelled.is_set():
                         finish = "cancelled"
                         break
-                    h = session.step(hidden)
+                    t0 = time.perf_counter()
+                    try:
+                        h = session.step(hidden)
+                    except TimeoutError as exc:     # asyncio's and concurrent.futures' too
+                        raise StepTimeout(f"no answer within the step deadline of {config.request_timeout:.1f} s "
+                                          f"(hung?)") from exc
+                    if hidden.shape[1] == 1:
+                        steps, spent = steps + 1, spent + time.perf_counter() - t0
+                    config.request_timeout = deadline_s(spec, max(expected, spent / steps if steps else 0.0))
                     logits = model.lm_head(model.model.norm(h[:, -1:]))[0, -1]
                     nxt = sample(logits, sampling, gen)
                     n_out += 1
@@ -148,6 +202,10 @@ class TextGenerator:
                     finish = "stop" if stopped else "length"
                 if pending and finish != "cancelled":     # ids whose text never showed (held back, then cut)
                     emit({"id": rid, "event": "delta", "text": "", "tokens": list(pending)})
+            except Exception as exc:
+                if fail is not None:
+                    fail(exc)
+                raise
             finally:
                 session.close()
         return {"finish_reason": finish, "prompt_tokens": len(ids), "completion_tokens": n_out}

@@ -63,3 +63,52 @@ def test_a_bad_petals_entry_is_refused_naming_the_field(tmp_path, entry, field):
     with pytest.raises(ValueError) as err:
         models_from_dict(spec, base_dir=tmp_path)
     assert str(err.value).startswith(f"gateway config: models[0].{field}"), str(err.value)
+
+
+def test_an_openai_entry_takes_the_fail_over_fields(tmp_path):
+    """The tokenizer (a real one, made locally) that lets an answer resume, and the deadlines."""
+    from serving.petals.tiny_model import make_tiny_llama
+    model_dir = make_tiny_llama(tmp_path / "tiny", layers=1)
+    spec = {"models": [{"name": "bloom", "cluster": 1, "engine": "openai", "engines_file": str(EXAMPLES / "engines.json"),
+                        "tokenizer": str(model_dir), "expected_step_s": 0.05, "first_token_timeout_s": 12}]}
+    [model] = models_from_dict(spec)
+    engine = model.engine
+    assert (engine.expected_step_s, engine.first_token_timeout_s) == (0.05, 12.0)
+    assert engine.tokenizer.count("The quick brown fox") >= 2
+    [plain] = models_from_dict({"models": [{**spec["models"][0], "tokenizer": None}]})
+    assert plain.engine.tokenizer is None
+
+
+@pytest.mark.parametrize("entry, field", [
+    ({"tokenizer": "/no/such/dir"}, "tokenizer: /no/such/dir is not a directory"),
+    ({"tokenizer": 3}, "tokenizer: a directory is required"),
+    ({"expected_step_s": 0}, "expected_step_s: seconds in (0, 3600]"),
+    ({"first_token_timeout_s": "10"}, "first_token_timeout_s: seconds in (0, 3600]"),
+    ({"swarm_file": "swarm.json"}, "swarm_file: not a field of an 'openai' engine"),
+])
+def test_a_bad_openai_entry_is_refused_naming_the_field(entry, field):
+    spec = {"models": [{"name": "bloom", "cluster": 1, "engine": "openai", "engines_file": "engines.json", **entry}]}
+    with pytest.raises(ValueError) as err:
+        models_from_dict(spec, base_dir=EXAMPLES)
+    assert str(err.value).startswith(f"gateway config: models[0].{field}"), str(err.value)
+
+
+def test_a_petals_entry_takes_its_expected_step_time(tmp_path):
+    (tmp_path / "swarm.json").write_text(json.dumps(SWARM))
+    entry = {"name": "tiny-sp", "cluster": 3, "engine": "petals", "swarm_file": "swarm.json"}
+    [model] = models_from_dict({"models": [{**entry, "expected_step_s": 0.5}]}, base_dir=tmp_path)
+    assert model.engine.expected_step_s == 0.5
+    with pytest.raises(ValueError, match=r"models\[0\]\.expected_step_s: seconds"):
+        models_from_dict({"models": [{**entry, "expected_step_s": -1}]}, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--failover-attempts", "0"], "--failover-attempts: at least 1"),
+    (["--failover-window-s", "0"], "--failover-window-s: a positive number"),
+    (["--tokenizer", "/no/such/dir"], "tokenizer: /no/such/dir is not a directory"),
+])
+def test_the_command_line_refuses_bad_fail_over_settings_by_name(capsys, flags, said):
+    from serving.gateway.__main__ import main
+    assert main(["serve", "--model", "bloom", "--cluster", "1", "--engines-file", str(EXAMPLES / "engines.json"),
+                 *flags]) == 2
+    assert said in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """The gateway's ``petals`` engine against a real local PETALS swarm (three servers on loopback, the tiny
 model with its SentencePiece tokenizer): greedy text equals PETALS' own ``generate`` over the same route,
 the stream is the one-shot decode cut into pieces, stop strings cut, a cancelled request closes its
-session on the server within a second, and a killed server is named in the error.
+session on the server within a second, a resumed answer continues exactly, a hung server is taken for
+dead within its step deadline, and a killed server is named in the error.
 
 Needs .venv-petals (bash scripts/install_petals.sh): under CI=true its absence fails.
 """
@@ -9,13 +10,14 @@ Needs .venv-petals (bash scripts/install_petals.sh): under CI=true its absence f
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import time
 
 import pytest
 
-from serving.gateway.engine import ChatMessage, Delta, Engine, EngineError, GenerationRequest
+from serving.gateway.engine import ChatMessage, Delta, Engine, EngineError, GenerationRequest, HopError, Resume
 from solvers.plan_format import HopDoc
 from tests.petals.conftest import PETALS_PY, petals_env, petals_generate
 
@@ -183,6 +185,53 @@ def test_cancelling_closes_the_session_within_a_second(engine, loop, swarm):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_a_resumed_answer_continues_exactly_after_the_given_tokens_on_another_chain(engine, loop, greedy):
+    """What a fail-over sends: the answer so far (its text and ids), continued on another chain."""
+    *pieces, end = greedy
+    with_text = [i for i, d in enumerate(pieces) if d.text]
+    for k in (with_text[0] + 1, with_text[len(with_text) // 2] + 1):
+        done = pieces[:k]
+        resume = Resume("".join(d.text for d in done), tuple(t for d in done for t in d.tokens), k)
+        assert engine.resume_refusal(_completion(), resume) is None
+        rest = _collect(loop, engine, _completion(resume=resume), C)
+        assert resume.text + "".join(d.text for d in rest[:-1]) == "".join(d.text for d in pieces)
+        assert [t for d in done + rest[:-1] for t in d.tokens] == [t for d in pieces for t in d.tokens]
+        assert (rest[-1].finish_reason, rest[-1].prompt_tokens, rest[-1].completion_tokens) == (
+            end.finish_reason, end.prompt_tokens, end.completion_tokens)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_hung_server_is_taken_for_dead_within_its_step_deadline(engine, loop, swarm):
+    import signal
+
+    from serving.petals.procs import running_tree
+    c = next(s for s in swarm.servers if s.spec.id == "c")
+    pids = sorted(running_tree(c.proc))
+    got: list[Delta] = []
+
+    async def go():
+        async for d in engine.stream(_completion(max_tokens=400), C):
+            got.append(d)
+            if len(got) == 3:                       # mid-answer: the server (and its p2p daemon) freeze
+                for pid in pids:
+                    os.kill(pid, signal.SIGSTOP)
+                got.append(time.monotonic())
+
+    try:
+        with pytest.raises(HopError) as err:
+            loop.run_until_complete(asyncio.wait_for(go(), 120))
+        took = time.monotonic() - got[3]
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert err.value.server == "c" and "no answer in time" in str(err.value), str(err.value)
+    assert took < 5.0, f"the hung server was taken for dead after {took:.1f} s"
+    assert _collect(loop, engine, _completion(max_tokens=3), AB)[-1].completion_tokens >= 1      # the rest serves
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_killed_server_is_named_in_the_engine_error(engine, loop, swarm):
     from serving.petals.procs import process_tree, terminate_tree
     b = next(s for s in swarm.servers if s.spec.id == "b")
@@ -190,6 +239,6 @@ def test_a_killed_server_is_named_in_the_engine_error(engine, loop, swarm):
     with pytest.raises(EngineError) as err:
         _collect(loop, engine, _completion(), AB)
     assert err.value.server == "b", str(err.value)
-    assert "server b" in str(err.value)
+    assert isinstance(err.value, HopError) and "server b" in str(err.value)
     # the rest of the swarm still serves
     assert _collect(loop, engine, _completion(max_tokens=3), C)[-1].completion_tokens >= 1

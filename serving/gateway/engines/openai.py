@@ -10,6 +10,18 @@ connection that the server dropped ("Server disconnected", seen with llama.cpp's
 retried once on a fresh connection, before any of the answer was read.  Each engine gets at most
 its chain's capacity of requests at a time (the dispatcher already grants no more; this keeps it
 true if several gateways or a stale plan disagree).
+
+Hop failures (``HopError``, naming the chain's first server: the engine is the chain's as a whole):
+the connection refused, reset or dropped mid-answer, and no answer in time: nothing within
+``first_token_timeout_s`` of sending the request, or, once it streams, no chunk within the step
+deadline ``max(2 s, 10 x max(expected_step_s, the mean gap between this answer's chunks))``.  An
+HTTP error answer or an ``error`` event is the engine's verdict on the request, not a hop failure.
+
+Resuming after a fail-over needs the model's tokenizer (``tokenizer``: its local directory): the
+continuation is a ``/v1/completions`` request whose prompt is what the chain saw (the completion's
+prompt, or the chat rendered with the model's chat template) followed by the answer so far, with
+``max_tokens`` less the answer's tokens; the engine re-reads that text, which is exact when it
+tokenizes back to the tokens the model produced (see docs/gateway.md for when it does not).
 """
 
 from __future__ import annotations
@@ -24,11 +36,15 @@ import httpx
 
 from solvers.plan_format import HopDoc
 
-from ..engine import Delta, EngineError, GenerationRequest
+from ..engine import Delta, EngineError, GenerationRequest, HopError, Resume, step_deadline
 
-__all__ = ["ENGINES_FORMAT", "EngineEntry", "EnginesFile", "OpenAIEngine", "from_spec", "load_engines_file"]
+__all__ = ["ENGINES_FORMAT", "EngineEntry", "EnginesFile", "OpenAIEngine", "Tokenizer", "from_spec",
+           "load_engines_file"]
 
 ENGINES_FORMAT = "chainplan-engines/1"
+EXPECTED_STEP_S = 0.1           # a chunk's expected time when the model entry names none: a 2 s step deadline
+FIRST_TOKEN_TIMEOUT_S = 30.0    # prefill, and the engine's own queue (some engines run one request at a time)
+REPLACEMENT = "\ufffd"
 
 
 @dataclass(frozen=True)
@@ -90,11 +106,59 @@ class _Retry(Exception):
     """The server dropped the connection before answering: worth one more try on a fresh one."""
 
 
+class Tokenizer:
+    """The model's tokenizer, from its local directory (loaded as every runtime loads it: a SentencePiece
+    model as the slow tokenizer), for counting the answer so far and rendering a chat for a resume."""
+
+    def __init__(self, path: str | Path):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise ValueError("tokenizer: needs the transformers package in the gateway's environment") from None
+        p = Path(path)
+        if not p.is_dir():
+            raise ValueError(f"tokenizer: {p} is not a directory holding the model's tokenizer files")
+        try:
+            self.tok = AutoTokenizer.from_pretrained(str(p), use_fast=not (p / "tokenizer.model").exists())
+        except Exception as exc:  # noqa: BLE001 - whatever transformers says, named
+            raise ValueError(f"tokenizer: {p}: {exc}") from None
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` as an engine's /v1/completions reads a prompt (special tokens added)."""
+        return len(self.tok(text)["input_ids"])
+
+    def chat_prompt(self, request: GenerationRequest) -> str:
+        """The chat rendered as the engine's chat endpoint renders it, as text that /v1/completions reads
+        back to the same token ids; ValueError when no such text exists."""
+        if not getattr(self.tok, "chat_template", None):
+            raise ValueError("the model's tokenizer has no chat template")
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        got = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        want = list(got["input_ids"] if isinstance(got, Mapping) else got)     # transformers 5 answers a BatchEncoding
+        text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        bos = self.tok.bos_token or ""
+        for candidate in (text, text[len(bos):] if bos and text.startswith(bos) else None):
+            if candidate is not None and list(self.tok(candidate)["input_ids"]) == want:
+                return candidate
+        raise ValueError("the rendered chat does not read back as the chat's tokens through /v1/completions")
+
+
+@dataclass(frozen=True)
+class _Call:
+    path: str
+    body: dict[str, Any]
+    resumed: int = 0              # tokens of the answer the client already has (a resume)
+    prompt_tokens: int | None = None      # the original prompt's, as the engine counts them (a resume)
+
+
 class OpenAIEngine:
     name = "openai"
 
-    def __init__(self, engines: EnginesFile, *, timeout_s: float = 600.0):
+    def __init__(self, engines: EnginesFile, *, timeout_s: float = 600.0, tokenizer: Tokenizer | None = None,
+                 expected_step_s: float = EXPECTED_STEP_S, first_token_timeout_s: float = FIRST_TOKEN_TIMEOUT_S):
         self.engines = engines
+        self.tokenizer = tokenizer
+        self.expected_step_s, self.first_token_timeout_s = expected_step_s, first_token_timeout_s
         self._by_servers = {e.servers: e for e in engines.engines}
         self._slots = {e.servers: asyncio.Semaphore(e.capacity) for e in engines.engines}
         self._timeout = httpx.Timeout(timeout_s, connect=10.0)
@@ -128,69 +192,131 @@ class OpenAIEngine:
         body["prompt"] = request.prompt
         return "/completions", body
 
+    # -- resuming after a fail-over -------------------------------------------------------------
+    def resume_refusal(self, request: GenerationRequest, resume: Resume) -> str | None:
+        if self.tokenizer is None:
+            return ("this model's openai engine has no tokenizer (the model entry's 'tokenizer'), so the answer "
+                    "so far cannot be counted and continued exactly")
+        if REPLACEMENT in resume.text:
+            return "the answer so far holds a partial character (U+FFFD), which no engine reads back exactly"
+        if request.kind == "chat":
+            try:
+                self.tokenizer.chat_prompt(request)
+            except ValueError as exc:
+                return str(exc)
+        return None
+
+    def _resume_call(self, request: GenerationRequest, entry: EngineEntry) -> _Call:
+        """The continuation: /v1/completions with the prompt the chain saw and the answer so far."""
+        tok, resume = self.tokenizer, request.resume
+        why = self.resume_refusal(request, resume)
+        if why is not None or tok is None:
+            raise EngineError(f"cannot resume the answer: {why}")
+        prompt = tok.chat_prompt(request) if request.kind == "chat" else request.prompt
+        prompt_tokens = tok.count(prompt)
+        resumed = tok.count(prompt + resume.text) - prompt_tokens
+        _, body = self.body(request, entry)
+        body.pop("messages", None)
+        body["prompt"] = prompt + resume.text
+        body["max_tokens"] = request.max_tokens - resumed
+        return _Call("/completions", body, resumed, prompt_tokens)
+
+    # -- one request ----------------------------------------------------------------------------
     async def stream(self, request: GenerationRequest, hops: Sequence[HopDoc]) -> AsyncIterator[Delta]:
         entry = self.entry(hops)
-        path, body = self.body(request, entry)
+        if request.resume is None:
+            call = _Call(*self.body(request, entry))
+        else:
+            call = await asyncio.to_thread(self._resume_call, request, entry)
+            if call.body["max_tokens"] < 1:          # every token was out; only the end was lost
+                yield Delta(finish_reason="length", prompt_tokens=call.prompt_tokens, completion_tokens=call.resumed)
+                return
         async with self._slots[entry.servers]:
             try:
-                async for d in self._attempt(self._client(), entry, path, body):
+                async for d in self._attempt(self._client(), entry, call):
                     yield d
                 return
             except _Retry:
                 pass
             async with httpx.AsyncClient(timeout=self._timeout) as fresh:      # a new connection, not the pool's
                 try:
-                    async for d in self._attempt(fresh, entry, path, body):
+                    async for d in self._attempt(fresh, entry, call):
                         yield d
                 except _Retry as exc:
-                    raise EngineError(f"engine {entry.url} dropped the connection twice: {exc}",
-                                      server=entry.servers[0]) from None
+                    raise HopError(f"engine {entry.url} dropped the connection twice: {exc}",
+                                   server=entry.servers[0]) from None
 
-    async def _attempt(self, http: httpx.AsyncClient, entry: EngineEntry, path: str,
-                       body: dict[str, Any]) -> AsyncIterator[Delta]:
-        chat = "messages" in body
+    async def _attempt(self, http: httpx.AsyncClient, entry: EngineEntry, call: _Call) -> AsyncIterator[Delta]:
+        chat = "messages" in call.body
         started = False
         finish = None
         usage: dict[str, Any] = {}
+        loop = asyncio.get_running_loop()
+        wait = self.first_token_timeout_s        # the deadline for the next chunk
+        gaps, n_gaps, last = 0.0, 0, None
         try:
-            async with http.stream("POST", entry.url + path, json=body) as resp:
-                if resp.status_code >= 400:
-                    text = (await resp.aread()).decode(errors="replace")[:500]
-                    raise EngineError(f"engine {entry.url} answered {resp.status_code}: {text}",
-                                      server=entry.servers[0])
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    try:
-                        obj = json.loads(data)
-                    except ValueError:
-                        raise EngineError(f"engine {entry.url} sent a malformed event: {data[:200]!r}",
-                                          server=entry.servers[0]) from None
-                    if "error" in obj:
-                        raise EngineError(f"engine {entry.url}: {obj['error']}", server=entry.servers[0])
-                    if obj.get("usage"):
-                        usage = obj["usage"]
-                    for choice in obj.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-                        if text:
-                            started = True
-                            yield Delta(text=text)
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-        except httpx.RemoteProtocolError as exc:
-            if not started:
+            async with asyncio.timeout(None) as deadline:
+                deadline.reschedule(loop.time() + wait)
+                async with http.stream("POST", entry.url + call.path, json=call.body) as resp:
+                    if resp.status_code >= 400:
+                        text = (await resp.aread()).decode(errors="replace")[:500]
+                        raise EngineError(f"engine {entry.url} answered {resp.status_code}: {text}",
+                                          server=entry.servers[0])
+                    lines = resp.aiter_lines()
+                    while True:
+                        deadline.reschedule(loop.time() + wait)
+                        try:
+                            line = await lines.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        deadline.reschedule(None)       # the time the consumer takes is not the engine's
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            break
+                        try:
+                            obj = json.loads(data)
+                        except ValueError:
+                            raise EngineError(f"engine {entry.url} sent a malformed event: {data[:200]!r}",
+                                              server=entry.servers[0]) from None
+                        if "error" in obj:
+                            raise EngineError(f"engine {entry.url}: {obj['error']}", server=entry.servers[0])
+                        if obj.get("usage"):
+                            usage = obj["usage"]
+                        for choice in obj.get("choices") or []:
+                            text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                            if text:
+                                now = loop.time()
+                                if last is not None:
+                                    gaps, n_gaps = gaps + now - last, n_gaps + 1
+                                last, started = now, True
+                                wait = step_deadline(max(self.expected_step_s, gaps / n_gaps if n_gaps else 0.0))
+                                yield Delta(text=text)
+                            if choice.get("finish_reason"):
+                                finish = choice["finish_reason"]
+        except TimeoutError:
+            raise HopError(f"engine {entry.url} sent nothing for {wait:.1f} s "
+                           f"({'mid-answer' if started else 'before the first token'}): taken for hung",
+                           server=entry.servers[0]) from None
+        except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+            if finish in ("stop", "length"):
+                pass            # cut after the answer's end: nothing is missing but the usage chunk
+            elif isinstance(exc, httpx.RemoteProtocolError) and not started:
                 raise _Retry(str(exc)) from None
-            raise EngineError(f"engine {entry.url} dropped the stream: {exc}", server=entry.servers[0]) from None
+            else:
+                raise HopError(f"engine {entry.url} {'dropped the stream' if started else 'failed'}: "
+                               f"{type(exc).__name__}: {exc}", server=entry.servers[0]) from None
         except httpx.HTTPError as exc:
             raise EngineError(f"engine {entry.url}: {type(exc).__name__}: {exc}", server=entry.servers[0]) from None
         if finish not in ("stop", "length"):
             raise EngineError(f"engine {entry.url} ended the answer with finish_reason {finish!r}",
                               server=entry.servers[0])
-        yield Delta(finish_reason=finish, prompt_tokens=usage.get("prompt_tokens"),
-                    completion_tokens=usage.get("completion_tokens"))
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if call.resumed:      # the engine counted the answer so far as prompt: the client's counts are the whole's
+            prompt = None if prompt is None else prompt - call.resumed
+            completion = None if completion is None else completion + call.resumed
+        yield Delta(finish_reason=finish, prompt_tokens=prompt, completion_tokens=completion)
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -198,11 +324,40 @@ class OpenAIEngine:
             self._http = None
 
 
+FIELDS = {"name", "cluster", "engine", "engines_file", "tokenizer", "expected_step_s", "first_token_timeout_s"}
+
+
+def _seconds(spec: Mapping[str, Any], field: str, default: float) -> float:
+    v = spec.get(field, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 3600:
+        raise ValueError(f"{field}: seconds in (0, 3600] expected, got {v!r}")
+    return float(v)
+
+
 def from_spec(spec: Mapping[str, Any], *, base_dir: Path | None = None) -> OpenAIEngine:
+    """A model entry of the gateway's configuration:
+
+        {"engine": "openai", "engines_file": "engines.json", "tokenizer": "/models/tiny",
+         "expected_step_s": 0.05, "first_token_timeout_s": 30}
+
+    ``tokenizer`` (optional) the model's local directory: with it, an answer cut by a failed chain
+    resumes on another; without, a fail-over happens only before the first token reached the client."""
+    unknown = sorted(set(spec) - FIELDS)
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a field of an 'openai' engine (it takes {', '.join(sorted(FIELDS - {'name', 'cluster', 'engine'}))})")
     path = spec.get("engines_file")
     if not isinstance(path, str) or not path:
         raise ValueError("engines_file: required for an 'openai' engine (python -m solvers export --engines-file)")
     p = Path(path)
     if not p.is_absolute() and base_dir is not None:
         p = base_dir / p
-    return OpenAIEngine(load_engines_file(p))
+    tokenizer = None
+    if spec.get("tokenizer") is not None:
+        t = spec["tokenizer"]
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"tokenizer: a directory is required, got {t!r}")
+        tp = Path(t).expanduser()
+        tokenizer = Tokenizer(tp if tp.is_absolute() or base_dir is None else base_dir / tp)
+    return OpenAIEngine(load_engines_file(p), tokenizer=tokenizer,
+                        expected_step_s=_seconds(spec, "expected_step_s", EXPECTED_STEP_S),
+                        first_token_timeout_s=_seconds(spec, "first_token_timeout_s", FIRST_TOKEN_TIMEOUT_S))

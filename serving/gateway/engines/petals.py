@@ -10,6 +10,11 @@ over the spans, samples, and streams text deltas back; this side only routes the
 Cancellation: when the task iterating ``stream()`` is cancelled (or the generator closed), the child
 gets ``cancel``; it stops after the step in flight and closes the session, and we wait for its
 acknowledgement for at most ``CANCEL_WAIT_S``.
+
+Fail-over: the child reports the server whose step or session opening failed (a connection error, or
+no answer within the step deadline ``max(2 s, 10 x expected step time)``), which becomes a ``HopError``
+naming that plan server; a resumed request carries the answer's token ids, so the new chain continues
+from exactly those tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import os
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
 
-from serving.gateway.engine import Delta, EngineError, GenerationRequest, RequestTooLong
+from serving.gateway.engine import (STEP_FACTOR, STEP_FLOOR_S, Delta, EngineError, GenerationRequest, HopError,
+                                    RequestTooLong, Resume)
 from serving.petals import procs
 from serving.petals.swarm import SwarmError, SwarmInfo
 from solvers.plan_format import HopDoc
@@ -32,6 +38,7 @@ CANCEL_WAIT_S = 1.0
 # Attempts per hop before a request fails: the lease names one chain, so retrying a dead server
 # only delays the error (PETALS' default retries forever).
 MAX_RETRIES = 2
+EXPECTED_STEP_S = 0.1      # a step's expected time when the model entry names none: a 2 s step deadline
 _LINE_LIMIT = 1 << 22
 
 __all__ = ["PetalsEngine", "RequestTooLong", "from_spec"]
@@ -43,8 +50,10 @@ class PetalsEngine:
     name = "petals"
 
     def __init__(self, swarm: SwarmInfo, *, python: str | os.PathLike | None = None,
-                 max_retries: int = MAX_RETRIES, start_timeout_s: float = 120.0, update_period_s: float = 2.0):
+                 max_retries: int = MAX_RETRIES, start_timeout_s: float = 120.0, update_period_s: float = 2.0,
+                 expected_step_s: float = EXPECTED_STEP_S):
         self.swarm = swarm
+        self.expected_step_s = expected_step_s
         self.python = str(python or DEFAULT_PETALS_PYTHON)
         self.max_retries, self.start_timeout_s, self.update_period_s = max_retries, start_timeout_s, update_period_s
         self._server_of = {peer: server for server, peer in swarm.peers.items()}
@@ -130,6 +139,8 @@ class PetalsEngine:
         ended = False
         try:
             await self._send({"op": "generate", "id": rid, "chain": chain, "max_length": self.swarm.max_length,
+                              "deadline": {"floor_s": STEP_FLOOR_S, "factor": STEP_FACTOR,
+                                           "expected_step_s": self.expected_step_s},
                               **_request_fields(request)})
             while True:
                 msg = await queue.get()
@@ -145,8 +156,10 @@ class PetalsEngine:
                                          param="prompt" if msg.get("param") == "prompt" else "max_tokens")
                 if not msg.get("ok"):
                     server = self._server_of.get(msg.get("peer") or "")
-                    where = f"server {server}: " if server else ""
-                    raise EngineError(f"PETALS: {where}{msg.get('error')}", server=server)
+                    if server is None:
+                        raise EngineError(f"PETALS: {msg.get('error')}")
+                    what = "gave no answer in time" if msg.get("timeout") else "failed"
+                    raise HopError(f"PETALS: server {server} {what}: {msg.get('error')}", server=server)
                 yield Delta(finish_reason=msg["finish_reason"], prompt_tokens=msg["prompt_tokens"],
                             completion_tokens=msg["completion_tokens"])
                 return
@@ -157,6 +170,11 @@ class PetalsEngine:
                 except (asyncio.TimeoutError, OSError, ConnectionError):
                     pass
             self._streams.pop(rid, None)
+
+    def resume_refusal(self, request: GenerationRequest, resume: Resume) -> str | None:
+        if resume.text and not resume.tokens:
+            return "the PETALS client reported no token ids for the answer so far"
+        return None
 
     async def _cancel(self, rid: str, queue: asyncio.Queue) -> None:
         await self._send({"op": "cancel", "id": rid})
@@ -214,9 +232,12 @@ class PetalsEngine:
 
 
 def _request_fields(request: GenerationRequest) -> dict[str, Any]:
-    return {"kind": request.kind, "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "prompt": request.prompt, "max_tokens": request.max_tokens, "temperature": request.temperature,
-            "top_p": request.top_p, "stop": list(request.stop), "seed": request.seed}
+    fields = {"kind": request.kind, "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+              "prompt": request.prompt, "max_tokens": request.max_tokens, "temperature": request.temperature,
+              "top_p": request.top_p, "stop": list(request.stop), "seed": request.seed}
+    if request.resume is not None:
+        fields.update(resume_ids=list(request.resume.tokens), resume_text=request.resume.text)
+    return fields
 
 
 def _path(spec: Mapping[str, Any], field: str, base_dir: Path | None, *, required: bool) -> Path | None:
@@ -232,18 +253,24 @@ def _path(spec: Mapping[str, Any], field: str, base_dir: Path | None, *, require
 def from_spec(spec: Mapping[str, Any], *, base_dir: Path | None = None) -> PetalsEngine:
     """A model entry of the gateway's configuration:
 
-        {"engine": "petals", "swarm_file": "swarm.json", "python": ".venv-petals/bin/python"}
+        {"engine": "petals", "swarm_file": "swarm.json", "python": ".venv-petals/bin/python", "expected_step_s": 0.1}
 
     ``swarm_file`` is what ``python -m serving.petals.launch`` (or ``scripts/swarm.sh``) wrote once the
     swarm was up; ``python`` (optional) the PETALS environment's interpreter, default ``.venv-petals``
-    of this checkout.  The gateway itself stays in its own environment: only the client child runs there.
+    of this checkout; ``expected_step_s`` (optional) a token step's expected time on the plan's chains: a hop
+    silent for ``max(2 s, 10 x`` that ``)`` is taken for hung.  The gateway itself stays in its own environment:
+    only the client child runs there.
     """
-    unknown = sorted(set(spec) - {"name", "cluster", "engine", "swarm_file", "python"})
+    unknown = sorted(set(spec) - {"name", "cluster", "engine", "swarm_file", "python", "expected_step_s"})
     if unknown:
-        raise ValueError(f"{unknown[0]}: not a field of a 'petals' engine (it takes swarm_file and python)")
+        raise ValueError(f"{unknown[0]}: not a field of a 'petals' engine (it takes swarm_file, python and "
+                         f"expected_step_s)")
+    expected = spec.get("expected_step_s", EXPECTED_STEP_S)
+    if isinstance(expected, bool) or not isinstance(expected, (int, float)) or not 0 < expected <= 3600:
+        raise ValueError(f"expected_step_s: seconds in (0, 3600] expected, got {expected!r}")
     swarm_file = _path(spec, "swarm_file", base_dir, required=True)
     try:
         swarm = SwarmInfo.load(swarm_file)
     except SwarmError as exc:
         raise ValueError(f"swarm_file: {exc}") from None
-    return PetalsEngine(swarm, python=_path(spec, "python", base_dir, required=False))
+    return PetalsEngine(swarm, python=_path(spec, "python", base_dir, required=False), expected_step_s=float(expected))
