@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -98,7 +99,8 @@ def build(args: argparse.Namespace):
     limits = Limits(max_tokens=args.max_tokens, default_max_tokens=min(args.default_max_tokens, args.max_tokens),
                     max_prompt_chars=args.max_prompt_chars)
     config = GatewayConfig(models=models, keys=StoreKeys(key_store), leases=leases, limits=limits,
-                           queue_wait_s=args.queue_wait_s, max_body_bytes=args.max_body_bytes)
+                           queue_wait_s=args.queue_wait_s, max_body_bytes=args.max_body_bytes,
+                           metrics_token=args.metrics_token or None)
     names = ", ".join(f"{m.name} (cluster {m.cluster}, {m.engine.name})" for m in models)
     return create_app(config, startup=startup), names
 
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--default-max-tokens", type=int, default=256, help="chat requests naming none (default %(default)s)")
     s.add_argument("--max-prompt-chars", type=int, default=200_000)
     s.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    s.add_argument("--metrics-token", default=os.environ.get("CHAINPLAN_METRICS_TOKEN", ""),
+                   help="when set, GET /metrics and /v1/metrics need 'Authorization: Bearer TOKEN' "
+                        "(default: $CHAINPLAN_METRICS_TOKEN; unset: open)")
     k = sub.add_parser("key", help="allow KEY for CLUSTER in the dispatcher's Redis (without the service)")
     k.add_argument("cluster", type=int)
     k.add_argument("key")
