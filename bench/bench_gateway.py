@@ -14,8 +14,9 @@ In one run, on this machine (its load average is recorded at the start and the e
    and the standalone gateway in front of it (leases from the dispatcher's Redis store, the Redis-direct
    path); the same streamed requests, one at a time (slots free), alternately sent straight to the engine
    and through the gateway; time to first token and end-to-end at the median and p99 of each path.
-3. Optionally (``--guidellm VENV``) guidellm, in its own virtual environment, against the gateway in front of
-   the same engine; its summary (TTFT, ITL, throughput) is recorded.
+3. Optionally (``--aiperf VENV``) NVIDIA's aiperf, in its own virtual environment, against the gateway in front
+   of the same engine; its summary (TTFT, ITL, throughput) is recorded.  (guidellm 0.8.1 cannot be used: it
+   sends vLLM's ``ignore_eos`` and ``stream_options.continuous_usage_stats``, which the gateway refuses by name.)
 """
 
 from __future__ import annotations
@@ -314,22 +315,31 @@ def overhead(args, real: RealPath) -> dict:
     return out
 
 
-def run_guidellm(args, real: RealPath, workdir: Path) -> dict | None:
-    exe = Path(args.guidellm) / "bin" / "guidellm"
+def run_aiperf(args, real: RealPath, workdir: Path) -> dict | None:
+    """NVIDIA's aiperf against the gateway (its own virtual environment; the tiny model's local tokenizer)."""
+    exe = Path(args.aiperf).expanduser() / "bin" / "aiperf"
     if not exe.exists():
-        print(f"guidellm not found at {exe}: skipped", file=sys.stderr)
+        print(f"aiperf not found at {exe}: skipped", file=sys.stderr)
         return None
-    out = workdir / "guidellm.json"
-    cmd = [str(exe), "benchmark", "run", "--target", real.base.removesuffix("/v1"), "--model", "tiny",
-           "--processor", str(real.model), "--rate-type", "synchronous", "--max-requests", str(args.guidellm_requests),
-           "--data", f"prompt_tokens={args.guidellm_prompt_tokens},output_tokens={args.overhead_tokens}",
-           "--backend-kwargs", json.dumps({"api_key": KEY}), "--output-path", str(out)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
-    (workdir / "guidellm.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0 or not out.exists():
-        raise RuntimeError(f"guidellm failed ({done.returncode}): {(done.stdout + done.stderr)[-3000:]}")
-    return {"command": shlex.join(cmd).replace(KEY, "KEY"), "stdout": done.stdout, "json": json.loads(out.read_text())}
+    outdir = workdir / "aiperf"
+    cmd = [str(exe), "profile", "--model", "tiny", "--url", real.base.removesuffix("/v1"), "--endpoint-type",
+           "completions", "--streaming", "--api-key", KEY, "--tokenizer", str(real.model), "--use-server-token-count",
+           "--use-legacy-max-tokens", "--prompt-input-tokens-mean", str(args.aiperf_prompt_tokens),
+           "--prompt-input-tokens-stddev", "0", "--prompt-output-tokens-mean", str(args.overhead_tokens),
+           "--prompt-output-tokens-stddev", "0", "--concurrency", str(args.aiperf_concurrency),
+           "--request-count", str(args.aiperf_requests), "--warmup-request-count", "3",
+           "--random-seed", "1", "--output-artifact-dir", str(outdir)]
+    before = scrape(real.base)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=900)
+    after = scrape(real.base)
+    (workdir / "aiperf.log").write_text(done.stdout + done.stderr)
+    found = sorted(outdir.rglob("*aggregate*.json")) or sorted(outdir.rglob("*.json"))
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"aiperf failed ({done.returncode}): {(done.stdout + done.stderr)[-3000:]}")
+    return {"command": shlex.join(cmd).replace(KEY, "KEY").replace(str(workdir), "TMP"),
+            "stdout": done.stdout, "json": json.loads(found[0].read_text()), "json_file": found[0].name,
+            "gateway": {k: after.get(f"chainplan_gateway_{k}_total", 0) - before.get(f"chainplan_gateway_{k}_total", 0)
+                        for k in ("requests", "errors", "output_tokens")}}
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -394,10 +404,16 @@ def report(args, argv: list[str], load0, load1, started: str, ceil: dict | None,
                   f"- TTFT p99: {holds(d['ttft_p99'], g['ttft_p99'], 0.10, 10)}",
                   f"- end-to-end p99: {holds(d['e2e_p99'], g['e2e_p99'], 0.10, 10)}", ""]
     if guide:
-        lines += ["## guidellm against the gateway", "",
-                  "guidellm (its own virtual environment, offline: `HF_HUB_OFFLINE=1`, the tiny model's local tokenizer) "
-                  "against the gateway in front of the same engine:", "",
-                  f"`{guide['command']}`", "", *guidellm_summary(guide), ""]
+        lines += ["## aiperf against the gateway", "",
+                  f"NVIDIA's aiperf {aiperf_version(args)} (its own virtual environment, the tiny model's local "
+                  f"tokenizer, offline) against the gateway in front of the same engine, {args.aiperf_concurrency} "
+                  "concurrent streams (the chain's capacity is 4):", "",
+                  f"`{guide['command']}`", "", *aiperf_summary(guide), "",
+                  f"The gateway's own metrics over the same run (warm-up included): {guide['gateway']['requests']:.0f} "
+                  f"requests ended, {guide['gateway']['errors']:.0f} errors, {guide['gateway']['output_tokens']:.0f} "
+                  "output tokens. aiperf counts as an error an answer whose tokens decode to no text at all (\"No "
+                  "responses with actual content\"), which the tiny random-weight model sometimes produces: the gateway "
+                  "and the engine answered those with 200 and their usage.", ""]
     return "\n".join(lines)
 
 
@@ -407,11 +423,17 @@ def wrk_version() -> str:
     return out.split()[1] if len(out.split()) > 1 else "?"
 
 
-def guidellm_summary(guide: dict) -> list[str]:
-    """The figures of guidellm's JSON report (whatever of them this version writes), and its console table."""
-    table = [ln for ln in guide["stdout"].splitlines() if ln.strip().startswith(("|", "│", "Benchmark", "synchronous"))
-             or "TTFT" in ln or "ITL" in ln or "Tok" in ln]
-    return ["Its console summary:", "", "```", *(table[-40:] or guide["stdout"].splitlines()[-40:]), "```"]
+def aiperf_version(args) -> str:
+    out = subprocess.run([str(Path(args.aiperf).expanduser() / "bin" / "aiperf"), "--version"], capture_output=True,
+                         text=True)
+    return (out.stdout.strip().splitlines() or ["?"])[-1]
+
+
+def aiperf_summary(guide: dict) -> list[str]:
+    """aiperf's console table (its summary as it prints it)."""
+    table = [ln.rstrip() for ln in guide["stdout"].splitlines()
+             if ln.strip().startswith(("┃", "│", "┏", "┡", "└", "┗", "|")) or "NVIDIA AIPerf" in ln]
+    return ["Its summary as printed (times in ms):", "", "```", *(table or guide["stdout"].splitlines()[-40:]), "```"]
 
 
 def main() -> int:
@@ -429,9 +451,10 @@ def main() -> int:
     ap.add_argument("--dispatch", default="memory", help="the ceiling's dispatcher store: memory or a redis:// URL")
     ap.add_argument("--pairs", type=int, default=200, help="requests per path in the overhead run")
     ap.add_argument("--overhead-tokens", type=int, default=16, help="max_tokens of the overhead run's requests")
-    ap.add_argument("--guidellm", help="a virtual environment with guidellm (e.g. ~/.cache/chainplan/bench-venvs/guidellm)")
-    ap.add_argument("--guidellm-requests", type=int, default=50)
-    ap.add_argument("--guidellm-prompt-tokens", type=int, default=32)
+    ap.add_argument("--aiperf", help="a virtual environment with aiperf (e.g. ~/.cache/chainplan/bench-venvs/aiperf)")
+    ap.add_argument("--aiperf-requests", type=int, default=100)
+    ap.add_argument("--aiperf-concurrency", type=int, default=2)
+    ap.add_argument("--aiperf-prompt-tokens", type=int, default=32)
     ap.add_argument("--skip", action="append", default=[], choices=["ceiling", "overhead"])
     ap.add_argument("--out", default=str(OUT))
     argv = sys.argv[1:]
@@ -448,13 +471,13 @@ def main() -> int:
         if "ceiling" not in args.skip:
             ceil = ceiling(args, workdir)
             print(json.dumps(ceil, indent=1), flush=True)
-        if "overhead" not in args.skip or args.guidellm:
+        if "overhead" not in args.skip or args.aiperf:
             with RealPath(workdir) as real:
                 if "overhead" not in args.skip:
                     over = overhead(args, real)
                     print(json.dumps(over, indent=1), flush=True)
-                if args.guidellm:
-                    guide = run_guidellm(args, real, workdir)
+                if args.aiperf:
+                    guide = run_aiperf(args, real, workdir)
                     if guide:
                         print(guide["stdout"][-4000:], flush=True)
         load1 = os.getloadavg()
@@ -462,7 +485,7 @@ def main() -> int:
     Path(args.out).write_text(text + "\n")
     Path(args.out).with_suffix(".json").write_text(json.dumps(
         {"started": started, "argv": argv, "load_start": load0, "load_end": load1, "ceiling": ceil, "overhead": over,
-         "guidellm": guide and {k: v for k, v in guide.items() if k != "stdout"}}, indent=1, default=str) + "\n")
+         "aiperf": guide and {k: v for k, v in guide.items() if k != "stdout"}}, indent=1, default=str) + "\n")
     print(text)
     return 0
 
