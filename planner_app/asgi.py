@@ -70,7 +70,7 @@ def build_gateway():
     store = async_store()
     path = settings.GATEWAY_CONFIG
     return create_app(GatewayConfig(models=load_models(path) if path else [], keys=StoreKeys(store),
-                                    leases=StoreLeases(store)))
+                                    leases=StoreLeases(store), metrics_token=settings.METRICS_TOKEN or None))
 
 
 def with_gateway(gateway, rest):

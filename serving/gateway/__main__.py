@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -109,7 +110,8 @@ def build(args: argparse.Namespace):
         raise ValueError(f"--failover-window-s: a positive number of seconds, got {args.failover_window_s}")
     config = GatewayConfig(models=models, keys=StoreKeys(key_store), leases=leases, limits=limits,
                            queue_wait_s=args.queue_wait_s, max_body_bytes=args.max_body_bytes,
-                           failover_attempts=args.failover_attempts, failover_window_s=args.failover_window_s)
+                           failover_attempts=args.failover_attempts, failover_window_s=args.failover_window_s,
+                           metrics_token=args.metrics_token or None)
     names = ", ".join(f"{m.name} (cluster {m.cluster}, {m.engine.name})" for m in models)
     return create_app(config, startup=startup), names
 
@@ -153,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--default-max-tokens", type=int, default=256, help="chat requests naming none (default %(default)s)")
     s.add_argument("--max-prompt-chars", type=int, default=200_000)
     s.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    s.add_argument("--metrics-token", default=os.environ.get("CHAINPLAN_METRICS_TOKEN", ""),
+                   help="when set, GET /metrics and /v1/metrics need 'Authorization: Bearer TOKEN' "
+                        "(default: $CHAINPLAN_METRICS_TOKEN; unset: open)")
     k = sub.add_parser("key", help="allow KEY for CLUSTER in the dispatcher's Redis (without the service)")
     k.add_argument("cluster", type=int)
     k.add_argument("key")

@@ -1,6 +1,7 @@
 """The gateway's ASGI app (Starlette): the OpenAI API in front of the dispatcher and the engines.
 
     POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /v1/models/{model}
+    GET /v1/metrics (Prometheus text; also /metrics, which only the standalone gateway receives)
 
 A request: key (401) -> JSON and parameters (400/413) -> model of the key's cluster (404) ->
 a lease from the dispatcher (waits up to ``queue_wait_s``; 429 with Retry-After when every slot
@@ -39,6 +40,7 @@ from .engine import Delta, Engine, EngineError, GenerationRequest, RequestTooLon
 from .errors import OpenAIError
 from .keys import KeySource
 from .leases import LeaseSource
+from .metrics import CONTENT_TYPE_LATEST, GatewayMetrics, RequestObservation
 from .params import Limits, Parsed, parse_chat, parse_completion
 
 __all__ = ["GatewayConfig", "ServedModel", "create_app", "is_gateway_path"]
@@ -46,6 +48,8 @@ __all__ = ["GatewayConfig", "ServedModel", "create_app", "is_gateway_path"]
 log = logging.getLogger("serving.gateway")
 T = TypeVar("T")
 PREFIX = "/v1/"
+OBS = "chainplan.gateway.observation"      # the scope key of a generation request's RequestObservation
+_ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/models": "models"}
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,20 @@ class GatewayConfig:
     max_body_bytes: int = 1 << 20
     failover_attempts: int = MAX_ATTEMPTS       # leases per request: the first and the fail-overs
     failover_window_s: float = MAX_FAILOVER_S   # from a request's first hop failure, the longest it waits for a new lease
+    metrics_token: str | None = None    # when set, GET /v1/metrics needs 'Authorization: Bearer <it>'
+    metrics_max_chains: int = 32        # distinct chains per model in the metrics' labels (then "other")
 
 
 def is_gateway_path(path: str) -> bool:
     return path.startswith(PREFIX) or path == PREFIX.rstrip("/")
+
+
+def _endpoint(path: str) -> str:
+    """A bounded label for the path (an error's); unknown URLs are one value, never the path itself."""
+    got = _ENDPOINTS.get(path)
+    if got is not None:
+        return got
+    return "models" if path.startswith("/v1/models/") else "other"
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -145,6 +159,17 @@ async def _then(first: Delta | None, rest: AsyncIterator[Delta]) -> AsyncIterato
     yield first
     async for d in rest:
         yield d
+
+
+async def _observed(deltas: AsyncIterator[Delta], obs: RequestObservation) -> AsyncIterator[Delta]:
+    """The engine's answer, timing each piece of text; closing this closes the engine's stream."""
+    try:
+        async for d in deltas:
+            if d.text:
+                obs.piece()
+            yield d
+    finally:
+        await deltas.aclose()
 
 
 async def _disconnected(receive) -> None:
@@ -233,11 +258,12 @@ class _Answer:
 
 
 class _EventStream(Response):
-    """Server-sent events; the producer is cancelled as soon as the client disconnects, then ``on_close`` runs."""
+    """Server-sent events; the producer is cancelled as soon as the client disconnects, then ``on_close``
+    runs with how the stream ended: "ok" (sent to the end), "client_gone" or "error" (it raised)."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]]):
+    def __init__(self, events: AsyncIterator[bytes], on_close: Callable[[str], Awaitable[None]]):
         super().__init__(None, status_code=200, headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
                          media_type=self.media_type)
         self.events, self.on_close = events, on_close
@@ -251,13 +277,15 @@ class _EventStream(Response):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+        outcome = "error"
         try:
-            await _unless_gone(pump(), receive)
+            gone, _ = await _unless_gone(pump(), receive)
+            outcome = "client_gone" if gone else "ok"
         except OSError:      # the client went away while we were writing
-            pass
+            outcome = "client_gone"
         finally:
             await self.events.aclose()
-            await self.on_close()
+            await self.on_close(outcome)
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -266,6 +294,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig):
         self.config = config
         self.failovers_total = 0        # attempts resumed on a new chain after a hop failed (for metrics)
+        self.metrics = GatewayMetrics(max_chains=config.metrics_max_chains)
         self.by_cluster: dict[int, dict[str, ServedModel]] = {}
         for m in config.models:
             self.by_cluster.setdefault(m.cluster, {})[m.name] = m
@@ -324,26 +353,37 @@ class Gateway:
         cluster = await self._cluster(request)
         return JSONResponse(self._model_obj(self._model(cluster, request.path_params["model"])))
 
+    async def metrics_text(self, request: Request) -> Response:
+        token = self.config.metrics_token
+        if token and not secrets.compare_digest(request.headers.get("authorization", "").encode(),
+                                                f"Bearer {token}".encode()):
+            raise OpenAIError(401, "metrics need 'Authorization: Bearer <metrics token>' (CHAINPLAN_METRICS_TOKEN)",
+                              code="invalid_metrics_token")
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     @staticmethod
     def _model_obj(m: ServedModel) -> dict[str, Any]:
         return {"id": m.name, "object": "model", "created": 0, "owned_by": f"chainplan cluster {m.cluster}"}
 
     async def chat(self, request: Request) -> Response:
-        return await self._serve(request, parse_chat)
+        return await self._serve(request, parse_chat, "chat")
 
     async def completions(self, request: Request) -> Response:
-        return await self._serve(request, parse_completion)
+        return await self._serve(request, parse_completion, "completions")
 
-    async def _serve(self, request: Request, parse: Callable[[Any, Limits], Parsed]) -> Response:
+    async def _serve(self, request: Request, parse: Callable[[Any, Limits], Parsed], endpoint: str) -> Response:
+        # every way this request ends is recorded on obs: here, or by the error handlers (which find it in the scope)
+        obs = request.scope[OBS] = RequestObservation(self.metrics, endpoint)
         cluster = await self._cluster(request)
         parsed = parse(await self._json(request), self.config.limits)
         served = self._model(cluster, parsed.request.model)
+        obs.model(served.cluster, served.name)
         progress = _Progress()
         try:
             client = self.config.leases.client(served.cluster)
         except Exception as exc:  # noqa: BLE001 - no way to lease (no dispatch token): 503
             raise _dispatch_error(exc, served.cluster) from None
-        deltas = self._answer(served, parsed.request, client, progress)
+        deltas = _observed(self._answer(served, parsed.request, client, progress, obs), obs)
 
         # The first piece is awaited before any response starts: a refusal (no free slot, a prompt too
         # long for the servers, no chain left after fail-overs) is still an HTTP error, not an error
@@ -354,36 +394,48 @@ class Gateway:
             await deltas.aclose()
             raise self._error(exc, parsed, progress, served.cluster) from None
         if gone:
+            obs.end("client_gone")
             await deltas.aclose()
             return Response(status_code=499)
         answer = _Answer(parsed.request, served.name)
         if parsed.stream:
+            async def stream_closed(outcome: str) -> None:
+                obs.end(outcome)         # no-op when the answer was sent to its end (recorded with its usage)
+                await deltas.aclose()    # the engine's session closed, then the lease released
+
             return _granted(_EventStream(self._events(answer, _then(first, deltas), parsed.include_usage, parsed,
-                                             progress), deltas.aclose), progress)
+                                                      progress, obs), stream_closed), progress)
         try:
             gone, got = await _unless_gone(self._collect(_then(first, deltas)), request.receive)
+            if gone:
+                obs.end("client_gone")
+            else:
+                text, final, counted = got
+                usage = _usage(final, counted)
+                obs.end("ok", usage["prompt_tokens"], usage["completion_tokens"])
         except BaseException as exc:
             raise self._error(exc, parsed, progress, served.cluster) from None
         finally:
             await deltas.aclose()
         if gone:
             return Response(status_code=499)
-        text, final, counted = got
-        return _granted(JSONResponse(answer.whole(text, final.finish_reason if final else None, _usage(final, counted))),
-                        progress)
+        return _granted(JSONResponse(answer.whole(text, final.finish_reason if final else None, usage)), progress)
 
     def _answer(self, served: ServedModel, req: GenerationRequest, client: Any,
-                progress: _Progress) -> AsyncIterator[Delta]:
+                progress: _Progress, obs: RequestObservation) -> AsyncIterator[Delta]:
         """The answer, over as many leases as fail-overs need; every delta the caller takes is noted in
         ``progress`` first, so a resumed attempt starts exactly after what the client was given."""
         engine = served.engine
 
         def attempt(a: Attempt) -> AsyncIterator[Delta]:
             progress.started, progress.chain = True, a.lease.chain
+            servers = tuple(h.server for h in a.lease.servers)
             if not a.resumed:
                 progress.waited_s = float(a.lease.waited_s)
-            if a.resumed:
+                obs.granted(served.cluster, served.name, a.lease.chain, servers, progress.waited_s)
+            else:
                 self.failovers_total += 1
+                obs.failed_over(served.cluster, served.name, a.lease.chain, servers)
             resume = progress.resume()
             return engine.stream(req if resume is None else replace(req, resume=resume), a.lease.servers)
 
@@ -427,7 +479,7 @@ class Gateway:
 
     @staticmethod
     async def _events(answer: _Answer, deltas: AsyncIterator[Delta], include_usage: bool, parsed: Parsed,
-                      progress: _Progress) -> AsyncIterator[bytes]:
+                      progress: _Progress, obs: RequestObservation) -> AsyncIterator[bytes]:
         final, counted = None, 0
         try:
             if answer.chat:
@@ -439,11 +491,14 @@ class Gateway:
                 if d.finish_reason is not None:
                     final = d
             yield _sse(answer.chunk(None, final.finish_reason if final else "stop", include_usage=include_usage))
+            usage = _usage(final, counted)
             if include_usage:
-                yield _sse(answer.usage_chunk(_usage(final, counted)))
+                yield _sse(answer.usage_chunk(usage))
+            obs.end("ok", usage["prompt_tokens"], usage["completion_tokens"])
             yield b"data: [DONE]\n\n"
         except (EngineError, FailoverExhausted) as exc:       # mid-stream: the SDKs raise on an "error" event
             err = _failover_error(exc) if isinstance(exc, FailoverExhausted) else _engine_error(exc, parsed, progress)
+            obs.error(err.status, err.type, err.code)
             yield _sse(err.body())
         finally:
             await deltas.aclose()
@@ -453,17 +508,25 @@ def create_app(config: GatewayConfig, *, startup: Sequence[Callable[[], Awaitabl
     """The gateway as an ASGI app; ``startup`` runs in its lifespan (for instance putting a plan in a memory store)."""
     gw = Gateway(config)
 
+    def counted(request: Request, exc: OpenAIError) -> Response:
+        obs = request.scope.get(OBS)
+        if obs is not None:
+            obs.fail(exc.status, exc.type, exc.code)
+        else:
+            gw.metrics.count_error(("", "", "", ""), _endpoint(request.url.path), exc.status, exc.type, exc.code)
+        return _error_response(exc)
+
     async def openai_error(request: Request, exc: Exception) -> Response:
-        return _error_response(exc)  # type: ignore[arg-type]
+        return counted(request, exc)  # type: ignore[arg-type]
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
         msg = f"no such endpoint: {request.method} {request.url.path}" if status in (404, 405) else str(exc)
-        return _error_response(OpenAIError(status, msg, code="unknown_url" if status == 404 else "method_not_allowed"))
+        return counted(request, OpenAIError(status, msg, code="unknown_url" if status == 404 else "method_not_allowed"))
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("gateway request failed")
-        return _error_response(OpenAIError(500, "the gateway failed on this request; see its log", code="internal_error"))
+        return counted(request, OpenAIError(500, "the gateway failed on this request; see its log", code="internal_error"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -478,6 +541,8 @@ def create_app(config: GatewayConfig, *, startup: Sequence[Callable[[], Awaitabl
               Route("/v1/completions", gw.completions, methods=["POST"]),
               Route("/v1/models", gw.models, methods=["GET"]),
               Route("/v1/health", gw.health, methods=["GET"]),
+              Route("/v1/metrics", gw.metrics_text, methods=["GET"]),
+              Route("/metrics", gw.metrics_text, methods=["GET"]),
               Route("/v1/models/{model:path}", gw.model, methods=["GET"])]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={OpenAIError: openai_error, HTTPException: http_error, Exception: server_error})

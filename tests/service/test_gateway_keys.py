@@ -229,3 +229,28 @@ def test_the_key_endpoints_are_described_in_the_schema(api):
     assert {"get", "post"} <= set(keys) and "Shown once" in keys["post"]["description"]
     assert "delete" in schema["paths"]["/api/v1/clusters/{id}/gateway/keys/{key_id}/"]
     assert "get" in schema["paths"]["/api/v1/clusters/{id}/gateway/"]
+
+
+def test_the_mounted_gateway_reports_its_metrics_at_v1_metrics_behind_the_metrics_token(
+        api, cluster, settings, gateway_config, django_capture_on_commit_callbacks):
+    settings.METRICS_TOKEN = "metrics-secret"
+    service = Service()            # built after the token is set, as the service builds it at start
+    try:
+        key = issue(api, cluster, django_capture_on_commit_callbacks)["key"]
+        assert_no_adopted_plan(service.chat(key))
+
+        def scrape(headers):
+            async def call(http):
+                return await http.get("/v1/metrics", headers=headers)
+            return service.run(call)
+
+        refused = scrape({})
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_metrics_token"
+        assert scrape({"Authorization": "Bearer wrong"}).status_code == 401
+        got = scrape({"Authorization": "Bearer metrics-secret"})
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/plain")
+        line = (f'chainplan_gateway_errors_total{{chain="",cluster="{cluster}",code="no_adopted_plan",'
+                f'endpoint="chat",model="{MODEL}",servers="",status="503",type="service_unavailable"}} 1.0')
+        assert line in got.text.splitlines(), got.text
+    finally:
+        service.loop.close()
