@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from .errors import FieldError, ScenarioError
 
 __all__ = ["BatchSlowdown", "NO_SLOWDOWN", "TIME_SHARING", "server_occupancy", "slowdowns_by_server",
@@ -185,6 +187,25 @@ class BatchModel:
             for j in {j for j, _ in self.hops(ch)}:
                 b[j] += z
         return b
+
+    @functools.cached_property
+    def memo(self) -> dict[str, dict]:
+        """Scratch space for what the planners compute from this model alone, by their own keys (factor
+        tables here, packed predictions in batch_allocation): a scenario's model lives as long as its search."""
+        return {}
+
+    def factor_table(self, j: int, up_to: int) -> np.ndarray:
+        """``curve_j.factor(b)`` for the integers ``b = 0..up_to`` (at least), from ``factor`` itself so that a
+        lookup equals the call bit for bit; kept per curve for the model's life (a search asks for it per
+        placement), grown by doubling."""
+        curve = self.curves[j]
+        tables = self.memo.setdefault("factor_tables", {})
+        table = tables.get(curve)
+        if table is None or table.size <= up_to:
+            size = max(64, up_to + 1, 2 * (table.size if table is not None else 0))
+            table = np.array([curve.factor(b) for b in range(size)])
+            tables[curve] = table
+        return table
 
     def excess(self, hops: Sequence[tuple[int, int]], occupancy: Sequence[float]) -> float:
         """The slowdown's extra time over the one-job time on these hops (network time is not slowed)."""

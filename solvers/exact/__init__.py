@@ -6,7 +6,8 @@
     maximising ``sum c_k mu_k`` subject to ``sum_k m_jk c_k <= slots_j`` per
     server (a multidimensional knapsack).  ``extra["objective"] =
     "min-capacity"`` instead minimises ``sum c_k`` subject to
-    ``sum c_k mu_k >= lambda / rho_bar``.
+    ``sum c_k mu_k >= lambda / rho_bar``.  Under a batch slowdown both count the
+    saturation rate instead of ``nu`` (branch and bound over occupancies, ``batched``).
 
 ``optimal``
     Placement and allocation together for small instances (J <= 8, L <= 12),
@@ -17,7 +18,10 @@
     and the heavy-load response time.  At light load a max-``nu`` plan may use
     long, slow chains, so its response-time bound can be *worse* than the
     greedy's; the plan reports its bound next to ``nu`` so nobody mistakes it
-    for a response-time optimum.
+    for a response-time optimum.  Under a batch slowdown the joint model (linear
+    only at one-job rates) picks the placement and the occupancy branch and
+    bound re-allocates on it for the saturation rate; the one-job bound stays a
+    valid, loose bound on it.
 
 Solvers (all shipped with OR-Tools): ``optimal-allocation`` solves its MIP
 with SCIP through ``pywraplp`` (the rates ``mu_k = 1/T_k`` are arbitrary

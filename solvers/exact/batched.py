@@ -37,6 +37,7 @@ from .enumeration import ChainCandidate
 
 CLOSE = 1e-9              # relative: a box whose bound is within this of the incumbent is closed
 MIN_NODE_TIME_S = 0.05
+CLOSE_JOBS = 1 - 1e-6     # capacities are integers: a box whose bound is above incumbent - 1 holds none better
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,12 @@ def saturation(model: BatchModel, chains: Sequence[ChainCandidate], values: Sequ
 
 
 def _node(model: BatchModel, chains: Sequence[ChainCandidate], slots: Sequence[int], box: dict[int, tuple[int, int]],
-          time_limit_s: float, hint: Sequence[int] | None) -> tuple[list[int], float, int]:
-    """The box's MIP: (values, proven bound on S over the box, solver status); no values if none found."""
+          time_limit_s: float, hint: Sequence[int] | None, target: float | None = None) -> tuple[list[int], float, int]:
+    """The box's MIP: (values, proven bound over the box, solver status); no values if none found.
+
+    Without ``target``: max ``sum c_k / T_k(lo)``, a bound on S over the box from above.  With it (min-capacity):
+    min ``sum c_k`` subject to ``sum c_k / T_k(lo) >= target``, a bound from below on the capacity of every
+    allocation in the box whose S reaches the target (its S is at most that sum)."""
     lo = [0] * len(model.curves)
     for j, (a, _) in box.items():
         lo[j] = a
@@ -71,10 +76,18 @@ def _node(model: BatchModel, chains: Sequence[ChainCandidate], slots: Sequence[i
             if j in rows:
                 rows[j].SetCoefficient(c[k], 1.0)
     obj = solver.Objective()
-    for k, ch in enumerate(chains):
-        obj.SetCoefficient(c[k], 1.0 / (ch.time_s + model.excess(ch.hops, lo)))
-    obj.SetMaximization()
-    code, values, bound, _, value = _solve(solver, c, hint, True)
+    rates = [1.0 / (ch.time_s + model.excess(ch.hops, lo)) for ch in chains]
+    if target is None:
+        for k in range(len(chains)):
+            obj.SetCoefficient(c[k], rates[k])
+        obj.SetMaximization()
+    else:
+        row = solver.Constraint(target, solver.infinity())
+        for k in range(len(chains)):
+            row.SetCoefficient(c[k], rates[k])
+            obj.SetCoefficient(c[k], 1.0)
+        obj.SetMinimization()
+    code, values, bound, _, value = _solve(solver, c, hint, target is None)
     if code == pywraplp.Solver.OPTIMAL and values:
         bound = value
     return values, bound, code
@@ -191,3 +204,85 @@ def batched_allocate(model: BatchModel, chains: Sequence[ChainCandidate], slots:
                      "boxes_open": len(heap), "servers_with_slowdown": len(curved),
                      "stopped_by_time_limit": not solved_all and status != "OPTIMAL"}
 
+
+
+def batched_min_capacity(model: BatchModel, chains: Sequence[ChainCandidate], slots: Sequence[int], target: float,
+                         time_limit_s: float, hint: Sequence[int] | None = None
+                         ) -> tuple[MipOutcome, dict[str, object]]:
+    """The fewest jobs ``sum c_k`` whose saturation rate ``S(c)`` reaches ``target``: the same branch and bound.
+
+    On a box every allocation's S is at most ``sum c_k / T_k(lo)``, so the box's MIP (min ``sum c_k`` with that
+    sum at least ``target``) bounds from below the capacity of every allocation in the box that reaches the
+    target; its solution, judged by the true S, is a plan when it reaches the target, and otherwise the box is
+    split where the solution's occupancy leaves ``lo`` behind (as for max-rate).  Best bound first; proven: no
+    allocation of these chains reaching the target has fewer jobs than ``best_bound``."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + time_limit_s
+    curved = sorted({j for ch in chains for j, _ in ch.hops if not model.curves[j].is_identity})
+    reach = [0] * len(model.curves)
+    for ch in chains:
+        cap = min(slots[j] // m for j, m in ch.hops)
+        for j in {j for j, _ in ch.hops}:
+            reach[j] += cap
+    root = {j: (0, min(reach[j], slots[j])) for j in curved}
+
+    best_vals: list[int] = []
+    best_jobs = math.inf
+
+    def offer(values: Sequence[int]) -> None:
+        nonlocal best_vals, best_jobs
+        if values and sum(values) < best_jobs and saturation(model, chains, values) >= target:
+            best_vals, best_jobs = list(values), sum(values)
+
+    if hint is not None and len(hint) == len(chains) and _fits(chains, hint, slots):
+        offer(hint)
+    heap: list[tuple[float, int, dict[int, tuple[int, int]]]] = [(-math.inf, 0, root)]
+    counter, nodes, solved_all = 1, 0, True
+    while heap:
+        parent, _, box = heap[0]
+        if parent >= best_jobs - CLOSE_JOBS:
+            break                                # best first: no open box can hold an allocation with fewer jobs
+        left = deadline - time.monotonic()
+        if left <= 0:
+            solved_all = False
+            break
+        heapq.heappop(heap)
+        nodes += 1
+        values, bound, code = _node(model, chains, slots, box, max(MIN_NODE_TIME_S, left / 2),
+                                    best_vals or None, target)
+        if code == pywraplp.Solver.INFEASIBLE:
+            continue                             # nothing in this box reaches the target even at lo's rates
+        bound = max(bound, parent)
+        if not values:
+            heapq.heappush(heap, (bound, counter, box))
+            counter += 1
+            solved_all = False
+            break
+        offer(values)
+        if bound >= best_jobs - CLOSE_JOBS:
+            continue
+        cut = _split(model, chains, box, values)
+        if cut is None:                          # lo's rates are the solution's own: it reaches the target
+            if code != pywraplp.Solver.OPTIMAL:  # (offered above) unless the solver stopped short
+                heapq.heappush(heap, (bound, counter, box))
+                counter += 1
+                solved_all = False
+                break
+            continue
+        j, s = cut
+        a, hi = box[j]
+        for child in ((a, s), (s + 1, hi)):
+            heapq.heappush(heap, (bound, counter, {**box, j: child}))
+            counter += 1
+    open_bound = min((b for b, _, _ in heap), default=math.inf)
+    proven = min(best_jobs, max(0.0, open_bound)) if best_vals else math.nan
+    status = "OPTIMAL" if best_vals and proven >= best_jobs - CLOSE_JOBS else ("FEASIBLE" if best_vals else
+                                                                             ("INFEASIBLE" if not heap and solved_all
+                                                                              else "NOT_SOLVED"))
+    if status == "OPTIMAL":
+        proven = float(best_jobs)
+    outcome = MipOutcome(best_vals, float(best_jobs) if best_vals else math.nan, proven, status,
+                         time.perf_counter() - started, False)
+    return outcome, {"method": "branch and bound over occupancy boxes (SCIP per box)", "boxes_solved": nodes,
+                     "boxes_open": len(heap), "servers_with_slowdown": len(curved),
+                     "stopped_by_time_limit": not solved_all and status != "OPTIMAL"}

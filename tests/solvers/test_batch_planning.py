@@ -188,14 +188,17 @@ def test_best_capacities_does_no_work_for_chains_that_hold_no_job():
     sc = fast_gpu()
     chains = plan("proposed", sc).chains
     curve = _CountingCurve(THRASHING.concurrency, THRASHING.factors)
-    model = BatchModel(tuple(curve if s.id == "s0" else IDENTITY for s in sc.servers),
-                       tuple(s.block_time_s for s in sc.servers), {s.id: j for j, s in enumerate(sc.servers)})
+
+    def model():     # a fresh one each time: a model keeps its factor tables and predictions (BatchModel.memo)
+        return BatchModel(tuple(curve if s.id == "s0" else IDENTITY for s in sc.servers),
+                          tuple(s.block_time_s for s in sc.servers), {s.id: j for j, s in enumerate(sc.servers)})
     idle = [dataclasses.replace(ch, capacity=0) for ch in chains for _ in range(200)]
     _CountingCurve.calls[0] = 0
-    alone = best_capacities(model, chains, arrival_rate=5.0)
+    alone = best_capacities(model(), chains, arrival_rate=5.0)
     work = _CountingCurve.calls[0]
+    assert work > 0
     _CountingCurve.calls[0] = 0
-    assert best_capacities(model, chains + idle, arrival_rate=5.0) == alone + [0] * len(idle)
+    assert best_capacities(model(), chains + idle, arrival_rate=5.0) == alone + [0] * len(idle)
     assert _CountingCurve.calls[0] == work
 
 
@@ -249,3 +252,74 @@ def test_a_box_closes_only_when_its_bound_is_its_solutions_rate():
     assert _split(model, chains, root, full) is not None
     occupied = model.occupancy(_chains_at(chains[:1], full[:1]))
     assert _split(model, chains[:1], {0: (occupied[0], slots[0])}, full[:1]) is None
+
+
+def _allocations(chains, slots):
+    """Every integer allocation of the chains within the slots."""
+    caps = [min(slots[j] // m for j, m in ch.hops) for ch in chains]
+    for values in itertools.product(*(range(c + 1) for c in caps)):
+        used = [0] * len(slots)
+        for ch, v in zip(chains, values):
+            for j, m in ch.hops:
+                used[j] += m * v
+        if all(u <= s for u, s in zip(used, slots)):
+            yield values
+
+
+@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("share", [0.3, 0.6, 0.9])
+def test_min_capacity_under_a_slowdown_matches_brute_force(index, share):
+    """min-capacity asks for the fewest jobs whose saturation rate (not the one-job rate) reaches a target."""
+    from solvers.exact.batched import batched_min_capacity
+    scenario = list(small_instances())[index]
+    model = BatchModel.of(scenario)
+    placement = plan("proposed", scenario).placement
+    slots = cache_slots(scenario, placement)
+    chains, _ = placement_chains(scenario, placement, slots)
+    rates = {values: saturation(model, chains, values) for values in _allocations(chains, slots)}
+    target = share * max(rates.values())
+    fewest = min(sum(v) for v, r in rates.items() if r >= target)
+    out, info = batched_min_capacity(model, chains, slots, target, 10.0)
+    assert out.status == "OPTIMAL" and out.gap == 0.0, (out, info)
+    assert sum(out.values) == out.objective == fewest
+    assert saturation(model, chains, out.values) >= target
+    # past the best saturation rate nothing reaches it, and the solver proves so
+    none, _ = batched_min_capacity(model, chains, slots, max(rates.values()) * 1.01, 10.0)
+    assert none.values == [] and none.status == "INFEASIBLE"
+
+
+def test_min_capacity_plan_counts_the_slowdown():
+    """Through the algorithm: the plan's saturation rate (with the curves) reaches lambda / rho_bar, where the
+    one-job MIP's allocation, which counts every slot at its one-job speed, would fall short of it."""
+    scenario = dataclasses.replace(list(small_instances())[0], workload=dataclasses.replace(
+        fast_gpu().workload, arrival_rate=40.0))
+    plain = scenario.with_servers(tuple(dataclasses.replace(s, batch_slowdown=IDENTITY) for s in scenario.servers))
+    placement = plan("proposed", scenario).placement
+    target = 40.0 / scenario.workload.target_load
+    aware = plan("optimal-allocation", scenario, objective="min-capacity", placement=placement)
+    one_job = plan("optimal-allocation", plain, objective="min-capacity", placement=placement)
+    assert saturation_rate(aware.chains, scenario.servers) >= target * (1 - 1e-9)
+    assert saturation_rate(one_job.chains, scenario.servers) < target
+    info = aware.extra["exact"]
+    assert info["status"] == "OPTIMAL" and "batch slowdown" in info["optimises"]
+    assert info["objective"] == sum(ch.capacity for ch in aware.chains)
+
+
+def test_optimal_under_a_slowdown_allocates_for_the_saturation_rate_and_says_so():
+    """The joint model sees one-job rates only: its placement is kept, its allocation is redone for the saturation
+    rate, and the plan reports that rate against the one-job bound (proven, never below it)."""
+    scenario = list(small_instances())[1]
+    plain = scenario.with_servers(tuple(dataclasses.replace(s, batch_slowdown=IDENTITY) for s in scenario.servers))
+    result = plan("optimal", scenario)
+    info = result.extra["exact"]
+    rate = saturation_rate(result.chains, scenario.servers)
+    assert info["objective"] == pytest.approx(rate, rel=1e-12)
+    assert info["best_bound"] >= rate and info["gap"] == pytest.approx((info["best_bound"] - rate) / rate)
+    assert info["objective"] >= info["joint_allocation_saturation_rate_rps"] * (1 - 1e-12)
+    assert "one-job" in info["optimises"] and "batch slowdown" in info["optimises"]
+    # the same servers without curves: the joint model's figures are the plan's, as before
+    flat = plan("optimal", plain).extra["exact"]
+    assert "batch slowdown" not in flat["optimises"] and "joint_allocation_saturation_rate_rps" not in flat
+    # on the same placement, no allocation has a higher saturation rate (the re-allocation is exact there)
+    exact = plan("optimal-allocation", scenario, placement=result.placement).extra["exact"]
+    assert rate >= exact["objective"] * (1 - 1e-9)
