@@ -39,7 +39,9 @@ CHAINS = [(["s1", "s2"], [2, 2], 1.0, 1), (["s3"], [4], 1.5, 1)]
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}assistant:{% endif %}")
 N = 400            # tokens per answer: about a second of generation, so a kill lands mid-answer
-SUSPECT_S = 20     # the gateway's probation for a reported server: the mask stays visible to the test
+# the probation of a reported server: long enough that it cannot end within a test, even on a loaded machine
+# (a short one ran out mid-test, and the dead engine's chain was granted again); each test starts from `up`
+SUSPECT_S = 300
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -163,7 +165,8 @@ def setup(tmp_path_factory):
              "--cluster", str(CLUSTER), "--engines-file", str(root / "engines.json"), "--tokenizer", str(model),
              "--dispatch", REDIS_URL, "--port", str(port), "--queue-wait-s", "2", "--failover-window-s", "3",
              "--max-tokens", "480"],
-            env={**env, "CHAINPLAN_DISPATCH_SUSPECT_S": str(SUSPECT_S), "CHAINPLAN_DISPATCH_SUSPECT_MAX_S": "60"},
+            env={**env, "CHAINPLAN_DISPATCH_SUSPECT_S": str(SUSPECT_S),
+                 "CHAINPLAN_DISPATCH_SUSPECT_MAX_S": str(2 * SUSPECT_S)},
             cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}/v1"
         _wait_http(base + "/health", gateway, "the gateway", 60)
