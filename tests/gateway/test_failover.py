@@ -4,10 +4,11 @@ process group) or SIGSTOPped mid-answer; the answer must come out exactly as the
 (no piece repeated or lost, usage counted once, the same finish_reason), the failed chain's server must be
 masked in the dispatcher, and no slot may stay held.
 
-The model is the tiny LLaMA with a character-level tokenizer, in float64: any answer re-reads as exactly
-the tokens that produced it (the condition under which an openai engine's text continuation is exact), and
-float64 keeps the re-prefill of a resumed answer from flipping greedy near-ties that float32 sums in a
-different order (this random model has top-2 margins of a few 1e-6).
+The model is the tiny LLaMA with a character-level tokenizer, in float64, that never generates <s> or
+<unk> (its generation_config suppresses them): any answer re-reads as exactly the tokens that produced it
+(the condition under which an openai engine's text continuation is exact), and float64 keeps the re-prefill
+of a resumed answer from flipping greedy near-ties that float32 sums in a different order (this random
+model has top-2 margins of a few 1e-6).
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ def _char_model(out: Path) -> Path:
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
                          bos_token_id=0, eos_token_id=1)
-    LlamaForCausalLM(config).to(torch.float64).save_pretrained(out, safe_serialization=True)
+    model = LlamaForCausalLM(config).to(torch.float64)
+    # never generate <s> or <unk>: either decodes to no text (or "<unk>", which re-reads as 5 tokens), so an
+    # answer holding one would not re-read as the tokens that produced it, and a resume from it would differ
+    model.generation_config.suppress_tokens = [vocab["<s>"], vocab["<unk>"]]
+    model.save_pretrained(out, safe_serialization=True)
     return out
 
 
@@ -207,6 +212,8 @@ def _reference(setup: Setup, kind: str, **kw):
         got = c.completions.create(model="tiny-chars", temperature=0, max_tokens=N, **kw)
         text = got.choices[0].text
     assert len(set(text)) >= 3, f"a degenerate reference answer proves little: {text[:80]!r}"
+    # one character per generated token: no special token (<s>, <unk>) went out as no text
+    assert len(text) == got.usage.completion_tokens, (len(text), got.usage.completion_tokens, text[:80])
     return text, got.choices[0].finish_reason, got.usage
 
 
