@@ -32,7 +32,9 @@ did not answer within its step deadline).  A ``generate`` may carry ``"resume_id
 (the answer so far, after a fail-over: prefilled with the prompt, only what follows is streamed) and
 ``"deadline": {"floor_s", "factor", "expected_step_s"}`` (a step not answered within ``max(floor_s,
 factor x expected)`` fails its hop).  ``{"op": "cancel", "id": ..}`` stops it after the step in flight and
-closes its session.
+closes its session.  ``{"op": "connect", "peers": [[peer_id, multiaddr], ..], "spans": [[peer_id, start,
+end], ..]}`` dials servers that (re)started and waits until their block ranges are visible; answers
+``{"op": "connect", "ok": true, "dial_s", "visible_s"}``.
 """
 
 from __future__ import annotations
@@ -218,6 +220,31 @@ class Client:
             time.sleep(0.5)
         raise RuntimeError(f"servers not visible in the DHT: {sorted(peers - seen)}")
 
+    def connect(self, peers: list, spans: list, timeout_s: float = 60) -> dict:
+        """A server that (re)started: ``peers`` [[peer_id, multiaddr], ..] are dialled at once (a restarted
+        server keeps its peer id, but this client's p2p daemon may have dropped its address with the old
+        connection and then fails to route to it for a while), then wait until the swarm's state shows each
+        of ``spans`` [[peer_id, start, end], ..] (a server's new block range) so a forced chain finds it."""
+        from hivemind.p2p import PeerID
+        from multiaddr import Multiaddr
+        t0 = time.monotonic()
+        p2p = self.base.state.p2p
+        for peer, maddr in peers:
+            RemoteExpertWorker.run_coroutine(p2p._client.connect(PeerID.from_base58(peer), [Multiaddr(maddr)]))
+        dialled = time.monotonic()
+        deadline = t0 + timeout_s
+        while True:
+            self.base.update(wait=True)
+            seen = self.base.state.sequence_info.spans_by_priority
+            missing = [(p, a, b) for p, a, b in spans
+                       if not any(s.peer_id.to_base58() == p and s.start <= int(a) and s.end >= int(b) for s in seen)]
+            if not missing:
+                break
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"spans not visible in the DHT within {timeout_s:.0f} s: {missing}")
+            time.sleep(0.25)
+        return {"dial_s": round(dialled - t0, 3), "visible_s": round(time.monotonic() - t0, 3)}
+
     def manager_for(self, chain, *, config=None, routing_feedback: bool = True,
                     step_timeout_s: float | None = None, max_retries: int | None = None) -> RemoteSequenceManager:
         """The manager for one request: PETALS' own routing (``chain`` None) or exactly ``chain``.
@@ -393,6 +420,14 @@ def serve(client: Client, max_workers: int) -> None:
                     emit({"op": "peers", "ok": True})
                 except Exception as exc:
                     emit({"op": "peers", "ok": False, "error": str(exc)})
+            elif msg.get("op") == "connect":
+                def connect(msg=msg):
+                    try:
+                        emit({"op": "connect", "ok": True, **client.connect(msg.get("peers") or [],
+                                                                            msg.get("spans") or [])})
+                    except Exception as exc:
+                        emit({"op": "connect", "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+                pool.submit(connect)        # requests in flight go on meanwhile
             elif msg.get("op") in ("run", "probe"):
                 pool.submit(handle, msg)
             elif msg.get("op") == "generate":

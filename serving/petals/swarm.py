@@ -197,12 +197,13 @@ class Swarm(procs.StartStop):
         self._sockets_before = procs.p2p_sockets()
         self._lock = threading.Lock()
         self.proxy: subprocess.Popen | None = None
+        self.extra_proxies: list[subprocess.Popen] = []     # relays of servers added while running
         self._ports: dict[str, tuple[int, int | None]] = {}
 
-    def _start_proxy(self) -> None:
+    def _start_proxy(self, specs: list[ServerSpec] | None = None) -> subprocess.Popen | None:
         """One relay process for every server with a delay: public port -> the server's private port."""
         relays = []
-        for spec in self.specs:
+        for spec in self.specs if specs is None else specs:
             if spec.one_way_delay_ms is None:
                 self._ports[spec.id] = (free_port(), None)
                 continue
@@ -210,15 +211,20 @@ class Swarm(procs.StartStop):
             self._ports[spec.id] = (private, public)
             relays.append(f"{public}:{private}:{spec.one_way_delay_ms:g}")
         if not relays:
-            return
+            return None
         repo_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONPATH=repo_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proxy = subprocess.Popen([sys.executable, "-m", "serving.petals.delay_proxy", *relays], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                      text=True, start_new_session=True)
-        if self.proxy.stdout.readline().strip() != "ready":
-            raise SwarmError(f"the delay proxy did not start (exit code {self.proxy.poll()})")
+        proxy = subprocess.Popen([sys.executable, "-m", "serving.petals.delay_proxy", *relays], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                 text=True, start_new_session=True)
+        if specs is None:
+            self.proxy = proxy
+        else:
+            self.extra_proxies.append(proxy)
+        if proxy.stdout.readline().strip() != "ready":
+            raise SwarmError(f"the delay proxy did not start (exit code {proxy.poll()})")
         self.log(f"swarm: delay relays {' '.join(relays)} (public:private:one-way ms)")
+        return proxy
 
     # -- launch ---------------------------------------------------------------
     def _spawn(self, spec: ServerSpec, initial_peers: list[str]) -> RunningServer:
@@ -312,19 +318,40 @@ class Swarm(procs.StartStop):
             s.pids = {p for p in s.pids if procs.alive(p)}     # never signal a reused pid later
         return sent
 
-    def restart(self, server_id: str) -> RunningServer:
-        """A fresh start of the server with its planned blocks: what is left of the old process tree is
-        killed, and a new one starts on the same ports (its relay still points there) and identity (so the
-        same peer id), joining through a server that is running."""
+    def restart(self, server_id: str, spec: ServerSpec | None = None) -> RunningServer:
+        """A fresh start of the server: what is left of the old process tree is killed, and a new one starts
+        on the same ports (its relay still points there) and identity (so the same peer id), joining through
+        a server that is running.  ``spec`` (the same id): its new flags, e.g. another block range (a
+        re-plan's placement); None: its planned blocks as before."""
         import signal as _signal
         old = self.server(server_id)
+        if spec is not None and spec.id != server_id:
+            raise SwarmError(f"restart {server_id!r} with the spec of {spec.id!r}")
         if old.proc.poll() is None:
             self.signal_server(server_id, _signal.SIGCONT)
             self.signal_server(server_id, _signal.SIGKILL)
+        spec = spec or old.spec
         with self._lock:
             self.servers.remove(old)
+            self.specs = [spec if s.id == server_id else s for s in self.specs]
             joinable = [s for s in self.servers if s.proc.poll() is None and s.peer_id]
-        fresh = self._spawn(old.spec, [joinable[0].maddr] if joinable else [])
+        fresh = self._spawn(spec, [joinable[0].maddr] if joinable else [])
+        self._wait_ready(fresh)
+        fresh.pids |= set(procs.process_tree(fresh.proc.pid))
+        return fresh
+
+    def add(self, spec: ServerSpec) -> RunningServer:
+        """Start a server that is not in the swarm yet (a re-plan placed blocks on it), behind a relay of its
+        own when it has a delay, joining through a server that is running."""
+        with self._lock:
+            if any(s.spec.id == spec.id for s in self.servers):
+                raise SwarmError(f"server {spec.id!r} is already in this swarm")
+            joinable = [s for s in self.servers if s.proc.poll() is None and s.peer_id]
+        if spec.id not in self._ports:
+            self._start_proxy([spec])
+        with self._lock:
+            self.specs = [s for s in self.specs if s.id != spec.id] + [spec]
+        fresh = self._spawn(spec, [joinable[0].maddr] if joinable else [])
         self._wait_ready(fresh)
         fresh.pids |= set(procs.process_tree(fresh.proc.pid))
         return fresh
@@ -343,15 +370,15 @@ class Swarm(procs.StartStop):
             procs.reap(s.proc)
         leftovers = procs.leftover_files(sorted(pids), self._sockets_before)
         procs.remove_files(leftovers)
-        if self.proxy is not None:
-            if self.proxy.poll() is None:
-                self.proxy.terminate()
+        for proxy in [self.proxy, *self.extra_proxies]:
+            if proxy is not None and proxy.poll() is None:
+                proxy.terminate()
                 try:
-                    self.proxy.wait(timeout=5)
+                    proxy.wait(timeout=5)
                 except subprocess.TimeoutExpired:
-                    self.proxy.kill()
-                    self.proxy.wait(timeout=5)
-            self.proxy = None
+                    proxy.kill()
+                    proxy.wait(timeout=5)
+        self.proxy, self.extra_proxies = None, []
         with self._lock:
             self.servers.clear()
         return {"processes": len(pids), "killed_after_timeout": len(killed), "files_removed": len(leftovers)}
