@@ -12,10 +12,17 @@ figures the run reports (lost, failed_over, mask_s, replan_s, the response per w
   or stopped server falls silent and goes ``down`` after ``HEARTBEAT_TIMEOUT_S``.
 * **Re-plan**: the testbed's dispatcher is standalone (no Django, no service to heal the plan), so the
   testbed does what the service's healing re-plans do: it watches the store's ``events``, and when a
-  server of the plan goes ``down`` it plans again with the same planner on the launched placement
-  without the servers that are down (only the cache allocation and the chains change: the swarm's block
-  ranges stay) and adopts it through the normal plan switch (``set_plan`` of the new snapshot).  A server
-  that heartbeats again after it went down is back: the original plan is adopted again.
+  server of the plan goes ``down`` it plans again without the servers that are down and adopts it through
+  the normal plan switch (``set_plan`` of the new snapshot).  A server that heartbeats again after it went
+  down is back: the original plan is the target again.
+* **Moving the swarm** (``Mover``): the re-plan places blocks afresh on the servers that are up.  When its
+  placement differs from what runs, the testbed first adopts a plan on the running placement without the
+  servers that are out (the *interim* plan: only chains and cache change), then moves the swarm: each
+  server of the new plan's chains whose range changes is drained (``draining``: no new grants, leases in
+  flight finish), restarted with its new ``--block_indices`` from the export (same ports and identity, so
+  the same peer id), a server not running yet is started behind a relay of its own; the testbed's client
+  dials each of them and waits until their new ranges are visible; then the new plan is adopted (the
+  *placed* plan) and the restarted servers are marked ``up``.
 """
 
 from __future__ import annotations
@@ -141,6 +148,16 @@ class ChurnStore:
     def set_plan(self, snapshot: dict) -> int:
         return self._call("set_plan", CLUSTER, snapshot)
 
+    def set_server_state(self, server: str, state: str, cause: str = "") -> dict:
+        return self._call("set_server_state", CLUSTER, server, state, cause=cause)
+
+    def used_slots(self, server: str) -> int:
+        """KV slots held on ``server`` by leases in flight (every plan generation)."""
+        for row in self._call("state", CLUSTER)["observations"]["servers"]:
+            if row["server"] == server:
+                return int(row["used_slots"] or 0)
+        return 0
+
     def close(self) -> None:
         if not self.is_async and hasattr(self.store, "close"):
             self.store.close()
@@ -161,7 +178,7 @@ def store_for(routes: Any, redis_url: str | None, prefix: str | None) -> ChurnSt
 # --------------------------------------------------------------------------- heartbeats
 def process_running(proc) -> bool:
     """Alive and not stopped: what a watch agent beside the server can tell (a stopped process is 'T')."""
-    if proc.poll() is not None:
+    if proc is None or proc.poll() is not None:
         return False
     try:
         with open(f"/proc/{proc.pid}/stat") as f:
@@ -176,12 +193,22 @@ class Heartbeats:
     gives the current process, so a restarted server's agent follows the new one)."""
 
     def __init__(self, store: ChurnStore, servers: list[str], proc_of: Callable[[str], Any]):
-        self.store, self.servers, self.proc_of = store, servers, proc_of
+        self.store, self.servers, self.proc_of = store, list(servers), proc_of
         self._stop = threading.Event()
         self.sent: dict[str, int] = {s: 0 for s in servers}
         self.errors = 0
         self._threads = [threading.Thread(target=self._agent, args=(s,), daemon=True, name=f"hb-{s}")
                          for s in servers]
+
+    def add(self, server: str) -> None:
+        """An agent beside a server started while the run goes on (a re-plan placed blocks on it)."""
+        if server in self.sent:
+            return
+        self.servers.append(server)
+        self.sent[server] = 0
+        th = threading.Thread(target=self._agent, args=(server,), daemon=True, name=f"hb-{server}")
+        self._threads.append(th)
+        th.start()
 
     def _agent(self, server: str) -> None:
         while not self._stop.is_set():
@@ -211,57 +238,240 @@ def _epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+DRAIN_WAIT_S = 30.0            # a moving server's leases in flight get this long to finish
+MOVE_MIN_GAIN = 1.1           # move the swarm only for a plan this much faster (saturation rate) than the interim
+
+
+def _rate(doc: dict | None) -> float:
+    if not doc:
+        return 0.0
+    return float(doc.get("saturation_rate_rps") or doc.get("total_service_rate") or 0.0)
+
+
+def _servers_of(doc: dict | None) -> set[str]:
+    from testbed.routes import chain_hops
+    return {h.server for ch in (doc or {}).get("chains", []) for h in chain_hops(ch)}
+
+
+def moves_between(doc: dict, specs: dict, running: dict, known: set[str]) -> list[dict]:
+    """What serving the plan ``doc`` needs of a swarm whose running servers have the specs ``running``
+    (``known``: every server launched, dead ones too); ``specs``: the plan's own, from its export.  ``start``
+    a server of its chains that was never launched, ``restart`` one whose block range differs (or whose KV
+    budget is too small).  A launched server whose process died is not restarted here: its machine is gone,
+    and it comes back by itself.  Servers placed but on no chain are left as they are."""
+    moves = []
+    for server in sorted(_servers_of(doc)):
+        new, cur = specs[server], running.get(server)
+        if cur is None:
+            if server not in known:
+                moves.append({"server": server, "action": "start", "spec": new,
+                              "blocks": [new.start_block, new.end_block]})
+        elif (cur.start_block, cur.end_block) != (new.start_block, new.end_block) \
+                or cur.cache_tokens < new.cache_tokens:
+            moves.append({"server": server, "action": "restart", "spec": new,
+                          "from": [cur.start_block, cur.end_block], "blocks": [new.start_block, new.end_block]})
+    return moves
+
+
+class Mover:
+    """Moves the launched swarm to a plan's placement (see the module's doc).
+
+    ``specs_for(plan_doc)``: ``{server: ServerSpec}`` from the export of that plan (its run_server flags);
+    ``connect(peers, spans)``: the testbed's client dials ``[[peer_id, maddr]]`` and waits for ``[[peer_id,
+    start, end]]``; ``on_added(server, peer_id)``: a server joined (the testbed learns its peer id, starts
+    its heartbeats).  ``busy``: the servers being moved (no heartbeat from beside them meanwhile)."""
+
+    def __init__(self, swarm, store: ChurnStore, specs_for: Callable[[dict], dict],
+                 connect: Callable[[list, list], dict], on_added: Callable[[str, str], None]):
+        self.swarm, self.store, self.specs_for = swarm, store, specs_for
+        self.connect, self.on_added = connect, on_added
+        self.busy: set[str] = set()
+
+    def running(self) -> dict:
+        """server -> ServerSpec of the servers whose process runs (a killed one is not; a stopped one is)."""
+        return {s.spec.id: s.spec for s in list(self.swarm.servers) if s.proc.poll() is None}
+
+    def rows(self) -> list[dict]:
+        """The running placement, as a plan's placement rows."""
+        return [{"server": sp.id, "start_block": sp.start_block, "num_blocks": sp.end_block - sp.start_block}
+                for sp in self.running().values()]
+
+    def moves_for(self, doc: dict) -> list[dict]:
+        return moves_between(doc, self.specs_for(doc), self.running(), {s.spec.id for s in list(self.swarm.servers)})
+
+    def _drain(self, server: str, t0: float) -> float:
+        """Wait until no lease in flight holds a slot on ``server`` (its chains are masked: none starts)."""
+        deadline = time.time() + DRAIN_WAIT_S
+        while self.store.used_slots(server) > 0 and time.time() < deadline:
+            time.sleep(0.05)
+        return round(time.time() - t0, 3)
+
+    def move(self, moves: list[dict]) -> list[dict]:
+        """Drain the servers to restart, restart / start every one at once, let the client find them.  Returns
+        a record per move (``drain_s``, ``ready_s`` from the move's start, ``error`` where it failed)."""
+        t0 = time.time()
+        records = [{k: v for k, v in m.items() if k != "spec"} for m in moves]
+        for m in moves:
+            self.busy.add(m["server"])
+            if m["action"] == "restart":
+                a, b = m["blocks"]
+                self.store.set_server_state(m["server"], "draining", cause=f"moving to blocks {a}:{b}")
+
+        def one(m: dict, rec: dict) -> None:
+            try:
+                if m["action"] == "restart":
+                    rec["drain_s"] = self._drain(m["server"], t0)
+                    fresh = self.swarm.restart(m["server"], m["spec"])
+                else:
+                    fresh = self.swarm.add(m["spec"])
+                rec["peer"], rec["maddr"] = fresh.peer_id, fresh.maddr
+                rec["started_s"] = round(time.time() - t0, 3)
+            except Exception as exc:   # noqa: BLE001 - recorded; the interim plan goes on serving
+                rec["error"] = f"{type(exc).__name__}: {exc}"
+        threads = [threading.Thread(target=one, args=(m, r), daemon=True) for m, r in zip(moves, records)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        ok = [r for r in records if "error" not in r]
+        for r in ok:
+            if r["action"] == "start":
+                self.on_added(r["server"], r["peer"])
+        if ok:
+            try:
+                seen = self.connect([[r["peer"], r["maddr"]] for r in ok],
+                                    [[r["peer"], *r["blocks"]] for r in ok])
+                for r in ok:
+                    r["client_s"] = seen.get("visible_s")
+            except Exception as exc:   # noqa: BLE001
+                for r in ok:
+                    r["error"] = f"the client did not find it: {exc}"
+        for r in records:
+            r["ready_s"] = round(time.time() - t0, 3)
+        return records
+
+    def mark_up(self, records: list[dict]) -> None:
+        """After the new plan is adopted: the restarted servers take grants again."""
+        for r in records:
+            if r["action"] == "restart" and "error" not in r:
+                a, b = r["blocks"]
+                self.store.set_server_state(r["server"], "up", cause=f"moved to blocks {a}:{b}")
+        for r in records:
+            self.busy.discard(r["server"])
+
+
 class Replanner:
     """Watches the store's events; when the set of the plan's servers that are out (``down`` or ``draining``,
-    and not heard from since) changes, plans again on the launched placement without them and adopts it."""
+    and not heard from since) changes, plans again without them and adopts it (``mover``: moving the swarm
+    to the new plan's placement first where it differs; without one, on the launched placement)."""
 
-    def __init__(self, store: ChurnStore, plan_doc: dict, scenario_doc: dict, algorithm: str, plan_id: int):
-        from testbed.routes import chain_hops
-        self.store, self.plan_doc, self.scenario_doc = store, plan_doc, scenario_doc
+    def __init__(self, store: ChurnStore, plan_doc: dict, scenario_doc: dict, algorithm: str, plan_id: int,
+                 mover: Mover | None = None):
+        from solvers.algorithms import REGISTRY
+        self.store, self.plan_doc, self.scenario_doc, self.mover = store, plan_doc, scenario_doc, mover
+        # on a given placement (the interim plan) only these plan; placing afresh, the run's own planner
         self.algorithm = algorithm if algorithm in ("proposed", "search", "optimal-allocation") else "proposed"
-        self.plan_servers = {h.server for ch in plan_doc.get("chains", []) for h in chain_hops(ch)}
+        self.placing_algorithm = algorithm if algorithm in REGISTRY and algorithm != "petals" else "proposed"
+        self.plan_servers = _servers_of(plan_doc)
         self.next_id = plan_id * 1000
         self.out: set[str] = set()
         self.down_at: dict[str, float] = {}
-        self.adoptions: list[dict] = []     # {"at", "without", "plan_id", "chains"}
+        self.adopted: dict = plan_doc
+        # {"at", "without", "plan_id", "chains", "kind": "original" | "interim" | "placed", "moves"?}
+        self.adoptions: list[dict] = []
         self.transitions: list[dict] = []   # the store's events, as seen
         self._last: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="replanner")
 
-    def _plan_without(self, out: set[str]) -> dict | None:
-        if not out:
-            return self.plan_doc
+    def _scenario_without(self, out: set[str]):
         import copy
 
-        from solvers.runner import plan
         from solvers.scenario import parse_scenario
         doc = copy.deepcopy(self.scenario_doc)
         doc["servers"] = [s for s in doc["servers"] if s["id"] not in out]
         doc["workload"].pop("trace", None)
-        rows = [{k: r[k] for k in ("server", "start_block", "num_blocks")}
-                for r in self.plan_doc.get("placement", []) if r["server"] not in out and r["num_blocks"] > 0]
-        new = plan(parse_scenario(doc), self.algorithm, placement=rows)
+        return parse_scenario(doc)
+
+    def _plan_without(self, out: set[str]) -> dict | None:
+        """On the placement that runs (the launched one, or where the mover left it), without ``out``."""
+        from solvers.runner import plan
+        running = self.mover.rows() if self.mover is not None else [
+            {k: r[k] for k in ("server", "start_block", "num_blocks")} for r in self.plan_doc.get("placement", [])]
+        if not out and self.mover is None:
+            return self.plan_doc
+        rows = [r for r in running if r["server"] not in out and r["num_blocks"] > 0]
+        new = plan(self._scenario_without(out), self.algorithm, placement=rows)
         return new if new.get("feasible") and new.get("chains") else None
 
-    def _adopt(self, out: set[str]) -> None:
+    def _placed(self, out: set[str]) -> dict | None:
+        """Blocks placed afresh on the servers that are up (every server of the profile but ``out``); nothing
+        out: the run's own plan."""
+        if not out:
+            return self.plan_doc
+        from solvers.runner import plan
+        new = plan(self._scenario_without(out), self.placing_algorithm)
+        return new if new.get("feasible") and new.get("chains") else None
+
+    def _adopt(self, doc: dict, out: set[str], kind: str, t: float, moves: list[dict] | None = None) -> None:
         from serving.dispatch.snapshot import snapshot_from_document
-        t = time.time()
-        try:
-            doc = self._plan_without(out)
-        except Exception as exc:   # noqa: BLE001 - a re-plan that fails leaves the masked plan in place
-            log(f"testbed: churn: re-plan without {sorted(out)} failed: {exc}")
-            return
-        if doc is None:
-            log(f"testbed: churn: no feasible plan without {sorted(out)}; the masked plan stays")
-            return
         self.next_id += 1
         self.store.set_plan(snapshot_from_document(self.next_id, doc, policy="jffc", ttl_s=60))
         done = time.time()
-        self.adoptions.append({"at": done, "planned_s": round(done - t, 3), "without": sorted(out),
-                               "plan_id": self.next_id, "chains": len(doc["chains"])})
-        log(f"testbed: churn: adopted plan {self.next_id} without {sorted(out) or 'no server'} "
-            f"({len(doc['chains'])} chains, planned in {done - t:.2f} s)")
+        self.adopted = doc
+        self.plan_servers |= _servers_of(doc)
+        rec = {"at": done, "planned_s": round(done - t, 3), "without": sorted(out), "plan_id": self.next_id,
+               "chains": len(doc["chains"]), "kind": kind}
+        if moves is not None:
+            rec["moves"] = moves
+        self.adoptions.append(rec)
+        log(f"testbed: churn: adopted plan {self.next_id} ({kind}) without {sorted(out) or 'no server'} "
+            f"({len(doc['chains'])} chains, {done - t:.2f} s after the re-plan began)")
+
+    def _react(self, out: set[str]) -> None:
+        t = time.time()
+        try:
+            interim = self._plan_without(out) if out or self.mover is not None else self.plan_doc
+        except Exception as exc:   # noqa: BLE001 - a re-plan that fails leaves the masked plan in place
+            log(f"testbed: churn: re-plan without {sorted(out)} failed: {exc}")
+            interim = None
+        if self.mover is None:
+            if interim is None:
+                log(f"testbed: churn: no feasible plan without {sorted(out)}; the masked plan stays")
+            else:
+                self._adopt(interim, out, "interim" if out else "original", t)
+            return
+        try:
+            target = self._placed(out)
+            moves = self.mover.moves_for(target) if target is not None else []
+        except Exception as exc:   # noqa: BLE001
+            log(f"testbed: churn: placing blocks without {sorted(out)} failed: {exc}")
+            target, moves = None, []
+        if target is not None and not moves:
+            self._adopt(target, out, "placed" if out else "original", t)
+            return
+        if interim is not None:
+            self._adopt(interim, out, "interim", t)
+        if target is None or (out and interim is not None and _rate(target) < MOVE_MIN_GAIN * _rate(interim)):
+            if interim is None:
+                log(f"testbed: churn: no feasible plan without {sorted(out)}; the masked plan stays")
+            return
+        log(f"testbed: churn: moving the swarm: "
+            + ", ".join(f"{m['action']} {m['server']} {m['blocks'][0]}:{m['blocks'][1]}" for m in moves))
+        records = self.mover.move(moves)
+        failed = [r for r in records if "error" in r]
+        if failed:
+            log(f"testbed: churn: the move failed ({failed}); re-planning on what runs")
+            try:
+                again = self._plan_without(out)
+                if again is not None:
+                    self._adopt(again, out, "interim", t, moves=records)
+            except Exception as exc:   # noqa: BLE001
+                log(f"testbed: churn: re-plan without {sorted(out)} failed: {exc}")
+            self.mover.mark_up(records)
+            return
+        self._adopt(target, out, "placed" if out else "original", t, moves=records)
+        self.mover.mark_up(records)
 
     def _tick(self) -> None:
         events = self.store.events(self._last)
@@ -271,9 +481,10 @@ class Replanner:
         if not events and not self.out:
             return
         out = set(self.out)
+        moving = self.mover.busy if self.mover is not None else set()
         for s in self.store.server_states():
             name = s["server"]
-            if name not in self.plan_servers:
+            if name not in self.plan_servers or name in moving:
                 continue
             if s["state"] in ("down", "draining"):
                 if name not in out:
@@ -285,7 +496,7 @@ class Replanner:
                     out.discard(name)      # it heartbeats again: back
         if out != self.out:
             self.out = out
-            self._adopt(out)
+            self._react(out)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.25):
@@ -300,15 +511,18 @@ class Replanner:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=120)
 
 
 # --------------------------------------------------------------------------- the events, on time
 class ChurnRunner:
     """Runs the (resolved) events on the swarm at ``t0 + at_s``; records when each was done."""
 
-    def __init__(self, swarm, events: list[ChurnEvent], t0: float):
-        self.swarm, self.events, self.t0 = swarm, events, t0
+    def __init__(self, swarm, events: list[ChurnEvent], t0: float,
+                 on_restarted: Callable[[str, Any], Any] | None = None):
+        """``on_restarted(server, running_server)``: a restarted server is up (before its heartbeats resume),
+        e.g. the testbed's client dials it."""
+        self.swarm, self.events, self.t0, self.on_restarted = swarm, events, t0, on_restarted
         self.done: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="churn")
@@ -330,13 +544,21 @@ class ChurnRunner:
         elif e.action == "restart":
             self.restarting.add(e.server)
             try:
-                self.swarm.restart(e.server)
+                fresh = self.swarm.restart(e.server)
+                rec["ready"] = time.time()     # PETALS' "Started"
+                if self.on_restarted is not None:
+                    try:
+                        self.on_restarted(e.server, fresh)
+                        rec["found"] = time.time()     # the testbed's client reaches it
+                    except Exception as exc:   # noqa: BLE001 - the failure reports take over
+                        log(f"testbed: churn: {e.entry}: the client did not find it: {exc}")
             finally:
                 self.restarting.discard(e.server)
             self.stopped.discard(e.server)
-        rec["ready"] = time.time()     # a restart's server is up (PETALS' "Started")
+        rec.setdefault("ready", time.time())     # a restart's server is up (PETALS' "Started")
         log(f"testbed: churn: {e.entry} done at {started - self.t0:.2f} s"
-            + (f", ready after {rec['ready'] - started:.1f} s" if e.action == "restart" else ""))
+            + (f", ready after {rec['ready'] - started:.1f} s" if e.action == "restart" else "")
+            + (f", found by the client after {rec['found'] - started:.1f} s" if "found" in rec else ""))
         return rec
 
     def _loop(self) -> None:
@@ -376,14 +598,15 @@ def _stats(values: list[float]) -> dict:
 
 def churn_figures(rows: list[dict], done: list[dict], grants: list[dict], adoptions: list[dict],
                   t0: float) -> dict:
-    """lost, failed_over, mask_s, replan_s and the response per window (steady: before the first kill or
+    """lost, failed_over, mask_s, replan_s, moved_s and the response per window (steady: before the first kill or
     stop; churn: until its server rejoins (cont, or a restart's server ready); recovery: after that).
 
     ``grants``: ``{"at", "servers"}`` per grant (for the PETALS baseline, which routes by itself, each
     request's route at its start stands in for a grant)."""
     lost = sum(1 for r in rows if not r["ok"])
     failed_over = sum(1 for r in rows if r["ok"] and int(r.get("failovers") or 0) > 0)
-    out: dict[str, Any] = {"lost": lost, "failed_over": failed_over, "mask_s": None, "replan_s": None}
+    out: dict[str, Any] = {"lost": lost, "failed_over": failed_over, "mask_s": None, "replan_s": None,
+                           "moved_s": None}
     first = next((d for d in done if d["action"] in ("kill", "stop") and "error" not in d), None)
     if first is None:
         out["windows"] = {"steady": _stats([r["response_s"] for r in rows if r["ok"]])}
@@ -396,9 +619,13 @@ def churn_figures(rows: list[dict], done: list[dict], grants: list[dict], adopti
     out["mask_s"] = round(max(after) - t_k, 3) if after else 0.0
     adopted = [a["at"] for a in adoptions if server in a["without"] and a["at"] > t_k]
     out["replan_s"] = round(min(adopted) - t_k, 3) if adopted else None
+    # the swarm serving the re-plan's own placement (servers moved first where it differed)
+    placed = [a["at"] for a in adoptions if server in a["without"] and a["at"] > t_k and a.get("kind") == "placed"]
+    out["moved_s"] = round(min(placed) - t_k, 3) if placed else None
     out["server"] = server
     out["events_s"] = [{"entry": d["entry"], "at_s": round(d["at"] - t0, 3),
                         **({"ready_s": round(d["ready"] - t0, 3)} if d["action"] == "restart" else {}),
+                        **({"found_s": round(d["found"] - t0, 3)} if "found" in d else {}),
                         **({"error": d["error"]} if "error" in d else {})} for d in done]
     k, b = t_k - t0, t_back - t0
     windows = {"steady": [], "churn": [], "recovery": []}

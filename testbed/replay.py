@@ -211,16 +211,42 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                 for e in resolved:
                     if e.server not in peers:
                         log(f"testbed: {algorithm}: churn {e.entry}: {e.server} is not in this plan's swarm; skipped")
-                runner = stack.enter_context(churn_mod.ChurnRunner(swarm, events, t0))
+                # the testbed's own client (chain plans) is told where a (re)started server is
+                direct = routes is not None and gateway is None
+                connect_lock = threading.Lock()
+
+                def connect(peer_addrs: list, spans: list) -> dict:
+                    with connect_lock:      # one answer per "connect" at a time
+                        return worker.control({"op": "connect", "peers": peer_addrs, "spans": spans}, timeout=90)
+
+                def on_restarted(server: str, fresh) -> None:
+                    connect([[fresh.peer_id, fresh.maddr]], [[fresh.peer_id, fresh.spec.start_block,
+                                                              fresh.spec.end_block]])
+                runner = stack.enter_context(churn_mod.ChurnRunner(swarm, events, t0,
+                                                                   on_restarted=on_restarted if direct else None))
                 if routes is not None:   # heartbeats and the re-plan go to the dispatcher's store
                     cstore = churn_mod.store_for(routes, churn.redis_url, churn.prefix)
                     stack.callback(cstore.close)
+                    mover = None
+                    if direct:   # the gateway's PETALS engine knows only the servers launched: no moves there
+                        def specs_for(doc: dict) -> dict:
+                            return {sp.id: sp for sp in launch_specs(
+                                doc, algorithm, max_len, args.device, server_env(args),
+                                one_way_ms={k: v * 1e3 / 2 for k, v in rtt.items()} if proxy else None,
+                                scenario=scenario)}
+
+                        def on_added(server: str, peer: str) -> None:
+                            peers[server], server_of[peer] = peer, server
+                            heartbeats.add(server)
+                        mover = churn_mod.Mover(swarm, cstore, specs_for, connect, on_added)
 
                     def proc_of(server: str):
-                        return None if server in runner.restarting else swarm.server(server).proc
-                    stack.enter_context(churn_mod.Heartbeats(cstore, list(peers), proc_of))
+                        if server in runner.restarting or (mover is not None and server in mover.busy):
+                            return None
+                        return swarm.server(server).proc
+                    heartbeats = stack.enter_context(churn_mod.Heartbeats(cstore, list(peers), proc_of))
                     replanner = stack.enter_context(churn_mod.Replanner(cstore, plan_doc, scenario_doc, algorithm,
-                                                                        churn.plan_id))
+                                                                        churn.plan_id, mover=mover))
             with StealMeter() as stolen:   # what the hypervisor took from this VM during the replay
                 if gateway is not None:
                     rows += gw_mod.replay(gw, prompts, arrivals, tokens[1], algorithm, hops_of, t0=t0)

@@ -386,8 +386,9 @@ def churn_lines(results: dict, name: str) -> list[str]:
     if not churned:
         return []
     lines = ["## Churn", "",
-             "| algorithm | server | lost | failed over | mask s | re-plan s | step deadline s | steady mean / p95 s (n) "
-             "| churn mean / p95 s (n) | recovery mean / p95 s (n) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| algorithm | server | lost | failed over | mask s | re-plan s | moved s | step deadline s "
+             "| steady mean / p95 s (n) | churn mean / p95 s (n) | recovery mean / p95 s (n) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def w(c, k):
         x = c["windows"].get(k) or {}
@@ -396,20 +397,34 @@ def churn_lines(results: dict, name: str) -> list[str]:
         c = r["churn"]
         lines.append(f"| {a} | {c.get('server', '-')} | {r['lost']} | "
                      f"{'n/a' if r['failed_over'] is None else r['failed_over']} | {fmt(r['mask_s'])} | "
-                     f"{fmt(r['replan_s'])} | {fmt(c.get('step_deadline_s'))} | {w(c, 'steady')} | {w(c, 'churn')} | "
+                     f"{fmt(r['replan_s'])} | {fmt(r.get('moved_s'))} | {fmt(c.get('step_deadline_s'))} | "
+                     f"{w(c, 'steady')} | {w(c, 'churn')} | "
                      f"{w(c, 'recovery')} |")
     lines.append("")
     for a, r in churned.items():
         c = r["churn"]
-        ev = "; ".join(f"{e['entry']} at {e['at_s']:.1f} s" + (f" (ready {e['ready_s']:.1f} s)" if "ready_s" in e else "")
+        ev = "; ".join(f"{e['entry']} at {e['at_s']:.1f} s" + (f" (ready {e['ready_s']:.1f} s" if "ready_s" in e else "")
+                       + (f", found by the client {e['found_s']:.1f} s" if "found_s" in e else "")
+                       + (")" if "ready_s" in e else "")
                        + (f" FAILED: {e['error']}" if "error" in e else "") for e in c.get("events_s", []))
-        ad = "; ".join(f"plan {x['plan_id']} without {x['without'] or 'none'} at {x['at_s']:.1f} s" for x in c.get("adoptions", []))
+        ad = "; ".join(adoption_text(x) for x in c.get("adoptions", []))
         tr = "; ".join(f"{t['server']} {t['prev']}->{t['state']} at {t['at_s']:.1f} s ({t['cause']})"
                        for t in c.get("transitions", [])[:20])
         lines.append(f"- {a}: events {ev or 'none'}." + (f" Adopted: {ad}." if ad else "")
                      + (f" Server states seen: {tr}." if tr else ""))
     lines += ["", f"Response time of every request over the run, events marked: `{name}-timeline.png`.", ""]
     return lines
+
+
+def adoption_text(x: dict) -> str:
+    """One adopted plan of a churn run: its kind, the servers left out, when, and the moves before it."""
+    moves = ", ".join(f"{m['action']} {m['server']}" + (f" {m['from'][0]}:{m['from'][1]}->" if "from" in m else " ")
+                      + f"{m['blocks'][0]}:{m['blocks'][1]}"
+                      + (f" (drained {m['drain_s']:.1f} s)" if "drain_s" in m else "")
+                      + (f" ready {m['ready_s']:.1f} s" if "ready_s" in m else "")
+                      + (f" FAILED: {m['error']}" if "error" in m else "") for m in x.get("moves") or [])
+    return (f"plan {x['plan_id']} ({x.get('kind', 'interim')}) without {x['without'] or 'none'} at {x['at_s']:.1f} s"
+            + (f" after moving the swarm: {moves}" if moves else ""))
 
 
 def churn_plot(path: Path, results: dict, rows: list[dict]) -> None:
@@ -438,12 +453,13 @@ def churn_plot(path: Path, results: dict, rows: list[dict]) -> None:
                 ax.axvline(e.get("ready_s", e["at_s"]), color=colours.get(action, "grey"), ls="--", lw=1)
                 ax.text(e.get("ready_s", e["at_s"]), ax.get_ylim()[1] * 0.95, " " + e["entry"], fontsize=7,
                         color=colours.get(action, "grey"), va="top")
-            for x in c.get("adoptions", []):
-                ax.axvline(x["at_s"], color="blue", ls=":", lw=1)
+            for x in c.get("adoptions", []):   # dotted: a plan adopted; dash-dotted: after the swarm moved
+                ax.axvline(x["at_s"], color="blue", ls="-." if x.get("moves") else ":", lw=1)
             ax.set_ylabel("response (s)")
             ax.set_title(f"{a}: lost {results[a]['lost']}, failed over {results[a]['failed_over']}, "
-                         f"mask {fmt(results[a]['mask_s'])} s, re-plan {fmt(results[a]['replan_s'])} s "
-                         "(dotted: plan adopted)", fontsize=9)
+                         f"mask {fmt(results[a]['mask_s'])} s, re-plan {fmt(results[a]['replan_s'])} s, "
+                         f"moved {fmt(results[a].get('moved_s'))} s (blue: plan adopted; dash-dot: swarm moved)",
+                         fontsize=9)
             ax.legend(fontsize=7, loc="upper left")
         axes[-1, 0].set_xlabel("arrival (s from the replay's start)")
         fig.tight_layout()

@@ -62,3 +62,61 @@ def test_a_killed_server_loses_no_request(petals_python, tmp_path, capsys):
             assert killed not in x["granted"], x
     # the testbed re-planned without the dead server and adopted it through the plan switch
     assert any(killed in a["without"] for a in recorded["adoptions"]), recorded["adoptions"]
+
+
+def _recorded_like_scenario() -> dict:
+    """The 9-server profile with hop times like those the deployed calibration measured on 2026-12-07."""
+    from testbed.calibrate import Calibration, HopFit
+    from testbed.scenario import arrivals_poisson, build_scenario, server_profile
+    profile = server_profile(9)
+    hops = {p["id"]: HopFit(p["rtt_ms"] / 1e3 + 0.004, p["rtt_ms"] / 1e3 + 0.008, 0.001, p["rtt_ms"] / 1e3 + 0.007,
+                            0.0004, 4) for p in profile}
+    doc = build_scenario(profile, Calibration(0.005, 0.0004, 4, method="deployed", hops=hops), (8, 12),
+                         arrivals_poisson(50, 2.0, 1))
+    doc["workload"].pop("trace")
+    return doc
+
+
+def test_a_replan_moves_only_what_its_chains_need():
+    """The swarm's move to a re-plan's placement: every server of the new plan's chains ends up running its
+    planned range (started if it was never launched, restarted if its range differs); a dead server is not
+    restarted by the move, and a server on no chain is left alone."""
+    from solvers.runner import plan
+    from solvers.scenario import parse_scenario
+    from testbed.churn import _servers_of, fastest_server, moves_between
+    from testbed.replay import launch_specs
+    doc = _recorded_like_scenario()
+    scenario = parse_scenario(doc)
+
+    def specs(p):
+        return {sp.id: sp for sp in launch_specs(p, "proposed", 20, scenario=scenario)}
+    original = plan(scenario, "proposed")
+    launched = specs(original)
+    dead = fastest_server(original)
+    running = {k: v for k, v in launched.items() if k != dead}
+    without = plan(parse_scenario({**doc, "servers": [s for s in doc["servers"] if s["id"] != dead]}), "proposed")
+    assert without["feasible"] and dead not in _servers_of(without)
+    moves = moves_between(without, specs(without), running, set(launched))
+    moved = {m["server"]: m for m in moves}
+    assert set(moved) <= _servers_of(without), moves
+    for server in _servers_of(without):
+        want = specs(without)[server]
+        if server in moved:
+            m = moved[server]
+            assert m["blocks"] == [want.start_block, want.end_block]
+            assert m["action"] == ("restart" if server in launched else "start"), m
+        else:   # runs as the new plan needs it
+            assert (running[server].start_block, running[server].end_block) == (want.start_block, want.end_block)
+    # back to the original plan with every server running as launched: nothing to move
+    assert moves_between(original, launched, launched, set(launched)) == []
+    # the dead server is on the original plan's chains, but a move never restarts a dead machine
+    assert moves_between(original, launched, running, set(launched)) == []
+    # a running server whose range differs is restarted into the new one, from the old
+    some = sorted(_servers_of(original))[0]
+    shifted = dict(launched)
+    old = launched[some]
+    import dataclasses
+    shifted[some] = dataclasses.replace(old, start_block=old.start_block + 1 if old.start_block == 0 else 0)
+    [m] = moves_between(original, launched, shifted, set(launched))
+    assert (m["server"], m["action"], m["blocks"], m["from"]) == (
+        some, "restart", [old.start_block, old.end_block], [shifted[some].start_block, shifted[some].end_block])
