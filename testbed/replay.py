@@ -156,9 +156,10 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                             grants.append({"at": time.time(), "servers": [h.server for h in grant.hops]})
                         chain = [[peers[h.server], h.start_block, h.start_block + h.num_blocks] for h in grant.hops]
                         # fail fast on a forced chain (one attempt per hop, a step deadline for a hang): the
-                        # dispatcher, told which server failed, gives the next chain
+                        # dispatcher, told which server failed, gives the next chain; it alone judges the
+                        # server (no ban in the client, which outlived a restart and hid the fresh server)
                         res = worker.run(i, chain, *tokens, resume_tokens=resume, step_timeout_s=deadline,
-                                         max_retries=1)
+                                         max_retries=1, routing_feedback=False)
                     else:
                         res = worker.run(i, chain, *tokens)
                     done = time.time()     # the answer is back; releasing the lease is bookkeeping after it

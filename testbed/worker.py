@@ -86,11 +86,12 @@ class Worker:
 
     def run(self, rid, chain, input_tokens: int, output_tokens: int, timeout: float = 300, op: str = "run", *,
             resume_tokens: list[int] | None = None, step_timeout_s: float | None = None,
-            max_retries: int | None = None) -> dict:
+            max_retries: int | None = None, routing_feedback: bool | None = None) -> dict:
         """``op``: "run" generates through the whole model on ``chain`` (None: PETALS routes); "probe"
         runs one session over exactly the chain's blocks (a sub-range allowed) on random hidden states.
         ``resume_tokens`` (a fail-over): the tokens already produced, prefilled after the same prompt;
-        ``step_timeout_s`` / ``max_retries``: a forced chain's step deadline and attempts per hop.  A failed
+        ``step_timeout_s`` / ``max_retries``: a forced chain's step deadline and attempts per hop;
+        ``routing_feedback`` False: a failed hop is not banned by the client (the dispatcher masks it).  A failed
         run answers ``peer`` (the server that failed, where known) and ``tokens`` (produced so far)."""
         ev, box = threading.Event(), []
         with self._lock:
@@ -98,7 +99,7 @@ class Worker:
         msg = {"op": op, "id": rid, "chain": chain, "input_tokens": input_tokens,
                "output_tokens": output_tokens, "seed": hash(rid) % 1000}
         for key, value in (("resume_tokens", resume_tokens), ("step_timeout_s", step_timeout_s),
-                           ("max_retries", max_retries)):
+                           ("max_retries", max_retries), ("routing_feedback", routing_feedback)):
             if value is not None:
                 msg[key] = value
         self.send(msg)

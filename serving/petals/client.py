@@ -229,8 +229,18 @@ class Client:
         from multiaddr import Multiaddr
         t0 = time.monotonic()
         p2p = self.base.state.p2p
+        errors = []
         for peer, maddr in peers:
-            RemoteExpertWorker.run_coroutine(p2p._client.connect(PeerID.from_base58(peer), [Multiaddr(maddr)]))
+            pid = PeerID.from_base58(peer)
+            try:    # a ban from its failures before the restart would hide it from the swarm's state
+                self.base.state.banned_peers.register_success(pid)
+            except KeyError:
+                pass
+            try:    # the address without its /p2p/ part: the daemon keeps it for the peer and dials it
+                addr = Multiaddr(maddr.split("/p2p/")[0])
+                RemoteExpertWorker.run_coroutine(p2p._client.connect(pid, [addr]))
+            except Exception as exc:   # noqa: BLE001 - the DHT may still lead to it; the span wait decides
+                errors.append(f"{peer}: {type(exc).__name__}: {exc}")
         dialled = time.monotonic()
         deadline = t0 + timeout_s
         while True:
@@ -243,7 +253,7 @@ class Client:
             if time.monotonic() >= deadline:
                 raise RuntimeError(f"spans not visible in the DHT within {timeout_s:.0f} s: {missing}")
             time.sleep(0.25)
-        return {"dial_s": round(dialled - t0, 3), "visible_s": round(time.monotonic() - t0, 3)}
+        return {"dial_s": round(dialled - t0, 3), "visible_s": round(time.monotonic() - t0, 3), "dial_errors": errors}
 
     def manager_for(self, chain, *, config=None, routing_feedback: bool = True,
                     step_timeout_s: float | None = None, max_retries: int | None = None) -> RemoteSequenceManager:
@@ -303,7 +313,7 @@ class Client:
 
     def run(self, chain, input_tokens: int, output_tokens: int, seed: int = 0, *,
             resume_tokens: list[int] | None = None, step_timeout_s: float | None = None,
-            max_retries: int | None = None) -> dict:
+            max_retries: int | None = None, routing_feedback: bool = True) -> dict:
         """Greedy generation of ``output_tokens`` after a random prompt of ``input_tokens`` (from ``seed``).
         ``resume_tokens``: the tokens a failed attempt already produced; the prompt plus them is prefilled
         and only the rest is generated (a fail-over resumes without repeating or losing a token).  On a
@@ -312,7 +322,8 @@ class Client:
         prompt = torch.randint(3, self.vocab, (1, max(1, input_tokens)), generator=gen)
         tokens = [int(t) for t in (resume_tokens or [])]
         ids = torch.cat([prompt, torch.tensor([tokens], dtype=prompt.dtype)], dim=1) if tokens else prompt
-        manager = self.manager_for(chain, step_timeout_s=step_timeout_s, max_retries=max_retries)
+        manager = self.manager_for(chain, step_timeout_s=step_timeout_s, max_retries=max_retries,
+                                   routing_feedback=routing_feedback)
         _failed.peer = None       # this thread's last failure belongs to an earlier request
         self._start_timing()
         t_start = time.time()
@@ -372,7 +383,8 @@ def serve(client: Client, max_workers: int) -> None:
             else:
                 res = client.run(msg.get("chain"), int(msg["input_tokens"]), int(msg["output_tokens"]),
                                  seed=int(msg.get("seed", 0)), resume_tokens=msg.get("resume_tokens"),
-                                 step_timeout_s=msg.get("step_timeout_s"), max_retries=msg.get("max_retries"))
+                                 step_timeout_s=msg.get("step_timeout_s"), max_retries=msg.get("max_retries"),
+                                 routing_feedback=bool(msg.get("routing_feedback", True)))
             emit({"id": msg["id"], "ok": True, **res})
         except Exception as exc:  # reported per request; the orchestrator decides (a fail-over needs the server)
             emit({"id": msg["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}",
