@@ -286,6 +286,7 @@ class Mover:
         self.swarm, self.store, self.specs_for = swarm, store, specs_for
         self.connect, self.on_added = connect, on_added
         self.busy: set[str] = set()
+        self.cancelled = threading.Event()     # the replay is over: a move in flight stops before the client
 
     def running(self) -> dict:
         """server -> ServerSpec of the servers whose process runs (a killed one is not; a stopped one is)."""
@@ -333,6 +334,9 @@ class Mover:
             th.start()
         for th in threads:
             th.join()
+        if self.cancelled.is_set():
+            for r in records:
+                r.setdefault("error", "the replay ended first")
         ok = [r for r in records if "error" not in r]
         for r in ok:
             if r["action"] == "start":
@@ -509,8 +513,14 @@ class Replanner:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def cancel(self) -> None:
+        """The replay is over: no new re-plan, and a move in flight ends before it needs the client."""
         self._stop.set()
+        if self.mover is not None:
+            self.mover.cancelled.set()
+
+    def __exit__(self, *exc) -> None:
+        self.cancel()
         self._thread.join(timeout=120)
 
 

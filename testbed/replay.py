@@ -258,6 +258,8 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                 for th in threads:
                     th.join(timeout=600)
             if churn is not None:
+                if routes is not None:
+                    replanner.cancel()    # what the replay saw is what counts; a move in flight stops
                 if gateway is not None:   # the gateway's grants: a request's lease began after its queue wait
                     for r in rows:
                         if r["ok"] and r["granted"]:
