@@ -11,6 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from testbed.report import adoption_text, churn_plot, churn_summary, load_of  # noqa: E402
+
 GOALS = "lost 0; mask <= 2 s (kill), <= 5 s (hang); re-plan <= 15 s; churn-window p95 <= 2x steady"
 
 
@@ -35,8 +38,9 @@ def main(out: Path) -> int:
                   f"Recorded {meta['date']}, code {meta['commit']}; `uptime` at start `{meta['uptime_before']}`, at end "
                   f"`{meta['uptime_after']}` (a shared 2-core VM: other sessions' work ran beside it); "
                   f"{meta['servers']} servers, {meta['requests']} requests per algorithm at {meta['rate']:.3f}/s.", "",
-                  "| algorithm | server | lost | failed over | mask s | re-plan s | steady mean/p95 s | churn mean/p95 s "
-                  "| recovery mean/p95 s | churn p95 / steady p95 |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| algorithm | server | lost | failed over | mask s | re-plan s | moved s | steady mean/p95 s "
+                  "| churn mean/p95 s | recovery mean/p95 s | churn p95 / steady p95 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for a, r in algs.items():
             c = r.get("churn") or {}
             w = c.get("windows", {})
@@ -48,9 +52,16 @@ def main(out: Path) -> int:
             if (w.get("steady") or {}).get("p95_s") and (w.get("churn") or {}).get("p95_s"):
                 ratio = w["churn"]["p95_s"] / w["steady"]["p95_s"]
             lines.append(f"| {a} | {c.get('server', '-')} | {r.get('lost')} | {_f(r.get('failed_over'))} | "
-                         f"{_f(r.get('mask_s'))} | {_f(r.get('replan_s'))} | {mp('steady')} | {mp('churn')} | "
+                         f"{_f(r.get('mask_s'))} | {_f(r.get('replan_s'))} | {_f(r.get('moved_s'))} | "
+                         f"{mp('steady')} | {mp('churn')} | "
                          f"{mp('recovery')} | {_f(ratio)} |")
         rows = list(csv.DictReader(open(out / f"churn-{kind}.csv")))
+        # the timeline again, with the machine's load averages in its title
+        churn_plot(out / f"churn-{kind}-timeline.png", algs,
+                   [{"algorithm": x["algorithm"], "arrival_s": float(x["arrival_s"]), "ok": x["ok"] == "True",
+                     "failovers": int(x["failovers"] or 0), "response_s": float(x["response_s"])} for x in rows],
+                   note=f"{meta['date']}; load average at start: {load_of(meta.get('uptime_before'))}, "
+                        f"at end: {load_of(meta.get('uptime_after'))} (2-core VM)")
         lines.append("")
         for a, r in algs.items():
             c = r.get("churn") or {}
@@ -68,10 +79,32 @@ def main(out: Path) -> int:
             c = r.get("churn") or {}
             tr = "; ".join(f"{t['server']} {t['prev']}->{t['state']} at {t['at_s']:.1f} s ({t['cause'][:60]})"
                            for t in c.get("transitions", [])[:12])
-            ad = "; ".join(f"plan {x['plan_id']} without {x['without'] or 'none'} at {x['at_s']:.1f} s"
-                           for x in c.get("adoptions", []))
-            ev = "; ".join(f"{e['entry']} at {e['at_s']:.1f} s" for e in c.get("events_s", []))
+            ad = "; ".join(adoption_text(x) for x in c.get("adoptions", []))
+            ev = "; ".join(f"{e['entry']} at {e['at_s']:.1f} s" + (f" (ready {e['ready_s']:.1f} s)" if "ready_s" in e
+                                                                   else "") for e in c.get("events_s", []))
             lines.append(f"- {a}: events {ev}." + (f" States: {tr}." if tr else "") + (f" Adopted: {ad}." if ad else ""))
+        lines += ["", f"Every recorded run of this command (`churn-{kind}-history.jsonl`; `-` where an older run's "
+                  "history line kept no churn figures):", "",
+                  "| date | code | load at start | load at end | algorithm | lost | failed over | mask s | re-plan s "
+                  "| moved s | p95 steady / churn / recovery s | churn p95 / steady p95 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for h in hist:
+            if h is hist[-1] and h["date"] == meta["date"]:
+                h.setdefault("uptime_after", meta.get("uptime_after"))
+            for a, r in h["algorithms"].items():
+                c = r.get("churn")
+                if c is None and h is hist[-1] and h["date"] == meta["date"] and a in algs:
+                    c = churn_summary(algs[a])     # this run, recorded by a testbed that did not keep them yet
+                if c is None:
+                    lines.append(f"| {h['date']} | {h.get('commit')} | {load_of(h.get('uptime_before'))} | "
+                                 f"{load_of(h.get('uptime_after'))} | {a} | - | - | - | - | - | - | - |")
+                    continue
+                p = c.get("p95_s") or {}
+                lines.append(f"| {h['date']} | {h.get('commit')} | {load_of(h.get('uptime_before'))} | "
+                             f"{load_of(h.get('uptime_after'))} | {a} | {c.get('lost')} | {_f(c.get('failed_over'))} | "
+                             f"{_f(c.get('mask_s'))} | {_f(c.get('replan_s'))} | {_f(c.get('moved_s'))} | "
+                             f"{_f(p.get('steady'))} / {_f(p.get('churn'))} / {_f(p.get('recovery'))} | "
+                             f"{_f(c.get('churn_p95_ratio'))} |")
         lines.append("")
     (out / "churn.md").write_text("\n".join(lines) + "\n")
     return 0 if found else 1

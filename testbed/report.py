@@ -194,8 +194,19 @@ def history_entry(config: dict, command: str, meta: dict, results: dict) -> dict
     return {"date": meta["date"], "commit": meta.get("commit"), "command": command, "config": config,
             "rate": meta["rate"], "cpu_steal": finite(meta.get("cpu_steal")), "uptime_before": meta["uptime_before"],
             "petals_settle_s": meta.get("petals_settle_s"),
+            "uptime_after": meta.get("uptime_after"),
             "algorithms": {a: {k: finite(r.get(k)) for k in HISTORY_FIELDS} | {"model": r.get("prediction_model")}
+                           | ({"churn": churn_summary(r)} if "churn" in r else {})
                            for a, r in results.items()}}
+
+
+def churn_summary(r: dict) -> dict:
+    """A churn run's figures for the history: the contract's, the p95 per window and churn p95 / steady p95."""
+    w = (r.get("churn") or {}).get("windows") or {}
+    p95 = {k: (w.get(k) or {}).get("p95_s") for k in ("steady", "churn", "recovery")}
+    ratio = round(p95["churn"] / p95["steady"], 3) if p95["churn"] and p95["steady"] else None
+    return {**{k: r.get(k) for k in ("lost", "failed_over", "mask_s", "replan_s", "moved_s")},
+            "server": (r.get("churn") or {}).get("server"), "p95_s": p95, "churn_p95_ratio": ratio}
 
 
 def record_history(path: Path, entry: dict) -> list[dict]:
@@ -356,7 +367,9 @@ def write_report(out: Path, name: str, command: str, meta: dict, results: dict, 
               *history_lines(history or [], name)]
     (out / f"{name}.md").write_text("\n".join(lines))
     if any("churn" in r for r in results.values()):
-        churn_plot(out / f"{name}-timeline.png", results, rows)
+        churn_plot(out / f"{name}-timeline.png", results, rows,
+                   note=f"{meta['date']}; load average at start: {load_of(meta.get('uptime_before'))}, "
+                        f"at end: {load_of(meta.get('uptime_after'))} (2-core VM)")
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -427,7 +440,14 @@ def adoption_text(x: dict) -> str:
             + (f" after moving the swarm: {moves}" if moves else ""))
 
 
-def churn_plot(path: Path, results: dict, rows: list[dict]) -> None:
+def load_of(uptime_line: str | None) -> str:
+    """The three load averages of an ``uptime`` line ("?" when there is none)."""
+    if not uptime_line or "load average:" not in uptime_line:
+        return "?"
+    return uptime_line.split("load average:")[1].strip()
+
+
+def churn_plot(path: Path, results: dict, rows: list[dict], note: str = "") -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -462,6 +482,8 @@ def churn_plot(path: Path, results: dict, rows: list[dict]) -> None:
                          fontsize=9)
             ax.legend(fontsize=7, loc="upper left")
         axes[-1, 0].set_xlabel("arrival (s from the replay's start)")
+        if note:
+            fig.suptitle(note, fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
