@@ -151,6 +151,9 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                     if routes is not None:
                         grant = routes.acquire()
                         with count_lock:   # jobs in progress per chain, as granted by the route source
+                            while len(active) <= grant.chain:   # a re-plan's plan may have more chains
+                                active.append(0)
+                                max_active.append(0)
                             active[grant.chain] += 1
                             max_active[grant.chain] = max(max_active[grant.chain], active[grant.chain])
                             grants.append({"at": time.time(), "servers": [h.server for h in grant.hops]})
@@ -281,7 +284,7 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
             worker.stop()
     rows.sort(key=lambda r: r["request"])
     # through the gateway its leases hold the slots: the testbed's count of jobs per chain is its own client's
-    return {"rows": rows, "max_in_progress": max_active if routes and gateway is None else None,
+    return {"rows": rows, "max_in_progress": max_active[:len(capacity)] if routes and gateway is None else None,
             "capacity": capacity if routes else None, "servers": len(specs), "measured_rtt_s": measured_rtt,
             "cpu_steal": stolen.share,
             "deployed_probe": probed}
