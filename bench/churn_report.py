@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -19,6 +20,14 @@ GOALS = "lost 0; mask <= 2 s (kill), <= 5 s (hang); re-plan <= 15 s; churn-windo
 
 def _f(x) -> str:
     return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _p95(values: list[float]) -> float | None:
+    """The same p95 as the testbed's windows (testbed.churn._stats)."""
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, math.ceil(0.95 * len(v)) - 1)]
 
 
 def main(out: Path) -> int:
@@ -70,9 +79,19 @@ def main(out: Path) -> int:
             mine = [x for x in rows if x["algorithm"] == a]
             lost = [float(x["arrival_s"]) for x in mine if x["ok"] != "True"]
             through = sum(1 for x in mine if c.get("server") and c["server"] + ":" in x["route"])
+            split = ""
+            if r.get("moved_s") is not None:   # the churn window before and after the swarm moved
+                t_m = lo + r["moved_s"]
+                ok = [(float(x["arrival_s"]), float(x["response_s"])) for x in mine if x["ok"] == "True"]
+                before = [v for t, v in ok if lo <= t < t_m]
+                after = [v for t, v in ok if t_m <= t < hi]
+                steady_p95 = (c.get("windows", {}).get("steady") or {}).get("p95_s")
+                split = (f" Churn window split at the placed plan's adoption ({t_m:.1f} s): p95 {_f(_p95(before))} s "
+                         f"before it (n={len(before)}), {_f(_p95(after))} s after it (n={len(after)})"
+                         + (f", {_f(_p95(after) / steady_p95)}x steady" if after and steady_p95 else "") + ".")
             lines.append(f"- {a}: lost per window (steady / churn / recovery): {sum(t < lo for t in lost)} / "
                          f"{sum(lo <= t < hi for t in lost)} / {sum(t >= hi for t in lost)}; requests whose route "
-                         f"went through {c.get('server')}: {through}.")
+                         f"went through {c.get('server')}: {through}." + split)
         lines += ["", f"Per-run report: [churn-{kind}.md](churn-{kind}.md); every request's response time with the "
                   f"events marked:", "", f"![{kind}](churn-{kind}-timeline.png)", ""]
         for a, r in algs.items():
