@@ -464,6 +464,10 @@ class Replanner:
             + ", ".join(f"{m['action']} {m['server']} {m['blocks'][0]}:{m['blocks'][1]}" for m in moves))
         records = self.mover.move(moves)
         failed = [r for r in records if "error" in r]
+        if failed and self.mover.cancelled.is_set():
+            log("testbed: churn: the replay ended before the move did")
+            self.mover.mark_up(records)
+            return
         if failed:
             log(f"testbed: churn: the move failed ({failed}); re-planning on what runs")
             try:
