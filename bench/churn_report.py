@@ -32,7 +32,13 @@ def _p95(values: list[float]) -> float | None:
 
 def main(out: Path) -> int:
     lines = ["# Churn on the real swarm: a server of the fastest chain killed, or hung, then back", "",
-             f"Goals (issue 22): {GOALS}; back to steady within a minute of the rejoin.", ""]
+             f"Goals (issue 22): {GOALS}; back to steady within a minute of the rejoin.", "",
+             "Since 2026-12-07 07:30 the testbed moves the swarm to the healing re-plan's own placement (servers "
+             "restarted with new block ranges or started; docs/petals-testbed.md, Churn): *moved s* is the time from "
+             "the kill or stop to the adoption of that plan with the swarm serving it; `-` when it was not adopted "
+             "during the replay. The replay's length follows the calibration: the load is 0.6 of the proposed "
+             "plan's saturation rate, and a calibration that gives three whole-model chains (rate about 3.1/s) ends "
+             "the 150 requests after about 48 s, before the events at 52 s.", ""]
     found = False
     for kind in ("kill", "hang"):
         path = out / f"churn-{kind}.json"
