@@ -38,7 +38,11 @@ def main(out: Path) -> int:
              "the kill or stop to the adoption of that plan with the swarm serving it; `-` when it was not adopted "
              "during the replay. The replay's length follows the calibration: the load is 0.6 of the proposed "
              "plan's saturation rate, and a calibration that gives three whole-model chains (rate about 3.1/s) ends "
-             "the 150 requests after about 48 s, before the events at 52 s.", ""]
+             "the 150 requests after about 48 s, before the events at 52 s. Each section below shows the latest run "
+             "in full and every run in its last table; what the runs showed, including the 07:32 kill run whose "
+             "swarm moved (its report and timeline are kept as [churn-kill-moved.md](churn-kill-moved.md) and "
+             "[churn-kill-moved-timeline.png](churn-kill-moved-timeline.png)), is in docs/petals-testbed.md "
+             "(Churn, Measured).", ""]
     found = False
     for kind in ("kill", "hang"):
         path = out / f"churn-{kind}.json"
