@@ -344,13 +344,7 @@ class Swarm(procs.StartStop):
         leftovers = procs.leftover_files(sorted(pids), self._sockets_before)
         procs.remove_files(leftovers)
         if self.proxy is not None:
-            if self.proxy.poll() is None:
-                self.proxy.terminate()
-                try:
-                    self.proxy.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.proxy.kill()
-                    self.proxy.wait(timeout=5)
+            procs.stop_process(self.proxy, timeout_s=5)
             self.proxy = None
         with self._lock:
             self.servers.clear()
