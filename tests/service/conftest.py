@@ -164,6 +164,14 @@ def hook():
     server.server_close()
 
 
+@pytest.fixture
+def liveness_quick(settings):
+    """Short simulations, and re-plan and rejoin debounces that a test can outwait or stay inside."""
+    settings.DEFAULT_SIMULATE_REQUESTS = 300
+    settings.LIVENESS_REPLAN_MIN_INTERVAL_S = 10.0
+    settings.LIVENESS_REJOIN_STABLE_S = 10.0
+
+
 @pytest.fixture(params=["memory", "redis"])
 def store(request, settings):
     """The service's dispatch store (planner_app.dispatch.store.sync_store) as the liveness poller sees it: the

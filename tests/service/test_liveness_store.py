@@ -19,16 +19,9 @@ from planner_app.probe.services import probe_token_create
 
 from .conftest import run_queued
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("liveness_quick")]
 
 V1 = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def _quick(settings):
-    settings.DEFAULT_SIMULATE_REQUESTS = 300
-    settings.LIVENESS_REPLAN_MIN_INTERVAL_S = 10.0
-    settings.LIVENESS_REJOIN_STABLE_S = 10.0
 
 
 @pytest.fixture
