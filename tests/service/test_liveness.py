@@ -17,7 +17,7 @@ from django.utils import timezone
 from planner_app.dispatch.services import snapshot_for
 from planner_app.liveness import selectors, services
 from planner_app.liveness.models import ClusterLiveness, LivenessEvent, ServerLiveness
-from planner_app.models import Cluster, Job, Plan, Server
+from planner_app.models import Cluster, Job, Server
 from planner_app.probe.services import probe_token_create
 from planner_app.replanning.services import replan_request
 
