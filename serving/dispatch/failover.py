@@ -210,6 +210,37 @@ async def _arelease(held: Any, lease: Lease) -> Any:
     return held.released
 
 
+def _failed(b: _Bounds, exc: BaseException, lease: Lease, held: Any) -> bool:
+    """An attempt raised ``exc``: release its lease, reporting the hop that failed when there is one.
+    True when the caller fails over, False when ``exc`` must propagate."""
+    hop = b.hop(exc, lease, held.lost)
+    if hop is None:
+        _release(held, lease)
+        return False
+    b.record(lease, *hop)
+    b.reported(lease, *hop, _release(held, lease), exc)
+    return True
+
+
+async def _afailed(b: _Bounds, exc: BaseException, lease: Lease, held: Any) -> bool:
+    """``_failed`` for asyncio clients."""
+    hop = b.hop(exc, lease, held.lost)
+    if hop is None:
+        await _arelease(held, lease)
+        return False
+    b.record(lease, *hop)
+    b.reported(lease, *hop, await _arelease(held, lease), exc)
+    return True
+
+
+async def _aenter(b: _Bounds, held: Any) -> Lease:
+    try:
+        return await held.__aenter__()
+    except BaseException as exc:
+        b.refuse(exc)
+        raise
+
+
 def run(client: Any, fn: Callable[[Attempt], Any], *, state: Any = None, wait_s: float = 30.0,
         policy: str | None = None, max_attempts: int = MAX_ATTEMPTS, max_failover_s: float = MAX_FAILOVER_S,
         on_failover: Callable[[Failure], Any] | None = None,
@@ -228,12 +259,8 @@ def run(client: Any, fn: Callable[[Attempt], Any], *, state: Any = None, wait_s:
         try:
             result = fn(b.attempt(lease, held))
         except BaseException as exc:
-            hop = b.hop(exc, lease, held.lost)
-            if hop is None:
-                _release(held, lease)
+            if not _failed(b, exc, lease, held):
                 raise
-            b.record(lease, *hop)
-            b.reported(lease, *hop, _release(held, lease), exc)
             continue
         _release(held, lease)
         return result
@@ -248,11 +275,7 @@ async def arun(client: Any, fn: Callable[[Attempt], Awaitable[Any]], *, state: A
     b = _Bounds(wait_s, max_attempts, max_failover_s, on_failover, can_resume, state)
     while True:
         held = client.acquire(wait_s=b.next_wait(), policy=policy)
-        try:
-            lease = await held.__aenter__()
-        except BaseException as exc:
-            b.refuse(exc)
-            raise
+        lease = await _aenter(b, held)
         work = asyncio.ensure_future(fn(b.attempt(lease, held)))
         ended = asyncio.ensure_future(held.ended.wait())
         try:
@@ -265,12 +288,8 @@ async def arun(client: Any, fn: Callable[[Attempt], Awaitable[Any]], *, state: A
                     await asyncio.gather(work, return_exceptions=True)
             result = work.result() if not work.cancelled() else _raise_lost(held)
         except BaseException as exc:
-            hop = b.hop(exc, lease, held.lost)
-            if hop is None:
-                await _arelease(held, lease)
+            if not await _afailed(b, exc, lease, held):
                 raise
-            b.record(lease, *hop)
-            b.reported(lease, *hop, await _arelease(held, lease), exc)
             continue
         await _arelease(held, lease)
         return result
@@ -296,11 +315,7 @@ async def astream(client: Any, fn: Callable[[Attempt], AsyncIterator[Any]], *, s
     b = _Bounds(wait_s, max_attempts, max_failover_s, on_failover, can_resume, state)
     while True:
         held = client.acquire(wait_s=b.next_wait(), policy=policy)
-        try:
-            lease = await held.__aenter__()
-        except BaseException as exc:
-            b.refuse(exc)
-            raise
+        lease = await _aenter(b, held)
         items = _Feed(fn(b.attempt(lease, held)), held)
         try:
             while True:
@@ -310,12 +325,8 @@ async def astream(client: Any, fn: Callable[[Attempt], AsyncIterator[Any]], *, s
                 yield item
         except BaseException as exc:
             await items.stop()
-            hop = b.hop(exc, lease, held.lost)
-            if hop is None:
-                await _arelease(held, lease)
+            if not await _afailed(b, exc, lease, held):
                 raise
-            b.record(lease, *hop)
-            b.reported(lease, *hop, await _arelease(held, lease), exc)
             continue
         await items.stop()
         await _arelease(held, lease)

@@ -88,6 +88,10 @@ class GatewayMetrics:
                                      CHAIN_LABELS, registry=r)
         self.failovers = Counter("chainplan_gateway_failovers", "Answers resumed on another chain after a hop "
                                  "failed, by the chain that took over", CHAIN_LABELS, registry=r)
+        self.lost = Counter("chainplan_gateway_lost_requests", "Requests that held a chain and ended without their "
+                            "whole answer, by a failure on the gateway's side of the client (a 5xx: the engine "
+                            "failed and no fail-over could finish the answer), by the last chain", CHAIN_LABELS,
+                            registry=r)
         self.in_flight = Gauge("chainplan_gateway_requests_in_flight", "Requests holding a lease now",
                                ("cluster", "model"), registry=r)
         self._chains: dict[tuple[str, ...], _Chain] = {}
@@ -131,7 +135,7 @@ class GatewayMetrics:
 class RequestObservation:
     """What one generation request saw, recorded as it goes; ``end`` or ``fail`` closes it (once)."""
 
-    __slots__ = ("m", "endpoint", "t0", "labels", "chain", "first", "last", "ended", "held", "outcome")
+    __slots__ = ("m", "endpoint", "t0", "labels", "chain", "first", "last", "ended", "held", "outcome", "status")
 
     def __init__(self, metrics: GatewayMetrics, endpoint: str):
         self.m = metrics
@@ -144,6 +148,7 @@ class RequestObservation:
         self.ended = False
         self.held = False
         self.outcome = "ok"     # set to "error" by a failure after the answer started (an error event)
+        self.status = 0         # the last error's HTTP status
 
     def model(self, cluster: int, name: str) -> None:
         self.labels = (str(cluster), name) + _NONE
@@ -180,6 +185,7 @@ class RequestObservation:
         """An error answered or sent as an event (the request may still end later)."""
         self.m.count_error(self.labels, self.endpoint, status, type_, code)
         self.outcome = "error"
+        self.status = status
 
     def fail(self, status: int, type_: str, code: str | None) -> None:
         """The request ended with an error response."""
@@ -197,6 +203,8 @@ class RequestObservation:
             outcome = "error"
         if self.held:
             self.m.in_flight.labels(self.labels[0], self.labels[1]).dec()
+            if outcome == "error" and self.status >= 500:
+                self.m.lost.labels(*self.labels).inc()
         self.m.count_request(self.labels, self.endpoint, outcome)
         if outcome == "ok" and self.chain is not None:
             e2e = time.perf_counter() - self.t0

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.llama_cpp import llama_cpp_home
+from serving.petals.procs import StartStop, stop_process
 
 RPC_NAMES = ("rpc-server", "ggml-rpc-server")   # what llama.cpp's RPC server is called (older, newer builds)
 
@@ -160,7 +161,7 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-class Chains:
+class Chains(StartStop):
     """The processes of ``plan_processes``, started in order and stopped together (``with Chains(...)``)."""
 
     def __init__(self, procs: list[Process], *, ready_timeout_s: float = 120.0, env: dict[str, str] | None = None):
@@ -203,13 +204,8 @@ class Chains:
     def stop(self) -> None:
         # the head first: an rpc-server serves one client, and llama-server's exit frees it
         for p in sorted(self.procs, key=lambda p: p.role != "llama-server"):
-            if p.popen is not None and p.popen.poll() is None:
-                p.popen.terminate()
-                try:
-                    p.popen.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.popen.kill()
-                    p.popen.wait(timeout=5)
+            if p.popen is not None:
+                stop_process(p.popen, timeout_s=10)
 
     def ready_doc(self) -> dict[str, Any]:
         chains: dict[int, dict[str, Any]] = {}
@@ -222,16 +218,6 @@ class Chains:
             if p.role == "llama-server":
                 c["url"] = f"http://{p.host}:{p.port}/v1"
         return {"chains": list(chains.values())}
-
-    def __enter__(self) -> "Chains":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -371,13 +371,8 @@ class Swarm(procs.StartStop):
         leftovers = procs.leftover_files(sorted(pids), self._sockets_before)
         procs.remove_files(leftovers)
         for proxy in [self.proxy, *self.extra_proxies]:
-            if proxy is not None and proxy.poll() is None:
-                proxy.terminate()
-                try:
-                    proxy.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proxy.kill()
-                    proxy.wait(timeout=5)
+            if proxy is not None:
+                procs.stop_process(proxy, timeout_s=5)
         self.proxy, self.extra_proxies = None, []
         with self._lock:
             self.servers.clear()

@@ -125,18 +125,25 @@ def _split(model: BatchModel, chains: Sequence[ChainCandidate], box: dict[int, t
     return pick, lo_b
 
 
+def _root_box(model: BatchModel, chains: Sequence[ChainCandidate], slots: Sequence[int]
+              ) -> tuple[list[int], dict[int, tuple[int, int]]]:
+    """The servers with a slowdown, and the box of occupancies they can have: 0 up to the most jobs a server
+    can hold (its slots, and its chains' caps)."""
+    curved = sorted({j for ch in chains for j, _ in ch.hops if not model.curves[j].is_identity})
+    reach = [0] * len(model.curves)
+    for ch in chains:
+        cap = min(slots[j] // m for j, m in ch.hops)
+        for j in {j for j, _ in ch.hops}:
+            reach[j] += cap
+    return curved, {j: (0, min(reach[j], slots[j])) for j in curved}
+
+
 def batched_allocate(model: BatchModel, chains: Sequence[ChainCandidate], slots: Sequence[int], time_limit_s: float,
                      hint: Sequence[int] | None = None) -> tuple[MipOutcome, dict[str, object]]:
     """Integer capacities maximising the saturation rate; (outcome with proven bound and gap, search figures)."""
     started = time.perf_counter()
     deadline = time.monotonic() + time_limit_s
-    curved = sorted({j for ch in chains for j, _ in ch.hops if not model.curves[j].is_identity})
-    reach = [0] * len(model.curves)          # most jobs a server can hold: its slots, and its chains' caps
-    for ch in chains:
-        cap = min(slots[j] // m for j, m in ch.hops)
-        for j in {j for j, _ in ch.hops}:
-            reach[j] += cap
-    root = {j: (0, min(reach[j], slots[j])) for j in curved}
+    curved, root = _root_box(model, chains, slots)
 
     best_vals: list[int] = []
     best_rate = -math.inf
@@ -205,7 +212,6 @@ def batched_allocate(model: BatchModel, chains: Sequence[ChainCandidate], slots:
                      "stopped_by_time_limit": not solved_all and status != "OPTIMAL"}
 
 
-
 def batched_min_capacity(model: BatchModel, chains: Sequence[ChainCandidate], slots: Sequence[int], target: float,
                          time_limit_s: float, hint: Sequence[int] | None = None
                          ) -> tuple[MipOutcome, dict[str, object]]:
@@ -218,13 +224,7 @@ def batched_min_capacity(model: BatchModel, chains: Sequence[ChainCandidate], sl
     allocation of these chains reaching the target has fewer jobs than ``best_bound``."""
     started = time.perf_counter()
     deadline = time.monotonic() + time_limit_s
-    curved = sorted({j for ch in chains for j, _ in ch.hops if not model.curves[j].is_identity})
-    reach = [0] * len(model.curves)
-    for ch in chains:
-        cap = min(slots[j] // m for j, m in ch.hops)
-        for j in {j for j, _ in ch.hops}:
-            reach[j] += cap
-    root = {j: (0, min(reach[j], slots[j])) for j in curved}
+    curved, root = _root_box(model, chains, slots)
 
     best_vals: list[int] = []
     best_jobs = math.inf

@@ -7,6 +7,7 @@ forwarded to exactly the granted chain.  Nothing is a stand-in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from serving.dispatch.redis_store import RedisStore
+from serving.petals.procs import stop_process
 from serving.gateway.keys import key_digest
 from tests.dispatch.conftest import REDIS_URL, free_port, require_redis, snapshot
 
@@ -63,6 +65,25 @@ def _wait_http(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 1
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{what} did not answer within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def gateway_process(argv: list[str], log_path: Path, env: dict[str, str] | None = None, timeout_s: float = 30):
+    """``python -m serving.gateway ARGV --port P`` as a process of its own, logging to ``log_path``: yields its
+    ``/v1`` base URL once ``/v1/health`` answers, and stops it on exit."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "serving.gateway", *argv, "--port", str(port)], cwd=ROOT,
+                            env=env or {**os.environ, "PYTHONPATH": str(ROOT)}, stdout=open(log_path, "w"),
+                            stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        try:
+            _wait_http(base + "/health", proc, "the gateway", timeout_s)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log_path.read_text()[-2000:]}") from None
+        yield base
+    finally:
+        stop_process(proc, timeout_s=15)
 
 
 def _tiny_model(root: Path) -> Path:

@@ -13,16 +13,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
-import httpx
 import pytest
 
 from serving.dispatch.redis_store import RedisStore
 from serving.gateway.keys import key_digest
-from tests.dispatch.conftest import REDIS_URL, free_port, require_redis, snapshot
+from tests.dispatch.conftest import REDIS_URL, require_redis, snapshot
+from tests.gateway.conftest import gateway_process
 from tests.petals.conftest import PETALS_PY, REPO, petals_env
 
 openai = pytest.importorskip("openai")
@@ -48,41 +47,20 @@ def setup(tmp_path_factory, petals_python):
     store = RedisStore(REDIS_URL, prefix=prefix)
     specs = [ServerSpec("a", 0, 2, cache_tokens=512), ServerSpec("b", 2, 4, cache_tokens=512),
              ServerSpec("c", 2, 4, cache_tokens=512)]
-    gateway = None
     try:
         with Swarm(specs, str(model_dir), python=str(PETALS_PY), workdir=work / "swarm",
                    dht_prefix=f"chainplan-failover-{uuid.uuid4().hex[:6]}") as swarm:
             swarm.info(MODEL).save(work / "swarm.json")
             store.set_plan(CLUSTER, snapshot(CHAINS))
             store.put_token(key_digest(KEY), CLUSTER)
-            port = free_port()
             log_path = work / "gateway.log"
-            gateway = subprocess.Popen(
-                [sys.executable, "-m", "serving.gateway", "--prefix", prefix, "serve", "--model", MODEL,
-                 "--cluster", str(CLUSTER), "--swarm-file", str(work / "swarm.json"), "--dispatch", REDIS_URL,
-                 "--port", str(port), "--queue-wait-s", "5", "--max-tokens", "400"],
-                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "CHAINPLAN_DISPATCH_SUSPECT_S": "30",
-                               "CHAINPLAN_DISPATCH_SUSPECT_MAX_S": "60"},
-                stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-            base = f"http://127.0.0.1:{port}/v1"
-            deadline = time.monotonic() + 30
-            while True:
-                assert gateway.poll() is None, f"the gateway exited: {log_path.read_text()[-2000:]}"
-                try:
-                    if httpx.get(base + "/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the gateway did not answer /v1/health within 30 s"
-                time.sleep(0.2)
-            yield base, store, swarm, log_path
+            argv = ["--prefix", prefix, "serve", "--model", MODEL, "--cluster", str(CLUSTER), "--swarm-file",
+                    str(work / "swarm.json"), "--dispatch", REDIS_URL, "--queue-wait-s", "5", "--max-tokens", "400"]
+            env = {**os.environ, "PYTHONPATH": str(REPO), "CHAINPLAN_DISPATCH_SUSPECT_S": "30",
+                   "CHAINPLAN_DISPATCH_SUSPECT_MAX_S": "60"}
+            with gateway_process(argv, log_path, env=env) as base:
+                yield base, store, swarm, log_path
     finally:
-        if gateway is not None:
-            gateway.terminate()
-            try:
-                gateway.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
         store.clear()
 
 

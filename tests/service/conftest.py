@@ -8,9 +8,11 @@ Redis; see live.py.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -160,3 +162,48 @@ def hook():
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", _WebhookReceiver.received
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def liveness_quick(settings):
+    """Short simulations, and re-plan and rejoin debounces that a test can outwait or stay inside."""
+    settings.DEFAULT_SIMULATE_REQUESTS = 300
+    settings.LIVENESS_REPLAN_MIN_INTERVAL_S = 10.0
+    settings.LIVENESS_REJOIN_STABLE_S = 10.0
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request, settings):
+    """The service's dispatch store (planner_app.dispatch.store.sync_store) as the liveness poller sees it: the
+    in-memory one, or Redis under a prefix of this test's own; emptied before and after."""
+    from planner_app.dispatch import store as store_mod
+    if request.param == "redis":
+        from .live import OWN_REDIS_URL, own_redis
+        own_redis()
+        settings.DISPATCH_REDIS_URL = OWN_REDIS_URL
+        settings.DISPATCH_PREFIX = f"test-liveness-{uuid.uuid4().hex[:8]}"
+        store_mod._sync = None
+    sync = store_mod.sync_store()
+    sync.clear()        # cluster ids repeat between tests (their rows are rolled back): nothing left of another
+
+    class Store:
+        """Blocking calls; acquire through the async store, which the in-memory one needs an event loop for."""
+
+        def __getattr__(self, name):
+            return getattr(sync, name)
+
+        def acquire(self, cluster, wait_s=0):
+            async def go():
+                async_store = store_mod.async_store()
+                try:
+                    return await async_store.acquire(cluster, wait_s=wait_s)
+                finally:
+                    if request.param == "redis":
+                        await async_store.close()
+            return asyncio.run(go())
+
+    yield Store()
+    sync.clear()
+    if request.param == "redis":
+        sync.close()
+        store_mod._sync = None

@@ -209,6 +209,18 @@ class Stack:
         return Client(self.url, token)
 
 
+def wait_for(fn, timeout: float, what: str, every_s: float = 0.2):
+    """Call ``fn`` until it returns something true, and return that; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every_s)
+
+
 class Client(requests.Session):
     def __init__(self, base: str, token: str):
         super().__init__()
@@ -228,3 +240,10 @@ class Client(requests.Session):
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
             time.sleep(0.05)
+
+    def import_adopted(self, scenario: dict) -> tuple[int, dict]:
+        """Import ``scenario`` as a cluster and re-plan it until a plan is adopted: (cluster id, that plan)."""
+        cid = self.post("/api/v1/clusters/import/", json={"scenario": scenario}).json()["id"]
+        job = self.wait_job(self.post(f"/api/v1/clusters/{cid}/replan/", json={}).json()["id"], timeout=120)
+        assert job["status"] == "succeeded" and job["replan_outcome"]["adopted"], job
+        return cid, self.get(f"/api/v1/plans/{job['plans'][0]['id']}/").json()

@@ -7,39 +7,19 @@ as served; and the embedded default (no Redis for the dispatcher) works the same
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from serving.dispatch import DispatchClient, NoAdoptedPlan
 
 from .conftest import SMALL
+from .live import wait_for
 
 pytestmark = pytest.mark.services
 
 
-def wait_for(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def adopted_cluster(client) -> tuple[int, dict]:
-    cid = client.post("/api/v1/clusters/import/", json={"scenario": SMALL}).json()["id"]
-    job = client.wait_job(client.post(f"/api/v1/clusters/{cid}/replan/", json={}).json()["id"], timeout=120)
-    assert job["status"] == "succeeded" and job["replan_outcome"]["adopted"], job
-    plan = client.get(f"/api/v1/plans/{job['plans'][0]['id']}/").json()
-    return cid, plan
-
-
 def check_dispatch(stack, client, other) -> None:
-    cid, plan = adopted_cluster(client)
+    cid, plan = client.import_adopted(SMALL)
     tokens = f"/api/v1/clusters/{cid}/dispatch/tokens/"
     assert other.post(tokens, json={}).status_code == 404          # not their cluster
     r = client.post(tokens, json={})

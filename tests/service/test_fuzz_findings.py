@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from .conftest import SMALL
+from .live import wait_for
 from .st_hooks import ACQUIRE, is_backpressure
-from .test_dispatch_live import adopted_cluster, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -71,7 +71,7 @@ def test_unknown_query_parameter_ignored_and_empty_filter_not_called_required(li
 
 def test_acquire_answers_documented_503_when_every_slot_is_held(live):
     client = live.client("fuzz-findings-acquire")
-    cid, plan = adopted_cluster(client)
+    cid, plan = client.import_adopted(SMALL)
     url = f"{live.url}/api/v1/clusters/{cid}/dispatch/"
     auth = {"Authorization": client.headers["Authorization"]}          # the owner's token, as the fuzzer's
 

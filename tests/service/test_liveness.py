@@ -17,22 +17,15 @@ from django.utils import timezone
 from planner_app.dispatch.services import snapshot_for
 from planner_app.liveness import selectors, services
 from planner_app.liveness.models import ClusterLiveness, LivenessEvent, ServerLiveness
-from planner_app.models import Cluster, Job, Plan, Server
+from planner_app.models import Cluster, Job, Server
 from planner_app.probe.services import probe_token_create
 from planner_app.replanning.services import replan_request
 
 from .conftest import run_queued
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("liveness_quick")]
 
 V1 = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def _quick(settings):
-    settings.DEFAULT_SIMULATE_REQUESTS = 300
-    settings.LIVENESS_REPLAN_MIN_INTERVAL_S = 10.0
-    settings.LIVENESS_REJOIN_STABLE_S = 10.0
 
 
 @pytest.fixture
@@ -345,46 +338,6 @@ def test_no_healing_when_the_owner_turned_server_replans_off(api, cluster):
     Cluster.objects.filter(pk=cid).update(replan_on_server_change=False)
     record(cid, ev(sorted(used(doc))[0], "up", "down", "heartbeat timeout"))
     assert services.heal(cid) is None and not Job.objects.filter(trigger="servers").exists()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request, settings):
-    """The service's store (planner_app.dispatch.store.sync_store) as the poller sees it: the in-memory one, or
-    Redis under a prefix of this test's own."""
-    import asyncio
-    import uuid
-
-    from planner_app.dispatch import store as store_mod
-    if request.param == "redis":
-        from .live import OWN_REDIS_URL, own_redis
-        own_redis()
-        settings.DISPATCH_REDIS_URL = OWN_REDIS_URL
-        settings.DISPATCH_PREFIX = f"test-liveness-{uuid.uuid4().hex[:8]}"
-        store_mod._sync = None
-    sync = store_mod.sync_store()
-    sync.clear()        # cluster ids repeat between tests (their rows are rolled back): nothing left of another
-
-    class Store:
-        """Blocking calls; acquire through the async store, which the in-memory one needs an event loop for."""
-
-        def __getattr__(self, name):
-            return getattr(sync, name)
-
-        def acquire(self, cluster, wait_s=0):
-            async def go():
-                async_store = store_mod.async_store()
-                try:
-                    return await async_store.acquire(cluster, wait_s=wait_s)
-                finally:
-                    if request.param == "redis":
-                        await async_store.close()
-            return asyncio.run(go())
-
-    yield Store()
-    sync.clear()
-    if request.param == "redis":
-        sync.close()
-        store_mod._sync = None
 
 
 def test_a_drain_completes_when_no_lease_passes_through_the_server_then_it_leaves_the_plan(api, cluster, store):

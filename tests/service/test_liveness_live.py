@@ -17,30 +17,12 @@ import pytest
 import requests
 
 from .conftest import SMALL
-from .live import ROOT
+from .live import ROOT, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
 
 FAST = {"CHAINPLAN_DISPATCH_HEARTBEAT_TIMEOUT_S": "2", "CHAINPLAN_LIVENESS_POLL_S": "0.5",
         "CHAINPLAN_LIVENESS_REJOIN_STABLE_S": "2", "CHAINPLAN_LIVENESS_REPLAN_MIN_INTERVAL_S": "2"}
-
-
-def wait_for(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
-
-
-def adopted_cluster(client) -> tuple[int, dict]:
-    cid = client.post("/api/v1/clusters/import/", json={"scenario": SMALL}).json()["id"]
-    job = client.wait_job(client.post(f"/api/v1/clusters/{cid}/replan/", json={}).json()["id"], timeout=120)
-    assert job["status"] == "succeeded" and job["replan_outcome"]["adopted"], job
-    return cid, client.get(f"/api/v1/plans/{job['plans'][0]['id']}/").json()["document"]
 
 
 def servers_of(client, cid) -> dict[str, dict]:
@@ -78,7 +60,8 @@ def test_watch_heartbeats_a_silent_server_goes_down_and_the_plan_heals(stack_fac
     stack.start_web()
     stack.start_worker("liveness", concurrency=2)
     client = stack.client("liveness-alice")
-    cid, doc = adopted_cluster(client)
+    cid, plan = client.import_adopted(SMALL)
+    doc = plan["document"]
     chains = doc["chains"]
     fastest = min(range(len(chains)), key=lambda k: (chains[k]["service_time_s"], k))
     victim = chains[fastest]["servers"][0]
@@ -157,7 +140,8 @@ def test_the_poller_runs_in_the_embedded_setup(stack_factory):
     stack.start_web(workers=1)
     stack.start_worker("embedded-liveness", concurrency=1, beat=False)
     client = stack.client("embedded-liveness")
-    cid, doc = adopted_cluster(client)
+    cid, plan = client.import_adopted(SMALL)
+    doc = plan["document"]
     victim = sorted({p["server"] for p in doc["placement"] if p["num_blocks"] > 0})[0]
     r = client.post(f"/api/v1/clusters/{cid}/servers/{victim}/drain/", json={})
     assert r.status_code == 200 and r.json()["state"] == "draining", r.text

@@ -6,8 +6,6 @@ the store's transitions (failure reports, heartbeats, drains) once each, follows
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -21,49 +19,9 @@ from planner_app.probe.services import probe_token_create
 
 from .conftest import run_queued
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("liveness_quick")]
 
 V1 = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def _quick(settings):
-    settings.DEFAULT_SIMULATE_REQUESTS = 300
-    settings.LIVENESS_REPLAN_MIN_INTERVAL_S = 10.0
-    settings.LIVENESS_REJOIN_STABLE_S = 10.0
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request, settings):
-    from planner_app.dispatch import store as store_mod
-    if request.param == "redis":
-        from .live import OWN_REDIS_URL, own_redis
-        own_redis()
-        settings.DISPATCH_REDIS_URL = OWN_REDIS_URL
-        settings.DISPATCH_PREFIX = f"test-liveness-{uuid.uuid4().hex[:8]}"
-        store_mod._sync = None
-    sync = store_mod.sync_store()
-    sync.clear()        # cluster ids repeat between tests (their rows are rolled back): nothing left of another
-
-    class Store:
-        def __getattr__(self, name):
-            return getattr(sync, name)
-
-        def acquire(self, cluster, wait_s=0):
-            async def go():
-                async_store = store_mod.async_store()
-                try:
-                    return await async_store.acquire(cluster, wait_s=wait_s)
-                finally:
-                    if request.param == "redis":
-                        await async_store.close()
-            return asyncio.run(go())
-
-    yield Store()
-    sync.clear()
-    if request.param == "redis":
-        sync.close()
-        store_mod._sync = None
 
 
 @pytest.fixture

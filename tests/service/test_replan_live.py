@@ -12,21 +12,9 @@ import time
 import pytest
 
 from .conftest import SMALL
+from .live import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
-
-
-
-
-def wait_for(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} after {timeout} s")
-        time.sleep(0.2)
 
 
 def replan_jobs(client, cluster_id, trigger):
