@@ -297,7 +297,14 @@ def test_a_non_streamed_answer_fails_over_too(healthy):
     setup.leases_all_released()
 
 
+def _lost(setup) -> float:
+    """The gateway's lost-request count (every chain)."""
+    from tests.gateway.test_metrics import scrape
+    return scrape(None, setup.base_url + "/metrics").total("chainplan_gateway_lost_requests_total")
+
+
 def test_when_every_engine_is_dead_one_clear_error_and_no_slot_is_held(setup):
+    lost_before = _lost(setup)
     for e in setup.engines:
         e.kill()
     for s in ("s1", "s2", "s3"):
@@ -327,6 +334,7 @@ def test_when_every_engine_is_dead_one_clear_error_and_no_slot_is_held(setup):
                 for e in setup.engines:
                     e.kill()
     setup.leases_all_released()
+    assert _lost(setup) - lost_before == 2        # the 503 and the stream that ended with an error event
 
 
 def test_the_resume_request_is_the_prompt_the_chain_saw_and_the_answer_so_far(tmp_path):
