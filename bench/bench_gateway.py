@@ -211,10 +211,12 @@ def tiny_model(root: Path) -> Path:
 class RealPath:
     """A `transformers serve` engine and the standalone gateway in front of it (Redis-direct leases)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, baseline: str | None = None):
         self.workdir = workdir
+        self.baseline = Path(baseline).resolve() if baseline else None
         self.procs: list[subprocess.Popen] = []
         self.prefix = f"bench-gateway-{uuid.uuid4().hex[:8]}"
+        self.bases: dict[str, str] = {}
 
     def __enter__(self) -> "RealPath":
         from serving.dispatch.redis_store import RedisStore
@@ -244,6 +246,16 @@ class RealPath:
                  "--port", str(gport)], cwd=ROOT, env=env, stdout=open(self.workdir / "gateway.log", "w"),
                 stderr=subprocess.STDOUT))
             wait_http(self.base + "/health", self.procs[-1], "the gateway", 30)
+            self.bases["gateway"] = self.base
+            if self.baseline:            # the same gateway from another checkout, in front of the same engine
+                bport = free_port()
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "serving.gateway", "--prefix", self.prefix, "serve", "--model", "tiny",
+                     "--cluster", "1", "--engines-file", str(self.workdir / "engines.json"), "--dispatch", REDIS,
+                     "--port", str(bport)], cwd=self.baseline, env={**env, "PYTHONPATH": str(self.baseline)},
+                    stdout=open(self.workdir / "gateway-baseline.log", "w"), stderr=subprocess.STDOUT))
+                self.bases["baseline"] = f"http://127.0.0.1:{bport}/v1"
+                wait_http(self.bases["baseline"] + "/health", self.procs[-1], "the baseline gateway", 30)
             wait_http(self.engine_url.removesuffix("/v1") + "/health", self.procs[0], "the engine")
         except BaseException:
             self.__exit__()
@@ -284,7 +296,7 @@ def overhead(args, real: RealPath) -> dict:
     prompts = [f"Request {i}: pipeline parallel serving over a chain of servers" for i in range(args.pairs)]
 
     async def main() -> dict:
-        rows = {"direct": [], "gateway": []}
+        rows: dict[str, list] = {"direct": [], **{name: [] for name in real.bases}}
         entry = EngineEntry(("s1",), real.engine_url, 4, str(real.model))
         async with httpx.AsyncClient(timeout=60) as http:
             for i, prompt in enumerate([prompts[0]] * 3 + prompts):
@@ -294,31 +306,43 @@ def overhead(args, real: RealPath) -> dict:
                 _, upstream = OpenAIEngine.body(GenerationRequest(kind="completion", model="tiny", prompt=prompt,
                                                                   max_tokens=args.overhead_tokens, temperature=0),
                                                 entry)
-                runs = [("direct", real.engine_url + "/completions", upstream, {}),
-                        ("gateway", real.base + "/completions", client_body, {"authorization": f"Bearer {KEY}"})]
-                if i % 2:
-                    runs.reverse()          # alternate which goes first
+                runs = [("direct", real.engine_url + "/completions", upstream, {})]
+                runs += [(name, base + "/completions", client_body, {"authorization": f"Bearer {KEY}"})
+                         for name, base in real.bases.items()]
+                if len(runs) == 2:
+                    if i % 2:
+                        runs.reverse()          # alternate which goes first
+                else:
+                    k = i % len(runs)
+                    runs = runs[k:] + runs[:k]  # rotate which goes first
                 for name, url, body, headers in runs:
                     got = await _timed(http, url, body, headers)
-                    if i >= 3:              # the first three pairs warm both paths up
+                    if i >= 3:              # the first three rounds warm every path up
                         rows[name].append(got)
         return rows
 
+    load0 = os.getloadavg()
     with StealMeter() as stolen:
         rows = asyncio.run(main())
+    load1 = os.getloadavg()
     # a prompt whose tokens decode to no text at all (the tiny random model does that) has no first-text time
-    # on either path (same prompt, temperature 0): such pairs count for end-to-end only
-    texted = [i for i, (d, g) in enumerate(zip(rows["direct"], rows["gateway"])) if d[2] and g[2]]
-    out = {"stolen": stolen.share, "pairs": args.pairs, "tokens": args.overhead_tokens, "with_text": len(texted)}
+    # on any path (same prompt, temperature 0): such requests count for end-to-end only
+    texted = [i for i in range(len(rows["direct"])) if all(rows[name][i][2] for name in rows)]
+    out = {"stolen": stolen.share, "pairs": args.pairs, "tokens": args.overhead_tokens, "with_text": len(texted),
+           "load_start": load0, "load_end": load1, "baseline_root": str(real.baseline) if real.baseline else None}
     for name, got in rows.items():
         ttft = [got[i][0] * 1000 for i in texted]
         e2e = [g[1] * 1000 for g in got]
         out[name] = {"ttft_p50": statistics.median(ttft), "ttft_p99": pct(ttft, 0.99),
                      "e2e_p50": statistics.median(e2e), "e2e_p99": pct(e2e, 0.99),
                      "pieces": statistics.median(g[2] for g in got)}
-    # the same request's two times differ by the gateway's cost plus the machine's noise at that moment
-    out["paired"] = {"ttft_p50": statistics.median((rows["gateway"][i][0] - rows["direct"][i][0]) * 1000 for i in texted),
-                     "e2e_p50": statistics.median((g[1] - d[1]) * 1000 for d, g in zip(rows["direct"], rows["gateway"]))}
+    # the same request's times differ by the gateway's cost plus the machine's noise at that moment
+    d = rows["direct"]
+    out["paired_by"] = {name: {"ttft": _spread([(rows[name][i][0] - d[i][0]) * 1000 for i in texted]),
+                               "e2e": _spread([(g[1] - x[1]) * 1000 for x, g in zip(d, rows[name])])}
+                        for name in real.bases}
+    out["paired"] = {"ttft_p50": out["paired_by"]["gateway"]["ttft"]["p50"],
+                     "e2e_p50": out["paired_by"]["gateway"]["e2e"]["p50"]}
     return out
 
 
@@ -512,36 +536,57 @@ def report(args, argv: list[str], load0, load1, started: str, ceil: dict | None,
                   f"({s['metric_tokens_per_s']:,.0f} tokens/s), {s['gateway_errors']:,.0f} errors.", ""]
     if over:
         d, g = over["direct"], over["gateway"]
+        base = over.get("baseline")
+        blabel = f"the baseline gateway ({over.get('baseline_root')})"
 
         def holds(direct: float, via: float, rel: float, ms: float) -> str:
             bound = direct * (1 + rel) + ms
             return f"{via - direct:+.2f} ms ({'holds' if via <= bound else 'FAILS'}: bound {bound:.2f} ms)"
 
+        def spread(x: dict) -> str:
+            return (f"{x['p50']:+.2f} ms (95 % interval of the median {x['ci_lo']:+.2f} to {x['ci_hi']:+.2f}; "
+                    f"p25 / p75 {x['p25']:+.2f} / {x['p75']:+.2f})")
+
+        load = (f" 1-min load average {over['load_start'][0]:.2f} at the start of this part and "
+                f"{over['load_end'][0]:.2f} at its end." if "load_start" in over else "")
         lines += ["## Overhead over a real engine", "",
                   f"One `transformers serve` engine (CPU, the tiny LLaMA of tests/gateway, 4 layers) and the standalone "
-                  f"gateway in front of it (`python -m serving.gateway serve`, leases from the dispatcher's Redis store). "
-                  f"{over['pairs']} streamed completions of {over['tokens']} tokens (temperature 0), one at a time so "
-                  f"every slot is free, each sent once straight to the engine (the exact body the gateway sends upstream) "
-                  f"and once through the gateway, alternating which goes first; 3 warm-up pairs not counted. Measured by "
+                  f"gateway in front of it (`python -m serving.gateway serve`, leases from the dispatcher's Redis store"
+                  + (f"; a second gateway runs the code of {over.get('baseline_root')} in front of the same engine, so "
+                     "that the versions meet the same moments of the machine's load" if base else "")
+                  + f"). {over['pairs']} streamed completions of {over['tokens']} tokens (temperature 0), one at a time "
+                  f"so every slot is free, each sent once straight to the engine (the exact body the gateway sends "
+                  f"upstream) and once through {'each' if base else 'the'} gateway, "
+                  f"{'rotating' if base else 'alternating'} which goes first; 3 warm-up rounds not counted. Measured by "
                   f"the client (httpx): time to the first event carrying text ({over['with_text']} of the "
                   f"{over['pairs']} prompts got text; the others' tokens decode to nothing with this random-weight "
-                  f"model, on both paths alike, so they count for end-to-end only), and to the end of the stream. "
-                  f"The host stole {over['stolen']:.1%} of the CPU time during the run.", "",
+                  f"model, on every path alike, so they count for end-to-end only), and to the end of the stream. "
+                  f"The host stole {over['stolen']:.1%} of the CPU time during the run.{load}", "",
                   "| path | TTFT p50 ms | TTFT p99 ms | end-to-end p50 ms | end-to-end p99 ms |",
                   "|---|---:|---:|---:|---:|",
                   f"| direct to the engine | {d['ttft_p50']:.2f} | {d['ttft_p99']:.2f} | {d['e2e_p50']:.2f} | {d['e2e_p99']:.2f} |",
                   f"| through the gateway | {g['ttft_p50']:.2f} | {g['ttft_p99']:.2f} | {g['e2e_p50']:.2f} | {g['e2e_p99']:.2f} |",
+                  *([f"| through {blabel} | {base['ttft_p50']:.2f} | {base['ttft_p99']:.2f} | {base['e2e_p50']:.2f} | "
+                     f"{base['e2e_p99']:.2f} |"] if base else []),
                   "", "Against the targets (median within 5 % + 2 ms of direct, p99 within 10 % + 10 ms):", "",
                   f"- TTFT median: {holds(d['ttft_p50'], g['ttft_p50'], 0.05, 2)}",
                   f"- end-to-end median: {holds(d['e2e_p50'], g['e2e_p50'], 0.05, 2)}",
                   f"- TTFT p99: {holds(d['ttft_p99'], g['ttft_p99'], 0.10, 10)}",
-                  f"- end-to-end p99: {holds(d['e2e_p99'], g['e2e_p99'], 0.10, 10)}", "",
-                  f"Median over the pairs of (through the gateway - direct) for the same request: TTFT "
-                  f"{over['paired']['ttft_p50']:+.2f} ms (5 % + 2 ms of the direct median is "
-                  f"{d['ttft_p50'] * 0.05 + 2:.2f} ms), end-to-end {over['paired']['e2e_p50']:+.2f} ms "
-                  f"({d['e2e_p50'] * 0.05 + 2:.2f} ms). A p99 of {over['with_text']} requests is their "
+                  f"- end-to-end p99: {holds(d['e2e_p99'], g['e2e_p99'], 0.10, 10)}", ""]
+        if "paired_by" in over:
+            pb = over["paired_by"]
+            lines += [f"Per request, (through the gateway - direct), less sensitive to the machine's load than the "
+                      f"paths' own medians: TTFT {spread(pb['gateway']['ttft'])}, end-to-end "
+                      f"{spread(pb['gateway']['e2e'])}; 5 % + 2 ms of the direct medians is "
+                      f"{d['ttft_p50'] * 0.05 + 2:.2f} ms and {d['e2e_p50'] * 0.05 + 2:.2f} ms."
+                      + (f" Through {blabel}: TTFT {spread(pb['baseline']['ttft'])}, end-to-end "
+                         f"{spread(pb['baseline']['e2e'])}." if "baseline" in pb else ""), ""]
+        else:
+            lines += [f"Median over the pairs of (through the gateway - direct) for the same request: TTFT "
+                      f"{over['paired']['ttft_p50']:+.2f} ms, end-to-end {over['paired']['e2e_p50']:+.2f} ms.", ""]
+        lines += [f"A p99 of {over['with_text']} requests is their "
                   f"{ordinal(over['with_text'] - round(0.99 * (over['with_text'] - 1)))}, so it is decided by "
-                  "the moments the shared machine stalled during either path's requests rather than by the gateway.", ""]
+                  "the moments the shared machine stalled during any path's requests rather than by the gateway.", ""]
     if extra:
         dd = extra["direct"]
 
@@ -694,7 +739,7 @@ def main() -> int:
                 extra = added(args, fake)
             print(json.dumps(extra, indent=1), flush=True)
         if "overhead" not in args.skip or args.aiperf:
-            with RealPath(workdir) as real:
+            with RealPath(workdir, args.baseline) as real:
                 if "overhead" not in args.skip:
                     over = overhead(args, real)
                     print(json.dumps(over, indent=1), flush=True)
