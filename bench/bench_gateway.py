@@ -14,6 +14,11 @@ In one run, on this machine (its load average is recorded at the start and the e
    and the standalone gateway in front of it (leases from the dispatcher's Redis store, the Redis-direct
    path); the same streamed requests, one at a time (slots free), alternately sent straight to the engine
    and through the gateway; time to first token and end-to-end at the median and p99 of each path.
+   With ``--baseline DIR`` (another checkout, e.g. ``git archive main | tar -x -C DIR``) a second gateway runs
+   that code in front of the same engine, interleaved, so two versions are compared under the same load.
+2b. Added time: ``bench/sse_upstream.py`` (a bare SSE server that answers at once) instead of the engine, the
+   same gateway(s) in front of it, ``--added-pairs`` rounds: with no model's time in any path, the per-request
+   differences (with their spread and a bootstrap interval of the median) are the gateway's own added time.
 3. Optionally (``--aiperf VENV``) NVIDIA's aiperf, in its own virtual environment, against the gateway in front
    of the same engine; its summary (TTFT, ITL, throughput) is recorded.  (guidellm 0.8.1 cannot be used: it
    sends vLLM's ``ignore_eos`` and ``stream_options.continuous_usage_stats``, which the gateway refuses by name.)
