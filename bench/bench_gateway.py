@@ -648,8 +648,6 @@ def _kept_sections(path: str, fresh: dict[str, Any]) -> list[str]:
     run_line = next((ln for ln in old.splitlines() if ln.startswith("Run ")), "")
     machine = next((ln for ln in old.splitlines() if ln.startswith("Machine: ")), "")
     when = run_line.split(". ", 1)[0].removeprefix("Run ") or "an earlier run"
-    if "(kept from the run of" in old:
-        return []           # already a merge: regenerate the parts you want instead of stacking notes
     out: list[str] = []
     for part in ("\n" + old).split("\n## ")[1:]:
         head = "## " + part.split("\n", 1)[0]
@@ -657,6 +655,9 @@ def _kept_sections(path: str, fresh: dict[str, Any]) -> list[str]:
         if key is None or fresh[key]:
             continue
         title, _, body = part.partition("\n")
+        if "(kept from the run of" in title:        # kept once already: as it is, with its own note
+            out += [f"## {title}", "", body.strip(), ""]
+            continue
         out += [f"## {title} (kept from the run of {when}; not rerun since)", "",
                 f"This section is the earlier run's, as it was written then; this run did not redo it. That run's "
                 "header said:", "", *(f"> {ln}" for ln in (run_line, machine) if ln), "", body.strip(), ""]
