@@ -260,70 +260,75 @@ class OpenAIEngine:
         wait = min(self.first_token_timeout_s, self.timeout_s)      # the deadline for the next chunk
         gaps, n_gaps, last = 0.0, 0, None
         resp: UpstreamResponse | None = None
+        ended = False             # [DONE] was read
+        lines: AsyncIterator[str] | None = None
         try:
-            async with asyncio.timeout_at(loop.time() + wait) as deadline:
-                resp = await self._upstream().post(entry.url + call.path, payload, fresh=fresh)
-                if resp.status >= 400:
-                    text = (await resp.read(4096)).decode(errors="replace")[:500]
-                    raise EngineError(f"engine {entry.url} answered {resp.status}: {text}", server=entry.servers[0])
-                lines = resp.lines()
-                while True:
-                    deadline.reschedule(loop.time() + wait)
-                    try:
-                        line = await lines.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    deadline.reschedule(None)       # the time the consumer takes is not the engine's
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        await self._drain(lines)
-                        break
-                    try:
-                        obj = json.loads(data)
-                    except ValueError:
-                        raise EngineError(f"engine {entry.url} sent a malformed event: {data[:200]!r}",
-                                          server=entry.servers[0]) from None
-                    if "error" in obj:
-                        raise EngineError(f"engine {entry.url}: {obj['error']}", server=entry.servers[0])
-                    if obj.get("usage"):
-                        usage = obj["usage"]
-                    for choice in obj.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-                        if text:
-                            now = loop.time()
-                            if last is not None:
-                                gaps, n_gaps = gaps + now - last, n_gaps + 1
-                            last, started = now, True
-                            wait = min(step_deadline(max(self.expected_step_s, gaps / n_gaps if n_gaps else 0.0)),
-                                       self.timeout_s)
-                            yield Delta(text=text)
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-        except TimeoutError:
-            raise HopError(f"engine {entry.url} sent nothing for {wait:.1f} s "
-                           f"({'mid-answer' if started else 'before the first token'}): taken for hung",
-                           server=entry.servers[0]) from None
-        except UpstreamError as exc:
-            if finish in ("stop", "length"):
-                pass            # cut after the answer's end: nothing is missing but the usage chunk
-            elif isinstance(exc, UpstreamProtocolError) and not started:
-                raise _Retry(str(exc)) from None
-            else:
-                raise HopError(f"engine {entry.url} {'dropped the stream' if started else 'failed'}: "
-                               f"{type(exc).__name__}: {exc}", server=entry.servers[0]) from None
+            try:
+                async with asyncio.timeout_at(loop.time() + wait) as deadline:
+                    resp = await self._upstream().post(entry.url + call.path, payload, fresh=fresh)
+                    if resp.status >= 400:
+                        text = (await resp.read(4096)).decode(errors="replace")[:500]
+                        raise EngineError(f"engine {entry.url} answered {resp.status}: {text}", server=entry.servers[0])
+                    lines = resp.lines()
+                    while True:
+                        deadline.reschedule(loop.time() + wait)
+                        try:
+                            line = await lines.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        deadline.reschedule(None)       # the time the consumer takes is not the engine's
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            ended = True
+                            break
+                        try:
+                            obj = json.loads(data)
+                        except ValueError:
+                            raise EngineError(f"engine {entry.url} sent a malformed event: {data[:200]!r}",
+                                              server=entry.servers[0]) from None
+                        if "error" in obj:
+                            raise EngineError(f"engine {entry.url}: {obj['error']}", server=entry.servers[0])
+                        if obj.get("usage"):
+                            usage = obj["usage"]
+                        for choice in obj.get("choices") or []:
+                            text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                            if text:
+                                now = loop.time()
+                                if last is not None:
+                                    gaps, n_gaps = gaps + now - last, n_gaps + 1
+                                last, started = now, True
+                                wait = min(step_deadline(max(self.expected_step_s, gaps / n_gaps if n_gaps else 0.0)),
+                                           self.timeout_s)
+                                yield Delta(text=text)
+                            if choice.get("finish_reason"):
+                                finish = choice["finish_reason"]
+            except TimeoutError:
+                raise HopError(f"engine {entry.url} sent nothing for {wait:.1f} s "
+                               f"({'mid-answer' if started else 'before the first token'}): taken for hung",
+                               server=entry.servers[0]) from None
+            except UpstreamError as exc:
+                if finish in ("stop", "length"):
+                    pass            # cut after the answer's end: nothing is missing but the usage chunk
+                elif isinstance(exc, UpstreamProtocolError) and not started:
+                    raise _Retry(str(exc)) from None
+                else:
+                    raise HopError(f"engine {entry.url} {'dropped the stream' if started else 'failed'}: "
+                                   f"{type(exc).__name__}: {exc}", server=entry.servers[0]) from None
+            if finish not in ("stop", "length"):
+                raise EngineError(f"engine {entry.url} ended the answer with finish_reason {finish!r}",
+                                  server=entry.servers[0])
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if call.resumed:      # the engine counted the answer so far as prompt: the client's counts are the whole's
+                prompt = None if prompt is None else prompt - call.resumed
+                completion = None if completion is None else completion + call.resumed
+            yield Delta(finish_reason=finish, prompt_tokens=prompt, completion_tokens=completion)
+            if ended and lines is not None:
+                await self._drain(lines)        # the answer is out; the rest of it frees the connection
         finally:
             if resp is not None:
                 resp.close()        # back to the pool when it was read to its end, else closed
-        if finish not in ("stop", "length"):
-            raise EngineError(f"engine {entry.url} ended the answer with finish_reason {finish!r}",
-                              server=entry.servers[0])
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if call.resumed:      # the engine counted the answer so far as prompt: the client's counts are the whole's
-            prompt = None if prompt is None else prompt - call.resumed
-            completion = None if completion is None else completion + call.resumed
-        yield Delta(finish_reason=finish, prompt_tokens=prompt, completion_tokens=completion)
 
     @staticmethod
     async def _drain(lines: AsyncIterator[str]) -> None:
