@@ -257,6 +257,25 @@ class _Answer:
         return {**self._head(True), "choices": [], "usage": usage}
 
 
+class _Last(bytes):
+    """The last bytes of an event stream: nothing follows them."""
+
+
+class _ThenClose(JSONResponse):
+    """A whole answer; ``deltas`` (the engine's finished stream: its lease) is closed once it was sent, or the
+    sending failed."""
+
+    def __init__(self, content: Any, deltas: AsyncIterator[Delta]):
+        super().__init__(content)
+        self.deltas = deltas
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.deltas.aclose()
+
+
 class _EventStream(Response):
     """Server-sent events; the producer is cancelled as soon as the client disconnects, then ``on_close``
     runs with how the stream ended: "ok" (sent to the end), "client_gone" or "error" (it raised)."""
@@ -274,7 +293,10 @@ class _EventStream(Response):
         async def pump() -> None:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             async for chunk in self.events:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                last = type(chunk) is _Last        # the stream's end leaves with its last events, in one write
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                if last:
+                    return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         outcome = "error"
@@ -403,8 +425,9 @@ class Gateway:
                 obs.end(outcome)         # no-op when the answer was sent to its end (recorded with its usage)
                 await deltas.aclose()    # the engine's session closed, then the lease released
 
-            return _granted(_EventStream(self._events(answer, _then(first, deltas), parsed.include_usage, parsed,
+            return _granted(_EventStream(self._events(answer, first, deltas, parsed.include_usage, parsed,
                                                       progress, obs), stream_closed), progress)
+        done = False
         try:
             gone, got = await _unless_gone(self._collect(_then(first, deltas)), request.receive)
             if gone:
@@ -413,13 +436,17 @@ class Gateway:
                 text, final, counted = got
                 usage = _usage(final, counted)
                 obs.end("ok", usage["prompt_tokens"], usage["completion_tokens"])
+                done = True
         except BaseException as exc:
             raise self._error(exc, parsed, progress, served.cluster) from None
         finally:
-            await deltas.aclose()
+            if not done:
+                await deltas.aclose()
         if gone:
             return Response(status_code=499)
-        return _granted(JSONResponse(answer.whole(text, final.finish_reason if final else None, usage)), progress)
+        # the whole answer is in hand: the lease goes back once it is sent (or the sending failed)
+        return _granted(_ThenClose(answer.whole(text, final.finish_reason if final else None, usage), deltas),
+                        progress)
 
     def _answer(self, served: ServedModel, req: GenerationRequest, client: Any,
                 progress: _Progress, obs: RequestObservation) -> AsyncIterator[Delta]:
@@ -478,33 +505,43 @@ class Gateway:
                 counted += 1
             if d.finish_reason is not None:
                 final = d
+                break           # the engine's last piece: what follows is only the lease's release
         return "".join(parts), final, counted
 
     @staticmethod
-    async def _events(answer: _Answer, deltas: AsyncIterator[Delta], include_usage: bool, parsed: Parsed,
-                      progress: _Progress, obs: RequestObservation) -> AsyncIterator[bytes]:
+    async def _events(answer: _Answer, first: Delta | None, deltas: AsyncIterator[Delta], include_usage: bool,
+                      parsed: Parsed, progress: _Progress, obs: RequestObservation) -> AsyncIterator[bytes]:
+        """The answer's events, each sent as soon as its piece is in hand; events that are ready together (the
+        chat's role chunk and the first piece; the finish chunk, usage, ``[DONE]`` and the stream's end) leave
+        in one write.  After the engine's last piece nothing more is awaited: ``deltas`` is closed (the lease
+        released) by the stream's ``on_close``, once the answer was sent or the client went away."""
         final, counted = None, 0
+        out = [_sse(answer.chunk("", None, first=True, include_usage=include_usage))] if answer.chat else []
         try:
-            if answer.chat:
-                yield _sse(answer.chunk("", None, first=True, include_usage=include_usage))
-            async for d in deltas:
+            d = first
+            while d is not None:
                 if d.text:
                     counted += 1
-                    yield _sse(answer.chunk(d.text, None, include_usage=include_usage))
+                    out.append(_sse(answer.chunk(d.text, None, include_usage=include_usage)))
                 if d.finish_reason is not None:
                     final = d
-            yield _sse(answer.chunk(None, final.finish_reason if final else "stop", include_usage=include_usage))
+                    break
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
+                    out = []
+                d = await anext(deltas, None)
+            out.append(_sse(answer.chunk(None, final.finish_reason if final else "stop", include_usage=include_usage)))
             usage = _usage(final, counted)
             if include_usage:
-                yield _sse(answer.usage_chunk(usage))
+                out.append(_sse(answer.usage_chunk(usage)))
             obs.end("ok", usage["prompt_tokens"], usage["completion_tokens"])
-            yield b"data: [DONE]\n\n"
+            out.append(b"data: [DONE]\n\n")
+            yield _Last(b"".join(out))
         except (EngineError, FailoverExhausted) as exc:       # mid-stream: the SDKs raise on an "error" event
             err = _failover_error(exc) if isinstance(exc, FailoverExhausted) else _engine_error(exc, parsed, progress)
             obs.error(err.status, err.type, err.code)
-            yield _sse(err.body())
-        finally:
-            await deltas.aclose()
+            out.append(_sse(err.body()))
+            yield _Last(b"".join(out))
 
 
 def create_app(config: GatewayConfig, *, startup: Sequence[Callable[[], Awaitable[Any]]] = ()) -> Starlette:

@@ -5,9 +5,12 @@ the plan is one URL.  The engines file (written by ``python -m solvers export --
 --engines-file FILE``) maps each chain, keyed by its servers in order, to that URL and the
 chain's capacity; keyed by servers, an entry still matches after a plan switch keeps the chain.
 
-Upstream requests always stream (the first token is forwarded as it comes).  A reused idle
-connection that the server dropped ("Server disconnected", seen with llama.cpp's server) is
-retried once on a fresh connection, before any of the answer was read.  Each engine gets at most
+Upstream requests always stream (the first token is forwarded as it comes), over keep-alive
+connections of the gateway's own lean HTTP/1.1 client (``serving.gateway.upstream``): an answer read
+to its end (``[DONE]``, then the rest of the body) leaves its connection for the next request.  A
+connection that the server closed before its answer ("Server disconnected": llama.cpp's server
+sometimes drops a reused idle one) is retried once on a fresh connection, before any of the answer's
+text was read.  Each engine gets at most
 its chain's capacity of requests at a time (the dispatcher already grants no more; this keeps it
 true if several gateways or a stale plan disagree).
 
@@ -32,11 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
 
-import httpx
-
 from solvers.plan_format import HopDoc
 
 from ..engine import Delta, EngineError, GenerationRequest, HopError, Resume, step_deadline
+from ..upstream import UpstreamError, UpstreamPool, UpstreamProtocolError, UpstreamResponse
 
 __all__ = ["ENGINES_FORMAT", "EngineEntry", "EnginesFile", "OpenAIEngine", "Tokenizer", "from_spec",
            "load_engines_file"]
@@ -45,6 +47,8 @@ ENGINES_FORMAT = "chainplan-engines/1"
 EXPECTED_STEP_S = 0.1           # a chunk's expected time when the model entry names none: a 2 s step deadline
 FIRST_TOKEN_TIMEOUT_S = 30.0    # prefill, and the engine's own queue (some engines run one request at a time)
 REPLACEMENT = "\ufffd"
+DRAIN_S = 0.05                  # after [DONE], the longest the rest of the answer is waited for
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -161,13 +165,13 @@ class OpenAIEngine:
         self.expected_step_s, self.first_token_timeout_s = expected_step_s, first_token_timeout_s
         self._by_servers = {e.servers: e for e in engines.engines}
         self._slots = {e.servers: asyncio.Semaphore(e.capacity) for e in engines.engines}
-        self._timeout = httpx.Timeout(timeout_s, connect=10.0)
-        self._http: httpx.AsyncClient | None = None
+        self.timeout_s = timeout_s      # the longest any one read of an answer may wait, whatever the deadlines
+        self._pool: UpstreamPool | None = None
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:          # made on first use: inside the loop that serves
-            self._http = httpx.AsyncClient(timeout=self._timeout, limits=httpx.Limits(max_connections=None))
-        return self._http
+    def _upstream(self) -> UpstreamPool:
+        if self._pool is None:          # made on first use: inside the loop that serves
+            self._pool = UpstreamPool(connect_timeout_s=CONNECT_TIMEOUT_S)
+        return self._pool
 
     def entry(self, hops: Sequence[HopDoc]) -> EngineEntry:
         key = tuple(h.server for h in hops)
@@ -231,38 +235,41 @@ class OpenAIEngine:
             if call.body["max_tokens"] < 1:          # every token was out; only the end was lost
                 yield Delta(finish_reason="length", prompt_tokens=call.prompt_tokens, completion_tokens=call.resumed)
                 return
+        payload = json.dumps(call.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         async with self._slots[entry.servers]:
             try:
-                async for d in self._attempt(self._client(), entry, call):
+                async for d in self._attempt(entry, call, payload, fresh=False):
                     yield d
                 return
             except _Retry:
                 pass
-            async with httpx.AsyncClient(timeout=self._timeout) as fresh:      # a new connection, not the pool's
-                try:
-                    async for d in self._attempt(fresh, entry, call):
-                        yield d
-                except _Retry as exc:
-                    raise HopError(f"engine {entry.url} dropped the connection twice: {exc}",
-                                   server=entry.servers[0]) from None
+            try:                # a new connection, not the pool's
+                async for d in self._attempt(entry, call, payload, fresh=True):
+                    yield d
+            except _Retry as exc:
+                raise HopError(f"engine {entry.url} dropped the connection twice: {exc}",
+                               server=entry.servers[0]) from None
 
-    async def _attempt(self, http: httpx.AsyncClient, entry: EngineEntry, call: _Call) -> AsyncIterator[Delta]:
+    async def _attempt(self, entry: EngineEntry, call: _Call, payload: bytes, *, fresh: bool
+                       ) -> AsyncIterator[Delta]:
         chat = "messages" in call.body
         started = False
         finish = None
         usage: dict[str, Any] = {}
         loop = asyncio.get_running_loop()
-        wait = self.first_token_timeout_s        # the deadline for the next chunk
+        wait = min(self.first_token_timeout_s, self.timeout_s)      # the deadline for the next chunk
         gaps, n_gaps, last = 0.0, 0, None
+        resp: UpstreamResponse | None = None
+        ended = False             # [DONE] was read
+        lines: AsyncIterator[str] | None = None
         try:
-            async with asyncio.timeout(None) as deadline:
-                deadline.reschedule(loop.time() + wait)
-                async with http.stream("POST", entry.url + call.path, json=call.body) as resp:
-                    if resp.status_code >= 400:
-                        text = (await resp.aread()).decode(errors="replace")[:500]
-                        raise EngineError(f"engine {entry.url} answered {resp.status_code}: {text}",
-                                          server=entry.servers[0])
-                    lines = resp.aiter_lines()
+            try:
+                async with asyncio.timeout_at(loop.time() + wait) as deadline:
+                    resp = await self._upstream().post(entry.url + call.path, payload, fresh=fresh)
+                    if resp.status >= 400:
+                        text = (await resp.read(4096)).decode(errors="replace")[:500]
+                        raise EngineError(f"engine {entry.url} answered {resp.status}: {text}", server=entry.servers[0])
+                    lines = resp.lines()
                     while True:
                         deadline.reschedule(loop.time() + wait)
                         try:
@@ -274,6 +281,7 @@ class OpenAIEngine:
                             continue
                         data = line[5:].strip()
                         if data == "[DONE]":
+                            ended = True
                             break
                         try:
                             obj = json.loads(data)
@@ -291,37 +299,53 @@ class OpenAIEngine:
                                 if last is not None:
                                     gaps, n_gaps = gaps + now - last, n_gaps + 1
                                 last, started = now, True
-                                wait = step_deadline(max(self.expected_step_s, gaps / n_gaps if n_gaps else 0.0))
+                                wait = min(step_deadline(max(self.expected_step_s, gaps / n_gaps if n_gaps else 0.0)),
+                                           self.timeout_s)
                                 yield Delta(text=text)
                             if choice.get("finish_reason"):
                                 finish = choice["finish_reason"]
-        except TimeoutError:
-            raise HopError(f"engine {entry.url} sent nothing for {wait:.1f} s "
-                           f"({'mid-answer' if started else 'before the first token'}): taken for hung",
-                           server=entry.servers[0]) from None
-        except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
-            if finish in ("stop", "length"):
-                pass            # cut after the answer's end: nothing is missing but the usage chunk
-            elif isinstance(exc, httpx.RemoteProtocolError) and not started:
-                raise _Retry(str(exc)) from None
-            else:
-                raise HopError(f"engine {entry.url} {'dropped the stream' if started else 'failed'}: "
-                               f"{type(exc).__name__}: {exc}", server=entry.servers[0]) from None
-        except httpx.HTTPError as exc:
-            raise EngineError(f"engine {entry.url}: {type(exc).__name__}: {exc}", server=entry.servers[0]) from None
-        if finish not in ("stop", "length"):
-            raise EngineError(f"engine {entry.url} ended the answer with finish_reason {finish!r}",
-                              server=entry.servers[0])
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if call.resumed:      # the engine counted the answer so far as prompt: the client's counts are the whole's
-            prompt = None if prompt is None else prompt - call.resumed
-            completion = None if completion is None else completion + call.resumed
-        yield Delta(finish_reason=finish, prompt_tokens=prompt, completion_tokens=completion)
+            except TimeoutError:
+                raise HopError(f"engine {entry.url} sent nothing for {wait:.1f} s "
+                               f"({'mid-answer' if started else 'before the first token'}): taken for hung",
+                               server=entry.servers[0]) from None
+            except UpstreamError as exc:
+                if finish in ("stop", "length"):
+                    pass            # cut after the answer's end: nothing is missing but the usage chunk
+                elif isinstance(exc, UpstreamProtocolError) and not started:
+                    raise _Retry(str(exc)) from None
+                else:
+                    raise HopError(f"engine {entry.url} {'dropped the stream' if started else 'failed'}: "
+                                   f"{type(exc).__name__}: {exc}", server=entry.servers[0]) from None
+            if finish not in ("stop", "length"):
+                raise EngineError(f"engine {entry.url} ended the answer with finish_reason {finish!r}",
+                                  server=entry.servers[0])
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if call.resumed:      # the engine counted the answer so far as prompt: the client's counts are the whole's
+                prompt = None if prompt is None else prompt - call.resumed
+                completion = None if completion is None else completion + call.resumed
+            yield Delta(finish_reason=finish, prompt_tokens=prompt, completion_tokens=completion)
+            if ended and lines is not None:
+                await self._drain(lines)        # the answer is out; the rest of it frees the connection
+        finally:
+            if resp is not None:
+                resp.close()        # back to the pool when it was read to its end, else closed
+
+    @staticmethod
+    async def _drain(lines: AsyncIterator[str]) -> None:
+        """After ``[DONE]``: read the answer to its end (its last chunk is usually in the same packet), so that
+        the connection goes back to the pool for the next request instead of being closed; an engine that
+        keeps the stream open past ``DRAIN_S`` only loses its connection."""
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                async for _ in lines:
+                    pass
+        except (TimeoutError, UpstreamError):
+            pass
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
 
 FIELDS = {"name", "cluster", "engine", "engines_file", "tokenizer", "expected_step_s", "first_token_timeout_s"}
