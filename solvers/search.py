@@ -363,7 +363,6 @@ def _run_search(scenario: Scenario, options: PlanOptions, name: str) -> tuple[Pl
             if time.monotonic() < deadline:          # the same layout, its KV slots allocated for the batch model
                 cands.append((score(placement), placement, c, label + ", re-allocated"))
         batch1["best_response_time_s"] = b1_best
-        batch1["layouts"] = {placement.key() for _, placement, _, _ in b1_plans}
         cut_short = cut_short or time.monotonic() >= deadline
 
     # 1. keep every chain, c and the number kept chosen together
@@ -413,7 +412,9 @@ def _run_search(scenario: Scenario, options: PlanOptions, name: str) -> tuple[Pl
 
     def rank(item):
         sc = item[0]
-        return (sc.value > guard * (1 + 1e-12), sc.load > rho_bar, sc.value, item[3] != "proposed")
+        # ties: the paper's plan, then what the batch-aware phases found, then the batch-1 pass's plans
+        return (sc.value > guard * (1 + 1e-12), sc.load > rho_bar, sc.value, item[3] != "proposed",
+                item[3].startswith("batch-1"))
     cands.sort(key=rank)
 
     # 2. local search from the best few distinct starts
@@ -498,7 +499,7 @@ def _run_search(scenario: Scenario, options: PlanOptions, name: str) -> tuple[Pl
         own = [sc.value for sc, _, _, src in found + [(best_sc, best_placement, best_c, source)]
                if "batch-1" not in src and math.isfinite(sc.value)]
         batch1["batch_aware_best_s"] = min(own) if own else None
-        batch1["layout_won"] = best_placement.key() in batch1.pop("layouts")
+        batch1["layout_won"] = source.startswith("batch-1")
         batch1["as_planned_won"] = source in BATCH1_LABELS.values()
         batch1["moved_from_it"] = "from batch-1" in source
         b1 = batch1["response_time_s"]
@@ -506,7 +507,7 @@ def _run_search(scenario: Scenario, options: PlanOptions, name: str) -> tuple[Pl
                        f"{batch1['winner']}): its plan predicted "
                        + (f"{b1:.4g} s under the batch model" if b1 is not None and math.isfinite(b1)
                           else "unstable under the batch model")
-                       + ("; the batch-1 layout won" + (", as the batch-1 search allocated it"
+                       + ("; the batch-1 layout won" + (", as the batch-1 pass allocated it"
                                                         if batch1["as_planned_won"] else "")
                           if batch1["layout_won"] else
                           "; the local search moved on from the batch-1 layout" if batch1["moved_from_it"] else ""))
