@@ -12,7 +12,8 @@ same way: GCA on the placement, then the closed-form lower bound.
    most promising values of ``c`` several prefixes (1, 2, 4, ... chains, all of
    them) are scored.  The target load ``rho_bar`` is used only as a stability
    check: a plan whose load ``lambda / nu`` exceeds it is taken only when no
-   candidate meets it (the plan says so).  When the few ``c`` kept all miss it,
+   candidate meets it at a bound no higher than the floor's (the plan says so):
+   the guarantee below comes first.  When the few ``c`` kept all miss it,
    the best ``c`` that c-tuning scored at the target joins the candidates if
    its bound is not above proposed's; otherwise the plan names that ``c``.
 2. **Local search** from the best few candidates, first improvement, on moves
@@ -23,6 +24,12 @@ same way: GCA on the placement, then the closed-form lower bound.
 3. **Exact allocation** (the ``optimal-allocation`` MIP, max total rate) on the
    final placement when its chains are few enough to enumerate, kept only if
    it lowers the bound.
+
+Under a batch slowdown (solvers/batching.py) every bound above is the batch model's prediction, and after the
+paper's method a batch-1 pass runs: this search on the scenario without the curves, in ``BATCH1_SHARE`` of the
+budget left (its own paper's method in full).  Its plans join the candidates as it allocated them and re-allocated
+for the batch model, and they are floors too: the plan is never predicted slower than the best of them
+(``search_steps.batch1``; docs/algorithms.md).
 
 The budget (``time_limit_s``, default ``DEFAULT_BUDGET_S``) bounds the whole
 wall clock of the algorithm, the paper's method included: phases 1-3 stop at

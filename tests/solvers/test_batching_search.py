@@ -14,7 +14,7 @@ import dataclasses
 
 import pytest
 
-import solvers.search  # noqa: F401
+import solvers.runner  # noqa: F401  (registers every algorithm)
 from solvers.algorithms import REGISTRY, PlanOptions
 from solvers.batch_allocation import packed_response
 from solvers.batching import BatchModel, BatchSlowdown
