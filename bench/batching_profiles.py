@@ -199,6 +199,7 @@ class Judged:
     max_jobs: int                   # the most planned jobs on one GPU
     worst_factor: float             # the largest slowdown at full planned occupancy
     plan_s: float
+    means: tuple[float, ...] = ()   # each seed's mean response (the seeds are the same for both plans: paired)
 
 
 def judge(chains: list[Any], aware: Scenario, rate: float, requests: int, seeds: int, plan_s: float) -> Judged:
@@ -213,7 +214,7 @@ def judge(chains: list[Any], aware: Scenario, rate: float, requests: int, seeds:
     worst = max(model.curves[j].factor(b) for j, b in enumerate(occupancy))
     return Judged(saturation_rate(chains, aware.servers), statistics.fmean(means), half_width(means),
                   statistics.fmean(p95s), half_width(p95s), len(chains), sum(ch.capacity for ch in chains),
-                  max(occupancy), worst, plan_s)
+                  max(occupancy), worst, plan_s, tuple(means))
 
 
 def half_width(values: list[float]) -> float:
@@ -317,17 +318,30 @@ def report(rows: list[tuple], curves: dict[str, dict[str, ServerTiming]], args: 
               f"(JFFC, {args.requests} requests per seed, 10 % warm-up, {args.seeds} seeds; 95 % intervals over "
               "the seeds). *sat*: saturation rate under the batch model (req/s). *jobs (GPU)*: planned KV "
               "jobs, all chains (the most on one GPU). *max f*: the largest slowdown at full planned occupancy. "
-              "*gain*: 1 - aware / batch-1 mean response.", ""]
+              "*gain*: 1 - aware / batch-1 mean response. *aware - batch-1*: the difference of the mean responses with "
+              "its 95 % interval over the seeds' paired differences (both plans see the same arrivals and sizes for "
+              "a seed); *worse*: `yes` when the aware plan is slower beyond that interval.", ""]
     header = ("model", "J", "network", "load", "lambda", "algorithm",
               "batch-1 mean (s)", "batch-1 p95 (s)", "batch-1 sat", "batch-1 jobs (GPU)", "batch-1 max f",
-              "aware mean (s)", "aware p95 (s)", "aware sat", "aware jobs (GPU)", "aware max f", "gain")
+              "aware mean (s)", "aware p95 (s)", "aware sat", "aware jobs (GPU)", "aware max f", "gain",
+              "aware - batch-1 (s)", "worse")
     out_rows = []
     for model_key, size, network, load, rate, algorithm, b1, ba in rows:
         out_rows.append((MODELS[model_key].label, size, network, f"{load:.0%}", f"{rate:.3f}", algorithm,
-                         *cells(b1), *cells(ba), f"{1 - ba.mean_s / b1.mean_s:+.1%}"))
+                         *cells(b1), *cells(ba), f"{1 - ba.mean_s / b1.mean_s:+.1%}", *paired(b1, ba)))
     lines += table(header, out_rows)
     lines.append("")
     return "\n".join(lines)
+
+
+def paired(b1: Judged, ba: Judged) -> tuple[str, str]:
+    """The aware plan's mean response less the batch-1 plan's, with the 95 % interval of the seeds' paired
+    differences, and whether the aware plan is slower beyond it."""
+    diffs = [a - b for a, b in zip(ba.means, b1.means)]
+    if not diffs:
+        return "-", "-"
+    d, h = statistics.fmean(diffs), half_width(diffs)
+    return f"{d:+.2f} ± {h:.2f}", "yes" if d - h > 0 else "no"
 
 
 def cells(j: Judged) -> tuple[str, ...]:

@@ -493,6 +493,24 @@ def _batch_sentence(doc: dict[str, Any], bounds: dict[str, Any]) -> str:
     return text + "."
 
 
+def _batch1_sentence(doc: dict[str, Any]) -> str | None:
+    """When ``search`` under a batch slowdown returned the layout of its batch-1 pass (``search_steps.batch1``)."""
+    steps = doc.get("search_steps") or {}
+    b1 = steps.get("batch1")
+    if not isinstance(b1, dict) or not b1.get("layout_won"):
+        return None
+    value, own = steps.get("response_time_lower_s"), b1.get("batch_aware_best_s")
+    how = "as that search allocated its KV slots" if b1.get("as_planned_won") else \
+        "with its KV slots allocated for the batch model"
+    text = (f"The batch-1 layout won: search also planned as if no server slowed with its batch (a batch-1 pass of "
+            f"{b1.get('searched_s', 0):.2g} s), and that layout, {how}")
+    if isinstance(value, (int, float)):
+        text += f", predicts {_fmt_s(value)} mean response under the batch model"
+        if isinstance(own, (int, float)):
+            text += f" against {_fmt_s(own)} for the best layout the batch-aware search found itself"
+    return text + "."
+
+
 def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = WHATIF_BUDGET_S) -> dict[str, Any]:
     """The ``explanation`` of a plan document ``doc`` built from ``result`` (see the module docstring)."""
     placement = result.placement
@@ -583,6 +601,9 @@ def explain(scenario: Scenario, result, doc: dict[str, Any], budget_s: float = W
             if len(held) > 1 else "") + ".")
     if c_choice is not None:
         summary.append(_c_sentence(c_choice, tuned, lower))
+    batch1 = _batch1_sentence(doc)
+    if batch1:
+        summary.append(batch1)
     sizing = _cache_sizing_sentence(scenario)
     if sizing:
         summary.append(sizing)

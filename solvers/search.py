@@ -12,7 +12,8 @@ same way: GCA on the placement, then the closed-form lower bound.
    most promising values of ``c`` several prefixes (1, 2, 4, ... chains, all of
    them) are scored.  The target load ``rho_bar`` is used only as a stability
    check: a plan whose load ``lambda / nu`` exceeds it is taken only when no
-   candidate meets it (the plan says so).  When the few ``c`` kept all miss it,
+   candidate meets it at a bound no higher than the floor's (the plan says so):
+   the guarantee below comes first.  When the few ``c`` kept all miss it,
    the best ``c`` that c-tuning scored at the target joins the candidates if
    its bound is not above proposed's; otherwise the plan names that ``c``.
 2. **Local search** from the best few candidates, first improvement, on moves
@@ -23,6 +24,12 @@ same way: GCA on the placement, then the closed-form lower bound.
 3. **Exact allocation** (the ``optimal-allocation`` MIP, max total rate) on the
    final placement when its chains are few enough to enumerate, kept only if
    it lowers the bound.
+
+Under a batch slowdown (solvers/batching.py) every bound above is the batch model's prediction, and after the
+paper's method a batch-1 pass runs: this search on the scenario without the curves, in ``BATCH1_SHARE`` of the
+budget left (its own paper's method in full).  Its plans join the candidates as it allocated them and re-allocated
+for the batch model, and they are floors too: the plan is never predicted slower than the best of them
+(``search_steps.batch1``; docs/algorithms.md).
 
 The budget (``time_limit_s``, default ``DEFAULT_BUDGET_S``) bounds the whole
 wall clock of the algorithm, the paper's method included: phases 1-3 stop at
@@ -45,7 +52,7 @@ from dataclasses import dataclass, replace
 
 from .algorithms import PlanOptions, register
 from .batch_allocation import batch_extras, best_capacities
-from .batching import BatchModel
+from .batching import NO_SLOWDOWN, BatchModel
 from .ctuning import loaded_bounds, memory_shortfall, tune_c
 from .gbpcr import ServerArrays, chain_sequence, gbpcr
 from .gca import gca
@@ -63,6 +70,9 @@ KICKS_PER_SERVER = 12        # iterated local search: random kicks without impro
 MAX_BOUNDARY_PARTNERS = 64  # two-server boundary moves per server at most (J <= 64 is never sampled)
 LAZY_SHUFFLE_FROM = 50_000  # neighbourhoods longer than this are shuffled lazily (the paper grid's are shorter)
 KEEP_ALL_LOAD = 1e-9         # a target load so small that GBP-CR's stopping rule never fires
+BATCH1_LABELS = {"proposed": "batch-1 proposed", "all chains": "batch-1 all chains", "winner": "batch-1 search"}
+BATCH1_SHARE = 0.5           # under a batch slowdown: the share of the budget left after the paper's method that
+                             # the batch-1 pass may use (its own paper's method always runs in full)
 
 
 @dataclass
@@ -117,8 +127,23 @@ def _best_c_meeting_target(tuning, lam: float, rho_bar: float) -> dict | None:
     return min(met, key=lambda row: row["objective"]) if met else None
 
 
-def _target_note(target_met: list[tuple[str, dict]], lam: float, floor_value: float) -> str:
+def _slower_meeting(found: list, rho_bar: float, guard: float) -> tuple[str, float, float] | None:
+    """The best candidate that meets the target load, when every such one is predicted slower than the floor
+    (source, load, value); None when none meets it."""
+    meeting = [(sc.value, sc.load, src) for sc, _, _, src in found if sc.load <= rho_bar and math.isfinite(sc.value)]
+    if not meeting:
+        return None
+    value, load, src = min(meeting)
+    return (src, load, value) if value > guard * (1 + 1e-12) else None
+
+
+def _target_note(target_met: list[tuple[str, dict]], lam: float, floor_value: float,
+                 slower: tuple[str, float, float] | None = None) -> str:
     """Why a plan above the target load was kept: no c met it, or those that did cost more than the floor."""
+    if slower is not None and (not target_met or slower[2] <= min(r["objective"] for _, r in target_met)):
+        src, load, value = slower
+        return (f"(the best candidate that meets it, {src} at load {load:.3g}, is predicted at {value:.4g} s, above "
+                f"the floor this search never exceeds, {floor_value:.4g} s)")
     if not target_met:
         return "(no candidate met it, nor any c that c-tuning scored)"
     family, row = min(target_met, key=lambda item: item[1]["objective"])
@@ -273,7 +298,18 @@ def exact_allocation(scenario: Scenario, placement: Placement, score: Scorer, hi
     return score.of_chains(allocated)
 
 
+def without_curves(scenario: Scenario) -> Scenario:
+    """The scenario with every server at its one-job speed whatever it holds (the batch-1 model)."""
+    return scenario.with_servers(tuple(replace(s, batch_slowdown=NO_SLOWDOWN) for s in scenario.servers))
+
+
 def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResult:
+    return _run_search(scenario, options, name)[0]
+
+
+def _run_search(scenario: Scenario, options: PlanOptions, name: str) -> tuple[PlanResult, list[tuple]]:
+    """The plan, and the plans worth scoring under another model: (chains, placement, c, source) of the paper's
+    method, the every-chain c-tuning's best few and the winner (the batch-aware search scores a batch-1 pass's)."""
     if options.c is not None or options.c_objective != "lower-bound":
         # a fixed c or another c objective asks for the paper's method with that choice: the search itself
         # only scores by the lower bound
@@ -282,11 +318,11 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
         why = (f"c fixed at {options.c}" if options.c is not None else f"c objective {options.c_objective}")
         result.extra["search"]["detail"] = (f"{why}: ran the paper's method with it (the local search scores "
                                             "plans by the lower bound only); " + result.extra["search"]["detail"])
-        return replace(result, algorithm=name)
+        return replace(result, algorithm=name), []
     started = time.monotonic()
     shortfall = memory_shortfall(scenario)
     if shortfall:
-        return PlanResult(name, False, shortfall)
+        return PlanResult(name, False, shortfall), []
     budget = options.time_limit_s if options.time_limit_s is not None else DEFAULT_BUDGET_S
     w = scenario.workload
     rho_bar, lam = w.target_load, w.arrival_rate
@@ -299,7 +335,7 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
     if floor.best is None:
         return PlanResult(name, False, floor.reason, extra={"search": {
             "searched_s": time.monotonic() - started, "budget_s": budget, "cut_short": False,
-            "detail": "the paper's method found no stable plan; nothing to improve on"}})
+            "detail": "the paper's method found no stable plan; nothing to improve on"}}), []
     # the floor always runs in full (it is the guarantee); when it alone spent the budget, nothing more is tried
     cut_short = time.monotonic() >= deadline
     score = Scorer(scenario)
@@ -308,6 +344,33 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
     prop = score(prop_placement)
     # (score, placement, c, source)
     cands: list[tuple[Scored, Placement, int, str]] = [(prop, prop_placement, floor.best.c, "proposed")]
+    notable = [(floor.best.chains, prop_placement, floor.best.c, "proposed")]
+
+    # 0. under a batch slowdown: the batch-1 search (every server at its one-job speed) in part of the budget, its
+    # plans judged here under the batch model.  Its cheap scoring explores far more placements in the same time,
+    # and its plans, exactly as it allocates them, join the candidates: this search then never returns a plan the
+    # batch model predicts slower than the batch-1 pass's (nor than the batch-1 paper's method, always run in full)
+    batch1 = None
+    if score.model.active:
+        options.report(0.2, f"{name}: the batch-1 pass")
+        batch1_budget = max(0.0, deadline - time.monotonic()) * BATCH1_SHARE
+        b1_started = time.monotonic()
+        b1_result, b1_plans = _run_search(without_curves(scenario),
+                                          replace(options, time_limit_s=batch1_budget, progress=None), name)
+        batch1 = {"budget_s": batch1_budget, "searched_s": time.monotonic() - b1_started,
+                  "winner": (b1_result.extra.get("search_steps") or {}).get("winner"), "response_time_s": None}
+        b1_best = math.inf
+        for chains, placement, c, source in b1_plans:
+            label = BATCH1_LABELS[source]
+            as_planned = score.of_chains(tuple(sorted(chains, key=lambda ch: ch.service_time_s)))
+            cands.append((as_planned, placement, c, label))
+            b1_best = min(b1_best, as_planned.value)
+            if source == "winner":
+                batch1["response_time_s"] = as_planned.value
+            if time.monotonic() < deadline:          # the same layout, its KV slots allocated for the batch model
+                cands.append((score(placement), placement, c, label + ", re-allocated"))
+        batch1["best_response_time_s"] = b1_best
+        cut_short = cut_short or time.monotonic() >= deadline
 
     # 1. keep every chain, c and the number kept chosen together
     options.report(0.3, f"{name}: keeping every chain, tuning c")
@@ -318,6 +381,7 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
     for cand in (keep_all.top if keep_all is not None else ()):
         placement = cand.placement.placement
         cands.append((score(placement), placement, cand.c, "all chains"))
+        notable.append((cand.chains, placement, cand.c, "all chains"))
     for cand in (keep_all.top if keep_all is not None else ()):
         K = chain_counts(arrays, cand.c)
         k = 1
@@ -345,9 +409,19 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
             else:
                 target_met.append((family, row))
 
+    # the guarantee comes first: no candidate predicted slower than the floors (the paper's method's plan and, under a
+    # batch slowdown, the batch-1 pass's plans as it allocated them) may win over them, whatever its load; among
+    # the rest the target load ranks first, then the prediction.  (Ranking by the target load alone let a plan that
+    # meets it with a higher prediction beat a floor that misses it: under a batch slowdown, where the load is
+    # counted against the saturation rate with every planned slot busy, search then returned plans predicted
+    # slower than proposed's, and than the batch-1 pass's.)
+    guard = min([prop.value] + [sc.value for sc, _, _, src in cands if src in BATCH1_LABELS.values()])
+
     def rank(item):
         sc = item[0]
-        return (sc.load > rho_bar, sc.value, item[3] != "proposed")
+        # ties: the paper's plan, then what the batch-aware phases found, then the batch-1 pass's plans
+        return (sc.value > guard * (1 + 1e-12), sc.load > rho_bar, sc.value, item[3] != "proposed",
+                item[3].startswith("batch-1"))
     cands.sort(key=rank)
 
     # 2. local search from the best few distinct starts
@@ -367,7 +441,7 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
             break
     found = list(cands)
     accepted = 0
-    for i, (sc0, placement0, c0, _) in enumerate(starts):
+    for i, (sc0, placement0, c0, origin) in enumerate(starts):
         if cut_short:
             break
         share = (deadline - time.monotonic()) / (len(starts) - i)
@@ -380,7 +454,7 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
         accepted += moves
         cut_short = cut_short or (stopped and i == len(starts) - 1)
         if moves:
-            found.append((score(placement), placement, c0, "local search"))
+            found.append((score(placement), placement, c0, f"local search from {origin}"))
     found.sort(key=rank)
     best_sc, best_placement, best_c, source = found[0]
 
@@ -425,13 +499,33 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
     elapsed = time.monotonic() - started
     chains = [make_chain(scenario, ch.hops, ch.capacity) for ch in best_sc.chains]
     meets = best_sc.load <= rho_bar
+    notable.append((best_sc.chains, best_placement, best_c, "winner"))
+    batch1_note = ""
+    if batch1 is not None:
+        # the layout came from the batch-1 pass: as it planned it, re-allocated, or moved from it by local search
+        own = [sc.value for sc, _, _, src in found + [(best_sc, best_placement, best_c, source)]
+               if "batch-1" not in src and math.isfinite(sc.value)]
+        batch1["batch_aware_best_s"] = min(own) if own else None
+        batch1["layout_won"] = source.startswith("batch-1")
+        batch1["as_planned_won"] = source in BATCH1_LABELS.values()
+        batch1["moved_from_it"] = "from batch-1" in source
+        b1 = batch1["response_time_s"]
+        batch1_note = (f"; batch-1 pass ({batch1['searched_s']:.3g} s of its {batch1['budget_s']:.3g} s, winner: "
+                       f"{batch1['winner']}): its plan predicted "
+                       + (f"{b1:.4g} s under the batch model" if b1 is not None and math.isfinite(b1)
+                          else "unstable under the batch model")
+                       + ("; the batch-1 layout won" + (", as the batch-1 pass allocated it"
+                                                        if batch1["as_planned_won"] else "")
+                          if batch1["layout_won"] else
+                          "; the local search moved on from the batch-1 layout" if batch1["moved_from_it"] else ""))
     detail = (f"winner: {source} (c = {best_c}); proposed's lower bound {prop.value:.4g} s -> {best_sc.value:.4g} s; "
               f"{len(score.cache)} placements scored, {accepted} moves accepted, {kicks} kicks; exact allocation: {exact_note}"
               + ("" if meets else f"; load {best_sc.load:.3g} exceeds the target load {rho_bar:g} "
-                                  + _target_note(target_met, lam, prop.value))
+                                  + _target_note(target_met, lam, guard, _slower_meeting(found, rho_bar, guard)))
               + (f"; the budget ran out before the search began: the paper's method alone (always run in full, "
                  f"it is the floor) took {floor_s:.3g} s of the {budget:g} s budget" if floor_s >= budget else
-                 "; the budget ran out before the search finished" if cut_short else ""))
+                 "; the budget ran out before the search finished" if cut_short else "")
+              + batch1_note)
     extra = {
         "search": {"searched_s": elapsed, "budget_s": budget, "cut_short": cut_short, "detail": detail},
         "search_steps": {"winner": source, "c": best_c, "proposed_c": floor.best.c, "proposed_s": floor_s,
@@ -439,10 +533,13 @@ def run_search(scenario: Scenario, options: PlanOptions, name: str) -> PlanResul
                          "improvement": (prop.value - best_sc.value) / prop.value,
                          "placements_evaluated": len(score.cache), "moves_accepted": accepted},
     }
+    if batch1 is not None:
+        extra["search_steps"]["batch1"] = batch1
     if lam >= score.model.saturation_rate(chains):    # cannot happen: scored plans are stable
-        return PlanResult(name, False, "no stable plan found", extra=extra)
+        return PlanResult(name, False, "no stable plan found", extra=extra), notable
     extra.update(batch_extras(scenario, chains, best_placement))
-    return PlanResult(name, True, c=best_c, placement=best_placement, chains=chains, dispatch="jffc", extra=extra)
+    return (PlanResult(name, True, c=best_c, placement=best_placement, chains=chains, dispatch="jffc", extra=extra),
+            notable)
 
 
 @register("search", "the default: the paper's method, then every-chain GBP-CR with c and the chain count chosen "
