@@ -9,6 +9,7 @@
 # CHAINPLAN_REDIS_CLUSTER_DIR  where the nodes' files live (default /tmp/chainplan-redis-cluster-BASE).
 # CHAINPLAN_REDIS_CLUSTER_NODE_TIMEOUT_MS  cluster-node-timeout (default 1000: a dead primary's replica
 #                                          takes over in about 2-3 s).
+# cluster-require-full-coverage is off: while one shard fails over, the other shards keep serving.
 # Both commands are idempotent: start on a running, healthy cluster only prints the seeds again.
 set -euo pipefail
 
@@ -64,7 +65,7 @@ start() {
     fi
     redis-server --port "$p" --bind "$HOST" --dir "$nd" --daemonize yes --pidfile "$nd/redis.pid" \
       --logfile "$nd/redis.log" --cluster-enabled yes --cluster-config-file "$nd/nodes.conf" \
-      --cluster-node-timeout "$NODE_TIMEOUT" --appendonly no --save '' --protected-mode no \
+      --cluster-node-timeout "$NODE_TIMEOUT" --cluster-require-full-coverage no --appendonly no --save '' --protected-mode no \
       --repl-diskless-sync yes --repl-diskless-sync-delay 0 >/dev/null
     started=1
   done

@@ -52,8 +52,13 @@ def cluster_seeds() -> str:
     if "error" in _cluster:
         _unavailable(_cluster["error"])
     seeds = os.environ.get("CHAINPLAN_REDIS_CLUSTER_SEEDS", "").strip()
+    env = dict(os.environ, CHAINPLAN_REDIS_CLUSTER_PORT=str(CLUSTER_PORT))
+    if not seeds:   # one already up (.ci/run starts it) is used and left running
+        up = subprocess.run(["bash", str(ROOT / "scripts" / "redis_cluster.sh"), "status"], env=env,
+                            capture_output=True, text=True, timeout=30)
+        if up.returncode == 0 and up.stdout.startswith("ok "):
+            seeds = up.stdout.split()[1]
     if not seeds:
-        env = dict(os.environ, CHAINPLAN_REDIS_CLUSTER_PORT=str(CLUSTER_PORT))
         try:
             out = subprocess.run(["bash", str(ROOT / "scripts" / "redis_cluster.sh"), "start"], env=env,
                                  capture_output=True, text=True, timeout=120)
