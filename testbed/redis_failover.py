@@ -113,7 +113,10 @@ class Result:
 async def run_failover(seeds: str, base_port: int, *, clients: int = 32, seconds: float = 8.0,
                        kill_at_s: float = 3.0, hold_s: tuple[float, float] = (0.005, 0.05),
                        wait_s: float = 10.0, ttl_s: float = 30.0, prefix: str = "failover",
-                       seed: int = 1) -> Result:
+                       seed: int = 1, stop_replica_s: float = 0.0) -> Result:
+    """One run; ``stop_replica_s`` > 0 SIGSTOPs the victim's replica that long before the kill (a lagging
+    replica: the WAITs time out, the grants meanwhile are handed out unacknowledged) and SIGCONTs it right
+    after, so the replica that takes over lacks them: the bound's worst case."""
     from serving.dispatch.protocol import NoFreeChain
     from serving.dispatch.redis_store import AsyncRedisStore, RedisStore, cluster_url
     from serving.dispatch.snapshot import chain_specs, compile_snapshot
@@ -191,9 +194,23 @@ async def run_failover(seeds: str, base_port: int, *, clients: int = 32, seconds
             await asyncio.sleep(0.05)
 
     async def killer() -> None:
-        await asyncio.sleep(kill_at_s)
+        replica_pid = None
+        if stop_replica_s > 0:
+            await asyncio.sleep(max(0.0, kill_at_s - stop_replica_s))
+            import redis.asyncio as aioredis
+            r = aioredis.Redis(host="127.0.0.1", port=victim_port, decode_responses=True)
+            role = await r.execute_command("ROLE")
+            await r.aclose()
+            rport = int(role[2][0][1])
+            replica_pid = int((cluster_dir(base_port) / str(rport) / "redis.pid").read_text().strip())
+            os.kill(replica_pid, signal.SIGSTOP)
+            await asyncio.sleep(stop_replica_s)
+        else:
+            await asyncio.sleep(kill_at_s)
         kill_t[0] = time.monotonic()
         kill_node(base_port, victim_port)
+        if replica_pid is not None:
+            os.kill(replica_pid, signal.SIGCONT)
         # when does a surviving node name a new primary for the victim's slot?
         import redis.asyncio as aioredis
         from redis.crc import key_slot

@@ -221,6 +221,10 @@ class ScriptChannel:
         self.script = script
         self.sha = hashlib.sha1(script.encode()).hexdigest()
         self.max_batch = max_batch
+        # a cluster retries sooner and for longer: its fail-over takes 2-3 s and the first retry after the new
+        # primary is up should not wait for a back-off of a second (ClusterPipelined sets these)
+        self.retries = getattr(conn, "retries", RETRIES)
+        self.backoff_cap_s = getattr(conn, "backoff_cap_s", BACKOFF_CAP_S)
         self._pending: dict[str, list[tuple[Sequence[Any], asyncio.Future]]] = {}
         self._scheduled = False
         self._sched_loop: asyncio.AbstractEventLoop | None = None
@@ -305,7 +309,7 @@ class ScriptChannel:
         pause = BACKOFF_BASE_S
         node = self.conn.node_for(key)
         asking = False
-        for attempt in range(RETRIES + 1):
+        for attempt in range(self.retries + 1):
             try:
                 if asking:
                     # ASKING is one-shot for the connection's next command: both leave in one write
@@ -316,10 +320,10 @@ class ScriptChannel:
                 else:
                     reply = await node.execute_raw(*cmd)
             except (RedisConnectionError, ConnectionError, OSError, asyncio.TimeoutError):
-                if attempt == RETRIES:
+                if attempt == self.retries:
                     raise
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, BACKOFF_CAP_S)
+                pause = min(pause * 2, self.backoff_cap_s)
                 await self.conn.refresh()            # a fail-over: the slot may have a new owner
                 node = self.conn.node_for(key)
                 continue
@@ -335,9 +339,9 @@ class ScriptChannel:
                 host, _, port = str(reply).split()[2].rpartition(":")
                 node, asking = self.conn.node_at(host, int(port)), True
                 continue
-            if kind is not None and attempt < RETRIES:
+            if kind is not None and attempt < self.retries:
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, BACKOFF_CAP_S)
+                pause = min(pause * 2, self.backoff_cap_s)
                 await self.conn.refresh()
                 node = self.conn.node_for(key)
                 continue
@@ -477,6 +481,8 @@ class ClusterPipelined:
         self._refreshing: asyncio.Task | None = None
         self._refreshed_at = 0.0
         self.refreshes = 0
+        self.retries = 160            # with back-off capped at 0.25 s: about 40 s of retrying, as on one Redis
+        self.backoff_cap_s = 0.25
 
     def node_at(self, host: str, port: int) -> PipelinedRedis:
         n = self.nodes.get((host, port))

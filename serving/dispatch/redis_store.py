@@ -432,7 +432,7 @@ class RedisStore(_Keys):
         return has
 
     def _recover(self, attempt: int) -> None:
-        time.sleep(min(1.0, 0.05 * 2 ** min(attempt, 5)))
+        time.sleep(min(0.25, 0.05 * 2 ** min(attempt, 3)))     # a fail-over takes 2-3 s: retry soon after
         try:
             self.redis.nodes_manager.initialize()
         except Exception:  # noqa: BLE001 - nobody answered yet (a fail-over): the next try asks again
@@ -440,7 +440,7 @@ class RedisStore(_Keys):
 
     def _cluster_call(self, key: str, args: Any) -> Any:
         last: BaseException | None = None
-        for attempt in range(40):
+        for attempt in range(160):          # about 40 s, as on one Redis
             try:
                 node, r = self._node(key)
                 wait = self.wait_ms > 0 and self._has_replica(node, r)
