@@ -119,7 +119,7 @@ class PipelinedRedis:
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
-        if self.wait_replicas:
+        if self.wait_replicas and self.wait_ms > 0:
             def factory():
                 return _WaitProtocol(loop, self.wait_ms, self.counts)
         else:
@@ -381,8 +381,8 @@ class _WaitProtocol(_Protocol):
     after ``WAIT 1 <WAIT_TIMEOUT_MS>`` (sent behind them, on the same connection) answered, so a grant is
     on the replica before its holder learns of it.  When the node has no replica (``ROLE``, asked every
     second: right after a fail-over, until the old primary comes back as a replica) there is nobody to fail
-    over to and a WAIT could only stall: ``WAIT 0 0`` then releases the replies at once.  Replies that a WAIT
-    released unacknowledged (the replica lagged more than WAIT_TIMEOUT_MS) are counted in ``unacked``."""
+    over to and a WAIT could only stall: the replies then go out at once, as on one Redis.  Replies that a
+    WAIT released unacknowledged (the replica lagged more than WAIT_TIMEOUT_MS) are counted in ``unacked``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, wait_ms: int = WAIT_TIMEOUT_MS,
                  counts: dict[str, int] | None = None):
@@ -398,6 +398,7 @@ class _WaitProtocol(_Protocol):
         if self.lost is not None or self.transport is None:
             raise RedisConnectionError(f"connection to Redis lost: {self.lost}")
         fut = self.loop.create_future()
+        hold = hold and self.replicas and self.wait_ms > 0
         self.pending.append((fut, 1 if hold else 0))
         self.out.append(packed)
         if hold:
@@ -408,16 +409,16 @@ class _WaitProtocol(_Protocol):
         return fut
 
     def _flush(self) -> None:
-        if self.to_wait and self.lost is None and self.transport is not None:
+        if self.out and self.lost is None and self.transport is not None:
+            if self.to_wait:
+                self.out.append(hiredis.pack_command(("WAIT", 1, self.wait_ms)))
+                self.pending.append((True, 2))
+                self.to_wait = 0
             now = self.loop.time()
-            if now >= self.role_at:
+            if now >= self.role_at and self.wait_ms > 0:
                 self.role_at = now + ROLE_EVERY_S
                 self.out.append(hiredis.pack_command(("ROLE",)))
                 self.pending.append((None, 3))
-            real = self.replicas and self.wait_ms > 0
-            self.out.append(hiredis.pack_command(("WAIT", 1, self.wait_ms) if real else ("WAIT", 0, 0)))
-            self.pending.append((real, 2))
-            self.to_wait = 0
         super()._flush()
 
     def data_received(self, data: bytes) -> None:
