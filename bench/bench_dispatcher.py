@@ -465,9 +465,9 @@ def cluster_comparison(args) -> list[str]:
     return [
         CLUSTER_HEADING,
         "",
-        f"Regenerate: `bash scripts/redis_cluster.sh start` then `flock /tmp/chainplan-heavy.lock .venv/bin/python "
-        f"bench/bench_dispatcher.py --redis-cluster 127.0.0.1:7000 --cluster-only` (this section only; without "
-        f"`--cluster-only` it follows the whole run).",
+        "Regenerate: `bash scripts/redis_cluster.sh start` then `flock /tmp/chainplan-heavy.lock .venv/bin/python "
+        "bench/bench_dispatcher.py --redis-cluster 127.0.0.1:7000 --cluster-only` (this section only; without "
+        "`--cluster-only` it follows the whole run).",
         "",
         f"The Redis-direct client library ({args.direct_procs} processes x {args.direct_tasks} concurrent acquire + "
         f"release loops, {args.seconds:g} s a run) on one planning cluster, alternating {args.cluster_repeats} times "

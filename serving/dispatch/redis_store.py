@@ -38,7 +38,9 @@ from typing import Any, Mapping
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError, TimeoutError as RedisTimeoutError
+from redis.exceptions import (AskError, BusyLoadingError, ClusterDownError, MovedError, ReadOnlyError,
+                              ResponseError, TryAgainError)
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from . import liveness as lv
@@ -111,10 +113,13 @@ def wait_ms_from_env() -> int:
     return v
 
 
+# the refusals of a Redis Cluster that a retry elsewhere or later cures (a slot moved, a fail-over under way)
+_CLUSTER_ERRORS: tuple[type[BaseException], ...] = (AskError, BusyLoadingError, ClusterDownError, MovedError,
+                                                    ReadOnlyError, TryAgainError)
+
+
 def _cluster_errors() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import (AskError, ClusterDownError, MovedError, ReadOnlyError, TryAgainError,
-                                  BusyLoadingError)
-    return (AskError, ClusterDownError, MovedError, ReadOnlyError, TryAgainError, BusyLoadingError)
+    return _CLUSTER_ERRORS
 
 
 
