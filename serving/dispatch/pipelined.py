@@ -373,6 +373,7 @@ class ScriptChannel:
 
 WAIT_TIMEOUT_MS = 250     # how long a turn's replies wait for one replica's acknowledgement (WAIT 1 250)
 ROLE_EVERY_S = 1.0        # how often a node is asked whether it has a replica (ROLE)
+CONNS_PER_NODE = 2        # connections per primary while WAIT is on (ClusterPipelined)
 SLOTS = 16384
 
 
@@ -465,9 +466,13 @@ def _has_replicas(role: Any) -> bool:
 
 
 class ClusterPipelined:
-    """Auto-pipelined connections to a Redis Cluster: one ``PipelinedRedis`` per primary, each key's command
-    sent to the primary that owns its slot (the slot map from ``CLUSTER SLOTS``, refreshed on ``MOVED``, on a
-    lost connection and on the other cluster refusals).  ``ScriptChannel`` batches per key, so per shard."""
+    """Auto-pipelined connections to a Redis Cluster: ``PipelinedRedis`` connections per primary, each key's
+    command sent to the primary that owns its slot (the slot map from ``CLUSTER SLOTS``, refreshed on ``MOVED``,
+    on a lost connection and on the other cluster refusals).  ``ScriptChannel`` batches per key, so per shard.
+
+    With WAIT, a primary gets ``CONNS_PER_NODE`` connections and each turn's commands take the one with the
+    fewest replies outstanding: Redis holds a connection's next commands until its WAIT returns, so a second
+    connection lets the next turn run while the last one waits for the replica."""
 
     def __init__(self, seeds: Sequence[tuple[str, int]], *, wait_ms: int = WAIT_TIMEOUT_MS,
                  username: str | None = None, password: str | None = None):
@@ -476,8 +481,8 @@ class ClusterPipelined:
         self.seeds = [(h, int(p)) for h, p in seeds]
         self.wait_ms = wait_ms
         self.username, self.password = username, password
-        self.nodes: dict[tuple[str, int], PipelinedRedis] = {}
-        self.slots: list[PipelinedRedis | None] = [None] * SLOTS
+        self.nodes: dict[tuple[str, int], list[PipelinedRedis]] = {}
+        self.slots: list[list[PipelinedRedis] | None] = [None] * SLOTS
         self._slot_of: dict[str, int] = {}
         self._refreshing: asyncio.Task | None = None
         self._refreshed_at = 0.0
@@ -485,17 +490,35 @@ class ClusterPipelined:
         self.retries = 160            # with back-off capped at 0.25 s: about 40 s of retrying, as on one Redis
         self.backoff_cap_s = 0.25
 
-    def node_at(self, host: str, port: int) -> PipelinedRedis:
-        n = self.nodes.get((host, port))
-        if n is None:
+    def _group(self, host: str, port: int) -> list[PipelinedRedis]:
+        g = self.nodes.get((host, port))
+        if g is None:
             auth = ""
             if self.password is not None:
                 from urllib.parse import quote
                 auth = f"{quote(self.username or '')}:{quote(self.password)}@"
-            n = PipelinedRedis(f"redis://{auth}{host}:{port}", wait_replicas=True)
-            n.wait_ms = self.wait_ms
-            self.nodes[(host, port)] = n
-        return n
+            g = []
+            for _ in range(CONNS_PER_NODE if self.wait_ms > 0 else 1):
+                n = PipelinedRedis(f"redis://{auth}{host}:{port}", wait_replicas=True)
+                n.wait_ms = self.wait_ms
+                g.append(n)
+            self.nodes[(host, port)] = g
+        return g
+
+    @staticmethod
+    def _least_busy(g: list[PipelinedRedis]) -> PipelinedRedis:
+        if len(g) == 1:
+            return g[0]
+        best, load = g[0], None
+        for n in g:
+            p = n._proto
+            busy = len(p.pending) if p is not None and p.lost is None else 0    # (re)connected on use
+            if load is None or busy < load:
+                best, load = n, busy
+        return best
+
+    def node_at(self, host: str, port: int) -> PipelinedRedis:
+        return self._least_busy(self._group(host, port))
 
     def slot(self, key: str) -> int:
         s = self._slot_of.get(key)
@@ -508,8 +531,8 @@ class ClusterPipelined:
         return s
 
     def node_for(self, key: str) -> PipelinedRedis:
-        n = self.slots[self.slot(key)]
-        return n if n is not None else self.node_at(*self.seeds[0])
+        g = self.slots[self.slot(key)]
+        return self._least_busy(g) if g is not None else self.node_at(*self.seeds[0])
 
     async def refresh(self, moved: str | None = None) -> None:
         """Learn where the slots live: from a MOVED answer at once, and from CLUSTER SLOTS (one refresh at a
@@ -519,7 +542,7 @@ class ClusterPipelined:
             parts = moved.split()
             if len(parts) >= 3:
                 host, _, port = parts[2].rpartition(":")
-                self.slots[int(parts[1])] = self.node_at(host, int(port))
+                self.slots[int(parts[1])] = self._group(host, int(port))
         if self._refreshing is not None and not self._refreshing.done():
             try:
                 await asyncio.shield(self._refreshing)
@@ -546,9 +569,9 @@ class ClusterPipelined:
             for row in rows:
                 start, end, primary = int(row[0]), int(row[1]), row[2]
                 host_ = primary[0] or host
-                node = self.node_at(host_, int(primary[1]))
+                group = self._group(host_, int(primary[1]))
                 for s in range(start, end + 1):
-                    self.slots[s] = node
+                    self.slots[s] = group
             self._refreshed_at = asyncio.get_running_loop().time()
             self.refreshes += 1
             return
@@ -564,12 +587,13 @@ class ClusterPipelined:
     @property
     def unacked(self) -> int:
         """Replies handed out after a WAIT that timed out (the replica lagged): grants a fail-over may lose."""
-        return sum(n.counts["unacked"] for n in self.nodes.values())
+        return sum(n.counts["unacked"] for g in self.nodes.values() for n in g)
 
     @property
     def acked(self) -> int:
-        return sum(n.counts["acked"] for n in self.nodes.values())
+        return sum(n.counts["acked"] for g in self.nodes.values() for n in g)
 
     def close(self) -> None:
-        for n in self.nodes.values():
-            n.close()
+        for g in self.nodes.values():
+            for n in g:
+                n.close()
