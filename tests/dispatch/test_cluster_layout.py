@@ -46,7 +46,7 @@ def test_every_key_of_planning_cluster_n_carries_its_tag_and_lands_in_one_slot(b
         assert sorted(cluster_keys + index_keys) == sorted(keys), keys
         names = {k[len(f"{prefix}:{{c42}}:"):] for k in cluster_keys}
         # the fixed keys, the per-generation ones, the liveness ones: all of them under the tag
-        assert {"m", "gen", "st", "sv", "svi", "ev", "z:2", "pg:2", "plan:2"} <= names, names
+        assert {"m", "gen", "st", "sv", "svi", "ev", "free:2", "pg:2", "plan:2"} <= names, names
         assert {key_slot(k.encode()) for k in cluster_keys} == {key_slot(b"{c42}")}
         assert all(k.startswith(f"{prefix}:{{c42}}:") for k in cluster_keys)
         assert {key_slot(k.encode()) for k in index_keys} == {key_slot(b"{idx}")}
