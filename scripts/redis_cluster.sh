@@ -63,10 +63,13 @@ start() {
     if cli "$p" ping >/dev/null 2>&1; then
       die "port $p is taken by a Redis this script did not start (move the base: CHAINPLAN_REDIS_CLUSTER_PORT)"
     fi
-    redis-server --port "$p" --bind "$HOST" --dir "$nd" --daemonize yes --pidfile "$nd/redis.pid" \
+    # the daemon must not inherit our open files (a caller's flock on a lock file would be held by it for as
+    # long as the node lives): close every descriptor above stderr first
+    ( for fd in /proc/$BASHPID/fd/*; do n=${fd##*/}; ((n > 2)) && eval "exec $n>&-"; done 2>/dev/null
+      exec redis-server --port "$p" --bind "$HOST" --dir "$nd" --daemonize yes --pidfile "$nd/redis.pid" \
       --logfile "$nd/redis.log" --cluster-enabled yes --cluster-config-file "$nd/nodes.conf" \
       --cluster-node-timeout "$NODE_TIMEOUT" --cluster-require-full-coverage no --appendonly no --save '' --protected-mode no \
-      --repl-diskless-sync yes --repl-diskless-sync-delay 0 >/dev/null
+      --repl-diskless-sync yes --repl-diskless-sync-delay 0 >/dev/null )
     started=1
   done
   for p in "${PORTS[@]}"; do     # wait for every node to answer
