@@ -95,15 +95,16 @@ def main() -> int:
         "",
         "| WAIT | run | promotion s | victim clusters without a grant s | other shards: grants meanwhile | other "
         "shards: longest gap s | grants | waiters served / told / hung | over capacity (clients' count at every "
-        "grant / sampled store states) | leaked slots | leases lost (holder told at release) | unacknowledged "
-        "replies | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|",
+        "grant / sampled store states) | leaked slots | leases lost (holder told at release) | releases in flight "
+        "at the kill answered false | unacknowledged replies | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, rep, r in rows:
         lines.append(
             f"| {name} | {rep} | {r['promoted_s']:.2f} | {r['gap_s']:.2f} | {r['other_grants_during']:,} | "
             f"{r['other_gap_s']:.3f} | {r['grants']:,} | {r['served']:,} / {r['told']} / {r['hung']} | "
             f"{r['over_capacity']} / {r['store_over']} (of {r['samples']} samples) | {r['leaked']} | {r['lost']} | "
+            f"{r['release_retried']} | "
             f"{r['unacked']} | {r['errors']} |")
     for name, _, _ in configs:
         sel = [r for n, _, r in rows if n == name]
@@ -125,8 +126,11 @@ def main() -> int:
         "the replica had every grant either way. The lagging-replica runs show what `WAIT` bounds: "
         "while the replica is stopped every WAIT times out (the victim shard then grants once per 250 ms turn), "
         "the replies go out unacknowledged and are counted. The replica that takes over lacks those grants, "
-        "so the leases lost are at most the unacknowledged replies (here 1 of 5-6 per run). Their holders were "
-        "told at release (`release` answered false). A lost lease's slot can be granted again while its "
+        "so the leases lost are at most the unacknowledged replies. Their holders were told at release "
+        "(`release` answered false). A release in flight at the kill may also be answered false without any "
+        "loss: its first try went through on the old primary and reached the replica, the answer was lost "
+        "with the connection, and the retry on the new primary found nothing left to release; those are "
+        "counted apart. A lost lease's slot can be granted again while its "
         "holder still works, for at most one lease TTL (its next renewal is refused); here the holds (at most "
         "50 ms) ended before the promotion, so no instant was over capacity.",
         "",

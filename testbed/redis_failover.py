@@ -14,7 +14,9 @@ clients go on.  Recorded, from the clients' side (the truth a lost grant cannot 
 * ``leaked``: chains' jobs in progress left in the store once every client released;
 * ``served`` / ``told``: acquires that got a lease / a refusal (NoFreeChain, after their wait);
   ``hung``: acquires that did neither within their wait plus 10 s; ``lost``: leases their holder was told
-  at release or renewal that the store no longer had (a grant a fail-over lost);
+  at release that the store no longer had (a grant a fail-over lost); ``release_retried``: releases sent
+  before the kill and answered after it with false (the first try may have gone through on the old primary:
+  the retry on the new one finds nothing to release), counted apart;
 * ``unacked``: replies handed out after a WAIT that timed out.
 """
 
@@ -99,6 +101,7 @@ class Result:
     told: int = 0
     hung: int = 0
     lost: int = 0
+    release_retried: int = 0          # releases in flight at the kill answered false (see client())
     over_capacity: int = 0
     store_over: int = 0
     samples: int = 0
@@ -172,13 +175,19 @@ async def run_failover(seeds: str, base_port: int, *, clients: int = 32, seconds
                 res.errors.append(f"over capacity: cluster {c} chain {lease['chain']} held {held[key]}")
             await asyncio.sleep(rng.uniform(*hold_s))
             held[key] -= 1                    # the holder stops using the slot, then gives it back
+            r0 = time.monotonic()
             try:
                 ok = await store.release(c, lease["lease"])
             except Exception as exc:  # noqa: BLE001
                 res.errors.append(f"client {i}: release: {type(exc).__name__}: {exc}")
                 continue
             if not ok:
-                res.lost += 1                 # the store no longer had it: told at release
+                if kill_t[0] and r0 < kill_t[0] < time.monotonic():
+                    # sent before the kill, answered after: its first try may have released it on the old
+                    # primary (and reached the replica) before the answer was lost; the retry finds nothing
+                    res.release_retried += 1
+                else:
+                    res.lost += 1             # the store no longer had it: its holder is told at release
 
     async def sampler() -> None:
         while not stop.is_set():

@@ -34,4 +34,5 @@ def test_killing_the_primary_of_one_planning_cluster_under_load():
     assert res.leaked == 0, res.row()
     assert res.hung == 0 and res.served > 500, res.row()
     # the bound: only a grant handed out unacknowledged (its replica lagged past the WAIT) can be lost
+    # (a release in flight at the kill may be answered false without a loss: counted apart, release_retried)
     assert res.lost <= res.unacked, res.row()
