@@ -452,13 +452,14 @@ def cluster_comparison(args) -> list[str]:
             except (OSError, ValueError):
                 pass
     load_after = os.getloadavg()
-    base = statistics.fmean(r[0] for r in res["standalone Redis"])
-    base_us = statistics.fmean(r[1] for r in res["standalone Redis"])
+    # medians: on a shared 2-core machine one run in a few is slowed by other work, whichever store it used
+    base = statistics.median(r[0] for r in res["standalone Redis"])
+    base_us = statistics.median(r[1] for r in res["standalone Redis"])
     rows = []
     for name, _, _ in configs:
         v = res[name]
-        rate = statistics.fmean(r[0] for r in v)
-        us = statistics.fmean(r[1] for r in v)
+        rate = statistics.median(r[0] for r in v)
+        us = statistics.median(r[1] for r in v)
         rows.append(f"| {name} | {rate:,.0f} ({', '.join(f'{r[0]:,.0f}' for r in v)}) | "
                     f"{1e6 / (2 * rate):.1f} | {rate / base - 1:+.1%} | {us:.2f} | {us / base_us - 1:+.1%} | "
                     f"{statistics.fmean(r[2] for r in v):.1f} | {max(r[3] for r in v):.1%} |")
@@ -476,6 +477,8 @@ def cluster_comparison(args) -> list[str]:
         f"2 cores. The cluster's nodes replicate to their replicas; the second standalone row has a replica too, "
         f"to tell the replication stream's cost from cluster mode's. Load average {load_before[0]:.2f}, {load_before[1]:.2f}, {load_before[2]:.2f} before and "
         f"{load_after[0]:.2f}, {load_after[1]:.2f}, {load_after[2]:.2f} after.",
+        "",
+        "Medians over the runs (each run's pairs/s in brackets, in the order they ran).",
         "",
         "| store | pairs/s (each run) | µs per operation, client side | pairs/s vs standalone | µs per operation "
         "inside Redis (EVALSHA) | vs standalone | operations per script call | most CPU stolen |",

@@ -129,8 +129,11 @@ def main() -> int:
         "so the leases lost are at most the unacknowledged replies. Their holders were told at release "
         "(`release` answered false). A release in flight at the kill may also be answered false without any "
         "loss: its first try went through on the old primary and reached the replica, the answer was lost "
-        "with the connection, and the retry on the new primary found nothing left to release; those are "
-        "counted apart. A lost lease's slot can be granted again while its "
+        "with the connection, and the retry on the new primary found nothing left to release. Those are "
+        "counted apart, and the harness cannot tell them from a real loss. With the replica stopped, the "
+        "lost leases' releases are themselves held by a timing-out WAIT across the kill and land in that "
+        "column. Both columns together stay within the unacknowledged replies plus the releases in flight at "
+        "the kill. With a replica that keeps up, no release outside the kill's moment was answered false. A lost lease's slot can be granted again while its "
         "holder still works, for at most one lease TTL (its next renewal is refused); here the holds (at most "
         "50 ms) ended before the promotion, so no instant was over capacity.",
         "",
