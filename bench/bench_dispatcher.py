@@ -451,6 +451,10 @@ def cluster_comparison(args) -> list[str]:
                 os.kill(int(pid_file.read_text()), 15)
             except (OSError, ValueError):
                 pass
+        time.sleep(0.5)
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(rtmp, ignore_errors=True)
     load_after = os.getloadavg()
     # medians: on a shared 2-core machine one run in a few is slowed by other work, whichever store it used
     base = statistics.median(r[0] for r in res["standalone Redis"])
