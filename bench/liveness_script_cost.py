@@ -50,7 +50,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for f, sha in shas.items():
             prefix = f"bench-script-{uuid.uuid4().hex[:8]}"
-            key = prefix + ":c1:"
+            key = prefix + ":{c1}:"
             r.evalsha(sha, 1, key, "plan", text, fp)
             for _ in range(200):                      # warm up
                 r.evalsha(sha, 1, key, *batch())

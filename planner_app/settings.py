@@ -270,7 +270,11 @@ LOGGING = {
 # Per-process cache (finished jobs' representations, token lookups).
 # --- Live dispatcher (docs/dispatcher.md) ----------------------------------------------
 # Redis holds the dispatcher's state when configured; else one in-process store (single web process).
-DISPATCH_REDIS_URL = os.environ.get("CHAINPLAN_DISPATCH_REDIS") or os.environ.get("REDIS_URL") or ""
+# CHAINPLAN_DISPATCH_REDIS_CLUSTER=host:port,... (seed nodes) puts it on a Redis Cluster instead (docs/dispatcher.md,
+# "Deployment"); the store takes it as the URL redis+cluster://host:port,...
+DISPATCH_REDIS_CLUSTER = os.environ.get("CHAINPLAN_DISPATCH_REDIS_CLUSTER", "").strip()
+DISPATCH_REDIS_URL = (("redis+cluster://" + DISPATCH_REDIS_CLUSTER) if DISPATCH_REDIS_CLUSTER else
+                      os.environ.get("CHAINPLAN_DISPATCH_REDIS") or os.environ.get("REDIS_URL") or "")
 DISPATCH_PREFIX = os.environ.get("CHAINPLAN_DISPATCH_PREFIX", "chainplan:dispatch")
 DISPATCH_LEASE_TTL_S = env_float("CHAINPLAN_DISPATCH_LEASE_TTL_S", 30.0)
 DISPATCH_SYNC_S = env_float("CHAINPLAN_DISPATCH_SYNC_S", 2.0)          # adopted plans -> store

@@ -1,6 +1,7 @@
 """The dispatcher's store for this deployment: Redis when configured, else one in-process MemoryStore.
 
-``DISPATCH_REDIS_URL`` (setting; env CHAINPLAN_DISPATCH_REDIS, else REDIS_URL) selects Redis.  Without
+``DISPATCH_REDIS_URL`` (setting; env CHAINPLAN_DISPATCH_REDIS_CLUSTER, a Redis Cluster's seeds, else
+CHAINPLAN_DISPATCH_REDIS, else REDIS_URL) selects Redis.  Without
 it the store lives in the web process (the embedded default): a single web process must serve
 the dispatcher, and other processes (the Celery worker) reach it only through the database,
 which the dispatcher's background loop reads every few seconds.

@@ -19,7 +19,11 @@ from .snapshot import PlanError, snapshot_from_document
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m serving.dispatch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (default %(default)s)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--redis", default=None, help="Redis URL (default redis://127.0.0.1:6379/0, or the Redis "
+                                                   "Cluster named by CHAINPLAN_DISPATCH_REDIS_CLUSTER when set)")
+    where.add_argument("--redis-cluster", metavar="HOST:PORT[,HOST:PORT...]", default=None,
+                       help="seed nodes of a Redis Cluster, in place of --redis (see docs/dispatcher.md)")
     ap.add_argument("--prefix", default="chainplan:dispatch", help="key prefix in Redis (default %(default)s)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="serve the HTTP endpoints with uvicorn")
@@ -36,11 +40,23 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("cluster", type=int)
     t.add_argument("token")
     args = ap.parse_args(argv)
+    import os
+
+    from .redis_store import cluster_url
+    source = "--redis-cluster"
+    if args.redis_cluster is None and args.redis is None:
+        args.redis_cluster = os.environ.get("CHAINPLAN_DISPATCH_REDIS_CLUSTER", "").strip() or None
+        source = "CHAINPLAN_DISPATCH_REDIS_CLUSTER"
+    if args.redis_cluster is not None:
+        try:
+            args.redis = cluster_url(args.redis_cluster)
+        except ValueError as exc:
+            ap.error(f"{source}: {exc}")
+    args.redis = args.redis or "redis://127.0.0.1:6379/0"
 
     if args.cmd == "serve":
-        import os
-
         import uvicorn
+        os.environ.pop("CHAINPLAN_DISPATCH_REDIS_CLUSTER", None)
         os.environ["CHAINPLAN_DISPATCH_REDIS"] = args.redis
         os.environ["CHAINPLAN_DISPATCH_PREFIX"] = args.prefix
         uvicorn.run("serving.dispatch.standalone:app", host=args.host, port=args.port, workers=args.workers,

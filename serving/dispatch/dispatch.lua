@@ -5,6 +5,16 @@
 -- and test prefixes.  ARGV[1] names the operation.  Time is Redis's own clock
 -- (TIME), so any number of dispatcher processes agree on deadlines.
 --
+-- Redis Cluster: the prefix carries the planning cluster's hash tag ('<prefix>:{c42}:'), so every key
+-- built from it below, fixed or per generation, chain or waiter, hashes to the slot of KEYS[1].  The
+-- call is routed by KEYS[1] and Redis (7.0: a script without a shebang line may touch keys it did
+-- not declare, as long as they are served by this node; one slot here) runs it there.  Only the
+-- prefix is declared: the generation-suffixed names cannot be known before the call reads the
+-- header, and declaring the 22 fixed ones would add a slot check per key to every call on the hot
+-- path while protecting nothing more (they share one slot anyway).  What declaring would not fix
+-- either: moving that slot to another shard (resharding) while calls run; move a slot only with
+-- its planning clusters idle (docs/dispatcher.md, "Deployment").
+--
 -- The hot path (acquire with a free slot, release, renew) is a fixed dozen of O(1) or O(log n)
 -- commands: it decodes no JSON and scans no chain, server or lease.  Every redis.call costs about
 -- a microsecond inside Redis, so the layout below is chosen to need few of them.

@@ -5,7 +5,8 @@ spells them out.  ``MemoryStore``'s per-cluster state (``memory_store.ClusterSta
 per entry here, holding what that key holds in Redis (tests/dispatch/test_protocol.py checks it),
 and ``redis_store`` builds the keys it touches itself from this table.  ``<g>`` is a plan
 generation, ``<k>`` a chain, ``<id>`` a lease or ticket id; every key starts with the cluster's
-prefix (``AsyncRedisStore.cluster``).
+prefix (``AsyncRedisStore.cluster``: ``<prefix>:{c<N>}:``, whose hash tag keeps a planning cluster's keys
+in one Redis Cluster slot).
 """
 
 from __future__ import annotations

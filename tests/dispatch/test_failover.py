@@ -18,7 +18,7 @@ from serving.dispatch.memory_store import MemoryStore
 from serving.dispatch.protocol import Lease
 from serving.dispatch.redis_store import RedisStore
 
-from .conftest import REDIS_URL, require_redis, snapshot
+from .conftest import backend_url, snapshot
 
 # fastest first: "a" only on chain 0, "c" only on chain 1, "d" only on chain 2
 THREE = [(["a", "b"], [2, 2], 1.0, 1), (["c"], [4], 2.0, 1), (["d"], [4], 3.0, 1)]
@@ -242,7 +242,7 @@ class _LoopClient(_SyncBase):
         self.thread.join(5)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def sync_client(request, prefix):
     if request.param == "memory":
         store = MemoryStore(liveness=SLOW)
@@ -252,10 +252,10 @@ def sync_client(request, prefix):
         yield c
         c.close()
     else:
-        require_redis()
-        admin = RedisStore(REDIS_URL, prefix=prefix, liveness=SLOW)
+        url = backend_url(request.param)
+        admin = RedisStore(url, prefix=prefix, liveness=SLOW)
         admin.set_plan(1, snapshot(THREE, ttl_s=0.3))
-        c = RedisDispatchClient(REDIS_URL, 1, prefix=prefix, liveness=SLOW)
+        c = RedisDispatchClient(url, 1, prefix=prefix, liveness=SLOW)
         c.set_down = lambda server: admin.set_server_state(1, server, "down")
         yield c
         c.close()

@@ -194,14 +194,15 @@ async def replay_with_masks(store, policy: str, log, seed: int):
     return chain, started, events, [(c["chain"], c["in_progress"], c["masked"]) for c in st["chains"]], st["servers"]
 
 
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
 @pytest.mark.parametrize("policy", ["jffc", "jsq", "sed", "random"])
-def test_both_stores_make_the_same_choices_while_masks_come_and_go(policy, prefix):
+def test_both_stores_make_the_same_choices_while_masks_come_and_go(policy, prefix, backend):
     from serving.dispatch.liveness import LivenessConfig
     from serving.dispatch.memory_store import MemoryStore
     from serving.dispatch.redis_store import AsyncRedisStore, RedisStore
 
-    from .conftest import REDIS_URL, require_redis
-    require_redis()
+    from .conftest import backend_url
+    REDIS_URL = backend_url(backend)
     cfg = LivenessConfig(suspect_s=600, suspect_max_s=600, heartbeat_timeout_s=600)   # no change by time
     log, _ = reference(policy, n=300, seed=5)
     memory = run(replay_with_masks(MemoryStore(liveness=cfg), policy, log, seed=5))

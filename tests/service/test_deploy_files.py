@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_compose_has_every_service_with_health_checks_and_volumes():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
+    everything = compose["services"]
+    # the default services; those of a profile (the Redis Cluster) are checked below
+    services = {name: s for name, s in everything.items() if not s.get("profiles")}
     assert set(services) == {"postgres", "redis", "web", "dispatcher", "gateway", "worker", "beat"}
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
@@ -39,8 +41,35 @@ def test_compose_has_every_service_with_health_checks_and_volumes():
     assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]["command"]
     declared = set(compose["volumes"])
     # named volumes must be declared (a bind mount such as the gateway's ./gateway is a path, not a volume)
-    used = {v.split(":")[0] for s in services.values() for v in s["volumes"] if not v.startswith((".", "/"))}
+    used = {v.split(":")[0] for s in everything.values() for v in s.get("volumes", [])
+            if not v.startswith((".", "/"))}
     assert used <= declared
+
+
+def test_compose_redis_cluster_profile():
+    """Profile redis-cluster: six cluster nodes, a one-shot that makes them 3 primaries + 3 replicas, and every
+    app on the dispatcher's store able to use it (CHAINPLAN_DISPATCH_REDIS_CLUSTER, docs/dispatcher.md)."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    nodes = [f"redis-node-{i}" for i in range(6)]
+    for name in nodes:
+        node = services[name]
+        assert node["profiles"] == ["redis-cluster"], name
+        cmd = node["command"]
+        assert cmd[cmd.index("--cluster-enabled") + 1] == "yes"
+        assert int(cmd[cmd.index("--cluster-node-timeout") + 1]) <= 1500      # fail-over well under 5 s
+        assert cmd[cmd.index("--cluster-require-full-coverage") + 1] == "no"  # other shards serve on
+        assert node["healthcheck"]["test"] and node["volumes"], name
+    create = services["redis-cluster-create"]
+    assert create["profiles"] == ["redis-cluster"] and create["restart"] == "no"
+    script = " ".join(create["command"])
+    assert "--cluster create" in script and "--cluster-replicas 1" in script
+    assert {n: {"condition": "service_healthy"} for n in nodes} == create["depends_on"]
+    for name in ("web", "dispatcher", "gateway", "worker", "beat"):
+        svc = services[name]
+        assert "CHAINPLAN_DISPATCH_REDIS_CLUSTER" in svc["environment"], name
+        dep = svc["depends_on"]["redis-cluster-create"]
+        assert dep == {"condition": "service_completed_successfully", "required": False}, name
 
 
 def test_compose_config_is_valid_when_docker_compose_exists():
