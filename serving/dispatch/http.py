@@ -301,7 +301,7 @@ class DispatchApp:
         states = {}
         for cluster in await self.store.clusters():
             states[cluster] = await self.store.state(cluster)
-        body, ctype = render_metrics(states)
+        body, ctype = render_metrics(states, unacked=getattr(self.store, "unacked", None))
         return 200, body, [(b"content-type", ctype.encode())]
 
 

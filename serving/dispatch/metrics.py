@@ -14,8 +14,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 
 class _Collector:
-    def __init__(self, states: Mapping[int, Mapping[str, Any]]):
+    def __init__(self, states: Mapping[int, Mapping[str, Any]], unacked: int | None = None):
         self.states = states
+        self.unacked = unacked
 
     def collect(self):
         rate = GaugeMetricFamily("chainplan_dispatch_arrival_rate",
@@ -74,9 +75,18 @@ class _Collector:
             mean = obs.get("mean_wait_s")
             wait.add_metric([c], buckets, sum_value=(mean or 0.0) * obs.get("grants", 0))
         yield from (rate, queue, inprog, cap, svc, wait, masked, server_state, *counters.values())
+        if self.unacked is not None:
+            fam = CounterMetricFamily("chainplan_dispatch_unacknowledged_replies",
+                                      "Answers this dispatcher process gave although no replica had acknowledged "
+                                      "them within the WAIT timeout (Redis Cluster): what a fail-over of the "
+                                      "primary could lose (docs/dispatcher.md, Deployment)")
+            fam.add_metric([], self.unacked)
+            yield fam
 
 
-def render_metrics(states: Mapping[int, Mapping[str, Any]]) -> tuple[bytes, str]:
+def render_metrics(states: Mapping[int, Mapping[str, Any]], *, unacked: int | None = None) -> tuple[bytes, str]:
+    """The dispatcher's metrics from the store's states; ``unacked``: this process's unacknowledged replies
+    (a per-process count, unlike the rest, which every process sharing the store reports alike)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(states))
+    registry.register(_Collector(states, unacked))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -110,3 +110,27 @@ def test_the_cli_plan_and_token_work_on_the_cluster(tmp_path, prefix):
     finally:
         store.clear()
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+def test_the_metrics_count_replies_no_replica_acknowledged(backend, prefix):
+    """Each dispatcher process reports the answers it gave before a replica had them (none here: the
+    replicas keep up); a Redis store reports the count, 0 included."""
+    import httpx
+
+    from serving.dispatch.http import DispatchApp
+
+    async def work():
+        s = AsyncRedisStore(backend_url(backend), prefix=prefix)
+        try:
+            await s.set_plan(5, snapshot(TWO))
+            lease = await s.acquire(5, wait_s=1)
+            await s.release(5, lease["lease"])
+            app = DispatchApp(s)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://d") as http:
+                return (await http.get("/api/v1/dispatch/metrics")).text
+        finally:
+            await s.close()
+    text = run(work())
+    assert "chainplan_dispatch_unacknowledged_replies_total 0.0" in text, text[-500:]
+

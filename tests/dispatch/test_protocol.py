@@ -197,4 +197,5 @@ def test_http_failure_reports_masks_and_410_over_a_memory_store():
             assert 'chainplan_dispatch_chain_masked{chain="0",cluster="1"} 1.0' in m
             assert 'chainplan_dispatch_server_state{cluster="1",server="b",state="down"} 1.0' in m
             assert 'chainplan_dispatch_revoked_total{cluster="1"} 1.0' in m
+            assert "unacknowledged" not in m          # an in-memory store has no replica to wait for
     run(body())
