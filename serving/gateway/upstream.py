@@ -78,7 +78,9 @@ class UpstreamResponse:
                     break
                 if raw.endswith(b"\n"):
                     raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-                if b"\r" in raw:                # CR-only line ends (rare): a line per CR
+                elif raw.endswith(b"\r"):       # the body's last line, ended by a CR
+                    raw = raw[:-1]
+                if b"\r" in raw:                # CR-only line ends (rare; split once a LF or the end comes)
                     for part in raw.split(b"\r"):
                         yield part.decode("utf-8", errors="replace")
                 else:
