@@ -1,12 +1,10 @@
-"""A lean HTTP/1.1 client for the ``openai`` engine's upstream calls: one POST, its answer read as a stream.
+"""The ``openai`` engine's upstream calls: one POST, its answer read as a stream, on aiohttp.
 
-The gateway spends most of a forwarded request's own time on its upstream call, so this path is kept short:
-asyncio streams, one write per request (head and body together), keep-alive connections kept per engine
-(newest first) and handed back once an answer was read to its end, the answer's body read as lines (what a
-server-sent-events stream is made of) with no decoding layers between the socket and the lines.  It speaks
-only what OpenAI-compatible engines answer: a status line, headers, then a chunked, sized or until-close
-body, no compression asked for (no ``Accept-Encoding``), no redirects, no proxies (engines are addressed
-directly, by the engines file's URLs); ``https://`` URLs use the default TLS context.
+A thin adapter over ``aiohttp.ClientSession`` (C HTTP parser, keep-alive connection pool): one session per
+pool, a ``TCPConnector`` with no limit on connections (the dispatcher's slots bound them), idle connections
+kept ``KEEPALIVE_S`` and handed back once an answer was read to its end, no proxies from the environment
+(engines are addressed directly, by the engines file's URLs), no compression asked for and none undone, no
+redirects.  The answer's body is read as lines (what a server-sent-events stream is made of).
 
 Errors, as the caller tells a hop failure from a retry:
 
@@ -19,18 +17,16 @@ Errors, as the caller tells a hop failure from a retry:
 
 from __future__ import annotations
 
-import asyncio
-import ssl as ssl_module
 from typing import AsyncIterator
-from urllib.parse import urlsplit
+
+import aiohttp
 
 __all__ = ["UpstreamError", "UpstreamNetworkError", "UpstreamConnectError", "UpstreamProtocolError",
            "UpstreamPool", "UpstreamResponse"]
 
-MAX_HEAD = 64 * 1024            # the status line and headers of an answer
 MAX_LINE = 16 * 1024 * 1024     # one line of an answer's body (a server-sent event's data line)
-KEEPALIVE_S = 5.0               # an idle connection older than this is closed, not reused (as httpx does)
-USER_AGENT = b"chainplan-gateway"
+KEEPALIVE_S = 5.0               # an idle connection older than this is closed, not reused
+USER_AGENT = "chainplan-gateway"
 
 
 class UpstreamError(Exception):
@@ -49,233 +45,100 @@ class UpstreamProtocolError(UpstreamError):
     """The server closed the connection before its answer was complete, or sent what is not HTTP/1.x."""
 
 
-class _Conn:
-    __slots__ = ("reader", "writer", "idle_since", "reused")
+def _mapped(exc: BaseException) -> UpstreamError:
+    name = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL)):
+        return UpstreamConnectError(name)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError,
+                        aiohttp.http_exceptions.HttpProcessingError)):
+        return UpstreamProtocolError(name)
+    return UpstreamNetworkError(name)
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer = reader, writer
-        self.idle_since = 0.0
-        self.reused = False
 
-    def usable(self, now: float) -> bool:
-        return not self.reader.at_eof() and not self.writer.is_closing() and now - self.idle_since < KEEPALIVE_S
-
-    def close(self) -> None:
-        self.writer.close()
+_ERRORS = (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, OSError)
 
 
 class UpstreamResponse:
     """An answer being read: ``status``, ``headers`` (lower-cased names), then ``lines()`` or ``read()``."""
 
-    def __init__(self, pool: "UpstreamPool", key: tuple, conn: _Conn, status: int, headers: dict[str, str],
-                 keep_alive: bool):
-        self._pool, self._key, self._conn = pool, key, conn
-        self.status, self.headers = status, headers
-        self._keep_alive = keep_alive
+    def __init__(self, resp: aiohttp.ClientResponse):
+        self._resp = resp
+        self.status = resp.status
+        self.headers = {k.lower(): v for k, v in resp.headers.items()}
         self._done = False            # the body was read to its end
-        self._closed = False
-        te = headers.get("transfer-encoding", "").lower()
-        if "chunked" in te:
-            self._mode, self._left = "chunked", 0
-        elif headers.get("content-length", "").strip().isdigit():
-            self._mode, self._left = "sized", int(headers["content-length"].strip())
-        else:
-            self._mode, self._left, self._keep_alive = "close", 0, False
-        if status in (204, 304) or 100 <= status < 200:
-            self._mode, self._left = "sized", 0
-
-    async def _pieces(self) -> AsyncIterator[bytes]:
-        """The body's bytes as they come (chunked framing removed)."""
-        r = self._conn.reader
-        try:
-            if self._mode == "sized":
-                while self._left > 0:
-                    got = await r.read(min(self._left, 65536))
-                    if not got:
-                        raise UpstreamProtocolError("peer closed connection without sending complete message body "
-                                                    f"({self._left} bytes missing)")
-                    self._left -= len(got)
-                    yield got
-            elif self._mode == "chunked":
-                while True:
-                    size_line = await r.readuntil(b"\r\n")
-                    try:
-                        size = int(size_line.split(b";", 1)[0].strip(), 16)
-                    except ValueError:
-                        raise UpstreamProtocolError(f"malformed chunk size line {size_line[:40]!r}") from None
-                    if size == 0:
-                        while (await r.readuntil(b"\r\n")) != b"\r\n":     # trailers, if any
-                            pass
-                        break
-                    data = await r.readexactly(size + 2)
-                    if data[-2:] != b"\r\n":
-                        raise UpstreamProtocolError("malformed chunk: no CRLF after its data")
-                    yield data[:-2]
-            else:
-                while True:
-                    got = await r.read(65536)
-                    if not got:
-                        break
-                    yield got
-        except asyncio.IncompleteReadError:
-            raise UpstreamProtocolError("peer closed connection without sending complete message body "
-                                        "(incomplete chunked read)") from None
-        except asyncio.LimitOverrunError:
-            raise UpstreamProtocolError("malformed chunked body (a line past the limit)") from None
-        except (ConnectionError, OSError) as exc:
-            raise UpstreamNetworkError(f"{type(exc).__name__}: {exc}") from None
-        self._done = True
 
     async def lines(self) -> AsyncIterator[str]:
         """The body's lines (ended by LF, CRLF or CR, as server-sent events' are), decoded as UTF-8; the last
         one even when no line end follows it."""
-        rest = b""
-        async for piece in self._pieces():
-            buf = rest + piece if rest else piece
-            held = buf.endswith(b"\r")        # maybe the first half of a CRLF split between two pieces
-            if held:
-                buf = buf[:-1]
-            if b"\r" in buf:
-                buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            *whole, rest = buf.split(b"\n")
-            for line in whole:
-                yield line.decode("utf-8", errors="replace")
-            if held:
-                rest += b"\r"
-            if len(rest) > MAX_LINE:
-                raise UpstreamProtocolError(f"a line of the answer is over {MAX_LINE} bytes")
-        if rest.endswith(b"\r"):
-            rest = rest[:-1]
-            yield rest.decode("utf-8", errors="replace")
-        elif rest:
-            yield rest.decode("utf-8", errors="replace")
+        content = self._resp.content
+        try:
+            while True:
+                raw = await content.readline(max_line_length=MAX_LINE)
+                if not raw:
+                    break
+                if raw.endswith(b"\n"):
+                    raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+                elif raw.endswith(b"\r"):       # the body's last line, ended by a CR
+                    raw = raw[:-1]
+                if b"\r" in raw:                # CR-only line ends (rare; split once a LF or the end comes)
+                    for part in raw.split(b"\r"):
+                        yield part.decode("utf-8", errors="replace")
+                else:
+                    yield raw.decode("utf-8", errors="replace")
+        except _ERRORS as exc:
+            raise _mapped(exc) from None
+        self._done = True
 
     async def read(self, limit: int = 1 << 20) -> bytes:
         """The whole body (at most ``limit`` bytes are kept)."""
         out = bytearray()
-        async for piece in self._pieces():
-            if len(out) < limit:
-                out += piece[:limit - len(out)]
+        try:
+            async for piece in self._resp.content.iter_any():
+                if len(out) < limit:
+                    out += piece[:limit - len(out)]
+        except _ERRORS as exc:
+            raise _mapped(exc) from None
+        self._done = True
         return bytes(out)
 
     def close(self) -> None:
         """Back to the pool when the answer was read to its end and the server keeps the connection; else closed."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._done and self._keep_alive:
-            self._pool._release(self._key, self._conn)
+        if self._done:
+            self._resp.release()
         else:
-            self._conn.close()
+            self._resp.close()
 
 
 class UpstreamPool:
-    """Keep-alive connections per (scheme, host, port), used one request at a time each."""
+    """Keep-alive connections per (scheme, host, port) of one ``aiohttp.ClientSession``."""
 
     def __init__(self, *, connect_timeout_s: float = 10.0):
         self.connect_timeout_s = connect_timeout_s
-        self._idle: dict[tuple, list[_Conn]] = {}
-        self._ssl: ssl_module.SSLContext | None = None
-        self._closed = False
+        self._session: aiohttp.ClientSession | None = None
 
-    def _release(self, key: tuple, conn: _Conn) -> None:
-        if self._closed:
-            conn.close()
-            return
-        conn.idle_since = asyncio.get_running_loop().time()
-        conn.reused = True
-        self._idle.setdefault(key, []).append(conn)
-
-    async def _connect(self, scheme: str, host: str, port: int) -> _Conn:
-        ssl = None
-        if scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl_module.create_default_context()
-            ssl = self._ssl
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(host, port, ssl=ssl, limit=MAX_LINE)
-        except TimeoutError:
-            raise UpstreamConnectError(f"no connection to {host}:{port} within {self.connect_timeout_s:g} s") from None
-        except OSError as exc:
-            raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from None
-        return _Conn(reader, writer)
-
-    def _take(self, key: tuple) -> _Conn | None:
-        idle = self._idle.get(key)
-        now = asyncio.get_running_loop().time()
-        while idle:
-            conn = idle.pop()
-            if conn.usable(now):
-                return conn
-            conn.close()
-        return None
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:           # made in the loop that serves
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=KEEPALIVE_S),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
+                trust_env=False, auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
+                headers={"User-Agent": USER_AGENT}, read_bufsize=1 << 16)
+        return self._session
 
     async def post(self, url: str, body: bytes, *, fresh: bool = False,
-                   content_type: bytes = b"application/json") -> UpstreamResponse:
+                   content_type: str = "application/json") -> UpstreamResponse:
         """POST ``body`` to ``url`` and read the answer's head; the caller reads the body and closes it.
-        ``fresh``: a new connection even when the pool has an idle one."""
-        parts = urlsplit(url)
-        scheme = parts.scheme
-        if scheme not in ("http", "https") or not parts.hostname:
+        ``fresh`` is accepted for the caller's retry: the pool has already dropped the connection that failed."""
+        if not url.startswith(("http://", "https://")):
             raise UpstreamConnectError(f"not an http(s) URL: {url!r}")
-        port = parts.port or (443 if scheme == "https" else 80)
-        key = (scheme, parts.hostname, port)
-        conn = None if fresh else self._take(key)
-        if conn is None:
-            conn = await self._connect(scheme, parts.hostname, port)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.netloc.rsplit("@", 1)[-1]
-        head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ".encode("latin-1") + USER_AGENT
-                + b"\r\nAccept: */*\r\nConnection: keep-alive\r\nContent-Type: " + content_type
-                + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
         try:
-            try:
-                conn.writer.write(head + body)
-                await conn.writer.drain()
-                status, headers, keep_alive = await self._head(conn.reader)
-            except (ConnectionError, OSError) as exc:
-                raise UpstreamNetworkError(f"{type(exc).__name__}: {exc}") from None
-        except BaseException:
-            conn.close()
-            raise
-        return UpstreamResponse(self, key, conn, status, headers, keep_alive)
-
-    @staticmethod
-    async def _head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bool]:
-        while True:
-            try:
-                raw = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as exc:
-                if not exc.partial:
-                    raise UpstreamProtocolError("Server disconnected without sending a response.") from None
-                raise UpstreamProtocolError("peer closed connection in the middle of the answer's head") from None
-            except asyncio.LimitOverrunError:
-                raise UpstreamProtocolError(f"the answer's head is over {MAX_LINE} bytes") from None
-            if len(raw) > MAX_HEAD:
-                raise UpstreamProtocolError(f"the answer's head is over {MAX_HEAD} bytes")
-            lines = raw[:-4].decode("latin-1").split("\r\n")
-            status_line = lines[0].split(" ", 2)
-            if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not status_line[1].isdigit():
-                raise UpstreamProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-            status = int(status_line[1])
-            headers: dict[str, str] = {}
-            for ln in lines[1:]:
-                name, sep, value = ln.partition(":")
-                if not sep:
-                    raise UpstreamProtocolError(f"malformed header line {ln[:80]!r}")
-                name = name.strip().lower()
-                value = value.strip()
-                headers[name] = f"{headers[name]}, {value}" if name in headers else value
-            if 100 <= status < 200 and status != 101:
-                continue                    # an interim answer (100 Continue): the real one follows
-            keep_alive = (status_line[0] == "HTTP/1.1"
-                          and "close" not in headers.get("connection", "").lower())
-            return status, headers, keep_alive
+            resp = await self._get_session().post(url, data=body, headers={"Content-Type": content_type},
+                                                  allow_redirects=False)
+        except _ERRORS as exc:
+            raise _mapped(exc) from None
+        return UpstreamResponse(resp)
 
     async def aclose(self) -> None:
-        self._closed = True
-        for conns in self._idle.values():
-            for c in conns:
-                c.close()
-        self._idle.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

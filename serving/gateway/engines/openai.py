@@ -6,11 +6,11 @@ the plan is one URL.  The engines file (written by ``python -m solvers export --
 chain's capacity; keyed by servers, an entry still matches after a plan switch keeps the chain.
 
 Upstream requests always stream (the first token is forwarded as it comes), over keep-alive
-connections of the gateway's own lean HTTP/1.1 client (``serving.gateway.upstream``): an answer read
+connections of aiohttp's client (``serving.gateway.upstream``, a thin adapter): an answer read
 to its end (``[DONE]``, then the rest of the body) leaves its connection for the next request.  A
 connection that the server closed before its answer ("Server disconnected": llama.cpp's server
-sometimes drops a reused idle one) is retried once on a fresh connection, before any of the answer's
-text was read.  Each engine gets at most
+sometimes drops a reused idle one) is retried once, on another connection (the pool has dropped the
+one that failed), before any of the answer's text was read.  Each engine gets at most
 its chain's capacity of requests at a time (the dispatcher already grants no more; this keeps it
 true if several gateways or a stale plan disagree).
 
