@@ -115,30 +115,41 @@ class UpstreamPool:
     def __init__(self, *, connect_timeout_s: float = 10.0):
         self.connect_timeout_s = connect_timeout_s
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None       # a new connection per request (the retry's)
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:           # made in the loop that serves
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=KEEPALIVE_S),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
-                trust_env=False, auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
-                headers={"User-Agent": USER_AGENT}, read_bufsize=1 << 16)
+    def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
+            trust_env=False, auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
+            headers={"User-Agent": USER_AGENT}, read_bufsize=1 << 16)
+
+    def _get_session(self, fresh: bool = False) -> aiohttp.ClientSession:
+        # made on first use, in the loop that serves
+        if fresh:
+            if self._fresh is None:
+                self._fresh = self._new_session(aiohttp.TCPConnector(limit=0, force_close=True))
+            return self._fresh
+        if self._session is None:
+            self._session = self._new_session(aiohttp.TCPConnector(limit=0, limit_per_host=0,
+                                                                   keepalive_timeout=KEEPALIVE_S))
         return self._session
 
     async def post(self, url: str, body: bytes, *, fresh: bool = False,
                    content_type: str = "application/json") -> UpstreamResponse:
         """POST ``body`` to ``url`` and read the answer's head; the caller reads the body and closes it.
-        ``fresh`` is accepted for the caller's retry: the pool has already dropped the connection that failed."""
+        ``fresh``: on a new connection of its own, closed after the answer (the retry after an idle connection
+        was dropped: another idle one may be as stale)."""
         if not url.startswith(("http://", "https://")):
             raise UpstreamConnectError(f"not an http(s) URL: {url!r}")
         try:
-            resp = await self._get_session().post(url, data=body, headers={"Content-Type": content_type},
+            resp = await self._get_session(fresh).post(url, data=body, headers={"Content-Type": content_type},
                                                   allow_redirects=False)
         except _ERRORS as exc:
             raise _mapped(exc) from None
         return UpstreamResponse(resp)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh = None
