@@ -611,16 +611,19 @@ def _stats(values: list[float]) -> dict:
 
 
 def churn_figures(rows: list[dict], done: list[dict], grants: list[dict], adoptions: list[dict],
-                  t0: float) -> dict:
+                  t0: float, transitions: list[dict] | None = None) -> dict:
     """lost, failed_over, mask_s, replan_s, moved_s and the response per window (steady: before the first kill or
     stop; churn: until its server rejoins (cont, or a restart's server ready); recovery: after that).
 
     ``grants``: ``{"at", "servers"}`` per grant (for the PETALS baseline, which routes by itself, each
-    request's route at its start stands in for a grant)."""
+    request's route at its start stands in for a grant).  ``transitions``: the store's events (EventJSON); with
+    them, ``mask_after_report_s`` is the time from the first report on the server (its first change from ``up``
+    after the kill or stop, by the store's clock) to the last grant through it: the dispatcher's own share of
+    ``mask_s``, which also holds the time until a request first reaches the dead server."""
     lost = sum(1 for r in rows if not r["ok"])
     failed_over = sum(1 for r in rows if r["ok"] and int(r.get("failovers") or 0) > 0)
-    out: dict[str, Any] = {"lost": lost, "failed_over": failed_over, "mask_s": None, "replan_s": None,
-                           "moved_s": None}
+    out: dict[str, Any] = {"lost": lost, "failed_over": failed_over, "mask_s": None, "mask_after_report_s": None,
+                           "replan_s": None, "moved_s": None}
     first = next((d for d in done if d["action"] in ("kill", "stop") and "error" not in d), None)
     if first is None:
         out["windows"] = {"steady": _stats([r["response_s"] for r in rows if r["ok"]])}
@@ -631,6 +634,11 @@ def churn_figures(rows: list[dict], done: list[dict], grants: list[dict], adopti
     t_back = back["ready"] if back else math.inf
     after = [g["at"] for g in grants if server in g["servers"] and t_k < g["at"] < t_back]
     out["mask_s"] = round(max(after) - t_k, 3) if after else 0.0
+    reported = sorted(ts for e in transitions or () if e["server"] == server and e["prev"] == "up"
+                      and e["state"] != "up" and (ts := _epoch(e["at"])) >= t_k)
+    if reported:
+        later = [a for a in after if a >= reported[0]]
+        out["mask_after_report_s"] = round(max(later) - reported[0], 3) if later else 0.0
     adopted = [a["at"] for a in adoptions if server in a["without"] and a["at"] > t_k]
     out["replan_s"] = round(min(adopted) - t_k, 3) if adopted else None
     # the swarm serving the re-plan's own placement (servers moved first where it differed)

@@ -270,10 +270,10 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
         results[algorithm] = summarise(algorithm, run["rows"], pred, run)
         if churn is not None:
             results[algorithm]["churn"] = {k: v for k, v in churn.result.items() if k != "t0"}
-            for key in ("lost", "failed_over", "mask_s", "replan_s", "moved_s"):
+            for key in ("lost", "failed_over", "mask_s", "mask_after_report_s", "replan_s", "moved_s"):
                 results[algorithm][key] = churn.result.get(key)
             results[algorithm]["churn"]["t0"] = churn.result.get("t0")
-            log(f"testbed: {algorithm}: churn {json.dumps({k: churn.result.get(k) for k in ('lost', 'failed_over', 'mask_s', 'replan_s', 'moved_s', 'windows')})}")
+            log(f"testbed: {algorithm}: churn {json.dumps({k: churn.result.get(k) for k in ('lost', 'failed_over', 'mask_s', 'mask_after_report_s', 'replan_s', 'moved_s', 'windows')})}")
         if doc.get("chains"):
             results[algorithm]["planned_chain_service_s"] = [
                 round(ch.get("planned_service_time_s", ch["service_time_s"]), 4) for ch in doc["chains"]]
@@ -310,7 +310,7 @@ def _run_all(args, algorithms, scenario, scenario_doc, arrivals, cal, profile, r
     (Path(args.out) / f"{args.name}.json").write_text(json.dumps({"meta": meta, "algorithms": results}, indent=1))
     keys = ("requests", "completed", "predicted_mean_s", "measured_mean_s", "predicted_p95_s", "measured_p95_s")
     if args.churn_events is not None:
-        keys += ("lost", "failed_over", "mask_s", "replan_s", "moved_s")
+        keys += ("lost", "failed_over", "mask_s", "mask_after_report_s", "replan_s", "moved_s")
     contract = {"algorithms": {a: {k: r.get(k) for k in keys} for a, r in results.items()}}
     print(json.dumps(contract), flush=True)
     return 0

@@ -270,7 +270,8 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                                            "servers": [h.split(":")[0] for h in r["granted"].split("|")]})
                 runner.__exit__(None, None, None)   # every event done (or given up) before the figures
                 churn.result = churn_mod.churn_figures(rows, runner.done, grants,
-                                                       replanner.adoptions if routes is not None else [], t0)
+                                                       replanner.adoptions if routes is not None else [], t0,
+                                                       replanner.transitions if routes is not None else None)
                 if gateway is not None:
                     churn.result["failed_over"] = None   # the gateway fails over inside; its client cannot see it
                 churn.result["adoptions"] = [{**a, "at_s": round(a["at"] - t0, 3)}

@@ -205,7 +205,7 @@ def churn_summary(r: dict) -> dict:
     w = (r.get("churn") or {}).get("windows") or {}
     p95 = {k: (w.get(k) or {}).get("p95_s") for k in ("steady", "churn", "recovery")}
     ratio = round(p95["churn"] / p95["steady"], 3) if p95["churn"] and p95["steady"] else None
-    return {**{k: r.get(k) for k in ("lost", "failed_over", "mask_s", "replan_s", "moved_s")},
+    return {**{k: r.get(k) for k in ("lost", "failed_over", "mask_s", "mask_after_report_s", "replan_s", "moved_s")},
             "server": (r.get("churn") or {}).get("server"), "p95_s": p95, "churn_p95_ratio": ratio}
 
 
