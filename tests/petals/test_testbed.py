@@ -122,8 +122,11 @@ def test_via_gateway_replays_as_openai_calls(petals_python, tmp_path, capsys):
     # the servers' curves came from the sweep and the prediction used them
     assert set(meta["calibration"]["batch_slowdown"]) == set(meta["rtt_ms"])
     assert full["prediction_model"] == "batch"
-    # the gateway path's own time was measured before the replay and is in the chains' times
-    assert full["deployed_probe"]["gateway_client_ms"] > 0, full["deployed_probe"]
+    # the gateway path's own time was measured before the replay and is in the chains' times (a median of
+    # request time minus the hops probed alone: on a loaded machine the hops' own noise can exceed the path's
+    # few ms, and the figure is floored at 0, as a CI rehearsal showed)
+    dp = full["deployed_probe"]
+    assert dp["gateway_client_ms"] >= 0 and dp["chain_service_s"], dp
     rows = list(csv.DictReader(open(tmp_path / "out" / "testbed.csv")))
     assert len(rows) == 10
     for row in rows:
