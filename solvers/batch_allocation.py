@@ -197,6 +197,9 @@ def _max_saturation(model: BatchModel, chains: Sequence[Any], caps: list[int]) -
             vals = _values(plan, k, caps[k])
             rates = plan.local_rates(k, np.array(vals + [plan.c[k]]), max(vals[-1], plan.c[k]))
             best_v, best_r = plan.c[k], rates[-1]
+            if not ((rates[:-1] > best_r * (1 + TIE)).any() or
+                    (rates[:len(vals)][np.array(vals) < best_v] >= best_r * (1 - TIE)).any()):
+                continue            # no value beats the current one (the loop below would keep it)
             for v, r in zip(vals, rates[:-1].tolist()):
                 if r > best_r * (1 + TIE) or (r >= best_r * (1 - TIE) and v < best_v):
                     best_v, best_r = v, r
