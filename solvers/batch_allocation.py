@@ -101,19 +101,16 @@ class _Plan:
         sharing, servers, rows, on_k, weight, base, me = self._layout(k)
         ck = self.c[k]
         delta = values - ck
-        b = self.b_array[servers]                                                   # (chains, hops)
-        most = int(b.max()) + max(0, (int(values.max()) if top is None else top) - ck)
-        factors = self.model.factor_matrix(most)[rows, b[:, :, None] + on_k * delta]   # (chains, hops, values)
+        b = self.b_array[servers][:, :, None]                                      # (chains, hops, 1)
+        table = self.model.factor_matrix(max(self.b) + max(0, (int(values.max()) if top is None else top) - ck))
+        factors = table.take(rows * table.shape[1] + b + on_k * delta)            # (chains, hops, values)
         terms = weight * (factors - 1.0)
-        t = terms[:, 0, :]
-        for h in range(1, terms.shape[1]):                                         # hop by hop, in order
-            t = t + terms[:, h, :]
-        rates = np.array([self.c[l] for l in sharing], dtype=float)[:, None] / (base + t)
-        rates[me] = values / (base[me] + t[me])
-        out = rates[0]
-        for r in rates[1:]:                                                        # chain by chain, in order
-            out = out + r
-        return out
+        t = np.cumsum(terms, axis=1)[:, -1] if terms.shape[1] > 2 else \
+            terms[:, 0] + terms[:, 1] if terms.shape[1] == 2 else terms[:, 0]    # hop by hop, in order
+        times = base + t
+        rates = np.array([self.c[l] for l in sharing], dtype=float)[:, None] / times
+        rates[me] = values / times[me]
+        return np.cumsum(rates, axis=0)[-1] if len(sharing) > 1 else rates[0]    # chain by chain, in order
 
     def times_with_one_more(self, chains: Sequence[int]) -> np.ndarray:
         """Each of these chains' loaded time when every server on it holds one more job."""

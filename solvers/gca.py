@@ -43,12 +43,30 @@ class AllocatedChain:
 def gca(scenario: Scenario, placement: Placement, slots: list[int] | None = None,
         max_chains: int | None = None) -> list[AllocatedChain]:
     """Chains fastest first with their capacities; empty when the placement has no feasible chain."""
+    model = BatchModel.of(scenario)
+    memo = key = None
+    if slots is None and max_chains is None and model.active:
+        # the batch-aware allocation of a placement is asked for again and again within one search (c-tuning's
+        # probes and its main pass, the every-chain c-tuning, the search's scorer): it depends on the servers (the
+        # model's), the LLM and the arrival rate only, so it is kept for the model's life
+        memo = model.memo.setdefault("gca", {})
+        key = placement.key(), scenario.workload.arrival_rate, id(scenario.model)
+        hit = memo.get(key)
+        if hit is not None and hit[0] is scenario.model:
+            return list(hit[1])
     slots = list(slots) if slots is not None else cache_slots(scenario, placement)
     chains = _greedy(scenario, placement, list(slots), max_chains)
-    model = BatchModel.of(scenario)
     if max_chains is not None or not chains or not model.active:
         return chains
-    return _batch_aware(scenario, placement, slots, chains, model)
+    chains = _batch_aware(scenario, placement, slots, chains, model)
+    if memo is not None:
+        if len(memo) >= GCA_MEMO_SIZE:
+            memo.pop(next(iter(memo)))
+        memo[key] = (scenario.model, tuple(chains))
+    return chains
+
+
+GCA_MEMO_SIZE = 4096
 
 
 REFILL_ROUNDS = 3

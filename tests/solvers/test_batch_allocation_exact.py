@@ -7,6 +7,7 @@ compared on random chains over servers with and without curves (one curve extend
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -185,3 +186,38 @@ def test_marginal_fill_equals_the_scalar_computation(seed):
             lo, hi = (mid, hi) if gain >= elsewhere and gain > 0 else (lo, mid - 1)
         plan.set(k, lo)
     assert _marginal_fill(model, chains, caps) == plan.c
+
+
+def _batched_scenario(arrival_rate: float):
+    from .helpers import make_scenario
+    sc = make_scenario([(40, 0.01, 0.01), (12, 0.02, 0.03)] + [(3, 0.02, 0.05)] * 4, 4, cache_size_gb=0.1,
+                       arrival_rate=arrival_rate)
+    curve = BatchSlowdown.from_pairs([[1, 1], [8, 1.5], [16, 6]])
+    return sc.with_servers(tuple(dataclasses.replace(s, batch_slowdown=curve if s.id in ("s0", "s1") else None)
+                                 for s in sc.servers))
+
+
+def test_a_kept_allocation_is_the_one_computed_afresh():
+    """gca keeps the batch-aware allocation of a placement for the model's life (a search asks for the same ones
+    again and again); the arrival rate and the LLM are part of its key, and a caller's list is its own."""
+    from solvers import batching
+    from solvers.gca import gca
+    from solvers.topology import Placement
+    slow = _batched_scenario(2.0)
+    fast = dataclasses.replace(slow, workload=dataclasses.replace(slow.workload, arrival_rate=20.0))
+    bigger = dataclasses.replace(slow, model=dataclasses.replace(slow.model, cache_size_gb=0.2))
+    assert fast.servers is slow.servers is bigger.servers          # one BatchModel for the three
+    placements = [Placement((0, 0, 0, 2, 0, 2), (4, 4, 2, 2, 2, 2)), Placement((0, 1, 0, 0, 0, 0), (4, 3, 1, 0, 0, 0))]
+    afresh = {}
+    for sc in (slow, fast, bigger):
+        for p in placements:
+            batching._MODELS.clear()
+            afresh[id(sc), p] = gca(sc, p)
+    batching._MODELS.clear()
+    for _ in range(2):
+        for sc in (slow, fast, bigger):
+            for p in placements:
+                got = gca(sc, p)
+                assert got == afresh[id(sc), p]
+                got.clear()                                         # the caller's list, not the kept one
+    assert len({tuple(v) for v in afresh.values()}) > 1           # the keys matter: the allocations differ
