@@ -262,7 +262,7 @@ class BatchModel:
         return sum(c / t for c, t in zip(caps, self.loaded_times(chains, capacities)))
 
 
-MODELS_KEPT = 8
+MODELS_KEPT = 4
 _MODELS: "collections.OrderedDict[int, tuple[Any, BatchModel]]" = collections.OrderedDict()   # id(servers) ->
                                                                                           # (servers, model)
 

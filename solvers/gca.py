@@ -66,7 +66,7 @@ def gca(scenario: Scenario, placement: Placement, slots: list[int] | None = None
     return chains
 
 
-GCA_MEMO_SIZE = 4096
+GCA_MEMO_SIZE = 512            # allocations kept per model (FIFO): a search at J = 42 asks for some 100-300
 
 
 REFILL_ROUNDS = 3
