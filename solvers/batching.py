@@ -25,6 +25,7 @@ import bisect
 import collections
 import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -163,17 +164,18 @@ class BatchModel:
         scenario, the copy with another target load its every-chain c-tuning plans for, and the copy without
         curves its batch-1 pass plans for; each keeps its factor tables and predictions (``memo``)."""
         servers = scenario.servers
-        hit = _MODELS.get(id(servers))
-        if hit is not None and hit[0] is servers:
-            _MODELS.move_to_end(id(servers))
-            return hit[1]
-        by_id = slowdowns_by_server(servers)
-        model = cls(tuple(by_id[s.id] for s in servers), tuple(s.block_time_s for s in servers),
-                    {s.id: j for j, s in enumerate(servers)})
-        _MODELS[id(servers)] = (servers, model)     # the tuple is kept, so its id is not reused while here
-        while len(_MODELS) > MODELS_KEPT:
-            _MODELS.popitem(last=False)
-        return model
+        with _MODELS_LOCK:                          # plans may be computed in several threads at once
+            hit = _MODELS.get(id(servers))
+            if hit is not None and hit[0] is servers:
+                _MODELS.move_to_end(id(servers))
+                return hit[1]
+            by_id = slowdowns_by_server(servers)
+            model = cls(tuple(by_id[s.id] for s in servers), tuple(s.block_time_s for s in servers),
+                        {s.id: j for j, s in enumerate(servers)})
+            _MODELS[id(servers)] = (servers, model)     # the tuple is kept, so its id is not reused while here
+            while len(_MODELS) > MODELS_KEPT:
+                _MODELS.popitem(last=False)
+            return model
 
     @functools.cached_property
     def active(self) -> bool:
@@ -200,11 +202,6 @@ class BatchModel:
         """Scratch space for what the planners compute from this model alone, by their own keys (factor
         tables here, packed predictions in batch_allocation): a scenario's model lives as long as its search."""
         return {}
-
-    @functools.cached_property
-    def curved(self) -> tuple[bool, ...]:
-        """Per server index: whether its curve slows it at all."""
-        return tuple(not c.is_identity for c in self.curves)
 
     @functools.cached_property
     def curve_rows(self) -> np.ndarray:
@@ -250,9 +247,11 @@ class BatchModel:
         if not self.active:
             return [ch.service_time_s for ch in chains]
         b = self.occupancy(chains, capacities)
+        if not all(isinstance(n, (int, np.integer)) and n >= 0 for n in b):     # capacities that are not counts
+            return [ch.service_time_s + self.excess(self.hops(ch), b) for ch in chains]
         # each server's factor once, from its table (``factor`` itself): the numbers ``excess`` would compute hop by
         # hop, summed in the same order
-        less_one = (self.factor_matrix(max(b))[self.curve_rows, b] - 1.0).tolist()
+        less_one = (self.factor_matrix(int(max(b)))[self.curve_rows, b] - 1.0).tolist()
         bt = self.block_time_s
         return [ch.service_time_s + sum(bt[j] * m * less_one[j] for j, m in self.hops(ch)) for ch in chains]
 
@@ -263,6 +262,7 @@ class BatchModel:
 
 
 MODELS_KEPT = 4
+_MODELS_LOCK = threading.Lock()
 _MODELS: "collections.OrderedDict[int, tuple[Any, BatchModel]]" = collections.OrderedDict()   # id(servers) ->
                                                                                           # (servers, model)
 

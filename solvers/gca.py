@@ -61,7 +61,7 @@ def gca(scenario: Scenario, placement: Placement, slots: list[int] | None = None
     chains = _batch_aware(scenario, placement, slots, chains, model)
     if memo is not None:
         if len(memo) >= GCA_MEMO_SIZE:
-            memo.pop(next(iter(memo)))
+            memo.pop(next(iter(memo), None), None)      # FIFO (another thread may have taken it)
         memo[key] = (scenario.model, tuple(chains))
     return chains
 

@@ -221,3 +221,11 @@ def test_a_kept_allocation_is_the_one_computed_afresh():
                 assert got == afresh[id(sc), p]
                 got.clear()                                         # the caller's list, not the kept one
     assert len({tuple(v) for v in afresh.values()}) > 1           # the keys matter: the allocations differ
+
+
+def test_loaded_times_take_capacities_that_are_not_counts():
+    """Capacities given as floats (a solver's values) still give the per-hop sum."""
+    model, chains = _case(3)
+    caps = [ch.capacity + 0.5 for ch in chains]
+    b = model.occupancy(chains, caps)
+    assert _same(model.loaded_times(chains, caps), [ch.service_time_s + model.excess(ch.hops, b) for ch in chains])
