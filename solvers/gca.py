@@ -19,7 +19,9 @@ index, so no heap is needed).  Every round invalidates at least one
 Under a batch slowdown (solvers/batching.py) a full slot is no longer free speed: the greedy's capacities
 are then cut back by the marginal analysis of solvers/batch_allocation.py (the saturation rate
 ``sum c_k / T_k(b_full)`` and the predicted mean response at the scenario's arrival rate), and the slots that frees on servers that were not held back
-on purpose are offered to GCA again.  With no curve anywhere the result is the greedy's, unchanged.
+on purpose are offered to GCA again.  With no curve anywhere the result is the greedy's, unchanged.  A
+placement's batch-aware allocation is kept for the model's life (``GCA_MEMO_SIZE``), since a search asks for the
+same ones several times.
 """
 
 from __future__ import annotations
