@@ -45,9 +45,13 @@ TIE = 1e-12                # relative: a change within it is a tie (fewer jobs w
 class _Plan:
     """Capacities, occupancy and each chain's loaded time, updated chain by chain.
 
-    ``local_rates`` gives the rate of the chains sharing a server with k for many capacities of k at once: the
-    same sums in the same order as one capacity at a time (factors from the model's tables, which are
-    ``factor`` itself), so each element equals the scalar computation bit for bit, at a fraction of the cost."""
+    ``local_rates`` gives the rate of the chains sharing a server with k for many capacities of k at once, as
+    arrays: one row per chain sharing a server with k, one column per hop (padded with hops that add 0.0) and
+    one plane per capacity tried.  Every element is the scalar computation's sequence of operations, in its
+    order (factors from the model's tables, which are ``factor`` itself; a hop's time added to the chain's in
+    hop order, a chain's rate added to the others' in chain order, by cumulative sums, which add one term at a
+    time), so it equals the scalar computation bit for bit (tests/solvers/test_batch_allocation_exact.py keeps
+    the scalar one to compare), at a fraction of the cost."""
 
     def __init__(self, model: BatchModel, chains: Sequence[Any], capacities: Sequence[int]):
         self.model = model
@@ -64,41 +68,67 @@ class _Plan:
         self.sharing = [sorted({l for j in js for l in through[j]}) for js in servers_of]
         self.servers_of = [sorted(js) for js in servers_of]
         self.server_sets = [frozenset(js) for js in servers_of]
-        # a hop's extra time per unit of (factor - 1), and whether its server has a curve at all
-        self.weights = [tuple((j, model.block_time_s[j] * n, not model.curves[j].is_identity) for j, n in h)
-                        for h in self.hops]
+        # a hop's extra time per unit of (factor - 1); a server without a curve has factor 1 at every occupancy
+        self.weights = [tuple(model.block_time_s[j] * n for j, n in h) for h in self.hops]
+        width = max(len(h) for h in self.hops) if self.hops else 0
+        # every chain's hops as a padded (chains x hops) array: server index and weight (0.0 on padding)
+        self.hop_server = np.zeros((len(self.hops), width), dtype=np.intp)
+        self.hop_weight = np.zeros((len(self.hops), width))
+        for l, (h, w) in enumerate(zip(self.hops, self.weights)):
+            self.hop_server[l, :len(h)] = [j for j, _ in h]
+            self.hop_weight[l, :len(h)] = w
+        self.base_array = np.asarray(self.base, dtype=float)
+        self.b_array = np.asarray(self.b, dtype=np.intp)
+        self.rows = model.curve_rows
+        self._local: dict[int, tuple] = {}
 
-    def time_with(self, l: int, servers: set[int] | frozenset[int], delta: int) -> float:
-        """Chain l's loaded time when the servers in ``servers`` hold ``delta`` more jobs."""
-        m = self.model
-        return self.base[l] + sum(m.block_time_s[j] * n * (m.curves[j].factor(self.b[j] + (delta if j in servers
-                                                                                             else 0)) - 1.0)
-                                  for j, n in self.hops[l])
+    def _layout(self, k: int) -> tuple:
+        """What ``local_rates`` needs about chain k that its capacity does not change."""
+        hit = self._local.get(k)
+        if hit is None:
+            sharing = np.array(self.sharing[k], dtype=np.intp)
+            servers = self.hop_server[sharing]                                   # (chains, hops)
+            on_k = np.zeros(len(self.b), dtype=np.intp)
+            on_k[self.servers_of[k]] = 1
+            hit = self._local[k] = (self.sharing[k], servers, self.rows[servers][:, :, None],
+                                    on_k[servers][:, :, None], self.hop_weight[sharing][:, :, None],
+                                    self.base_array[sharing][:, None], self.sharing[k].index(k))
+        return hit
 
-    def local_rates(self, k: int, values: np.ndarray) -> np.ndarray:
+    def local_rates(self, k: int, values: np.ndarray, top: int | None = None) -> np.ndarray:
         """The rate of the chains sharing a server with k (the rest of S is fixed) when k holds ``v`` jobs, for
-        every v in ``values``."""
-        delta = values - self.c[k]
-        servers = self.server_sets[k]
-        moved = {j: self.model.factor_table(j, self.b[j] + int(delta.max()))[self.b[j] + delta]
-                 for j in servers if not self.model.curves[j].is_identity}
-        out: Any = 0
-        for l in self.sharing[k]:
-            t: Any = 0
-            for j, w, curved in self.weights[l]:
-                if not curved:
-                    t = t + w * 0.0
-                elif j in servers:
-                    t = t + w * (moved[j] - 1.0)
-                else:
-                    t = t + w * (self.model.factor_table(j, self.b[j])[self.b[j]] - 1.0)
-            out = out + (values if l == k else self.c[l]) / (self.base[l] + t)
-        return out
+        every v in ``values`` (``top``: their largest, when the caller knows it)."""
+        sharing, servers, rows, on_k, weight, base, me = self._layout(k)
+        ck = self.c[k]
+        delta = values - ck
+        b = self.b_array[servers][:, :, None]                                      # (chains, hops, 1)
+        table = self.model.factor_matrix(max(self.b) + max(0, (int(values.max()) if top is None else top) - ck))
+        factors = table.take(rows * table.shape[1] + b + on_k * delta)            # (chains, hops, values)
+        terms = weight * (factors - 1.0)
+        t = np.cumsum(terms, axis=1)[:, -1] if terms.shape[1] > 2 else \
+            terms[:, 0] + terms[:, 1] if terms.shape[1] == 2 else terms[:, 0]    # hop by hop, in order
+        times = base + t
+        rates = np.array([self.c[l] for l in sharing], dtype=float)[:, None] / times
+        rates[me] = values / times[me]
+        return np.cumsum(rates, axis=0)[-1] if len(sharing) > 1 else rates[0]    # chain by chain, in order
+
+    def times_with_one_more(self, chains: Sequence[int]) -> np.ndarray:
+        """Each of these chains' loaded time when every server on it holds one more job."""
+        sel = np.asarray(chains, dtype=np.intp)
+        servers = self.hop_server[sel]
+        occupancy = self.b_array[servers] + 1
+        factors = self.model.factor_matrix(int(occupancy.max()))[self.rows[servers], occupancy]
+        terms = self.hop_weight[sel] * (factors - 1.0)
+        t = terms[:, 0]
+        for h in range(1, terms.shape[1]):
+            t = t + terms[:, h]
+        return self.base_array[sel] + t
 
     def set(self, k: int, value: int) -> None:
         delta = value - self.c[k]
         for j in self.servers_of[k]:
             self.b[j] += delta
+        self.b_array[self.servers_of[k]] += delta
         self.c[k] = value
 
 
@@ -150,17 +180,30 @@ def best_capacities(model: BatchModel, chains: Sequence[Any], caps: Sequence[int
 
 def _max_saturation(model: BatchModel, chains: Sequence[Any], caps: list[int]) -> list[int]:
     plan = _Plan(model, chains, caps)
+    # chain k's step reads the capacities of the chains sharing a server with a chain that shares one with k (its
+    # neighbours' loaded times); while none of those changed since k's last step, the step would change nothing
+    # again and is skipped (the same sweeps, the same result)
+    reads = [set().union(*(plan.sharing[l] for l in plan.sharing[k])) for k in range(len(chains))]
+    version, changed_at, stepped_at = 0, [0] * len(chains), [-1] * len(chains)
     for _ in range(MAX_SWEEPS):
         changed = False
         for k in range(len(chains)):
+            if stepped_at[k] >= 0 and all(changed_at[l] <= stepped_at[k] for l in reads[k]):
+                continue
+            stepped_at[k] = version
             vals = _values(plan, k, caps[k])
-            rates = plan.local_rates(k, np.array(vals + [plan.c[k]]))
+            rates = plan.local_rates(k, np.array(vals + [plan.c[k]]), max(vals[-1], plan.c[k]))
             best_v, best_r = plan.c[k], rates[-1]
+            if not ((rates[:-1] > best_r * (1 + TIE)).any() or
+                    (rates[:len(vals)][np.array(vals) < best_v] >= best_r * (1 - TIE)).any()):
+                continue            # no value beats the current one (the loop below would keep it)
             for v, r in zip(vals, rates[:-1].tolist()):
                 if r > best_r * (1 + TIE) or (r >= best_r * (1 - TIE) and v < best_v):
                     best_v, best_r = v, r
             if best_v != plan.c[k]:
                 plan.set(k, best_v)
+                version += 1
+                changed_at[k] = version
                 changed = True
         if not changed:
             break
@@ -174,9 +217,9 @@ def _marginal_fill(model: BatchModel, chains: Sequence[Any], caps: list[int]) ->
     plan = _Plan(model, chains, [0] * len(chains))
     for pos, k in enumerate(order):
         later = order[pos + 1:]
-        elsewhere = max((1.0 / plan.time_with(l, plan.server_sets[l], 1) for l in later if caps[l] > 0),
-                        default=0.0)
-        rates = plan.local_rates(k, np.arange(caps[k] + 1)).tolist()    # k holds no job yet: c_k = 0
+        later = [l for l in later if caps[l] > 0]
+        elsewhere = float(np.max(1.0 / plan.times_with_one_more(later))) if later else 0.0
+        rates = plan.local_rates(k, np.arange(caps[k] + 1), caps[k]).tolist()    # k holds no job yet: c_k = 0
 
         def gain(z: int) -> float:
             return rates[z] - rates[z - 1]
@@ -209,49 +252,92 @@ def _factors(curve: BatchSlowdown, b: np.ndarray) -> np.ndarray:
     return np.where(b <= 1, 1.0, out)
 
 
+def _factor_table(model: BatchModel, j: int, up_to: int) -> np.ndarray:
+    """``_factors(curve_j, [0, 1, ..., n])`` with ``n >= up_to``, kept for the model's life: ``_factors`` works
+    element by element (``np.interp`` included), so a lookup equals the call on any array of integer
+    occupancies, bit for bit."""
+    curve = model.curves[j]
+    tables = model.memo.setdefault("packed_factor_tables", {})
+    table = tables.get(curve)
+    if table is None or table.size <= up_to:
+        size = max(64, up_to + 1, 2 * (table.size if table is not None else 0))
+        table = tables[curve] = _factors(curve, np.arange(size, dtype=float))
+    return table
+
+
+def _packed_matrix(model: BatchModel, up_to: int) -> np.ndarray:
+    """``_factor_table`` of every distinct curve as the rows of one array (row ``model.curve_rows[j]``)."""
+    matrix = model.memo.get("packed_factor_matrix")
+    if matrix is None or matrix.shape[1] <= up_to:
+        first: dict[int, int] = {}
+        for j, r in enumerate(model.curve_rows.tolist()):
+            first.setdefault(r, j)
+        tables = [_factor_table(model, first[r], up_to) for r in range(len(first))]
+        size = min(t.size for t in tables)
+        matrix = model.memo["packed_factor_matrix"] = np.stack([t[:size] for t in tables])
+    return matrix
+
+
 def packed_rates(model: BatchModel, chains: Sequence[Any], capacities: Sequence[int]) -> np.ndarray:
     """``d(n)`` for n = 1..C: the rate with n jobs in service packed on the fastest chains (JFFC's order, one-job
     times), each chain at the occupancy that packing gives.  Without curves: the JFFC lower bound's rates.
 
     A search asks for this for every placement it scores, so what does not change is not recomputed: a full
-    chain's rate while none of its servers' occupancy moves, and a server's factors within one chain's filling
-    (the same operations in the same order as computing each afresh, so the figures are the same)."""
+    chain's rate while none of its servers' occupancy moves.  While chain k fills, the chains whose rate moves
+    with it (k and the full chains sharing a server with it) are computed as one array, a row per chain, a column
+    per hop (padding adds 0.0) and a plane per job count: each element the same operations in the same order as
+    computing it chain by chain and hop by hop (factors from ``_factors``' own table), so the figures are the
+    same."""
     order = [k for k in sorted(range(len(chains)), key=lambda k: chains[k].service_time_s) if capacities[k] > 0]
     hops = {k: tuple(model.hops(chains[k])) for k in order}
     on = {k: frozenset(j for j, _ in hops[k]) for k in order}
+    width = max((len(h) for h in hops.values()), default=0)
+    hop_server = np.zeros((len(order), width), dtype=np.intp)        # by position in ``order``
+    hop_weight = np.zeros((len(order), width))
+    for i, k in enumerate(order):
+        hop_server[i, :len(hops[k])] = [j for j, _ in hops[k]]
+        hop_weight[i, :len(hops[k])] = [model.block_time_s[j] * m for j, m in hops[k]]
+    curve_rows = model.curve_rows
+    hop_row = curve_rows[hop_server][:, :, None]
+    base = np.array([chains[k].service_time_s for k in order])
+    table = _packed_matrix(model, sum(capacities[k] for k in order))
     b = np.zeros(len(model.curves))
+    b_int = np.zeros(len(model.curves), dtype=np.intp)
     full: list[int] = []           # chains already full, in order
     full_rate: dict[int, float] = {}     # a full chain's rate at the occupancy b, until one of its servers moves
     pieces = []
-    for k in order:
+    for i, k in enumerate(order):
         z = np.arange(1, capacities[k] + 1, dtype=float)
         on_k = on[k]
-        excess_of: dict[int, Any] = {}   # server -> (factor - 1) as chain k fills: an array on k, a number off it
-
-        def excess(l: int) -> np.ndarray:
-            out = np.zeros_like(z)
-            for j, m in hops[l]:
-                d = excess_of.get(j)
-                if d is None:
-                    occ = b[j] + z if j in on_k else np.array([b[j]])
-                    d = _factors(model.curves[j], occ) - 1.0
-                    excess_of[j] = d = d if j in on_k else d[0]
-                out += model.block_time_s[j] * m * d
-            return out
-
+        on_mask = np.zeros(len(model.curves), dtype=np.intp)
+        on_mask[list(on_k)] = 1
         fixed = 0.0
-        moving = z / (chains[k].service_time_s + excess(k))
-        for l in full:
+        rows = [i]
+        for p, l in enumerate(full):
             if on_k.isdisjoint(on[l]):
                 rate = full_rate.get(l)
                 if rate is None:
-                    rate = full_rate[l] = capacities[l] / (chains[l].service_time_s + model.excess(hops[l], b))
+                    # model.excess(hops[l], b), with the factors from their table (``factor`` itself)
+                    factors = model.factor_matrix(int(b_int.max()))
+                    rate = full_rate[l] = capacities[l] / (chains[l].service_time_s + sum(
+                        model.block_time_s[j] * m * (factors[curve_rows[j], b_int[j]] - 1.0) for j, m in hops[l]))
                 fixed += rate
             else:
-                moving = moving + capacities[l] / (chains[l].service_time_s + excess(l))
+                rows.append(p)
+        servers = hop_server[rows]
+        occupancy = b_int[servers][:, :, None] + on_mask[servers][:, :, None] * np.arange(1, capacities[k] + 1)
+        terms = hop_weight[rows][:, :, None] * (table[hop_row[rows], occupancy] - 1.0)
+        excess = terms[:, 0, :]
+        for h in range(1, width):                                    # hop by hop, in order
+            excess = excess + terms[:, h, :]
+        times = base[rows][:, None] + excess
+        moving = z / times[0]
+        for r, p in enumerate(rows[1:], 1):                          # the full chains, in order
+            moving = moving + capacities[full[p]] / times[r]
         pieces.append(fixed + moving)
         for j in on_k:
             b[j] += capacities[k]
+            b_int[j] += capacities[k]
         for l in full:
             if not on_k.isdisjoint(on[l]):
                 full_rate.pop(l, None)

@@ -22,8 +22,10 @@ and ``b_j = sum of Z_k over the chains k through server j`` (``Z_k`` jobs in ser
 from __future__ import annotations
 
 import bisect
+import collections
 import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -157,16 +159,23 @@ class BatchModel:
 
     @classmethod
     def of(cls, scenario: Any) -> "BatchModel":
-        """The scenario's model; the last one is remembered, since a search asks for it once per placement."""
-        global _LAST
-        last = _LAST
-        if last is not None and last[0] is scenario:
-            return last[1]
-        by_id = slowdowns_by_server(scenario.servers)
-        model = cls(tuple(by_id[s.id] for s in scenario.servers), tuple(s.block_time_s for s in scenario.servers),
-                    {s.id: j for j, s in enumerate(scenario.servers)})
-        _LAST = (scenario, model)
-        return model
+        """The scenario's model.  It depends on the servers alone, so it is remembered by the scenario's ``servers``
+        tuple (scenarios are immutable): a search asks for it once per placement, alternating between the
+        scenario, the copy with another target load its every-chain c-tuning plans for, and the copy without
+        curves its batch-1 pass plans for; each keeps its factor tables and predictions (``memo``)."""
+        servers = scenario.servers
+        with _MODELS_LOCK:                          # plans may be computed in several threads at once
+            hit = _MODELS.get(id(servers))
+            if hit is not None and hit[0] is servers:
+                _MODELS.move_to_end(id(servers))
+                return hit[1]
+            by_id = slowdowns_by_server(servers)
+            model = cls(tuple(by_id[s.id] for s in servers), tuple(s.block_time_s for s in servers),
+                        {s.id: j for j, s in enumerate(servers)})
+            _MODELS[id(servers)] = (servers, model)     # the tuple is kept, so its id is not reused while here
+            while len(_MODELS) > MODELS_KEPT:
+                _MODELS.popitem(last=False)
+            return model
 
     @functools.cached_property
     def active(self) -> bool:
@@ -194,18 +203,40 @@ class BatchModel:
         tables here, packed predictions in batch_allocation): a scenario's model lives as long as its search."""
         return {}
 
+    @functools.cached_property
+    def curve_rows(self) -> np.ndarray:
+        """Per server index: its curve's row in ``factor_matrix`` (servers with equal curves share one)."""
+        rows: dict[BatchSlowdown, int] = {}
+        return np.array([rows.setdefault(c, len(rows)) for c in self.curves], dtype=np.intp)
+
     def factor_table(self, j: int, up_to: int) -> np.ndarray:
         """``curve_j.factor(b)`` for the integers ``b = 0..up_to`` (at least), from ``factor`` itself so that a
         lookup equals the call bit for bit; kept per curve for the model's life (a search asks for it per
-        placement), grown by doubling."""
+        placement), grown by doubling (only the new entries are computed)."""
         curve = self.curves[j]
         tables = self.memo.setdefault("factor_tables", {})
         table = tables.get(curve)
         if table is None or table.size <= up_to:
-            size = max(64, up_to + 1, 2 * (table.size if table is not None else 0))
-            table = np.array([curve.factor(b) for b in range(size)])
+            have = table.size if table is not None else 0
+            size = max(64, up_to + 1, 2 * have)
+            grown = np.array([curve.factor(b) for b in range(have, size)], dtype=float)
+            table = grown if table is None else np.concatenate([table, grown])
             tables[curve] = table
         return table
+
+    def factor_matrix(self, up_to: int) -> np.ndarray:
+        """``factor_table`` of every distinct curve as the rows of one array (row ``curve_rows[j]`` is server j's),
+        ``up_to`` at least: ``factor_matrix(n)[curve_rows, b]`` looks up many servers' factors at once."""
+        matrix = self.memo.get("factor_matrix")
+        if matrix is None or matrix.shape[1] <= up_to:
+            first = {}
+            for j, r in enumerate(self.curve_rows.tolist()):
+                first.setdefault(r, j)
+            tables = [self.factor_table(first[r], up_to) for r in range(len(first))]
+            width = min(t.size for t in tables)
+            matrix = np.stack([t[:width] for t in tables])
+            self.memo["factor_matrix"] = matrix
+        return matrix
 
     def excess(self, hops: Sequence[tuple[int, int]], occupancy: Sequence[float]) -> float:
         """The slowdown's extra time over the one-job time on these hops (network time is not slowed)."""
@@ -216,7 +247,13 @@ class BatchModel:
         if not self.active:
             return [ch.service_time_s for ch in chains]
         b = self.occupancy(chains, capacities)
-        return [ch.service_time_s + self.excess(self.hops(ch), b) for ch in chains]
+        if not all(isinstance(n, (int, np.integer)) and n >= 0 for n in b):     # capacities that are not counts
+            return [ch.service_time_s + self.excess(self.hops(ch), b) for ch in chains]
+        # each server's factor once, from its table (``factor`` itself): the numbers ``excess`` would compute hop by
+        # hop, summed in the same order
+        less_one = (self.factor_matrix(int(max(b)))[self.curve_rows, b] - 1.0).tolist()
+        bt = self.block_time_s
+        return [ch.service_time_s + sum(bt[j] * m * less_one[j] for j, m in self.hops(ch)) for ch in chains]
 
     def saturation_rate(self, chains: Sequence[Any], capacities: Sequence[int] | None = None) -> float:
         """``sum_k c_k / T_k(b_full)``: with no curve, today's total service rate ``sum c_k / T_k``."""
@@ -224,7 +261,10 @@ class BatchModel:
         return sum(c / t for c, t in zip(caps, self.loaded_times(chains, capacities)))
 
 
-_LAST: tuple[Any, BatchModel] | None = None     # (scenario, its model): scenarios are immutable
+MODELS_KEPT = 4
+_MODELS_LOCK = threading.Lock()
+_MODELS: "collections.OrderedDict[int, tuple[Any, BatchModel]]" = collections.OrderedDict()   # id(servers) ->
+                                                                                          # (servers, model)
 
 
 def chain_time(chain: Any, servers: Mapping[str, Any], occupancy: Mapping[str, float]) -> float:

@@ -19,7 +19,9 @@ index, so no heap is needed).  Every round invalidates at least one
 Under a batch slowdown (solvers/batching.py) a full slot is no longer free speed: the greedy's capacities
 are then cut back by the marginal analysis of solvers/batch_allocation.py (the saturation rate
 ``sum c_k / T_k(b_full)`` and the predicted mean response at the scenario's arrival rate), and the slots that frees on servers that were not held back
-on purpose are offered to GCA again.  With no curve anywhere the result is the greedy's, unchanged.
+on purpose are offered to GCA again.  With no curve anywhere the result is the greedy's, unchanged.  A
+placement's batch-aware allocation is kept for the model's life (``GCA_MEMO_SIZE``), since a search asks for the
+same ones several times.
 """
 
 from __future__ import annotations
@@ -43,12 +45,30 @@ class AllocatedChain:
 def gca(scenario: Scenario, placement: Placement, slots: list[int] | None = None,
         max_chains: int | None = None) -> list[AllocatedChain]:
     """Chains fastest first with their capacities; empty when the placement has no feasible chain."""
+    model = BatchModel.of(scenario)
+    memo = key = None
+    if slots is None and max_chains is None and model.active:
+        # the batch-aware allocation of a placement is asked for again and again within one search (c-tuning's
+        # probes and its main pass, the every-chain c-tuning, the search's scorer): it depends on the servers (the
+        # model's), the LLM and the arrival rate only, so it is kept for the model's life
+        memo = model.memo.setdefault("gca", {})
+        key = placement.key(), scenario.workload.arrival_rate, id(scenario.model)
+        hit = memo.get(key)
+        if hit is not None and hit[0] is scenario.model:
+            return list(hit[1])
     slots = list(slots) if slots is not None else cache_slots(scenario, placement)
     chains = _greedy(scenario, placement, list(slots), max_chains)
-    model = BatchModel.of(scenario)
     if max_chains is not None or not chains or not model.active:
         return chains
-    return _batch_aware(scenario, placement, slots, chains, model)
+    chains = _batch_aware(scenario, placement, slots, chains, model)
+    if memo is not None:
+        if len(memo) >= GCA_MEMO_SIZE:
+            memo.pop(next(iter(memo), None), None)      # FIFO (another thread may have taken it)
+        memo[key] = (scenario.model, tuple(chains))
+    return chains
+
+
+GCA_MEMO_SIZE = 512            # allocations kept per model (FIFO): a search at J = 42 asks for some 100-300
 
 
 REFILL_ROUNDS = 3
