@@ -23,6 +23,7 @@ from .test_live import PLAN_A, PLAN_B, check_instant
 SERVERS = ["a", "b", "c", "d"]
 PLANS = {1: PLAN_A, 2: PLAN_B}
 TTL_S = 0.5
+HEARTBEAT_TIMEOUT_S = 0.6
 SECONDS = float(os.environ.get("CHAINPLAN_CHURN_STRESS_S", "6"))
 
 
@@ -78,9 +79,12 @@ async def churn(store, seed: int) -> dict:
         plan = 1
         masked: set[str] = set()
         next_switch = asyncio.get_running_loop().time() + 1.0
+        quiet: dict[str, float] = {}    # a server that sent a heartbeat is left alone until its timeout ran out
         while not stop.is_set():
             await asyncio.sleep(rng.uniform(0.1, 0.35))
-            server = rng.choice(SERVERS)
+            now = asyncio.get_running_loop().time()
+            free = [s for s in SERVERS if quiet.get(s, 0.0) <= now]
+            server = rng.choice(free or SERVERS)
             roll = rng.random()
             if roll < 0.25:
                 state = rng.choice(["down", "down", "draining", "joining", "suspect"])
@@ -89,12 +93,13 @@ async def churn(store, seed: int) -> dict:
                 if state == "down":
                     dead.add(server)
             elif roll < 0.8:
-                server = rng.choice(sorted(masked)) if masked else server
+                server = rng.choice(sorted(masked & set(free))) if masked & set(free) else server
                 await store.set_server_state(1, server, "up", cause="stress")
                 dead.discard(server)
                 masked.discard(server)
             else:
-                await store.heartbeat(1, server)        # it goes silent later: down by the timeout
+                await store.heartbeat(1, server)        # then silent: down by the timeout, while clients run
+                quiet[server] = now + HEARTBEAT_TIMEOUT_S + 0.5
                 masked.add(server)
             if asyncio.get_running_loop().time() > next_switch:
                 plan = 3 - plan
@@ -156,7 +161,8 @@ def masked_grants(grants, events) -> tuple[list, int]:
 
 
 def test_churn_keeps_every_invariant(store_factory):
-    store = store_factory(liveness=LivenessConfig(suspect_s=0.2, suspect_max_s=1.0, heartbeat_timeout_s=0.6))
+    store = store_factory(liveness=LivenessConfig(suspect_s=0.2, suspect_max_s=1.0,
+                                                  heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S))
     out = run(churn(store, seed=22))
     counts, final = out["counts"], out["final"]
     assert not out["errors"], out["errors"][:5]
