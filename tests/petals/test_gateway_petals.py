@@ -25,7 +25,7 @@ import pytest
 from serving.dispatch.redis_store import RedisStore
 from serving.gateway.keys import key_digest
 from tests.dispatch.conftest import REDIS_URL, require_redis, snapshot
-from tests.gateway.conftest import gateway_process
+from tests.gateway.conftest import gateway_process, wait_idle
 from tests.petals.conftest import PETALS_PY, petals_env, petals_generate
 
 openai = pytest.importorskip("openai")
@@ -57,6 +57,14 @@ class Setup:
 
     def in_progress(self) -> int:
         return sum(c["in_progress"] for c in self.store.state(CLUSTER)["chains"])
+
+    def wait_idle(self) -> None:
+        """The slot given back and every PETALS session closed, within a second of the answer's end."""
+        wait_idle(self.store, CLUSTER, 1.0)
+        t0 = time.monotonic()
+        while any(c < o for o, c in self.sessions().values()):
+            assert time.monotonic() - t0 < 1.0, f"a server still holds a session 1 s after the answer: {self.sessions()}"
+            time.sleep(0.02)
 
     def sessions(self) -> dict[str, tuple[int, int]]:
         """(opened, closed) inference sessions per server, from the servers' own logs."""
@@ -117,7 +125,7 @@ def test_sync_completion_is_petals_own_greedy_text_with_the_tokenizers_counts(se
     assert choice.finish_reason == ("length" if n == 10 else "stop")
     assert greedy.usage.completion_tokens == (10 if n == 10 else n + 1)      # the end-of-sequence token counts
     assert greedy.usage.total_tokens == greedy.usage.prompt_tokens + greedy.usage.completion_tokens
-    assert setup.in_progress() == 0
+    setup.wait_idle()
 
 
 def test_sync_chat_streamed_and_not_agree_and_count_the_templated_prompt(setup):
@@ -133,7 +141,7 @@ def test_sync_chat_streamed_and_not_agree_and_count_the_templated_prompt(setup):
     assert chunks[-1].usage.prompt_tokens == setup.counts["chat"]
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
-    assert setup.in_progress() == 0
+    setup.wait_idle()
 
 
 def test_async_clients_streamed_and_not_at_once(setup, greedy):
@@ -148,7 +156,7 @@ def test_async_clients_streamed_and_not_at_once(setup, greedy):
             return await asyncio.gather(whole, streamed())
     whole, text = asyncio.run(both())
     assert whole.choices[0].text == text == greedy.choices[0].text
-    assert setup.in_progress() == 0
+    setup.wait_idle()
 
 
 def test_a_request_too_long_for_the_servers_is_a_400_naming_the_parameter(setup):
@@ -169,8 +177,8 @@ def test_a_request_too_long_for_the_servers_is_a_400_naming_the_parameter(setup)
 
 
 def test_a_client_gone_mid_stream_releases_the_slot_and_the_session_within_a_second(setup, greedy):
+    setup.wait_idle()                                      # nothing left of the earlier tests
     before = setup.sessions()
-    assert all(o == c for o, c in before.values()), f"a session of an earlier test is still open: {before}"
     client = setup.client()
     stream = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=240, temperature=0.8, seed=1,
                                        stream=True)

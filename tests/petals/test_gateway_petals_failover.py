@@ -21,7 +21,7 @@ import pytest
 from serving.dispatch.redis_store import RedisStore
 from serving.gateway.keys import key_digest
 from tests.dispatch.conftest import REDIS_URL, require_redis, snapshot
-from tests.gateway.conftest import gateway_process
+from tests.gateway.conftest import gateway_process, wait_idle
 from tests.petals.conftest import PETALS_PY, REPO, petals_env
 
 openai = pytest.importorskip("openai")
@@ -93,6 +93,7 @@ def test_a_server_killed_mid_stream_costs_the_answer_nothing(setup):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
     usage = chunks[-1].usage
     assert (usage.prompt_tokens, usage.completion_tokens) == (whole.usage.prompt_tokens, whole.usage.completion_tokens)
+    wait_idle(store, CLUSTER, 1.0)                  # the lease goes back just after the answer's end
     st = store.state(CLUSTER)
     assert {s["server"]: s["state"] for s in st["servers"]}["b"] == "suspect"
     assert [c["masked"] for c in st["chains"]] == [True, False]
