@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from testbed.report import adoption_text, churn_plot, churn_summary, load_of  # noqa: E402
+from testbed.report import _failed_over, adoption_text, churn_plot, churn_summary, load_of  # noqa: E402
 
+KINDS = ("kill", "hang", "kill-gateway")    # --name churn-<kind>; kill-gateway: the replay through the gateway
 GOALS = "lost 0; mask <= 2 s (kill), <= 5 s (hang); re-plan <= 15 s; churn-window p95 <= 2x steady"
 
 
@@ -44,7 +45,7 @@ def main(out: Path) -> int:
              "[churn-kill-moved-timeline.png](churn-kill-moved-timeline.png)), is in docs/petals-testbed.md "
              "(Churn, Measured).", ""]
     found = False
-    for kind in ("kill", "hang"):
+    for kind in KINDS:
         path = out / f"churn-{kind}.json"
         if not path.exists():
             lines += [f"## {kind}: not recorded", ""]
@@ -70,7 +71,7 @@ def main(out: Path) -> int:
             ratio = None
             if (w.get("steady") or {}).get("p95_s") and (w.get("churn") or {}).get("p95_s"):
                 ratio = w["churn"]["p95_s"] / w["steady"]["p95_s"]
-            lines.append(f"| {a} | {c.get('server', '-')} | {r.get('lost')} | {_f(r.get('failed_over'))} | "
+            lines.append(f"| {a} | {c.get('server', '-')} | {r.get('lost')} | {_failed_over(r, c)} | "
                          f"{_f(r.get('mask_s'))} | {_f(r.get('replan_s'))} | {_f(r.get('moved_s'))} | "
                          f"{mp('steady')} | {mp('churn')} | "
                          f"{mp('recovery')} | {_f(ratio)} |")
@@ -130,7 +131,7 @@ def main(out: Path) -> int:
                     continue
                 p = c.get("p95_s") or {}
                 lines.append(f"| {h['date']} | {h.get('commit')} | {load_of(h.get('uptime_before'))} | "
-                             f"{load_of(h.get('uptime_after'))} | {a} | {c.get('lost')} | {_f(c.get('failed_over'))} | "
+                             f"{load_of(h.get('uptime_after'))} | {a} | {c.get('lost')} | {_failed_over(c, c)} | "
                              f"{_f(c.get('mask_s'))} | {_f(c.get('replan_s'))} | {_f(c.get('moved_s'))} | "
                              f"{_f(p.get('steady'))} / {_f(p.get('churn'))} / {_f(p.get('recovery'))} | "
                              f"{_f(c.get('churn_p95_ratio'))} |")

@@ -107,6 +107,19 @@ class GatewayRun(procs.StartStop):
             time.sleep(0.2)
         raise GatewayError(f"the gateway did not open its port within {START_TIMEOUT_S:.0f} s: {self._tail()}")
 
+    def failovers(self) -> int | None:
+        """Answers the gateway resumed on another chain so far (its ``chainplan_gateway_failovers_total``, every
+        chain together; one request resumed twice counts twice); None when its metrics cannot be read."""
+        import urllib.request
+        from prometheus_client.parser import text_string_to_metric_families
+        try:
+            with urllib.request.urlopen(self.base_url + "/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        return int(sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+                       if s.name == "chainplan_gateway_failovers_total"))
+
     def _tail(self) -> str:
         try:
             return self.log_path.read_text(errors="replace").strip()[-500:]

@@ -274,6 +274,7 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                                                        replanner.transitions if routes is not None else None)
                 if gateway is not None:
                     churn.result["failed_over"] = None   # the gateway fails over inside; its client cannot see it
+                    churn.result["gateway_failovers"] = gw.failovers()    # what the gateway counted instead
                 churn.result["adoptions"] = [{**a, "at_s": round(a["at"] - t0, 3)}
                                              for a in (replanner.adoptions if routes is not None else [])]
                 churn.result["transitions"] = [{k: e[k] for k in ("server", "state", "prev", "cause")}

@@ -200,13 +200,23 @@ def history_entry(config: dict, command: str, meta: dict, results: dict) -> dict
                            for a, r in results.items()}}
 
 
+def _failed_over(r: dict, c: dict) -> str:
+    """Requests completed after a fail-over; through the gateway, which fails over inside, its own count of
+    resumed answers instead."""
+    if r.get("failed_over") is not None:
+        return str(r["failed_over"])
+    n = c.get("gateway_failovers")
+    return "n/a" if n is None else f"{n} (gateway's resumes)"
+
+
 def churn_summary(r: dict) -> dict:
     """A churn run's figures for the history: the contract's, the p95 per window and churn p95 / steady p95."""
     w = (r.get("churn") or {}).get("windows") or {}
     p95 = {k: (w.get(k) or {}).get("p95_s") for k in ("steady", "churn", "recovery")}
     ratio = round(p95["churn"] / p95["steady"], 3) if p95["churn"] and p95["steady"] else None
     return {**{k: r.get(k) for k in ("lost", "failed_over", "mask_s", "mask_after_report_s", "replan_s", "moved_s")},
-            "server": (r.get("churn") or {}).get("server"), "p95_s": p95, "churn_p95_ratio": ratio}
+            "server": (r.get("churn") or {}).get("server"), "p95_s": p95, "churn_p95_ratio": ratio,
+            "gateway_failovers": (r.get("churn") or {}).get("gateway_failovers")}
 
 
 def record_history(path: Path, entry: dict) -> list[dict]:
@@ -409,7 +419,7 @@ def churn_lines(results: dict, name: str) -> list[str]:
     for a, r in churned.items():
         c = r["churn"]
         lines.append(f"| {a} | {c.get('server', '-')} | {r['lost']} | "
-                     f"{'n/a' if r['failed_over'] is None else r['failed_over']} | {fmt(r['mask_s'])} | "
+                     f"{_failed_over(r, c)} | {fmt(r['mask_s'])} | "
                      f"{fmt(r['replan_s'])} | {fmt(r.get('moved_s'))} | {fmt(c.get('step_deadline_s'))} | "
                      f"{w(c, 'steady')} | {w(c, 'churn')} | "
                      f"{w(c, 'recovery')} |")
