@@ -26,14 +26,17 @@ same way: GCA on the placement, then the closed-form lower bound.
    it lowers the bound.
 
 Under a batch slowdown (solvers/batching.py) every bound above is the batch model's prediction, and after the
-paper's method a batch-1 pass runs: this search on the scenario without the curves, in ``BATCH1_SHARE`` of the
-budget left (its own paper's method in full).  Its plans join the candidates as it allocated them and re-allocated
+paper's method a batch-1 pass runs: this search on the scenario without the curves, with the whole budget, as a
+batch-1 ``search`` of its own would have it.  Its plans join the candidates as it allocated them and re-allocated
 for the batch model, and they are floors too: the plan is never predicted slower than the best of them
-(``search_steps.batch1``; docs/algorithms.md).
+(``search_steps.batch1``; docs/algorithms.md).  The batch-aware phases then get the budget the pass did not
+count against them, so under a batch slowdown the run takes up to twice the budget; where the limit is a wall
+clock for the whole call (``PlanOptions.extra[WALL_CLOCK]``: a service job's), the pass gets half of what the
+paper's method left instead.
 
 The budget (``time_limit_s``, default ``DEFAULT_BUDGET_S``) bounds the whole
 wall clock of the algorithm, the paper's method included: phases 1-3 stop at
-``start + budget``.  The proposed plan is the floor of the guarantee, so it is
+``start + budget`` (plus the batch-1 pass's time under a batch slowdown).  The proposed plan is the floor of the guarantee, so it is
 always computed in full (its c-tuning is pruned: a few tenths of a second at
 J = 1,000); when it alone uses up the budget, its plan is returned as is and
 marked cut short.  The overrun past the budget is at most one scoring (one GCA
@@ -70,9 +73,8 @@ KICKS_PER_SERVER = 12        # iterated local search: random kicks without impro
 MAX_BOUNDARY_PARTNERS = 64  # two-server boundary moves per server at most (J <= 64 is never sampled)
 LAZY_SHUFFLE_FROM = 50_000  # neighbourhoods longer than this are shuffled lazily (the paper grid's are shorter)
 KEEP_ALL_LOAD = 1e-9         # a target load so small that GBP-CR's stopping rule never fires
+WALL_CLOCK = "wall_clock_limit"   # PlanOptions.extra: time_limit_s bounds the whole call, the batch-1 pass included
 BATCH1_LABELS = {"proposed": "batch-1 proposed", "all chains": "batch-1 all chains", "winner": "batch-1 search"}
-BATCH1_SHARE = 0.5           # under a batch slowdown: the share of the budget left after the paper's method that
-                             # the batch-1 pass may use (its own paper's method always runs in full)
 
 
 @dataclass
@@ -353,10 +355,15 @@ def _run_search(scenario: Scenario, options: PlanOptions, name: str) -> tuple[Pl
     batch1 = None
     if score.model.active:
         options.report(0.2, f"{name}: the batch-1 pass")
-        batch1_budget = max(0.0, deadline - time.monotonic()) * BATCH1_SHARE
+        # the whole budget, as a batch-1 `search` run on its own would have it: the plan must not lose to that.
+        # Where the limit is a wall clock for the whole call (a service job's), the pass gets half of what is left.
+        wall_clock = bool(options.extra.get(WALL_CLOCK))
+        batch1_budget = max(0.0, deadline - time.monotonic()) * 0.5 if wall_clock else budget
         b1_started = time.monotonic()
         b1_result, b1_plans = _run_search(without_curves(scenario),
                                           replace(options, time_limit_s=batch1_budget, progress=None), name)
+        if not wall_clock:   # the batch-aware phases keep the time they had: up to twice the budget in all
+            deadline += time.monotonic() - b1_started
         batch1 = {"budget_s": batch1_budget, "searched_s": time.monotonic() - b1_started,
                   "winner": (b1_result.extra.get("search_steps") or {}).get("winner"), "response_time_s": None}
         b1_best = math.inf

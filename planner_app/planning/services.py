@@ -350,7 +350,7 @@ def execute_job(job_id: int, worker: str, soft_limit_s: float | None = None) -> 
                 doc = plan(scenario, algorithm, c=opts.get("c"),
                            simulate_requests=opts.get("simulate_requests", settings.DEFAULT_SIMULATE_REQUESTS),
                            seed=opts.get("seed", 1), progress=progress, time_limit_s=remaining,
-                           placement=opts.get("placement"))
+                           placement=opts.get("placement"), wall_clock_limit=True)
             _save_plan(job_id, attempt, doc)
             plans.append(doc)
         ok = _finish(job_id, attempt, error=_infeasible_error(plans), scenario=scenario)

@@ -113,3 +113,14 @@ def test_a_zero_budget_still_scores_the_batch1_papers_plan():
     assert steps["budget_s"] == 0.0
     assert steps["best_response_time_s"] == pytest.approx(predicted(run("proposed", without_curves(sc)), sc))
     assert predicted(result, sc) <= steps["best_response_time_s"] * (1 + 1e-9)
+
+
+def test_the_batch1_pass_gets_the_whole_budget_unless_the_limit_is_a_wall_clock():
+    """On its own the pass is the batch-1 `search` with the same budget (the run may take up to twice it); in a
+    service job, whose limit bounds the whole job, the pass gets half of what the paper's method left."""
+    sc = scenario()
+    own = REGISTRY["search"].run(sc, PlanOptions(time_limit_s=0.4)).extra["search_steps"]["batch1"]
+    assert own["budget_s"] == 0.4
+    job = REGISTRY["search"].run(sc, PlanOptions(time_limit_s=0.4, extra={"wall_clock_limit": True}))
+    assert 0 < job.extra["search_steps"]["batch1"]["budget_s"] <= 0.2
+    assert job.extra["search"]["searched_s"] < 0.4 + 0.3      # the limit plus at most one scoring's overrun
