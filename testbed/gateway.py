@@ -157,6 +157,7 @@ async def call(client, prompt: str, l_out: int) -> dict:
     chain = headers.get("x-chainplan-chain")
     waited = headers.get("x-chainplan-queue-wait-s")
     return {"sent": sent, "first": first, "done": done, "chain": int(chain) if chain is not None else None,
+            "route": headers.get("x-chainplan-route") or None,
             "waited_s": float(waited) if waited is not None else math.nan,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None}
@@ -225,10 +226,11 @@ def replay(gateway: GatewayRun, prompts: list[str], arrivals: list[float], l_out
         done = got["done"] if got else time.time()
         chain = got["chain"] if got else None
         waited = got["waited_s"] if got else math.nan
+        # the gateway's own route: after a plan switch (churn) the chain index names a chain of another plan
+        route = (got["route"] if got and got.get("route") else
+                 hops_of_chain[chain] if chain is not None and chain < len(hops_of_chain) else "")
         rows.append({"algorithm": algorithm, "request": i, "arrival_s": arrive - t0, "ok": ok, "error": error,
-                     "chain": chain if chain is not None else "",
-                     "granted": hops_of_chain[chain] if chain is not None and chain < len(hops_of_chain) else "",
-                     "route": hops_of_chain[chain] if chain is not None and chain < len(hops_of_chain) else "",
+                     "chain": chain if chain is not None else "", "granted": route, "route": route,
                      "wait_s": waited, "service_s": (done - arrive - waited) if ok and math.isfinite(waited) else math.nan,
                      "response_s": done - arrive,
                      "first_token_s": (got["first"] - arrive) if got and got["first"] else math.nan,

@@ -129,6 +129,7 @@ class _Progress:
         self.tokens: list[int] = []
         self.pieces = 0
         self.chain: int | None = None       # the chain of the attempt running now
+        self.route = ""                     # the first lease's hops, "server:start-end|..."
         self.started = False                # an attempt ran (so an error is no longer the dispatcher's refusal)
         self.refusal: str | None = None     # why the engine could not resume, when it could not
         self.waited_s = 0.0                 # the first lease's time in the dispatcher's queue
@@ -199,10 +200,12 @@ async def _unless_gone(work: Awaitable[T], receive) -> tuple[bool, T | None]:
 
 
 def _granted(response: Response, progress: "_Progress") -> Response:
-    """Which chain of the plan served the answer (the one running when the answer started) and how long
-    its first lease queued (headers a client may read, as the PETALS testbed does to compare its
+    """Which chain of the plan served the answer (the one running when the answer started), its hops, and how
+    long its first lease queued (headers a client may read, as the PETALS testbed does to compare its
     measurements with the prediction)."""
     response.headers["x-chainplan-chain"] = str(progress.chain)
+    # the index names a chain of the plan that granted it; after a plan switch only the hops say which servers
+    response.headers["x-chainplan-route"] = progress.route
     response.headers["x-chainplan-queue-wait-s"] = f"{progress.waited_s:.6f}"
     return response
 
@@ -459,6 +462,7 @@ class Gateway:
             servers = tuple(h.server for h in a.lease.servers)
             if not a.resumed:
                 progress.waited_s = float(a.lease.waited_s)      # the dispatcher's queue time (the header)
+                progress.route = "|".join(f"{h.server}:{h.start_block}-{h.end_block}" for h in a.lease.servers)
                 # the metric: the whole time to get the lease, round trip to the dispatcher included
                 obs.granted(served.cluster, served.name, a.lease.chain, servers, time.perf_counter() - asked)
             else:

@@ -79,14 +79,17 @@ def test_sync_streams_with_usage(client):
 
 
 def test_answers_name_their_chain_and_queue_wait(client):
-    """x-chainplan-chain / x-chainplan-queue-wait-s on whole and streamed answers (read by the PETALS testbed)."""
+    """x-chainplan-chain / -route / -queue-wait-s on whole and streamed answers (read by the PETALS testbed)."""
     from .conftest import CHAINS
     raw = client.completions.with_raw_response.create(model="tiny", prompt="Hello", max_tokens=2)
     assert raw.parse().usage.completion_tokens == 2
     # one request with every slot free: the fastest chain, at once
     assert raw.headers["x-chainplan-chain"] == "0" and float(raw.headers["x-chainplan-queue-wait-s"]) == 0.0
+    assert raw.headers["x-chainplan-route"] == "s1:0-2|s2:2-4"         # CHAINS[0]: s1 and s2, two blocks each
     raw = client.completions.with_raw_response.create(model="tiny", prompt="Hello", max_tokens=2, stream=True)
-    assert 0 <= int(raw.headers["x-chainplan-chain"]) < len(CHAINS)
+    chain = int(raw.headers["x-chainplan-chain"])
+    assert 0 <= chain < len(CHAINS)
+    assert raw.headers["x-chainplan-route"] == ("s1:0-2|s2:2-4", "s3:0-4")[chain]
     assert float(raw.headers["x-chainplan-queue-wait-s"]) >= 0.0
     assert [c.choices[0].finish_reason for c in raw.parse()][-1] == "length"
 
