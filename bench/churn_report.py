@@ -23,6 +23,15 @@ def _f(x) -> str:
     return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
+def _shape(h: dict) -> str:
+    """A history line's requests and churn events, from its command."""
+    import re
+    cmd = h.get("command") or ""
+    n = re.search(r"--requests[ =](\d+)", cmd)
+    ev = re.search(r"--churn[ =](\S+)", cmd)
+    return f"{n.group(1) if n else '-'}, `{ev.group(1) if ev else '-'}`"
+
+
 def _p95(values: list[float]) -> float | None:
     """The same p95 as the testbed's windows (testbed.churn._stats)."""
     if not values:
@@ -113,11 +122,11 @@ def main(out: Path) -> int:
             ev = "; ".join(f"{e['entry']} at {e['at_s']:.1f} s" + (f" (ready {e['ready_s']:.1f} s)" if "ready_s" in e
                                                                    else "") for e in c.get("events_s", []))
             lines.append(f"- {a}: events {ev}." + (f" States: {tr}." if tr else "") + (f" Adopted: {ad}." if ad else ""))
-        lines += ["", f"Every recorded run of this command (`churn-{kind}-history.jsonl`; `-` where an older run's "
-                  "history line kept no churn figures):", "",
-                  "| date | code | load at start | load at end | algorithm | lost | failed over | mask s | re-plan s "
-                  "| moved s | p95 steady / churn / recovery s | churn p95 / steady p95 |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"Every recorded run (`churn-{kind}-history.jsonl`; *requests, events*: from the run's command, "
+                  "which is otherwise the one above; `-` where an older run's history line kept no churn figures):", "",
+                  "| date | code | requests, events | load at start | load at end | algorithm | lost | failed over "
+                  "| mask s | re-plan s | moved s | p95 steady / churn / recovery s | churn p95 / steady p95 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for h in hist:
             if h is hist[-1] and h["date"] == meta["date"]:
                 h.setdefault("uptime_after", meta.get("uptime_after"))
@@ -126,11 +135,11 @@ def main(out: Path) -> int:
                 if c is None and h is hist[-1] and h["date"] == meta["date"] and a in algs:
                     c = churn_summary(algs[a])     # this run, recorded by a testbed that did not keep them yet
                 if c is None:
-                    lines.append(f"| {h['date']} | {h.get('commit')} | {load_of(h.get('uptime_before'))} | "
+                    lines.append(f"| {h['date']} | {h.get('commit')} | {_shape(h)} | {load_of(h.get('uptime_before'))} | "
                                  f"{load_of(h.get('uptime_after'))} | {a} | - | - | - | - | - | - | - |")
                     continue
                 p = c.get("p95_s") or {}
-                lines.append(f"| {h['date']} | {h.get('commit')} | {load_of(h.get('uptime_before'))} | "
+                lines.append(f"| {h['date']} | {h.get('commit')} | {_shape(h)} | {load_of(h.get('uptime_before'))} | "
                              f"{load_of(h.get('uptime_after'))} | {a} | {c.get('lost')} | {_failed_over(c, c)} | "
                              f"{_f(c.get('mask_s'))} | {_f(c.get('replan_s'))} | {_f(c.get('moved_s'))} | "
                              f"{_f(p.get('steady'))} / {_f(p.get('churn'))} / {_f(p.get('recovery'))} | "
