@@ -72,7 +72,7 @@ class LiveDispatcher(procs.StartStop):
         else:
             raise DispatcherError("dispatcher did not open its port within 30 s")
         self.pids |= set(procs.process_tree(self.proc.pid))
-        self._cli("token", str(CLUSTER), self.token)
+        self._cli("token", "--", str(CLUSTER), self.token)    # a URL-safe token may begin with '-'
         return self
 
     def load_plan(self, plan_doc: dict, plan_id: int) -> None:

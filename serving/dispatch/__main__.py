@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan-id", type=int, default=None)
     p.add_argument("--policy", default="jffc", choices=LIVE_POLICIES)
     p.add_argument("--ttl", type=float, default=30.0, help="lease time to live in seconds")
-    t = sub.add_parser("token", help="allow TOKEN to dispatch for CLUSTER")
+    t = sub.add_parser("token", help="allow TOKEN to dispatch for CLUSTER",
+                       epilog="A token that begins with '-' goes after '--': token -- 1 -Abc...")
     t.add_argument("cluster", type=int)
     t.add_argument("token")
     args = ap.parse_args(argv)
