@@ -66,6 +66,7 @@ class GatewayRun(procs.StartStop):
         self.swarm, self.workdir, self.petals_python = swarm, Path(workdir), petals_python
         self.redis_url, self.prefix, self.plan_doc = redis_url, prefix, plan_doc
         self.key = "sk-testbed-" + secrets.token_urlsafe(18)
+        self.swarm_file = self.workdir / "swarm.json"   # rewritten when the churn moves the swarm
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.pids: set[int] = set()
@@ -76,7 +77,7 @@ class GatewayRun(procs.StartStop):
 
     def start(self) -> "GatewayRun":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        swarm_file = self.workdir / "swarm.json"
+        swarm_file = self.swarm_file
         self.swarm.save(swarm_file)
         config = self.workdir / "gateway.json"
         config.write_text(json.dumps({"models": [{"name": self.swarm.model_name, "cluster": CLUSTER, "engine": "petals",

@@ -231,18 +231,22 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                 if routes is not None:   # heartbeats and the re-plan go to the dispatcher's store
                     cstore = churn_mod.store_for(routes, churn.redis_url, churn.prefix)
                     stack.callback(cstore.close)
-                    mover = None
-                    if direct:   # the gateway's PETALS engine knows only the servers launched: no moves there
-                        def specs_for(doc: dict) -> dict:
-                            return {sp.id: sp for sp in launch_specs(
-                                doc, algorithm, max_len, args.device, server_env(args),
-                                one_way_ms={k: v * 1e3 / 2 for k, v in rtt.items()} if proxy else None,
-                                scenario=scenario)}
+                    def specs_for(doc: dict) -> dict:
+                        return {sp.id: sp for sp in launch_specs(
+                            doc, algorithm, max_len, args.device, server_env(args),
+                            one_way_ms={k: v * 1e3 / 2 for k, v in rtt.items()} if proxy else None,
+                            scenario=scenario)}
 
-                        def on_added(server: str, peer: str) -> None:
-                            peers[server], server_of[peer] = peer, server
-                            heartbeats.add(server)
-                        mover = churn_mod.Mover(swarm, cstore, specs_for, connect, on_added)
+                    def on_added(server: str, peer: str) -> None:
+                        peers[server], server_of[peer] = peer, server
+                        heartbeats.add(server)
+
+                    def move_connect(peer_addrs: list, spans: list) -> dict:
+                        seen = connect(peer_addrs, spans)       # the testbed's client sees the moved servers
+                        if gateway is not None:    # the gateway's engine reads its swarm file for servers it lacks
+                            swarm.info(gw_mod.MODEL_NAME).save(gw.swarm_file)
+                        return seen
+                    mover = churn_mod.Mover(swarm, cstore, specs_for, move_connect, on_added)
 
                     def proc_of(server: str):
                         if server in runner.restarting or (mover is not None and server in mover.busy):

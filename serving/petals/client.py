@@ -61,6 +61,10 @@ from petals.data_structures import RemoteSpanInfo  # noqa: E402
 from hivemind.moe.client.remote_expert_worker import RemoteExpertWorker  # noqa: E402
 from hivemind.proto import runtime_pb2  # noqa: E402
 
+# how long a forced chain's span missing from the routing table is looked for before its hop fails
+# (a server the plan just moved announces it within an update period; a dead one keeps its old record)
+SPAN_WAIT_S = 3.0
+
 # --------------------------------------------------------------------------- hang fixes
 _ServerSession = _isess._ServerInferenceSession
 
@@ -157,20 +161,29 @@ class ChainSequenceManager(RemoteSequenceManager):
     """Routes every session over ``chain`` = [(peer_id, start, end), ...] exactly."""
 
     def __init__(self, config, block_uids, *, dht=None, state=None, chain=None, offset: int = 0,
-                 routing_feedback: bool = True):
+                 routing_feedback: bool = True, refresh=None, span_wait_s: float = 0.0):
         super().__init__(config, block_uids, dht=dht, state=state)
         self.chain = list(chain or [])
         self.offset = offset        # the model's block number of this manager's block 0 (a sub-range)
         # False: a failed hop is not dropped from the shared routing table nor banned (the gateway's
         # dispatcher masks it instead, for as long as its liveness rules say)
         self.routing_feedback = routing_feedback
+        # a span the chain names but the routing table does not show yet (a server that just started or took
+        # a new block range: the plan moved before this client's next update) is looked up again with
+        # ``refresh`` for up to ``span_wait_s`` before its hop fails
+        self.refresh, self.span_wait_s = refresh, span_wait_s
 
     def __getitem__(self, ix):
         sub = super().__getitem__(ix)
         sub.chain = self.chain
         sub.offset = self.offset + (ix.start or 0 if isinstance(ix, slice) else int(ix))
         sub.routing_feedback = self.routing_feedback
+        sub.refresh, sub.span_wait_s = self.refresh, self.span_wait_s
         return sub
+
+    def _known(self, peer: str, lo: int, hi: int) -> list:
+        return [s for s in self.state.sequence_info.spans_containing_block[lo]
+                if s.peer_id.to_base58() == peer and s.start <= lo and s.end >= hi]
 
     def on_request_failure(self, peer_id):
         if self.routing_feedback:
@@ -185,8 +198,13 @@ class ChainSequenceManager(RemoteSequenceManager):
             lo, hi = max(start, start_index), min(end, end_index)
             if lo >= hi:
                 continue
-            known = [s for s in self.state.sequence_info.spans_containing_block[lo]
-                     if s.peer_id.to_base58() == peer and s.start <= lo and s.end >= hi]
+            known = self._known(peer, lo, hi)
+            deadline = time.monotonic() + self.span_wait_s
+            while not known and self.refresh is not None and time.monotonic() < deadline:
+                self.refresh()
+                known = self._known(peer, lo, hi)
+                if not known:
+                    time.sleep(0.1)
             if not known:
                 raise MissingBlocksError(list(range(lo, hi)))
             spans.append(RemoteSpanInfo(peer_id=known[0].peer_id, start=lo, end=hi,
@@ -273,7 +291,8 @@ class Client:
         if changes:
             config = dataclasses.replace(config, **changes)
         return ChainSequenceManager(config, self.base.block_uids, dht=self.base.dht,
-                                    state=self.base.state, chain=chain, routing_feedback=routing_feedback)
+                                    state=self.base.state, chain=chain, routing_feedback=routing_feedback,
+                                    refresh=lambda: self.base.update(wait=True), span_wait_s=SPAN_WAIT_S)
 
     def _start_timing(self) -> None:
         _hop_times.acc, _hop_times.steps, _hop_times.first, _hop_times.setup = {}, {}, {}, {}

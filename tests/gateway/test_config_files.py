@@ -48,6 +48,28 @@ def test_a_petals_entry_reads_its_swarm_file_relative_to_the_config(tmp_path):
     assert model.engine.python == str(DEFAULT_PETALS_PYTHON)      # the gateway stays in its own environment
 
 
+def test_a_server_the_swarm_file_gained_is_found_when_a_lease_names_it(tmp_path):
+    """A re-plan that starts servers rewrites the swarm file; the engine reads it again for a server it does not
+    know, and a file that is being rewritten (not valid yet) leaves the swarm known so far in place."""
+    from serving.gateway.engines.petals import from_spec
+    from serving.gateway.engine import EngineError
+    from solvers.plan_format import HopDoc
+    path = tmp_path / "swarm.json"
+    path.write_text(json.dumps(SWARM))
+    engine = from_spec({"engine": "petals", "swarm_file": "swarm.json"}, base_dir=tmp_path)
+    known = next(iter(SWARM["peers"]))
+    assert engine.chain([HopDoc(known, 0, 2)]) == [[SWARM["peers"][known], 0, 2]]
+    with pytest.raises(EngineError, match="'fresh' of the granted chain is not in this PETALS swarm"):
+        engine.chain([HopDoc("fresh", 0, 2)])
+    path.write_text('{"model_dir": ')                       # half written
+    with pytest.raises(EngineError):
+        engine.chain([HopDoc("fresh", 0, 2)])
+    assert engine.swarm.peers == SWARM["peers"]
+    path.write_text(json.dumps({**SWARM, "peers": {**SWARM["peers"], "fresh": "12D3KooWFresh"}}))
+    assert engine.chain([HopDoc(known, 0, 2), HopDoc("fresh", 2, 2)]) == [[SWARM["peers"][known], 0, 2],
+                                                                          ["12D3KooWFresh", 2, 4]]
+
+
 @pytest.mark.parametrize("entry, field", [
     ({}, "swarm_file: a path is required"),
     ({"swarm_file": 7}, "swarm_file: a path is required"),

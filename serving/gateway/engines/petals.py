@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
 
@@ -51,8 +52,12 @@ class PetalsEngine:
 
     def __init__(self, swarm: SwarmInfo, *, python: str | os.PathLike | None = None,
                  max_retries: int = MAX_RETRIES, start_timeout_s: float = 120.0, update_period_s: float = 2.0,
-                 expected_step_s: float = EXPECTED_STEP_S):
+                 expected_step_s: float = EXPECTED_STEP_S, swarm_file: str | os.PathLike | None = None):
         self.swarm = swarm
+        # where the swarm came from: read again when a lease names a server it does not list (servers started
+        # for a re-plan, written there by whoever started them)
+        self.swarm_file = Path(swarm_file) if swarm_file is not None else None
+        self._swarm_stamp = self._stamp()
         self.expected_step_s = expected_step_s
         self.python = str(python or DEFAULT_PETALS_PYTHON)
         self.max_retries, self.start_timeout_s, self.update_period_s = max_retries, start_timeout_s, update_period_s
@@ -119,11 +124,35 @@ class PetalsEngine:
         await self.aclose()
 
     # -- one request ----------------------------------------------------------------
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.swarm_file.stat() if self.swarm_file is not None else None
+        except OSError:
+            return None
+        return None if st is None else (st.st_mtime_ns, st.st_size)
+
+    def _reload(self) -> bool:
+        """The swarm file again, if it changed since it was read; False when it did not or cannot be read (the
+        swarm known so far stays)."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._swarm_stamp:
+            return False
+        try:
+            swarm = SwarmInfo.load(self.swarm_file)
+        except SwarmError:
+            return False          # being written, or broken: the next unknown server tries again
+        self._swarm_stamp = stamp
+        self.swarm = replace(self.swarm, peers=swarm.peers, max_length=swarm.max_length)
+        self._server_of = {peer: server for server, peer in swarm.peers.items()}
+        return True
+
     def chain(self, hops: Sequence[HopDoc]) -> list[list[Any]]:
         """The lease's hops as the client's forced route: [[peer_id, start, end], ...]."""
         chain = []
         for hop in hops:
             peer = self.swarm.peers.get(hop.server)
+            if peer is None and self._reload():
+                peer = self.swarm.peers.get(hop.server)
             if peer is None:
                 raise EngineError(f"server {hop.server!r} of the granted chain is not in this PETALS swarm",
                                   server=hop.server)
@@ -273,4 +302,5 @@ def from_spec(spec: Mapping[str, Any], *, base_dir: Path | None = None) -> Petal
         swarm = SwarmInfo.load(swarm_file)
     except SwarmError as exc:
         raise ValueError(f"swarm_file: {exc}") from None
-    return PetalsEngine(swarm, python=_path(spec, "python", base_dir, required=False), expected_step_s=float(expected))
+    return PetalsEngine(swarm, python=_path(spec, "python", base_dir, required=False), expected_step_s=float(expected),
+                        swarm_file=swarm_file)
