@@ -387,6 +387,10 @@ class Replanner:
         self._last: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="replanner")
+        # a move runs beside the watch (servers start for tens of seconds): (thread, moves, target, out, t) and,
+        # once it ended, its records
+        self._move: tuple | None = None
+        self._moved: list[dict] | None = None
 
     def _scenario_without(self, out: set[str]):
         import copy
@@ -397,14 +401,15 @@ class Replanner:
         doc["workload"].pop("trace", None)
         return parse_scenario(doc)
 
-    def _plan_without(self, out: set[str]) -> dict | None:
-        """On the placement that runs (the launched one, or where the mover left it), without ``out``."""
+    def _plan_without(self, out: set[str], moving: set[str] = frozenset()) -> dict | None:
+        """On the placement that runs (the launched one, or where the mover left it), without ``out`` (nor the
+        servers ``moving``, which are starting or restarting)."""
         from solvers.runner import plan
         running = self.mover.rows() if self.mover is not None else [
             {k: r[k] for k in ("server", "start_block", "num_blocks")} for r in self.plan_doc.get("placement", [])]
         if not out and self.mover is None:
             return self.plan_doc
-        rows = [r for r in running if r["server"] not in out and r["num_blocks"] > 0]
+        rows = [r for r in running if r["server"] not in out | moving and r["num_blocks"] > 0]
         new = plan(self._scenario_without(out), self.algorithm, placement=rows)
         return new if new.get("feasible") and new.get("chains") else None
 
@@ -452,7 +457,8 @@ class Replanner:
             log(f"testbed: churn: placing blocks without {sorted(out)} failed: {exc}")
             target, moves = None, []
         if target is not None and not moves:
-            self._adopt(target, out, "placed" if out else "original", t)
+            if target is not self.adopted:     # (after a move that came too late, it may be in place already)
+                self._adopt(target, out, "placed" if out else "original", t)
             return
         if interim is not None:
             self._adopt(interim, out, "interim", t)
@@ -460,10 +466,40 @@ class Replanner:
             if interim is None:
                 log(f"testbed: churn: no feasible plan without {sorted(out)}; the masked plan stays")
             return
-        log(f"testbed: churn: moving the swarm: "
+        log("testbed: churn: moving the swarm: "
             + ", ".join(f"{m['action']} {m['server']} {m['blocks'][0]}:{m['blocks'][1]}" for m in moves))
-        records = self.mover.move(moves)
+
+        def run() -> None:
+            self._moved = self.mover.move(moves)
+        th = threading.Thread(target=run, daemon=True, name="mover")
+        self._moved = None
+        self._move = (th, target, set(out), t)
+        th.start()
+
+    def _react_moving(self, out: set[str]) -> None:
+        """The set of servers out changed while a move runs (the server that started it is back, say): serve at
+        once on what runs, the servers being moved left out; the move's plan is judged when it ends."""
+        t = time.time()
+        try:
+            doc = self.plan_doc if not out and not (_servers_of(self.plan_doc) & self.mover.busy) else \
+                self._plan_without(out, set(self.mover.busy))
+        except Exception as exc:   # noqa: BLE001
+            log(f"testbed: churn: re-plan without {sorted(out)} during the move failed: {exc}")
+            return
+        if doc is not None:
+            self._adopt(doc, out, "interim" if out else "original", t)
+
+    def _move_ended(self) -> None:
+        _, target, out, t = self._move
+        records, self._move = self._moved or [], None
         failed = [r for r in records if "error" in r]
+        if out != self.out:          # the servers out changed meanwhile: what was planned for is past
+            log(f"testbed: churn: the move for {sorted(out) or 'no server'} ended after the servers out became "
+                f"{sorted(self.out) or 'none'}; planning again")
+            self.mover.mark_up(records)
+            if not self.mover.cancelled.is_set():
+                self._react(self.out)
+            return
         if failed and self.mover.cancelled.is_set():
             log("testbed: churn: the replay ended before the move did")
             self.mover.mark_up(records)
@@ -486,7 +522,7 @@ class Replanner:
         if events:
             self._last = events[-1]["id"]
             self.transitions += [{**e, "seen": time.time()} for e in events]
-        if not events and not self.out:
+        if not events and not self.out and self._move is None:
             return
         out = set(self.out)
         moving = self.mover.busy if self.mover is not None else set()
@@ -502,9 +538,14 @@ class Replanner:
                 heard = _epoch(s.get("heard_at"))
                 if s["state"] == "up" and heard is not None and heard > self.down_at.get(name, 0):
                     out.discard(name)      # it heartbeats again: back
+        if self._move is not None and not self._move[0].is_alive():
+            self._move_ended()
         if out != self.out:
             self.out = out
-            self._react(out)
+            if self._move is not None:
+                self._react_moving(out)
+            else:
+                self._react(out)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.25):
@@ -526,6 +567,8 @@ class Replanner:
     def __exit__(self, *exc) -> None:
         self.cancel()
         self._thread.join(timeout=120)
+        if self._move is not None:
+            self._move[0].join(timeout=120)
 
 
 # --------------------------------------------------------------------------- the events, on time
