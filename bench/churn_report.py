@@ -48,7 +48,7 @@ def main(out: Path) -> int:
              "the kill or stop to the adoption of that plan with the swarm serving it; `-` when it was not adopted "
              "during the replay. The replay's length follows the calibration: the load is 0.6 of the proposed "
              "plan's saturation rate, and a calibration that gives three whole-model chains (rate about 3.1/s) ended "
-             "the 150 requests of the runs before 10:40 UTC after about 48 s, before the events at 52 s, so they have "
+             "the 150 requests of the runs before 10:30 UTC after about 48 s, before the events at 52 s, so they have "
              "no recovery window; since then the runs take 300 requests (about 95 s) with the events at 30 and 60 s. "
              "*kill-gateway* sends the chain plan's requests through the gateway (`--via gateway`; PETALS' own "
              "routing has no plan to dispatch, so it is not in that section). Each section below shows the latest run "
