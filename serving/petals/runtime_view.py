@@ -138,19 +138,28 @@ def current_states(store: Any, cluster: int) -> dict[str, dict]:
 
 def reader(swarm_file: str, python: str, every_s: float) -> subprocess.Popen:
     """``serving.petals.announced`` in the PETALS environment, one JSON line per read on its stdout."""
+    # its stderr is ours: a reader that cannot reach the swarm says why in the side-car's log
     return subprocess.Popen([python, "-m", "serving.petals.announced", "--swarm-file", swarm_file,
                              "--every", repr(every_s)], cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"})
 
 
 def run(store: Any, cluster: int, lines: Iterable[str], view: RuntimeView) -> None:
-    """Apply every read of ``lines`` (the reader's stdout) to the store, until the lines end."""
+    """Apply every read of ``lines`` (the reader's stdout) to the store, until the lines end.  The first read
+    and every change of what a server announces are logged (what the swarm said, before any debouncing)."""
+    said: dict[str, str] = {}
     for line in lines:
         try:
             announced = json.loads(line)["servers"]
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a line that is not the reader's: %r", line[:200])
             continue
+        now = {server: str((ann or {}).get("state", "absent")) for server, ann in announced.items()}
+        changed = {k: v for k, v in now.items() if said.get(k) != v}
+        if changed:
+            log.info("%s: %s", "first read" if not said else "announced",
+                     ", ".join(f"{k} {v}" for k, v in sorted(changed.items())))
+        said = now
         apply(store, cluster, view.step(announced, current_states(store, cluster)))
 
 

@@ -108,7 +108,13 @@ def test_a_clean_leave_and_return_on_a_real_swarm(tmp_path, petals_python):
                     time.sleep(0.2)
                 return time.monotonic() - t0
 
-            time.sleep(4)               # a few reads of a healthy swarm: nothing to say
+            t0 = time.monotonic()       # the side-car has read the swarm (its reader starts a DHT client)
+            while "first read: " not in (tmp_path / "side.log").read_text():
+                assert side.poll() is None, (tmp_path / "side.log").read_text()[-2000:]
+                assert time.monotonic() - t0 < 60, "no read of the swarm in 60 s: " + (
+                    tmp_path / "side.log").read_text()[-2000:]
+                time.sleep(0.2)
+            time.sleep(3)               # a few reads of a healthy swarm: nothing to say
             assert state("a") == state("b") == "up"
             assert store.events(cluster) == []
             b = swarm.server("b")
