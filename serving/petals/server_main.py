@@ -2,7 +2,8 @@
 
 Same arguments as ``python -m petals.cli.run_server``; PETALS' start-up version check (an
 HTTPS request to the package index) is skipped, so a server of the testbed never tries to
-leave loopback, and ``CHAINPLAN_CUDA_MEMORY_FRACTION`` caps the process's GPU memory.
+leave loopback, ``CHAINPLAN_CUDA_MEMORY_FRACTION`` caps the process's GPU memory, and SIGINT
+is a clean leave even where the parent ignored it.
 """
 
 import sys
@@ -10,6 +11,11 @@ import sys
 
 def main() -> None:
     import os
+    import signal
+    # SIGINT is a clean leave (PETALS announces the server offline, then stops), even when whoever started us
+    # ignored it: a background job of a non-interactive shell starts with SIGINT ignored, and Python then
+    # installs no handler of its own, so the server would never leave
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     fraction = os.environ.get("CHAINPLAN_CUDA_MEMORY_FRACTION")
     if fraction:   # cap this server's share of the GPU (several servers share one device)
         import torch
