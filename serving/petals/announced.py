@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
     n = _num_blocks(swarm["model_dir"])
     uids = [f"{swarm['dht_prefix']}{UID_DELIMITER}{i}" for i in range(n)]
+    parent = os.getppid()
     dht = DHT(initial_peers=swarm["initial_peers"], client_mode=True, start=True)
     printed = 0
     try:
-        while True:
+        while os.getppid() == parent:    # a side-car killed outright leaves no reader behind
             infos = get_remote_module_infos(dht, uids, latest=True)
             line = {"t": time.time(), "servers": snapshot(infos, swarm["peers"])}
             sys.stdout.write(json.dumps(line) + "\n")
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         sys.stdout.flush()
+    if os.getppid() != parent:         # nobody will stop our DHT process: stop it ourselves
+        try:
+            dht.shutdown()
+        except Exception:  # noqa: BLE001 - exiting either way
+            pass
     os._exit(0)   # hivemind's threads can block the interpreter's teardown
 
 

@@ -134,7 +134,8 @@ def test_a_clean_leave_and_return_on_a_real_swarm(tmp_path, petals_python):
             assert side.wait(timeout=15) == 0
             side = None
     finally:
-        if side is not None:
-            side.kill()
+        if side is not None:           # its reader and the reader's DHT process too
+            from serving.petals import procs
+            procs.terminate_tree(procs.process_tree(side.pid), timeout_s=5)
             side.wait(timeout=15)
         store.clear()
