@@ -221,6 +221,12 @@ class HopDoc:
         return self.start_block + self.num_blocks
 
 
+def route_text(hops) -> str:
+    """Hops as ``server:start-end|...`` (blocks ``start`` to ``end - 1``): the gateway's ``x-chainplan-route``
+    header and the testbed's route columns."""
+    return "|".join(f"{h.server}:{h.start_block}-{h.end_block}" for h in hops)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PlacementRow(_Doc):
     server: str

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from serving.petals.swarm import ServerSpec, Swarm, plan_specs
+from solvers.plan_format import route_text
 from testbed import gateway as gw_mod
 from testbed import log
 from testbed.calibrate import probe_launched
@@ -188,8 +189,7 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                              "ok": res["ok"], "error": res.get("error", ""),
                              "failovers": failovers, "failed_servers": "|".join(failed_servers),
                              "chain": grant.chain if grant is not None else "",
-                             "granted": "|".join(f"{h.server}:{h.start_block}-{h.start_block + h.num_blocks}"
-                                                 for h in grant.hops) if grant else "",
+                             "granted": route_text(grant.hops) if grant else "",
                              "route": "|".join(f"{server_of.get(p, p)}:{a}-{b}" for p, a, b in route),
                              # after a fail-over: wait and service time of the attempt that finished
                              "wait_s": (res["t_start"] - arrive) if res["ok"] and not failovers else
@@ -206,8 +206,7 @@ def run_algorithm(algorithm: str, plan_doc: dict, scenario_doc: dict, arrivals: 
                                                        for p, t in res.get("first", {}).items()})})
 
             base = arrivals[0]
-            hops_of = ["|".join(f"{h.server}:{h.start_block}-{h.start_block + h.num_blocks}" for h in chain_hops(ch))
-                       for ch in plan_doc.get("chains", [])]
+            hops_of = [route_text(chain_hops(ch)) for ch in plan_doc.get("chains", [])]
             if churn is not None:
                 resolved = churn.resolved()
                 log(f"testbed: {algorithm}: churn events {[(e.action, e.server, e.at_s) for e in resolved]}")

@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from serving.dispatch.failover import MAX_ATTEMPTS, MAX_FAILOVER_S, Attempt, FailoverExhausted, Failure, astream
 from serving.dispatch.protocol import DispatchError, NoAdoptedPlan, NoFreeChain
+from solvers.plan_format import route_text
 
 from .engine import Delta, Engine, EngineError, GenerationRequest, RequestTooLong, Resume
 from .errors import OpenAIError
@@ -462,7 +463,7 @@ class Gateway:
             servers = tuple(h.server for h in a.lease.servers)
             if not a.resumed:
                 progress.waited_s = float(a.lease.waited_s)      # the dispatcher's queue time (the header)
-                progress.route = "|".join(f"{h.server}:{h.start_block}-{h.end_block}" for h in a.lease.servers)
+                progress.route = route_text(a.lease.servers)
                 # the metric: the whole time to get the lease, round trip to the dispatcher included
                 obs.granted(served.cluster, served.name, a.lease.chain, servers, time.perf_counter() - asked)
             else:
